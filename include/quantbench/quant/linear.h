@@ -1,0 +1,62 @@
+// The one interface every linear layer goes through. The model calls forward(x) and never asks
+// which format it holds; a format never knows which model it is in.
+//
+// Logical weight W is [out_features, in_features] (nn.Linear orientation); forward computes
+// y = x W^T (+ bias) for x [..., in_features] in the activation dtype, on the layer's device,
+// returning [..., out_features] in the same dtype. forward must be capturable in a CUDA graph:
+// no host synchronisation, no data-dependent shapes.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qb::quant {
+
+class Linear {
+ public:
+  Linear(int64_t in_features, int64_t out_features) : in_features_(in_features), out_features_(out_features) {}
+  virtual ~Linear() = default;
+  Linear(const Linear&) = delete;
+  Linear& operator=(const Linear&) = delete;
+
+  virtual at::Tensor forward(const at::Tensor& x) const = 0;
+  // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
+  // reference (quantized formats return their dequantized values, not the original weight).
+  virtual at::Tensor dequantize() const = 0;
+  // Bytes the layer holds on its device: packed weights, scales, zeros, codebooks, bias.
+  virtual int64_t weight_bytes() const = 0;
+  // Bytes one forward pass with a single token must read from memory (weights + metadata + bias);
+  // the numerator of the decode bandwidth floor. Equal to weight_bytes() for every format so far.
+  virtual int64_t bytes_read_per_token() const { return weight_bytes(); }
+  virtual std::string format_name() const = 0;
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+ private:
+  int64_t in_features_;
+  int64_t out_features_;
+};
+
+using LinearPtr = std::unique_ptr<Linear>;
+
+// Runs several layers that share an input and concatenates their outputs along the last dim:
+// the generic way to fuse q/k/v (or gate/up) when a format cannot merge its packed tensors.
+class ConcatLinear final : public Linear {
+ public:
+  explicit ConcatLinear(std::vector<LinearPtr> parts);
+  at::Tensor forward(const at::Tensor& x) const override;
+  at::Tensor dequantize() const override;
+  int64_t weight_bytes() const override;
+  std::string format_name() const override;
+
+ private:
+  std::vector<LinearPtr> parts_;
+};
+
+}  // namespace qb::quant

@@ -1,0 +1,57 @@
+// Shared helpers for the tests: where data lives, temp dirs, GPU skipping, error comparison.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace qb::test {
+
+// ../shared/data beside the checkout (CI has it too), or $QB_SHARED_DATA (the GPU machine).
+inline std::string shared_data_dir() {
+  const char* env = std::getenv("QB_SHARED_DATA");
+  if (env != nullptr && *env != '\0') return env;
+  return (std::filesystem::path(QB_SOURCE_DIR).parent_path() / "shared" / "data").string();
+}
+
+inline std::string fixtures_dir() { return (std::filesystem::path(QB_SOURCE_DIR) / "tests" / "fixtures").string(); }
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "quantbench-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+// ||out - ref|| / ||ref|| in float64.
+inline double relative_error(const at::Tensor& out, const at::Tensor& ref) {
+  const at::Tensor o = out.to(at::kCPU, at::kDouble);
+  const at::Tensor r = ref.to(at::kCPU, at::kDouble);
+  const double denom = r.norm().item<double>();
+  const double num = (o - r).norm().item<double>();
+  return denom == 0.0 ? num : num / denom;
+}
+
+bool cuda_available();  // defined in test_support.cpp
+
+}  // namespace qb::test
+
+// Skips the test, printing why, when no CUDA device is present (CI); runs it on the GPU machine.
+#define QB_REQUIRE_CUDA()                                                                   \
+  do {                                                                                      \
+    if (!::qb::test::cuda_available()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped"; \
+  } while (0)
