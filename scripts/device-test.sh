@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run ON the GPU machine (through the device tool, carry [".device"], after scripts/device-prep.sh):
+# configure with ninja against python3's torch 2.11+cu130, build, run every test including the GPU
+# ones, then the benchmarks; logs go to $OUT when set. One call, well under 10 minutes.
+# Usage: scripts/device-test.sh [tests|bench|all] [extra ctest args...]
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -f "$ROOT/.device/snapshot.tar" ] && [ -z "${QB_IN_SNAPSHOT:-}" ]; then
+  # Build the committed snapshot, not the (possibly mid-edit) working tree that travelled.
+  rm -rf /tmp/qb-snapshot && mkdir -p /tmp/qb-snapshot && tar -xf "$ROOT/.device/snapshot.tar" -C /tmp/qb-snapshot
+  ln -s "$ROOT/.device" /tmp/qb-snapshot/.device
+  OUT="${OUT:-$ROOT/.device/out}" QB_IN_SNAPSHOT=1 exec bash /tmp/qb-snapshot/scripts/device-test.sh "$@"
+fi
+cd "$ROOT"
+MODE="${1:-all}"; shift || true
+OUT="${OUT:-$ROOT/.device/out}"; mkdir -p "$OUT"
+BUILD=build-device
+export PATH="/usr/local/cuda/bin:$PATH"
+export QB_SHARED_DATA="$ROOT/.device/shared-data"
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv;
+  nvcc --version | tail -1; python3 -c 'import torch; print("torch", torch.__version__)'; } 2>&1 | tee "$OUT/env.log"
+
+start=$(date +%s)
+if [ ! -f "$BUILD/build.ninja" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')" \
+    -DONIG_ROOT="$ROOT/.device/onig" -DCMAKE_CUDA_ARCHITECTURES="90-real" -DTORCH_CUDA_ARCH_LIST="9.0" \
+    > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+fi
+ninja -C "$BUILD" > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+
+status=0
+if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
+  ctest --test-dir "$BUILD" --output-on-failure -j 4 "$@" > "$OUT/ctest.log" 2>&1 || status=1
+  grep -E "tests passed|tests failed|\*\*\*Failed|Not Run|Exception" "$OUT/ctest.log" | tail -30
+  "$BUILD/quantbench_tests" --gtest_brief=1 --gtest_filter='*Gpu*:*Cuda*' > "$OUT/gpu-tests.log" 2>&1 || status=1
+  tail -5 "$OUT/gpu-tests.log"
+fi
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  [ -x scripts/bench.sh ] && bash scripts/bench.sh "$BUILD" "$OUT" || status=1
+fi
+exit $status
