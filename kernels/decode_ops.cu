@@ -1,0 +1,320 @@
+// Fused decode-step kernels (contract in include/quantbench/kernels/decode_ops.h). Each is small
+// and latency-bound: the point is one launch where libtorch would issue several, and positions read
+// from device memory so a captured graph can be replayed step after step.
+#include <cfloat>
+
+#include "dtype_utils.cuh"
+#include "quantbench/core/error.h"
+#include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/decode_ops.h"
+
+namespace qb::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void embed_tokens_kernel(const int64_t* tokens, const int64_t* position, const T* token_table,
+                                    const T* position_table, int64_t position_offset, T* out, int64_t hidden) {
+  const int64_t b = blockIdx.x;
+  const T* token_row = token_table + tokens[b] * hidden;
+  const T* position_row = position_table != nullptr ? position_table + (*position + position_offset) * hidden : nullptr;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = to_float(token_row[i]);
+    if (position_row != nullptr) v += to_float(position_row[i]);
+    out[b * hidden + i] = from_float<T>(v);
+  }
+}
+
+// One block per row; the row is staged in shared memory (fp32) so both norms are exact two-pass.
+template <typename T>
+__global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
+                                float eps, bool rms) {
+  extern __shared__ float row[];
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  T* res = residual + r * hidden;
+  float local = 0.f;
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float v = to_float(res[i]);
+    if (delta != nullptr) {
+      v = round_to<T>(v + to_float(delta[r * hidden + i]));
+      res[i] = from_float<T>(v);
+    }
+    row[i] = v;
+    local += rms ? v * v : v;
+  }
+  const float first = block_sum(local, scratch) / static_cast<float>(hidden);
+  float mean = 0.f, rstd;
+  if (rms) {
+    rstd = rsqrtf(first + eps);
+  } else {
+    mean = first;
+    float centered = 0.f;
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+      const float d = row[i] - mean;
+      centered += d * d;
+    }
+    rstd = rsqrtf(block_sum(centered, scratch) / static_cast<float>(hidden) + eps);
+  }
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float normed = (row[i] - mean) * rstd;
+    if (rms) normed = round_to<T>(normed);  // HF casts to the input dtype before the weight
+    float y = normed * to_float(weight[i]);
+    if (bias != nullptr) y += to_float(bias[i]);
+    out[r * hidden + i] = from_float<T>(y);
+  }
+}
+
+__device__ __forceinline__ float apply_act(float x, ActType act) {
+  switch (act) {
+    case ActType::kGeluTanh: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case ActType::kGeluErf: return 0.5f * x * (1.f + erff(x * 0.7071067811865476f));
+    case ActType::kSilu: return x / (1.f + __expf(-x));
+    case ActType::kRelu: return fmaxf(x, 0.f);
+  }
+  return x;
+}
+
+template <typename T>
+__global__ void activation_kernel(const T* in, T* out, int64_t rows, int64_t inter, bool gated, ActType act) {
+  const int64_t total = rows * inter;
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / inter, i = idx % inter;
+    if (gated) {
+      const float a = round_to<T>(apply_act(to_float(in[r * 2 * inter + i]), act));
+      out[idx] = from_float<T>(a * to_float(in[r * 2 * inter + inter + i]));
+    } else {
+      out[idx] = from_float<T>(apply_act(to_float(in[idx]), act));
+    }
+  }
+}
+
+// rotate_half rotary embedding of element d of a head vector x (fp32, in shared memory).
+__device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, const float* cos_row,
+                                        const float* sin_row) {
+  if (d >= rotary_dim) return x[d];
+  const int half = rotary_dim / 2;
+  return d < half ? x[d] * cos_row[d] - x[d + half] * sin_row[d]
+                  : x[d] * cos_row[d - half] + x[d - half] * sin_row[d - half];
+}
+
+// Grid: batch x kv_heads. One block owns one K/V head of one sequence and the `group` query heads
+// that read it, so the cache write and the reads that depend on it stay inside one block.
+// Shared: q [group][D] | raw k,v [2][D] | scores [group][capacity] | inv_sum [group].
+template <typename T>
+__global__ void decode_attention_kernel(const T* qkv, T* k_cache, T* v_cache, const int64_t* position,
+                                        const float* rope_cos, const float* rope_sin, T* out, int num_heads,
+                                        int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity,
+                                        float scale) {
+  extern __shared__ float shared[];
+  const int group = num_heads / num_kv_heads;
+  const int b = blockIdx.x / num_kv_heads, kv_head = blockIdx.x % num_kv_heads;
+  const int64_t pos = *position;
+  float* q_s = shared;
+  float* kv_raw = q_s + group * head_dim;
+  float* scores = kv_raw + 2 * head_dim;
+  float* inv_sum = scores + group * capacity;
+  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
+  const T* q_in = qkv + b * qkv_row + int64_t(kv_head) * group * head_dim;
+  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
+  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
+  const float* cos_row = rope_cos != nullptr ? rope_cos + pos * (rotary_dim / 2) : nullptr;
+  const float* sin_row = rope_sin != nullptr ? rope_sin + pos * (rotary_dim / 2) : nullptr;
+
+  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) q_s[i] = to_float(q_in[i]);
+  for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+    kv_raw[i] = to_float(k_in[i]);
+    kv_raw[head_dim + i] = to_float(v_in[i]);
+  }
+  __syncthreads();
+  // Rotate in registers, then write back: every thread reads its partners before any write.
+  float q_rot[8];  // group * head_dim <= 8 * blockDim.x (checked on the host)
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < group * head_dim) {
+      const int g = i / head_dim, d = i % head_dim;
+      q_rot[j] = cos_row != nullptr ? rotary(q_s + g * head_dim, d, rotary_dim, cos_row, sin_row) : q_s[i];
+    }
+  }
+  float k_rot = 0.f;
+  if (threadIdx.x < head_dim) {
+    k_rot = cos_row != nullptr ? rotary(kv_raw, threadIdx.x, rotary_dim, cos_row, sin_row) : kv_raw[threadIdx.x];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < group * head_dim) q_s[i] = round_to<T>(q_rot[j]);
+  }
+  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
+  if (threadIdx.x < head_dim) {  // blockDim.x >= head_dim (host-checked)
+    k_cache[cache_base + pos * head_dim + threadIdx.x] = from_float<T>(k_rot);
+    v_cache[cache_base + pos * head_dim + threadIdx.x] = from_float<T>(kv_raw[head_dim + threadIdx.x]);
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const T* keys = k_cache + cache_base;
+  const T* values = v_cache + cache_base;
+  for (int64_t t = warp; t <= pos; t += warps) {
+    for (int g = 0; g < group; ++g) {
+      float dot = 0.f;
+      for (int d = lane; d < head_dim; d += 32) dot += q_s[g * head_dim + d] * to_float(keys[t * head_dim + d]);
+      dot = warp_sum(dot);
+      if (lane == 0) scores[g * capacity + t] = dot * scale;
+    }
+  }
+  __syncthreads();
+  for (int g = warp; g < group; g += warps) {
+    float* s = scores + g * capacity;
+    float m = -FLT_MAX;
+    for (int64_t t = lane; t <= pos; t += 32) m = fmaxf(m, s[t]);
+    m = warp_max(m);
+    float sum = 0.f;
+    for (int64_t t = lane; t <= pos; t += 32) {
+      const float e = __expf(s[t] - m);
+      s[t] = e;
+      sum += e;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) inv_sum[g] = 1.f / sum;
+  }
+  __syncthreads();
+  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(kv_head) * group * head_dim;
+  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
+    const int g = i / head_dim, d = i % head_dim;
+    const float* p = scores + g * capacity;
+    float acc = 0.f;
+    for (int64_t t = 0; t <= pos; ++t) acc += p[t] * to_float(values[t * head_dim + d]);
+    out_row[i] = from_float<T>(acc * inv_sum[g]);
+  }
+}
+
+__global__ void advance_step_kernel(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position,
+                                    int64_t batch, int64_t first_generated_position, int64_t generated_cols) {
+  const int64_t pos = *position;
+  const int64_t column = pos + 1 - first_generated_position;
+  for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) {
+    tokens[b] = next[b];
+    if (generated != nullptr && column >= 0 && column < generated_cols) generated[b * generated_cols + column] = next[b];
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) *position = pos + 1;
+}
+
+// NaN counts as the maximum (torch.argmax semantics); ties keep the first index.
+__device__ __forceinline__ bool better(float v, int64_t i, float best, int64_t best_i) {
+  const bool v_nan = v != v, best_nan = best != best;
+  if (v_nan || best_nan) return v_nan && (!best_nan || i < best_i);
+  return v > best || (v == best && i < best_i);
+}
+
+template <typename T>
+__global__ void argmax_kernel(const T* logits, int64_t* out, int64_t vocab) {
+  __shared__ float best_v[32];
+  __shared__ int64_t best_i[32];
+  const T* row = logits + blockIdx.x * vocab;
+  float v = -INFINITY;
+  int64_t idx = INT64_MAX;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float x = to_float(row[i]);
+    if (better(x, i, v, idx)) { v = x; idx = i; }
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, offset);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, offset);
+    if (better(ov, oi, v, idx)) { v = ov; idx = oi; }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) { best_v[warp] = v; best_i[warp] = idx; }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x >> 5;
+    v = lane < warps ? best_v[lane] : -INFINITY;
+    idx = lane < warps ? best_i[lane] : INT64_MAX;
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, v, offset);
+      const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, offset);
+      if (better(ov, oi, v, idx)) { v = ov; idx = oi; }
+    }
+    if (lane == 0) out[blockIdx.x] = idx;
+  }
+}
+
+}  // namespace
+
+void embed_tokens(const int64_t* tokens, const int64_t* position, const void* token_table, const void* position_table,
+                  int64_t position_offset, void* out, int64_t batch, int64_t hidden, DType dtype, cudaStream_t stream) {
+  QB_DISPATCH_DTYPE(dtype, T,
+    embed_tokens_kernel<T><<<batch, kThreads, 0, stream>>>(tokens, position, static_cast<const T*>(token_table),
+        static_cast<const T*>(position_table), position_offset, static_cast<T*>(out), hidden));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
+              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream) {
+  const size_t shared_bytes = static_cast<size_t>(hidden) * sizeof(float);
+  QB_CHECK(shared_bytes <= 48 * 1024, kUnsupported, "add_norm: hidden size {} exceeds the 12288 the kernel stages", hidden);
+  QB_DISPATCH_DTYPE(dtype, T,
+    add_norm_kernel<T><<<rows, kThreads * 2, shared_bytes, stream>>>(static_cast<T*>(residual),
+        static_cast<const T*>(delta), static_cast<const T*>(weight), static_cast<const T*>(bias),
+        static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gated, ActType act, DType dtype,
+                cudaStream_t stream) {
+  const int64_t total = rows * inter;
+  const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
+  QB_DISPATCH_DTYPE(dtype, T,
+    activation_kernel<T><<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(in), static_cast<T*>(out), rows,
+        inter, gated, act));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
+                      const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
+                      int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
+                      cudaStream_t stream) {
+  QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
+           "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
+  QB_CHECK(head_dim % 2 == 0 && head_dim <= 256 && rotary_dim <= head_dim && rotary_dim % 2 == 0, kUnsupported,
+           "decode_attention: head_dim {} / rotary_dim {} unsupported (even, head_dim <= 256)", head_dim, rotary_dim);
+  const int64_t group = num_heads / num_kv_heads;
+  int threads = kThreads;
+  while (threads < head_dim || group * head_dim > 8 * threads) threads *= 2;
+  QB_CHECK(threads <= 1024, kUnsupported, "decode_attention: group {} x head_dim {} too large", group, head_dim);
+  const size_t shared_bytes = sizeof(float) * static_cast<size_t>(group * head_dim + 2 * head_dim + group * capacity + group);
+  int device = 0, max_shared = 0;
+  QB_CUDA_CHECK(cudaGetDevice(&device));
+  QB_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  QB_CHECK(shared_bytes <= static_cast<size_t>(max_shared), kUnsupported,
+           "decode_attention: scores for {} cached positions x {} heads need {} bytes of shared memory, the GPU "
+           "allows {}; use a shorter --prompt-len + --gen-len",
+           capacity, group, shared_bytes, max_shared);
+  QB_DISPATCH_DTYPE(dtype, T, {
+    auto kernel = decode_attention_kernel<T>;
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    kernel<<<batch * num_kv_heads, threads, shared_bytes, stream>>>(static_cast<const T*>(qkv), static_cast<T*>(k_cache),
+        static_cast<T*>(v_cache), position, rope_cos, rope_sin, static_cast<T*>(out), static_cast<int>(num_heads),
+        static_cast<int>(num_kv_heads), static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale);
+  });
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void advance_step(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position, int64_t batch,
+                  int64_t first_generated_position, int64_t generated_cols, cudaStream_t stream) {
+  advance_step_kernel<<<1, 128, 0, stream>>>(next, tokens, generated, position, batch, first_generated_position,
+                                             generated_cols);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, DType dtype, cudaStream_t stream) {
+  QB_DISPATCH_DTYPE(dtype, T,
+    argmax_kernel<T><<<rows, 1024, 0, stream>>>(static_cast<const T*>(logits), out, vocab));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qb::kernels

@@ -1,0 +1,45 @@
+#include <ATen/ATen.h>
+
+#include "kernel_bridge.h"
+#include "quantbench/model/blocks.h"
+
+namespace qb::model {
+
+Mlp::Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out)
+    : activation_(config.activation), gated_(config.gated_mlp), in_(std::move(in)), out_(std::move(out)) {}
+
+at::Tensor Mlp::forward(const at::Tensor& x) const { return out_->forward(activate(in_->forward(x))); }
+
+// Gated: the fused gate_up output holds gate in the first half, up in the second.
+at::Tensor Mlp::activate(const at::Tensor& h) const {
+  const int64_t inter = gated_ ? h.size(-1) / 2 : h.size(-1);
+#ifdef QB_HAVE_CUDA
+  if (h.is_cuda()) {
+    std::vector<int64_t> shape = h.sizes().vec();
+    shape.back() = inter;
+    at::Tensor out = at::empty(shape, h.options());
+    const at::Tensor in = h.contiguous();
+    kernels::ActType act = kernels::ActType::kSilu;
+    switch (activation_) {
+      case Activation::kGeluTanh: act = kernels::ActType::kGeluTanh; break;
+      case Activation::kGeluErf: act = kernels::ActType::kGeluErf; break;
+      case Activation::kSilu: act = kernels::ActType::kSilu; break;
+      case Activation::kRelu: act = kernels::ActType::kRelu; break;
+    }
+    kernels::activation(in.data_ptr(), out.data_ptr(), in.numel() / h.size(-1), inter, gated_, act,
+                        kernel_dtype(h.scalar_type()), current_stream());
+    return out;
+  }
+#endif
+  const at::Tensor a = gated_ ? h.narrow(-1, 0, inter) : h;
+  at::Tensor activated;
+  switch (activation_) {
+    case Activation::kGeluTanh: activated = at::gelu(a, "tanh"); break;
+    case Activation::kGeluErf: activated = at::gelu(a); break;
+    case Activation::kSilu: activated = at::silu(a); break;
+    case Activation::kRelu: activated = at::relu(a); break;
+  }
+  return gated_ ? activated * h.narrow(-1, inter, inter) : activated;
+}
+
+}  // namespace qb::model
