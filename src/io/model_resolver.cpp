@@ -125,6 +125,12 @@ ResolvedModel resolve_model(const std::string& spec) {
   }
 
   std::string hub_looked_at;
+  const bool looks_like_path = spec.front() == '/' || spec.front() == '.' || spec.front() == '~' ||
+                               std::count(spec.begin(), spec.end(), '/') > 1;
+  if (looks_like_path && !fs::is_directory(spec)) {
+    fail(ErrorKind::kNotFound, "model '{}': no such directory (a local model is a directory holding config.json "
+         "and *.safetensors)", spec);
+  }
   if (fs::is_directory(spec)) {
     out.source = ModelSource::kLocal;
     out.dir = spec;

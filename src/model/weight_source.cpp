@@ -1,13 +1,17 @@
 #include "quantbench/model/weight_source.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <mutex>
 
 #include "quantbench/core/error.h"
+
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#endif
 
 namespace qb::model {
 namespace {
@@ -50,8 +54,9 @@ class SyntheticSource final : public WeightSource {
     const auto options = at::TensorOptions().device(device_).dtype(at::kFloat);
     if (role == TensorRole::kNormWeight) return at::ones(shape, options);
     if (role == TensorRole::kNormBias) return at::zeros(shape, options);
-    at::Generator generator = at::globalContext().defaultGenerator(device_);
-    std::lock_guard<std::mutex> lock(generator.mutex());
+    // A private generator per tensor: reproducible whatever else draws random numbers, and no
+    // lock held here (the sampling kernels take the generator's own mutex).
+    at::Generator generator = make_private_generator(device_);
     generator.set_current_seed(seed_ ^ fnv1a(name));
     return at::normal(0.0, init_std_, shape, generator, options);
   }
@@ -65,6 +70,17 @@ class SyntheticSource final : public WeightSource {
 };
 
 }  // namespace
+
+at::Generator make_private_generator(c10::Device device) {
+  if (device.is_cuda()) {
+#ifdef QB_HAVE_CUDA
+    return at::cuda::detail::createCUDAGenerator(device.index() < 0 ? 0 : device.index());
+#else
+    fail(ErrorKind::kUnsupported, "CUDA random numbers need a CUDA build");
+#endif
+  }
+  return at::make_generator<at::CPUGeneratorImpl>();
+}
 
 std::unique_ptr<WeightSource> make_checkpoint_source(io::Checkpoint checkpoint) {
   return std::make_unique<CheckpointSource>(std::move(checkpoint));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/Tensor.h>
+#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
 #include <memory>
@@ -31,6 +32,8 @@ class WeightSource {
 };
 
 std::unique_ptr<WeightSource> make_checkpoint_source(io::Checkpoint checkpoint);
+// A fresh generator of its own for `device` (never the global default one).
+at::Generator make_private_generator(c10::Device device);
 // Values: linear weights and embeddings N(0, init_std), biases N(0, init_std), norm weights 1,
 // norm biases 0. Seeded per tensor from (seed, name), so any subset is reproducible.
 std::unique_ptr<WeightSource> make_synthetic_source(uint64_t seed, c10::Device device, double init_std = 0.02);

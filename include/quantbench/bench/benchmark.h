@@ -1,0 +1,56 @@
+// The benchmark loop: for each precision, build the model once; for each batch x prompt length,
+// warm up, then time repetitions of a whole generate (prefill + decode steps, CUDA events), sample
+// memory alongside, and emit one result record. A failure (out of memory, a shape the format cannot
+// take) becomes that run's error record and the loop goes on.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "quantbench/bench/bandwidth_probe.h"
+#include "quantbench/quant/format.h"
+
+namespace qb::bench {
+
+struct BenchmarkPlan {
+  std::string model;                      // --model spec
+  std::vector<std::string> precisions = {"fp16"};
+  std::vector<int64_t> batches = {1};
+  std::vector<int64_t> prompt_lens = {128};
+  int64_t gen_len = 128;
+  c10::Device device = c10::Device(c10::kCPU);
+  std::string compute_dtype = "auto";     // auto | fp32 | fp16 | bf16
+  int warmup = 2;
+  int repetitions = 5;
+  bool cuda_graph = true;
+  bool stop_at_eos = false;
+  std::optional<std::string> prompt_text;
+  quant::FormatOptions format;            // blocksize, double quant, group size, threshold
+  bool quantize_lm_head = true;
+  uint64_t seed = 0;
+};
+
+class BenchmarkSession {
+ public:
+  // Captures the environment and, on CUDA, probes copy bandwidth once for every result's floor.
+  BenchmarkSession(c10::Device device, std::string command_line, bool probe_bandwidth = true);
+  // Emits each record through `on_result` as soon as it exists, and returns them all.
+  std::vector<nlohmann::json> run(const BenchmarkPlan& plan,
+                                  const std::function<void(const nlohmann::json&)>& on_result = {});
+  const nlohmann::json& environment() const { return environment_; }
+  const std::optional<BandwidthProbe>& bandwidth() const { return bandwidth_; }
+
+ private:
+  c10::Device device_;
+  nlohmann::json environment_;
+  std::optional<BandwidthProbe> bandwidth_;
+};
+
+at::ScalarType parse_compute_dtype(const std::string& name);  // fp32 | fp16 | bf16
+
+}  // namespace qb::bench

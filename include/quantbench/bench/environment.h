@@ -1,0 +1,16 @@
+// What a result was measured on: GPU (name, SMs, memory, driver, CUDA runtime, clocks and power
+// limit through NVML, loaded at run time so CPU-only machines need no NVIDIA library), CPU, OS,
+// libtorch, quantbench version and commit, the command line and the time.
+#pragma once
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace qb::bench {
+
+nlohmann::json capture_environment(c10::Device device, const std::string& command_line);
+std::string utc_timestamp();  // ISO 8601, seconds
+
+}  // namespace qb::bench

@@ -1,0 +1,286 @@
+#include "quantbench/bench/benchmark.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "quantbench/bench/environment.h"
+#include "quantbench/bench/memory.h"
+#include "quantbench/bench/stats.h"
+#include "quantbench/bench/timeline.h"
+#include "quantbench/core/error.h"
+#include "quantbench/engine/generator.h"
+#include "quantbench/engine/prompt.h"
+#include "quantbench/io/model_resolver.h"
+#include "quantbench/model/builder.h"
+#include "quantbench/report/result.h"
+
+namespace qb::bench {
+namespace {
+
+const char* dtype_label(at::ScalarType type) {
+  return type == at::kFloat ? "fp32" : type == at::kHalf ? "fp16" : type == at::kBFloat16 ? "bf16" : "other";
+}
+
+// Runs `action`, turning any failure into (kind, message); out-of-memory from libtorch included.
+template <typename Action>
+std::optional<std::pair<std::string, std::string>> capture_failure(Action&& action) {
+  try {
+    action();
+    return std::nullopt;
+  } catch (const Error& e) {
+    return std::make_pair(std::string(error_kind_name(e.kind())), std::string(e.what()));
+  } catch (const c10::OutOfMemoryError& e) {
+    return std::make_pair(std::string("out_of_memory"), std::string(e.what_without_backtrace()));
+  } catch (const c10::Error& e) {
+    return std::make_pair(std::string("libtorch"), std::string(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return std::make_pair(std::string("internal"), std::string(e.what()));
+  }
+}
+
+nlohmann::json format_options_json(const quant::FormatOptions& f, const std::string& precision) {
+  nlohmann::json j = {{"activation_dtype", dtype_label(f.activation_dtype)}};
+  if (precision == "nf4" || precision == "fp4") {
+    j["blocksize"] = f.blocksize;
+    j["double_quant"] = f.double_quant;
+  }
+  if (precision == "awq") j["group_size"] = f.group_size;
+  if (precision == "int8") j["scales"] = f.int8_per_group ? "per_group" : "per_channel";
+  if (precision == "int8" && f.int8_per_group) j["group_size"] = f.group_size;
+  if (precision == "llm.int8") j["outlier_threshold"] = f.outlier_threshold;
+  return j;
+}
+
+struct LoadedModel {
+  io::ResolvedModel resolved;
+  std::unique_ptr<model::CausalLM> lm;
+  model::BuildReport report;
+  std::optional<tok::Tokenizer> tokenizer;
+  int64_t allocated_after_load_bytes = 0;
+  int64_t device_used_after_load_bytes = 0;
+  int64_t device_used_before_load_bytes = 0;
+};
+
+}  // namespace
+
+at::ScalarType parse_compute_dtype(const std::string& name) {
+  if (name == "fp32") return at::kFloat;
+  if (name == "fp16") return at::kHalf;
+  if (name == "bf16") return at::kBFloat16;
+  fail(ErrorKind::kInvalidInput, "--compute-dtype '{}' is not one of auto, fp32, fp16, bf16", name);
+}
+
+BenchmarkSession::BenchmarkSession(c10::Device device, std::string command_line, bool probe_bandwidth)
+    : device_(device), environment_(capture_environment(device, command_line)) {
+  if (device.is_cuda() && probe_bandwidth) {
+    bandwidth_ = probe_copy_bandwidth(device);
+    spdlog::info("copy bandwidth {:.0f} GB/s (read + write, {} MiB buffers)", bandwidth_->copy_gbps,
+                 bandwidth_->buffer_bytes >> 20);
+    environment_["copy_bandwidth"] = {{"gbps", bandwidth_->copy_gbps},     {"median_ms", bandwidth_->median_ms},
+                                      {"buffer_bytes", bandwidth_->buffer_bytes}, {"repetitions", bandwidth_->repetitions},
+                                      {"method", bandwidth_->method}};
+  }
+}
+
+std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
+                                                  const std::function<void(const nlohmann::json&)>& on_result) {
+  std::vector<nlohmann::json> results;
+  auto emit = [&](nlohmann::json record) {
+    if (on_result) on_result(record);
+    results.push_back(std::move(record));
+  };
+  const char* device_name = device_.is_cuda() ? "cuda" : "cpu";
+  for (const std::string& precision : plan.precisions) {
+    auto key_for = [&](int64_t batch, int64_t prompt_len) {
+      return report::RunKey{plan.model, precision, device_name, batch, prompt_len, plan.gen_len};
+    };
+    LoadedModel loaded;
+    const auto load_failure = capture_failure([&] {
+      loaded.resolved = io::resolve_model(plan.model);
+      const ModelConfig config = parse_model_config(loaded.resolved.config, loaded.resolved.config_path);
+      model::BuildOptions options;
+      options.precision = precision;
+      options.device = device_;
+      options.compute_dtype = plan.compute_dtype == "auto"
+                                  ? model::default_compute_dtype(precision, config, device_)
+                                  : parse_compute_dtype(plan.compute_dtype);
+      options.format = plan.format;
+      options.format.activation_dtype = options.compute_dtype;
+      options.format.device = device_;
+      options.quantize_lm_head = plan.quantize_lm_head;
+      options.synthetic_seed = plan.seed;
+      release_cached_memory(device_);
+      loaded.device_used_before_load_bytes = device_memory(device_).used_bytes;
+      spdlog::info("loading {} as {} ({} compute) on {}", plan.model, precision, dtype_label(options.compute_dtype),
+                   device_name);
+      loaded.lm = model::build_causal_lm(loaded.resolved, options, &loaded.report);
+      loaded.allocated_after_load_bytes = allocator_stats(device_).allocated_bytes;
+      loaded.device_used_after_load_bytes = device_memory(device_).used_bytes;
+      const std::string tokenizer_path = loaded.resolved.dir.empty() ? "" : loaded.resolved.dir + "/tokenizer.json";
+      if (!tokenizer_path.empty() && std::filesystem::exists(tokenizer_path)) {
+        loaded.tokenizer.emplace(tok::Tokenizer::from_file(tokenizer_path));
+      }
+    });
+    if (load_failure) {
+      spdlog::error("{} {}: {}", plan.model, precision, load_failure->second);
+      for (int64_t batch : plan.batches) {
+        for (int64_t prompt_len : plan.prompt_lens) {
+          emit(report::make_error_result(key_for(batch, prompt_len), load_failure->first, load_failure->second,
+                                         environment_));
+        }
+      }
+      loaded.lm.reset();
+      release_cached_memory(device_);
+      continue;
+    }
+    const ModelConfig& config = loaded.lm->config();
+    const model::ModelFootprint footprint = loaded.lm->footprint();
+
+    for (int64_t batch : plan.batches) {
+      for (int64_t prompt_len : plan.prompt_lens) {
+        const report::RunKey key = key_for(batch, prompt_len);
+        nlohmann::json record;
+        const auto failure = capture_failure([&] {
+          engine::GenerateOptions gen;
+          gen.gen_len = plan.gen_len;
+          gen.use_cuda_graph = plan.cuda_graph && device_.is_cuda();
+          gen.stop_at_eos = plan.stop_at_eos;
+          gen.eos_ids = config.eos_token_ids;
+          reset_allocator_peaks(device_);
+          DeviceMemorySampler sampler(device_);
+          sampler.start();
+          engine::Generator generator(*loaded.lm, batch, prompt_len, gen);
+          const at::Tensor prompt = engine::make_prompt(loaded.tokenizer ? &*loaded.tokenizer : nullptr, plan.prompt_text,
+                                                        config.vocab_size, batch, prompt_len, plan.seed + 1);
+          auto timeline = make_timeline(device_);
+          timeline->reserve(static_cast<size_t>(plan.gen_len) + 2);
+          for (int i = 0; i < plan.warmup; ++i) generator.run(prompt, timeline.get()), timeline->clear();
+
+          std::vector<double> prefill_ms, step_ms, decode_tps, prefill_tps, e2e_ms, wall_ms;
+          engine::GenerateResult first;
+          for (int rep = 0; rep < plan.repetitions; ++rep) {
+            timeline->clear();
+            const auto wall_start = std::chrono::steady_clock::now();
+            engine::GenerateResult out = generator.run(prompt, timeline.get());
+            const std::vector<double> intervals = timeline->intervals_ms();
+            wall_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count());
+            const double prefill = intervals.front();
+            double decode = 0;
+            for (size_t i = 1; i < intervals.size(); ++i) {
+              step_ms.push_back(intervals[i]);
+              decode += intervals[i];
+            }
+            prefill_ms.push_back(prefill);
+            prefill_tps.push_back(static_cast<double>(batch * prompt_len) / (prefill / 1e3));
+            if (out.decode_steps > 0) decode_tps.push_back(static_cast<double>(batch * out.decode_steps) / (decode / 1e3));
+            e2e_ms.push_back(prefill + decode);
+            if (rep == 0) first = out;
+          }
+          const int64_t device_peak = sampler.stop();
+          const AllocatorStats alloc = allocator_stats(device_);
+
+          const Summary decode_summary = summarize(decode_tps);
+          // Bytes one decode step must read: weights (with scales), norms, embedding rows, and the
+          // KV cache over the positions it attends to, averaged over the steps.
+          const int64_t weight_read = loaded.lm->decode_weight_bytes_per_step(batch);
+          const double mean_attended = static_cast<double>(prompt_len) + static_cast<double>(plan.gen_len) / 2.0;
+          const double kv_read = static_cast<double>(generator.cache().bytes_read_for_length(1)) * mean_attended;
+          const double step_bytes = static_cast<double>(weight_read) + kv_read;
+          nlohmann::json floor = {{"bytes_per_decode_step", step_bytes},
+                                  {"weight_bytes_per_step", weight_read},
+                                  {"kv_bytes_per_step_mean", kv_read}};
+          if (bandwidth_.has_value()) {
+            const double floor_tps = static_cast<double>(batch) * bandwidth_->copy_gbps * 1e9 / step_bytes;
+            floor["copy_bandwidth_gbps"] = bandwidth_->copy_gbps;
+            floor["floor_tokens_per_s"] = floor_tps;
+            floor["fraction_of_floor"] = decode_summary.median / floor_tps;
+          } else {
+            floor["note"] = "no bandwidth probe on the CPU: floor not computed";
+          }
+
+          nlohmann::json generated = nlohmann::json::array();
+          for (int64_t b = 0; b < first.tokens.size(0); ++b) {
+            std::vector<int64_t> row(first.tokens[b].data_ptr<int64_t>(),
+                                     first.tokens[b].data_ptr<int64_t>() + first.tokens.size(1));
+            generated.push_back(row);
+          }
+          record = {
+              {"schema", report::kResultSchema},
+              {"key", report::key_to_json(key)},
+              {"status", "ok"},
+              {"model", {{"spec", plan.model},
+                         {"id", loaded.resolved.id},
+                         {"source", io::model_source_name(loaded.resolved.source)},
+                         {"revision", loaded.resolved.revision},
+                         {"weights", loaded.report.weights},
+                         {"architecture", arch_name(config.arch)},
+                         {"parameters", config.parameter_count()}}},
+              {"precision", precision},
+              {"compute_dtype", dtype_label(loaded.lm->dtype())},
+              {"format_options", format_options_json(plan.format, precision)},
+              {"lm_head_format", loaded.report.lm_head_format},
+              {"prequantized_checkpoint", loaded.report.prequantized},
+              {"load_seconds", loaded.report.load_seconds},
+              {"run", {{"warmup", plan.warmup},
+                       {"repetitions", plan.repetitions},
+                       {"cuda_graph", generator.graph_captured()},
+                       {"stop_at_eos", plan.stop_at_eos},
+                       {"prompt", loaded.tokenizer ? (plan.prompt_text ? "user text" : "built-in text") : "random ids"}}},
+              {"timing", {{"clock", timeline->clock_name()},
+                          {"prefill_ms", to_json(summarize(prefill_ms))},
+                          {"ttft_ms", to_json(summarize(prefill_ms))},
+                          {"decode_step_ms", to_json(summarize(step_ms))},
+                          {"decode_tokens_per_s", to_json(decode_summary)},
+                          {"prefill_tokens_per_s", to_json(summarize(prefill_tps))},
+                          {"e2e_ms", to_json(summarize(e2e_ms))},
+                          {"request_wall_ms", to_json(summarize(wall_ms))}}},
+              {"memory", {{"weight_bytes", footprint.total_bytes()},
+                          {"linear_bytes", footprint.linear_bytes},
+                          {"linear_bytes_by_format", footprint.linear_bytes_by_format},
+                          {"lm_head_bytes", footprint.lm_head_bytes},
+                          {"embedding_bytes", footprint.embedding_bytes},
+                          {"norm_bytes", footprint.norm_bytes},
+                          {"kv_cache_bytes", generator.cache().bytes()},
+                          {"allocated_after_load_bytes", loaded.allocated_after_load_bytes},
+                          {"peak_allocated_bytes", alloc.peak_allocated_bytes},
+                          {"peak_reserved_bytes", alloc.peak_reserved_bytes},
+                          {"device_used_before_load_bytes", loaded.device_used_before_load_bytes},
+                          {"device_used_after_load_bytes", loaded.device_used_after_load_bytes},
+                          {"device_peak_used_bytes", device_peak},
+                          {"device_samples", sampler.samples()},
+                          {"methods", {{"weight_bytes", "sum of bytes each layer holds (packed weights, scales, biases), norms and embeddings"},
+                                       {"peak_allocated_bytes", "libtorch CUDA caching allocator, peak since the run began"},
+                                       {"peak_reserved_bytes", "libtorch CUDA caching allocator, peak reserved since the run began"},
+                                       {"device_peak_used_bytes", "sampling thread, cudaMemGetInfo total - free every 0.5 ms (whole device, all processes)"}}}}},
+              {"floor", floor},
+              {"generated_tokens", generated},
+              {"environment", environment_},
+          };
+          if (loaded.tokenizer.has_value()) {
+            std::vector<int32_t> ids;
+            for (int64_t t = 0; t < first.tokens.size(1); ++t) ids.push_back(static_cast<int32_t>(first.tokens[0][t].item<int64_t>()));
+            record["generated_text"] = loaded.tokenizer->decode(ids);
+          }
+          spdlog::info("{} {} b{} p{} g{}: decode {:.1f} tok/s{}, prefill {:.2f} ms", plan.model, precision, batch,
+                       prompt_len, plan.gen_len, decode_summary.median,
+                       bandwidth_ ? fmt::format(" ({:.0f}% of floor)", 100 * floor.value("fraction_of_floor", 0.0)) : "",
+                       summarize(prefill_ms).median);
+        });
+        if (failure) {
+          spdlog::error("{}: {}", key.str(), failure->second);
+          record = report::make_error_result(key, failure->first, failure->second, environment_);
+          release_cached_memory(device_);
+        }
+        emit(std::move(record));
+      }
+    }
+    loaded.lm.reset();
+    release_cached_memory(device_);
+  }
+  return results;
+}
+
+}  // namespace qb::bench

@@ -1,0 +1,96 @@
+#include "quantbench/bench/memory.h"
+
+#include <chrono>
+
+#ifdef QB_HAVE_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
+
+#include "quantbench/kernels/cuda_check.h"
+#endif
+
+namespace qb::bench {
+
+AllocatorStats allocator_stats(c10::Device device) {
+  AllocatorStats out;
+#ifdef QB_HAVE_CUDA
+  if (device.is_cuda()) {
+    using c10::CachingAllocator::StatType;
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto& allocated = stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)];
+    const auto& reserved = stats.reserved_bytes[static_cast<size_t>(StatType::AGGREGATE)];
+    out.allocated_bytes = allocated.current;
+    out.peak_allocated_bytes = allocated.peak;
+    out.reserved_bytes = reserved.current;
+    out.peak_reserved_bytes = reserved.peak;
+  }
+#endif
+  return out;
+}
+
+void reset_allocator_peaks(c10::Device device) {
+#ifdef QB_HAVE_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+#endif
+}
+
+void release_cached_memory(c10::Device device) {
+#ifdef QB_HAVE_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+DeviceMemory device_memory(c10::Device device) {
+  DeviceMemory out;
+#ifdef QB_HAVE_CUDA
+  if (device.is_cuda()) {
+    size_t free_bytes = 0, total_bytes = 0;
+    QB_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    out.total_bytes = static_cast<int64_t>(total_bytes);
+    out.used_bytes = static_cast<int64_t>(total_bytes - free_bytes);
+  }
+#endif
+  return out;
+}
+
+DeviceMemorySampler::DeviceMemorySampler(c10::Device device, int interval_us)
+    : device_(device), interval_us_(interval_us) {}
+
+DeviceMemorySampler::~DeviceMemorySampler() {
+  if (running_.load()) stop();
+}
+
+void DeviceMemorySampler::start() {
+  peak_ = device_memory(device_).used_bytes;
+  samples_ = 0;
+  if (!device_.is_cuda()) return;
+  running_ = true;
+  const int device_index = device_.index() < 0 ? 0 : device_.index();
+  thread_ = std::thread([this, device_index] {
+#ifdef QB_HAVE_CUDA
+    cudaSetDevice(device_index);
+    while (running_.load()) {
+      size_t free_bytes = 0, total_bytes = 0;
+      if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+        const int64_t used = static_cast<int64_t>(total_bytes - free_bytes);
+        int64_t seen = peak_.load();
+        while (used > seen && !peak_.compare_exchange_weak(seen, used)) {
+        }
+        ++samples_;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(interval_us_));
+    }
+#else
+    (void)device_index;
+#endif
+  });
+}
+
+int64_t DeviceMemorySampler::stop() {
+  running_ = false;
+  if (thread_.joinable()) thread_.join();
+  const int64_t now = device_memory(device_).used_bytes;
+  return std::max(peak_.load(), now);
+}
+
+}  // namespace qb::bench
