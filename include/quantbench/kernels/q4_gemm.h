@@ -1,0 +1,102 @@
+// CUDA kernels of the 4-bit formats (nf4, fp4, awq): y[M, N] = x[M, K] W[N, K]^T (+ bias[N]).
+// Layouts: quantbench/kernels/q4_layout.h. Values: every format is "a 4-bit code per weight, looked up
+// in a 16-entry codebook, times a scale":
+//   absmax modes (nf4/fp4): w[n, k] = codebook[code] * absmax,  absmax per block of `blocksize`
+//       consecutive elements of the flattened weight (fp32, or double-quantized: absmax =
+//       nested_code[u8] * nested_absmax + nested_offset, each op rounded to fp32 as bitsandbytes does)
+//   affine mode (awq): w[n, k] = (code - zero) * scale per (row, group of K), codebook = 0..15, scale fp16,
+//       zero 0..15.
+// Accumulation is fp32 everywhere; x and y are fp16 or bf16 (the dequantize kernels also write fp32).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "quantbench/kernels/decode_ops.h"  // DType
+
+typedef struct cublasContext* cublasHandle_t;
+
+namespace qb::kernels {
+
+enum class Q4ScaleMode {
+  kAbsmaxF32,     // scales: float absmax
+  kAbsmaxNested,  // scales: uint8 code into nested_code; nested: (absmax, offset) per 256 flat blocks
+  kAffine,        // scales: uint32 = fp16 scale bits | zero << 16
+};
+
+// Tile layout (K % 64 == 0, unit = 64 << unit_shift columns): the fast path for every M.
+struct Q4TileWeights {
+  const uint8_t* tiles = nullptr;  // [n_tiles][K/64][512]
+  int64_t N = 0, K = 0;
+  Q4ScaleMode mode = Q4ScaleMode::kAbsmaxF32;
+  int unit_shift = 0;             // unit U = 64 << unit_shift columns; units per row = K / U
+  const void* scales = nullptr;   // [n_tiles][K/U][16] of float | uint8 | uint32 (see mode)
+  // kAbsmaxNested: flat block index of (row n, unit u) is n * (K/U) + u (U == blocksize, K % U == 0);
+  // nested[flat >> 8] = {nested absmax, nested offset}; nested_code [256] fp32.
+  const float2* nested = nullptr;
+  const float* nested_code = nullptr;
+  float codebook[16] = {};
+};
+
+// Flat layout (any shape): the fallback when K % 64 != 0 or the unit is smaller than 64.
+struct Q4FlatWeights {
+  const uint8_t* codes = nullptr;  // canonical, ceil(N*K/2) bytes
+  int64_t N = 0, K = 0;
+  Q4ScaleMode mode = Q4ScaleMode::kAbsmaxF32;  // kAbsmaxF32 or kAffine
+  int64_t blocksize = 0;          // absmax: block of the flattened weight; affine: group along K
+  const float* absmax = nullptr;  // [ceil(N*K/blocksize)]
+  const uint32_t* affine = nullptr;  // [N][K/group]: fp16 scale bits | zero << 16
+  float codebook[16] = {};
+};
+
+constexpr int64_t kQ4GemvMaxM = 64;
+
+// Whether q4_tile_gemm takes these operands: 1 <= M <= 64, x 16-byte aligned, ldx % 8 == 0, dtype
+// fp16/bf16, weights in tile layout.
+bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M);
+
+// Decode / small-batch path: dequantizes in registers (16-entry codebook expanded on chip into a
+// byte -> code-pair table) and multiplies on tensor cores. x [M, ldx], bias [N] or null, y [M, ldy].
+// warps_per_tile (1, 2, 4, 8: warps sharing a tile's K) and pipeline_depth (4, 6: weight slots in flight per
+// warp): 0 chooses (measured, NOTES-q4.md); the benchmark sweeps them.
+void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
+                  int64_t ldy, int64_t M, cudaStream_t stream, int warps_per_tile = 0, int pipeline_depth = 0);
+
+// Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
+// dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.
+// l2_hints: codes loaded evict-first, output stored evict-last (for a chunk that cuBLAS reads next).
+void q4_tile_dequant(DType dtype, const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
+                     void* out, int64_t ldo, cudaStream_t stream, bool l2_hints = false);
+
+// The whole W [N, K] dequantized into out (row-major, ld K), any shape.
+void q4_flat_dequant(DType dtype, const Q4FlatWeights& w, void* out, cudaStream_t stream);
+
+// Large-M path: W dequantized chunk by chunk into `scratch`, each chunk multiplied by cuBLAS (fp32
+// accumulation). (Chunks small enough to stay in L2 were measured slower than one whole-W pass: the chunk
+// GEMMs stop filling the chip; NOTES-q4.md.)
+//   split kRows: chunk = `chunk` rows of W (a multiple of 16), y[:, rows] written directly.
+//   split kCols: chunk = `chunk` columns of K (a multiple of 64), accumulated in fp32 `accum` [M, N],
+//                converted (+ bias) at the end.
+//   chunk >= N (rows) is "dequantize all, one GEMM".
+enum class Q4PrefillSplit { kRows, kCols };
+struct Q4PrefillPlan {
+  Q4PrefillSplit split = Q4PrefillSplit::kRows;
+  int64_t chunk = 0;
+  bool l2_hints = false;  // dequantize with evict-first loads / evict-last stores
+};
+// Bytes of scratch (and of fp32 accum for kCols) the plan needs.
+int64_t q4_prefill_scratch_bytes(const Q4PrefillPlan& plan, DType dtype, int64_t N, int64_t K);
+int64_t q4_prefill_accum_bytes(const Q4PrefillPlan& plan, int64_t M, int64_t N);
+// A plan for these sizes: measured on H100 (kernels/NOTES-q4.md).
+Q4PrefillPlan q4_default_prefill_plan(int64_t M, int64_t N, int64_t K);
+
+void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeights& w, const Q4PrefillPlan& plan,
+                           const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
+                           void* scratch, float* accum, cudaStream_t stream);
+
+// y = x W^T (+ bias) for the flat layout: dequantize all of W into scratch (N*K elements of dtype), one GEMM.
+void q4_flat_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4FlatWeights& w, const void* x, int64_t ldx,
+                           const void* bias, void* y, int64_t ldy, int64_t M, void* scratch, cudaStream_t stream);
+
+}  // namespace qb::kernels

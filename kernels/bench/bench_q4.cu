@@ -1,0 +1,811 @@
+// Benchmark of the 4-bit kernels (nf4/fp4 absmax, nf4 double-quantized, awq) on Qwen2-7B shapes.
+//
+// Standalone (CUDA + cuBLAS, no libtorch). Order of work:
+//   1. copy-bandwidth probe (1 GiB device-to-device, bytes read + written)
+//   2. correctness: every kernel path vs a float64 CPU reference on fresh random weights and inputs,
+//      odd shapes included, outputs poisoned with NaN first; relative error against a stated bound
+//   3. timing: CUDA graphs of `kBatch` launches rotating over enough weight copies that L2 (50 MB) never
+//      holds the weights; median over samples. Reported per shape / format / M: time, GB/s of the bytes
+//      the kernel must read (codes + scales + x), % of the copy probe, and bf16 cuBLAS time / ours.
+// Usage: qb_bench_q4 [--quick] [--only-check] [--probes]   (--probes: the load-only memory probes first)
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quantbench/kernels/q4_gemm.h"
+#include "quantbench/kernels/q4_layout.h"
+
+using namespace qb::kernels;
+
+namespace {
+
+#define CK(call)                                                                                     \
+  do {                                                                                               \
+    cudaError_t e_ = (call);                                                                         \
+    if (e_ != cudaSuccess) {                                                                         \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #call); \
+      std::exit(1);                                                                                  \
+    }                                                                                                \
+  } while (0)
+#define CB(call)                                                                                     \
+  do {                                                                                               \
+    cublasStatus_t s_ = (call);                                                                      \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                               \
+      std::fprintf(stderr, "cuBLAS error %d at %s:%d: %s\n", int(s_), __FILE__, __LINE__, #call);   \
+      std::exit(1);                                                                                  \
+    }                                                                                                \
+  } while (0)
+
+constexpr float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                            -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                            0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                            0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                            0.7229568362236023f, 1.0f};
+
+enum class Fmt { kNf4, kNf4Dq, kFp4B128, kAwq };
+const char* fmt_name(Fmt f) {
+  switch (f) {
+    case Fmt::kNf4: return "nf4";
+    case Fmt::kNf4Dq: return "nf4-dq";
+    case Fmt::kFp4B128: return "fp4-b128";
+    case Fmt::kAwq: return "awq-g128";
+  }
+  return "?";
+}
+
+float h2f(uint16_t bits, DType dt) {
+  if (dt == DType::kF16) {
+    __half_raw r;
+    r.x = bits;
+    return __half2float(__half(r));
+  }
+  uint32_t w = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &w, 4);
+  return f;
+}
+uint16_t f2h(float v, DType dt) {
+  if (dt == DType::kF16) {
+    __half h = __float2half_rn(v);
+    return __half_raw(h).x;
+  }
+  __nv_bfloat16 b = __float2bfloat16_rn(v);
+  return __nv_bfloat16_raw(b).x;
+}
+
+// ---- a host-side weight in canonical form, plus its device tile form --------------------------------
+struct HostWeight {
+  Fmt fmt;
+  int64_t N, K, bs;             // bs: absmax block (nf4/fp4) or group (awq)
+  std::vector<uint8_t> codes;   // canonical
+  std::vector<float> absmax;    // per flat block (nf4 plain / fp4); for nested: resolved values
+  std::vector<uint8_t> qabs;    // nested codes per flat block
+  std::vector<float2> nested;   // per 256 blocks
+  std::vector<float> dyn;       // nested code map
+  std::vector<uint16_t> gscale; // awq [N][K/g] fp16 bits
+  std::vector<uint8_t> gzero;   // awq [N][K/g]
+  float codebook[16];
+  float w(int64_t n, int64_t k) const {
+    const int64_t e = n * K + k;
+    const uint8_t byte = codes[e / 2];
+    const int c = (e % 2 == 0) ? byte >> 4 : byte & 15;
+    if (fmt == Fmt::kAwq) {
+      const int64_t gi = n * (K / bs) + k / bs;
+      return (static_cast<float>(c) - gzero[gi]) * h2f(gscale[gi], DType::kF16);
+    }
+    return codebook[c] * absmax[e / bs];
+  }
+};
+
+HostWeight make_host_weight(Fmt fmt, int64_t N, int64_t K, std::mt19937& rng) {
+  HostWeight h;
+  h.fmt = fmt;
+  h.N = N;
+  h.K = K;
+  h.bs = fmt == Fmt::kAwq ? 128 : fmt == Fmt::kFp4B128 ? 128 : 64;
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> uni(0.f, 1.f);
+  h.codes.resize(q4_flat_bytes(N, K));
+  for (auto& c : h.codes) c = static_cast<uint8_t>(byte(rng));
+  if (fmt == Fmt::kAwq) {
+    for (int i = 0; i < 16; ++i) h.codebook[i] = static_cast<float>(i);
+    h.gscale.resize(N * (K / h.bs));
+    h.gzero.resize(N * (K / h.bs));
+    for (auto& s : h.gscale) s = f2h(0.002f + 0.01f * uni(rng), DType::kF16);
+    for (auto& z : h.gzero) z = static_cast<uint8_t>(byte(rng) & 15);
+    return h;
+  }
+  if (fmt == Fmt::kFp4B128) {
+    const float fp4[8] = {0.f, 0.0625f, 8.f, 12.f, 4.f, 6.f, 2.f, 3.f};
+    for (int i = 0; i < 16; ++i) h.codebook[i] = (i < 8 ? 1.f : -1.f) * fp4[i & 7] / 12.f;
+  } else {
+    std::memcpy(h.codebook, kNf4, sizeof(kNf4));
+  }
+  const int64_t blocks = (N * K + h.bs - 1) / h.bs;
+  h.absmax.resize(blocks);
+  if (fmt == Fmt::kNf4Dq) {
+    h.dyn.resize(256);
+    for (int i = 0; i < 256; ++i) h.dyn[i] = -1.f + 2.f * i / 255.f;
+    h.qabs.resize(blocks);
+    h.nested.resize((blocks + 255) / 256);
+    for (auto& q : h.qabs) q = static_cast<uint8_t>(byte(rng));
+    for (auto& n : h.nested) n = make_float2(0.01f + 0.01f * uni(rng), 0.03f + 0.01f * uni(rng));
+    for (int64_t b = 0; b < blocks; ++b) {  // as bitsandbytes: fp32 mul, then fp32 add
+      volatile float prod = h.dyn[h.qabs[b]] * h.nested[b / 256].x;
+      h.absmax[b] = prod + h.nested[b / 256].y;
+    }
+  } else {
+    for (auto& a : h.absmax) a = 0.02f + 0.08f * uni(rng);
+  }
+  return h;
+}
+
+struct DeviceWeight {
+  Q4TileWeights tw;
+  Q4FlatWeights fw;
+  bool tiles = false;
+  std::vector<void*> buffers;
+  int64_t bytes = 0;  // codes + scales the kernel reads
+  ~DeviceWeight() {
+    for (void* p : buffers) cudaFree(p);
+  }
+};
+
+template <typename T>
+T* upload(DeviceWeight& d, const std::vector<T>& v) {
+  void* p = nullptr;
+  CK(cudaMalloc(&p, std::max<size_t>(16, v.size() * sizeof(T))));
+  CK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  d.buffers.push_back(p);
+  return static_cast<T*>(p);
+}
+
+// Tile form (K % 64 == 0, bs >= 64) or flat form (anything else), mirroring what src/quant does.
+void to_device(const HostWeight& h, DeviceWeight& d, bool force_flat = false) {
+  const int64_t N = h.N, K = h.K;
+  d.tiles = !force_flat && K % 64 == 0 && h.bs >= 64;
+  if (!d.tiles) {
+    Q4FlatWeights& f = d.fw;
+    f.N = N;
+    f.K = K;
+    f.blocksize = h.bs;
+    std::memcpy(f.codebook, h.codebook, sizeof(f.codebook));
+    f.codes = upload(d, h.codes);
+    d.bytes = static_cast<int64_t>(h.codes.size());
+    if (h.fmt == Fmt::kAwq) {
+      std::vector<uint32_t> words(h.gscale.size());
+      for (size_t i = 0; i < words.size(); ++i) words[i] = q4_affine_word(h.gscale[i], h.gzero[i]);
+      f.mode = Q4ScaleMode::kAffine;
+      f.affine = upload(d, words);
+      d.bytes += static_cast<int64_t>(words.size() * 4);
+    } else {
+      f.mode = Q4ScaleMode::kAbsmaxF32;
+      f.absmax = upload(d, h.absmax);
+      d.bytes += static_cast<int64_t>(h.absmax.size() * 4);
+    }
+    return;
+  }
+  Q4TileWeights& t = d.tw;
+  t.N = N;
+  t.K = K;
+  std::memcpy(t.codebook, h.codebook, sizeof(t.codebook));
+  std::vector<uint8_t> tiles(q4_tile_bytes(N, K));
+  q4_build_tiles(h.codes.data(), N, K, tiles.data());
+  t.tiles = upload(d, tiles);
+  d.bytes = static_cast<int64_t>(tiles.size());
+  const bool aligned = K % h.bs == 0;
+  const int64_t unit = aligned ? h.bs : 64;
+  int shift = 0;
+  while ((int64_t{64} << shift) < unit) ++shift;
+  t.unit_shift = shift;
+  const int64_t units = K / unit;
+  if (h.fmt == Fmt::kAwq) {
+    std::vector<uint32_t> words(N * units);
+    for (int64_t i = 0; i < N * units; ++i) words[i] = q4_affine_word(h.gscale[i], h.gzero[i]);
+    auto tiled = q4_tile_scales(words.data(), N, units, uint32_t{0});
+    t.mode = Q4ScaleMode::kAffine;
+    t.scales = upload(d, tiled);
+    d.bytes += static_cast<int64_t>(tiled.size() * 4);
+  } else if (h.fmt == Fmt::kNf4Dq && aligned) {
+    auto tiled = q4_tile_scales(h.qabs.data(), N, units, uint8_t{0});
+    t.mode = Q4ScaleMode::kAbsmaxNested;
+    t.scales = upload(d, tiled);
+    t.nested = upload(d, h.nested);
+    t.nested_code = upload(d, h.dyn);
+    d.bytes += static_cast<int64_t>(tiled.size() + h.nested.size() * 8 + 1024);
+  } else {
+    std::vector<float> per(N * units);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t u = 0; u < units; ++u) per[n * units + u] = h.absmax[(n * K + u * unit) / h.bs];
+    auto tiled = q4_tile_scales(per.data(), N, units, 0.f);
+    t.mode = Q4ScaleMode::kAbsmaxF32;
+    t.scales = upload(d, tiled);
+    d.bytes += static_cast<int64_t>(tiled.size() * 4);
+  }
+}
+
+// ---- correctness -----------------------------------------------------------------------------------
+struct CheckResult {
+  double rel;
+  bool unwritten;
+};
+
+CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const std::vector<uint16_t>& y,
+                    const std::vector<uint16_t>& bias, int64_t M, DType dt, const std::vector<int64_t>& rows) {
+  double num = 0, den = 0;
+  bool unwritten = false;
+  std::vector<float> wrow(h.K);
+  for (int64_t n : rows) {
+    for (int64_t k = 0; k < h.K; ++k) wrow[k] = h.w(n, k);
+    for (int64_t m = 0; m < M; ++m) {
+      double ref = bias.empty() ? 0.0 : h2f(bias[n], dt);
+      for (int64_t k = 0; k < h.K; ++k) ref += static_cast<double>(h2f(x[m * h.K + k], dt)) * wrow[k];
+      const float got = h2f(y[m * h.N + n], dt);
+      if (!std::isfinite(got)) unwritten = true;
+      num += (got - ref) * (got - ref);
+      den += ref * ref;
+    }
+  }
+  return {std::sqrt(num / std::max(den, 1e-300)), unwritten};
+}
+
+bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
+  // path 0: q4_tile_gemm (or flat when the shape needs it), 1: prefill rows, 2: prefill cols, 3: flat forced
+  HostWeight h = make_host_weight(fmt, N, K, rng);
+  DeviceWeight d;
+  to_device(h, d, path == 3);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<uint16_t> x(M * K), bias(N);
+  for (auto& v : x) v = f2h(normal(rng), dt);
+  for (auto& v : bias) v = f2h(0.1f * normal(rng), dt);
+  void *dx, *dy, *db, *scratch = nullptr;
+  float* accum = nullptr;
+  CK(cudaMalloc(&dx, x.size() * 2));
+  CK(cudaMalloc(&dy, M * N * 2));
+  CK(cudaMalloc(&db, N * 2));
+  CK(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(db, bias.data(), N * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemset(dy, 0xFF, M * N * 2));  // NaN in fp16 and bf16
+  const char* what = "?";
+  if (!d.tiles) {
+    what = "flat+cublas";
+    CK(cudaMalloc(&scratch, N * K * 2));
+    q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
+  } else if (path == 0 || path >= 4) {
+    const int split = path == 4 ? 1 : path == 5 ? 2 : 0;
+    what = path == 0 ? "tile-mma" : path == 4 ? "tile-mma-s1" : "tile-mma-s2";
+    q4_tile_gemm(dt, d.tw, dx, K, db, dy, N, M, 0, split, path == 5 ? 6 : 0);
+  } else {
+    Q4PrefillPlan plan;
+    plan.split = path == 1 ? Q4PrefillSplit::kRows : Q4PrefillSplit::kCols;
+    plan.chunk = path == 1 ? 48 : 128;  // small chunks so that several are exercised
+    what = path == 1 ? "rows+cublas" : "cols+cublas";
+    CK(cudaMalloc(&scratch, std::max<int64_t>(16, q4_prefill_scratch_bytes(plan, dt, N, K))));
+    if (q4_prefill_accum_bytes(plan, M, N) > 0) CK(cudaMalloc(&accum, q4_prefill_accum_bytes(plan, M, N)));
+    q4_tile_matmul_cublas(handle, dt, d.tw, plan, dx, K, db, dy, N, M, scratch, accum, 0);
+  }
+  CK(cudaDeviceSynchronize());
+  std::vector<uint16_t> y(M * N);
+  CK(cudaMemcpy(y.data(), dy, y.size() * 2, cudaMemcpyDeviceToHost));
+  std::vector<int64_t> rows;
+  if (N <= 512) {
+    for (int64_t n = 0; n < N; ++n) rows.push_back(n);
+  } else {
+    std::uniform_int_distribution<int64_t> pick(0, N - 1);
+    for (int i = 0; i < 96; ++i) rows.push_back(pick(rng));
+    rows.push_back(N - 1);
+  }
+  CheckResult r = compare(h, x, y, bias, M, dt, rows);
+  // Bound: the kernel rounds codebook values to the activation type (fp16 2^-11, bf16 2^-8 relative,
+  // random signs over K terms average down) and rounds y once (2^-11 / 2^-8); fp32 accumulation.
+  const double bound = dt == DType::kF16 ? 2e-3 : 1e-2;
+  const bool ok = !r.unwritten && r.rel < bound;
+  std::printf("check %-8s %-13s N=%-6lld K=%-6lld M=%-4lld %s  rel=%.2e (bound %.0e)%s %s\n", fmt_name(fmt), what,
+              (long long)N, (long long)K, (long long)M, dt == DType::kF16 ? "f16 " : "bf16", r.rel, bound,
+              r.unwritten ? " UNWRITTEN" : "", ok ? "ok" : "FAIL");
+  cudaFree(dx);
+  cudaFree(dy);
+  cudaFree(db);
+  if (scratch) cudaFree(scratch);
+  if (accum) cudaFree(accum);
+  return ok;
+}
+
+// ---- timing ------------------------------------------------------------------------------------------
+__global__ void fill_random_kernel(uint32_t* p, int64_t words, uint32_t seed) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < words;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint32_t v = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    v ^= v >> 13;
+    v *= 0x5bd1e995u;
+    v ^= v >> 15;
+    p[i] = v;
+  }
+}
+
+// Random half/bf16 values in [-1, 1) (exponent forced), for activations and bf16 weights.
+__global__ void fill_half_kernel(uint16_t* p, int64_t n, uint32_t seed, bool bf16) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint32_t v = static_cast<uint32_t>(i) * 2246822519u ^ seed;
+    v ^= v >> 15;
+    v *= 0x27d4eb2du;
+    v ^= v >> 13;
+    const float f = (static_cast<float>(v & 0xFFFFFF) / 16777216.f) * 2.f - 1.f;
+    p[i] = bf16 ? __nv_bfloat16_raw(__float2bfloat16_rn(f)).x : __half_raw(__float2half_rn(f)).x;
+  }
+}
+
+void fill_random(void* p, int64_t bytes, uint32_t seed) {
+  fill_random_kernel<<<1024, 256>>>(static_cast<uint32_t*>(p), bytes / 4, seed);
+  CK(cudaGetLastError());
+}
+
+// Device-random weights already in tile layout (timing only: values do not matter, but never zeros).
+struct TimedWeight {
+  std::vector<Q4TileWeights> copies;
+  std::vector<void*> buffers;
+  int64_t bytes = 0;
+  ~TimedWeight() {
+    for (void* p : buffers) cudaFree(p);
+  }
+};
+
+void* dalloc(TimedWeight& t, int64_t bytes, uint32_t seed) {
+  void* p = nullptr;
+  CK(cudaMalloc(&p, std::max<int64_t>(bytes, 16)));
+  fill_random(p, (bytes + 3) / 4 * 4 >= 4 ? bytes / 4 * 4 : 0, seed);
+  t.buffers.push_back(p);
+  return p;
+}
+
+__global__ void fill_scales_kernel(float* p, int64_t n, float lo, float hi) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p[i] = lo + (hi - lo) * static_cast<float>((i * 2654435761u) & 1023) / 1024.f;
+}
+
+__global__ void fill_affine_kernel(uint32_t* p, int64_t n) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p[i] = static_cast<uint32_t>(__half_raw(__float2half_rn(0.002f + 0.00001f * (i & 511))).x) | (((i * 7) & 15) << 16);
+}
+
+void make_timed(Fmt fmt, int64_t N, int64_t K, int copies, TimedWeight& t) {
+  const int64_t tile_bytes = q4_tile_bytes(N, K);
+  const int64_t unit = fmt == Fmt::kAwq || fmt == Fmt::kFp4B128 ? 128 : 64;
+  const int64_t units = K / unit, scale_count = q4_n_tiles(N) * 16 * units;
+  std::vector<float> dyn(256);
+  for (int i = 0; i < 256; ++i) dyn[i] = -1.f + 2.f * i / 255.f;
+  for (int c = 0; c < copies; ++c) {
+    Q4TileWeights w;
+    w.N = N;
+    w.K = K;
+    w.unit_shift = unit == 128 ? 1 : 0;
+    if (fmt == Fmt::kAwq) {
+      for (int i = 0; i < 16; ++i) w.codebook[i] = static_cast<float>(i);
+    } else {
+      std::memcpy(w.codebook, kNf4, sizeof(kNf4));
+    }
+    w.tiles = static_cast<uint8_t*>(dalloc(t, tile_bytes, 1000 + c));
+    t.bytes = tile_bytes;
+    if (fmt == Fmt::kAwq) {
+      w.mode = Q4ScaleMode::kAffine;
+      void* s = dalloc(t, scale_count * 4, 0);
+      fill_affine_kernel<<<1024, 256>>>(static_cast<uint32_t*>(s), scale_count);
+      w.scales = s;
+      t.bytes += scale_count * 4;
+    } else if (fmt == Fmt::kNf4Dq) {
+      w.mode = Q4ScaleMode::kAbsmaxNested;
+      w.scales = dalloc(t, scale_count, 2000 + c);
+      const int64_t nested = (N * units + 255) / 256;
+      void* ns = dalloc(t, nested * 8, 0);
+      fill_scales_kernel<<<256, 256>>>(static_cast<float*>(ns), nested * 2, 0.01f, 0.04f);
+      w.nested = static_cast<float2*>(ns);
+      void* dc = dalloc(t, 1024, 0);
+      CK(cudaMemcpy(dc, dyn.data(), 1024, cudaMemcpyHostToDevice));
+      w.nested_code = static_cast<float*>(dc);
+      t.bytes += scale_count + nested * 8 + 1024;
+    } else {
+      w.mode = Q4ScaleMode::kAbsmaxF32;
+      void* s = dalloc(t, scale_count * 4, 0);
+      fill_scales_kernel<<<1024, 256>>>(static_cast<float*>(s), scale_count, 0.02f, 0.1f);
+      w.scales = s;
+      t.bytes += scale_count * 4;
+    }
+    t.copies.push_back(w);
+  }
+  CK(cudaDeviceSynchronize());
+}
+
+constexpr int kBatch = 20;
+constexpr int kSamples = 15;
+
+// Median time of one call of `body(i)` (i = call index, for buffer rotation), via graphs of kBatch calls.
+template <typename Body>
+double time_us(Body body) {
+  cudaStream_t stream;
+  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (int i = 0; i < 3; ++i) body(i, stream);  // warm-up (and first-call attribute setup)
+  CK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph;
+  CK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < kBatch; ++i) body(i, stream);
+  CK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) CK(cudaGraphLaunch(exec, stream));  // clocks up, caches in steady state
+  std::vector<double> samples;
+  for (int s = 0; s < kSamples; ++s) {
+    CK(cudaEventRecord(a, stream));
+    CK(cudaGraphLaunch(exec, stream));
+    CK(cudaEventRecord(b, stream));
+    CK(cudaEventSynchronize(b));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    samples.push_back(1000.0 * ms / kBatch);
+  }
+  CK(cudaGetLastError());
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaStreamDestroy(stream);
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+double copy_bandwidth_gbps() {
+  const size_t bytes = size_t{1} << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, bytes));
+  CK(cudaMalloc(&b, bytes));
+  CK(cudaMemset(a, 1, bytes));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<double> t;
+  for (int i = 0; i < 12; ++i) {
+    CK(cudaEventRecord(e0));
+    CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    if (i >= 2) t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (t[t.size() / 2] * 1e-3) / 1e9;
+}
+
+// ---- memory probes: the decode kernel's access pattern without its arithmetic -------------------------------
+// A block of `warps` warps per 16-row tile, each warp streaming its contiguous share of the tile's chunks:
+// (a) register ring of D outstanding 16-byte loads per lane (like q4_tile_gemm v2);
+// (b) the bulk copy engine into a shared-memory ring of 4 stages x CPS chunks (like v3).
+template <int D>
+__global__ void probe_ldg_kernel(const uint8_t* __restrict__ tiles, int k_chunks, uint32_t* sink) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int per = (k_chunks + warps - 1) / warps;
+  const int c0 = min(k_chunks, warp * per), c1 = min(k_chunks, c0 + per);
+  const uint8_t* base = tiles + (static_cast<int64_t>(blockIdx.x) * k_chunks + c0) * 512 + lane * 16;
+  uint4 ring[D];
+  uint32_t acc = 0;
+#pragma unroll
+  for (int s = 0; s < D; ++s)
+    if (c0 + s < c1) asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(ring[s].x), "=r"(ring[s].y), "=r"(ring[s].z), "=r"(ring[s].w) : "l"(base + s * 512));
+  for (int b = 0; b < c1 - c0; b += D) {
+#pragma unroll
+    for (int s = 0; s < D; ++s) {
+      const int rel = b + s;
+      if (rel >= c1 - c0) break;
+      const uint4 v = ring[s];
+      if (rel + D < c1 - c0)
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(ring[s].x), "=r"(ring[s].y), "=r"(ring[s].z), "=r"(ring[s].w) : "l"(base + static_cast<int64_t>(rel + D) * 512));
+      acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+  }
+  if (acc == 0x9e3779b9u) sink[0] = acc;
+}
+
+template <int CPS>
+__global__ void probe_bulk_kernel(const uint8_t* __restrict__ tiles, int k_chunks, uint32_t* sink) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  __trap();  // the bulk copy engine is Hopper's
+#else
+  constexpr int STAGES = 4;
+  extern __shared__ __align__(128) uint8_t ring_all[];
+  __shared__ uint64_t bars[8][STAGES];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int per = (k_chunks + warps - 1) / warps;
+  const int c0 = min(k_chunks, warp * per), c1 = min(k_chunks, c0 + per), count = c1 - c0;
+  const int n_stages = (count + CPS - 1) / CPS;
+  uint8_t* ring = ring_all + warp * STAGES * CPS * 512;
+  const uint8_t* src = tiles + (static_cast<int64_t>(blockIdx.x) * k_chunks + c0) * 512;
+  auto bar_addr = [&](int st) { return static_cast<uint32_t>(__cvta_generic_to_shared(&bars[warp][st])); };
+  if (lane == 0) {
+    for (int st = 0; st < STAGES; ++st) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar_addr(st)));
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncwarp();
+  auto issue = [&](int st) {
+    const uint32_t bytes = static_cast<uint32_t>(min(CPS, count - st * CPS) * 512);
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_addr(st % STAGES)), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     static_cast<uint32_t>(__cvta_generic_to_shared(ring + (st % STAGES) * CPS * 512))),
+                 "l"(src + static_cast<int64_t>(st) * CPS * 512), "r"(bytes), "r"(bar_addr(st % STAGES))
+                 : "memory");
+  };
+  if (lane == 0)
+    for (int st = 0; st < STAGES && st < n_stages; ++st) issue(st);
+  uint32_t acc = 0;
+  for (int st = 0; st < n_stages; ++st) {
+    asm volatile("{\n.reg .pred p;\nW_%=:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra W_%=;\n}\n" ::"r"(
+                     bar_addr(st % STAGES)),
+                 "r"((st / STAGES) & 1)
+                 : "memory");
+    const int nch = min(CPS, count - st * CPS);
+    for (int c = 0; c < nch; ++c) {
+      const uint4 v = *reinterpret_cast<const uint4*>(ring + ((st % STAGES) * CPS + c) * 512 + lane * 16);
+      acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    __syncwarp();
+    if (lane == 0 && st + STAGES < n_stages) {
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      issue(st + STAGES);
+    }
+  }
+  if (acc == 0x9e3779b9u) sink[0] = acc;
+#endif
+}
+
+void run_probes(double copy_gbps) {
+  uint32_t* sink;
+  CK(cudaMalloc(&sink, 16));
+  struct P {
+    const char* name;
+    int64_t K, N;
+  };
+  for (P p : {P{"down", 18944, 3584}, P{"gate_up", 3584, 37888}, P{"lm_head", 3584, 152064}}) {
+    const int64_t bytes = q4_tile_bytes(p.N, p.K);
+    const int copies = static_cast<int>(std::max<int64_t>(2, ((int64_t{200} << 20) + bytes - 1) / bytes));
+    std::vector<uint8_t*> bufs(copies);
+    for (auto& b : bufs) {
+      CK(cudaMalloc(&b, bytes));
+      fill_random(b, bytes, 9);
+    }
+    const unsigned tiles = static_cast<unsigned>(q4_n_tiles(p.N));
+    const int kc = static_cast<int>(p.K / 64);
+    for (int warps : {4, 8}) {
+      auto report = [&](const char* what, double us) {
+        const double gbps = bytes / (us * 1e-6) / 1e9;
+        std::printf("probe | %-8s | %-12s | w%d | %8.1f us | %6.0f GB/s | %5.1f%% copy |\n", p.name, what, warps, us, gbps,
+                    100 * gbps / copy_gbps);
+      };
+      report("ldg ring 4", time_us([&](int i, cudaStream_t st) { probe_ldg_kernel<4><<<tiles, warps * 32, 0, st>>>(bufs[i % copies], kc, sink); }));
+      report("ldg ring 8", time_us([&](int i, cudaStream_t st) { probe_ldg_kernel<8><<<tiles, warps * 32, 0, st>>>(bufs[i % copies], kc, sink); }));
+      for (int cps : {2, 4}) {
+        const int smem = warps * 4 * cps * 512;
+        if (cps == 2) {
+          CK(cudaFuncSetAttribute(probe_bulk_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 << 10));
+          report("bulk 4x2", time_us([&](int i, cudaStream_t st) { probe_bulk_kernel<2><<<tiles, warps * 32, smem, st>>>(bufs[i % copies], kc, sink); }));
+        } else {
+          CK(cudaFuncSetAttribute(probe_bulk_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 << 10));
+          report("bulk 4x4", time_us([&](int i, cudaStream_t st) { probe_bulk_kernel<4><<<tiles, warps * 32, smem, st>>>(bufs[i % copies], kc, sink); }));
+        }
+      }
+    }
+    for (auto b : bufs) cudaFree(b);
+  }
+  cudaFree(sink);
+}
+
+struct Shape {
+  const char* name;
+  int64_t K, N;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, only_check = false, probes = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--only-check")) only_check = true;
+    if (!std::strcmp(argv[i], "--probes")) probes = true;
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  const double copy_gbps = copy_bandwidth_gbps();
+  std::printf("copy probe: %.0f GB/s (read + write)\n", copy_gbps);
+  cublasHandle_t handle;
+  CB(cublasCreate(&handle));
+  void* cublas_workspace = nullptr;
+  const size_t cublas_workspace_bytes = size_t{32} << 20;
+  CK(cudaMalloc(&cublas_workspace, cublas_workspace_bytes));
+  // cublasSetStream resets the workspace; graphs must not allocate one during capture.
+  auto bind = [&](cudaStream_t st) {
+    CB(cublasSetStream(handle, st));
+    CB(cublasSetWorkspace(handle, cublas_workspace, cublas_workspace_bytes));
+  };
+
+  // ---- correctness ----
+  std::mt19937 rng(20261122);
+  int failures = 0;
+  const DType dts[2] = {DType::kF16, DType::kBF16};
+  for (DType dt : dts) {
+    for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
+      for (int64_t M : {1, 3, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
+      for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);  // 1 warp per tile
+      for (int64_t M : {3, 12}) failures += !run_check(f, 77, 384, M, dt, 5, handle, rng);  // 2 warps per tile
+      failures += !run_check(f, 96, 18944, 9, dt, 4, handle, rng);  // long K
+      failures += !run_check(f, 77, 256, 5, dt, 0, handle, rng);     // N not a multiple of 16
+      failures += !run_check(f, 4608, 3584, 16, dt, 0, handle, rng); // a real shape, sampled rows
+      failures += !run_check(f, 77, 256, 100, dt, 1, handle, rng);   // prefill, row chunks
+      failures += !run_check(f, 77, 256, 100, dt, 2, handle, rng);   // prefill, column chunks
+      failures += !run_check(f, 77, 256, 7, dt, 3, handle, rng);     // flat layout
+    }
+  }
+  // blocks straddling rows: nf4 bs64 with K = 96 (flat), fp4 bs128 with K = 192 (tiles, per-64 absmax)
+  failures += !run_check(Fmt::kNf4, 50, 96, 4, DType::kBF16, 0, handle, rng);
+  failures += !run_check(Fmt::kFp4B128, 50, 192, 12, DType::kF16, 0, handle, rng);
+  std::printf("correctness: %d failure(s)\n", failures);
+  if (only_check) return failures == 0 ? 0 : 1;
+  if (probes) run_probes(copy_gbps);
+
+  // ---- timing ----
+  std::vector<Shape> shapes = {{"qkv", 3584, 4608}, {"o", 3584, 3584}, {"gate_up", 3584, 37888},
+                               {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
+  if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
+  std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq};
+  const int64_t Ms[4] = {1, 4, 16, 64};
+  struct Row {
+    std::string text;
+  };
+  std::vector<Row> table;
+  const int64_t l2_guard = int64_t{200} << 20;
+  for (const Shape& s : shapes) {
+    // bf16 reference: cuBLAS with rotation
+    const int64_t wbytes16 = s.N * s.K * 2;
+    const int copies16 = static_cast<int>(std::max<int64_t>(2, (l2_guard + wbytes16 - 1) / wbytes16));
+    std::vector<void*> w16(copies16);
+    for (int c = 0; c < copies16; ++c) {
+      CK(cudaMalloc(&w16[c], wbytes16));
+      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w16[c]), s.N * s.K, 77 + c, true);
+    }
+    void *dx, *dy, *scratch, *accum;
+    CK(cudaMalloc(&dx, 512 * s.K * 2));
+    CK(cudaMalloc(&dy, 512 * s.N * 2));
+    fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(dx), 512 * s.K, 5, true);
+    CK(cudaMalloc(&scratch, s.N * s.K * 2));
+    CK(cudaMalloc(&accum, 512 * s.N * 4));
+    auto cublas_us = [&](int64_t M) {
+      return time_us([&](int i, cudaStream_t st) {
+        bind(st);
+        const float alpha = 1.f, beta = 0.f;
+        CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, s.N, M, s.K, &alpha, w16[i % copies16], CUDA_R_16BF, s.K,
+                        dx, CUDA_R_16BF, s.K, &beta, dy, CUDA_R_16BF, s.N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      });
+    };
+    double cub[5];
+    for (int i = 0; i < 4; ++i) cub[i] = cublas_us(Ms[i]);
+    cub[4] = cublas_us(512);
+    for (int i = 0; i < 4; ++i) {
+      const double gbps = (wbytes16 + Ms[i] * s.K * 2) / (cub[i] * 1e-6) / 1e9;
+      std::printf("time %-8s %-9s M=%-4lld %8.1f us %6.0f GB/s %5.1f%% copy\n", s.name, "cublas16", (long long)Ms[i],
+                  cub[i], gbps, 100 * gbps / copy_gbps);
+    }
+    std::printf("time %-8s %-9s M=%-4d %8.1f us %6.1f TFLOP/s\n", s.name, "cublas16", 512, cub[4],
+                2.0 * 512 * s.N * s.K / (cub[4] * 1e-6) / 1e12);
+    for (int c = 0; c < copies16; ++c) cudaFree(w16[c]);
+
+    for (Fmt f : fmts) {
+      TimedWeight tw;
+      const int64_t one = q4_tile_bytes(s.N, s.K);
+      const int copies = static_cast<int>(std::max<int64_t>(2, (l2_guard + one - 1) / one));
+      make_timed(f, s.N, s.K, copies, tw);
+      for (int mi = 0; mi < 4; ++mi) {
+        const int64_t M = Ms[mi];
+        struct GemvVariant {
+          DType dt;
+          int warps, depth;
+        };
+        std::vector<GemvVariant> gv = {{DType::kBF16, 0, 0}};
+        if (f == Fmt::kNf4Dq && (M == 1 || M == 16)) gv.push_back({DType::kF16, 0, 0});
+        if (M == 1 || M == 16)
+          for (int sv : {1, 2, 4, 8})
+            for (int dv : {4, 6}) gv.push_back({DType::kBF16, sv, dv});
+        for (const GemvVariant& v : gv) {
+          const double us = time_us([&](int i, cudaStream_t st) {
+            q4_tile_gemm(v.dt, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, v.warps, v.depth);
+          });
+          const double bytes = tw.bytes + M * s.K * 2.0 + M * s.N * 2.0;
+          const double gbps = bytes / (us * 1e-6) / 1e9;
+          char line[256];
+          std::snprintf(line, sizeof(line), "| %-8s | %-8s | %-4s s%d d%d | %4lld | %8.1f | %6.0f | %5.1f%% | %5.2fx |",
+                        s.name, fmt_name(f), v.dt == DType::kF16 ? "f16" : "bf16", v.warps, v.depth, (long long)M, us,
+                        gbps, 100 * gbps / copy_gbps, cub[mi] / us);
+          std::printf("time %s\n", line);
+          table.push_back({line});
+        }
+      }
+      // prefill at M = 512 (and the default plan at 64): whole-W scratch vs row chunks (with / without L2
+      // hints) vs column chunks; plus the two halves alone (dequantize all; GEMMs over row chunks of a
+      // pre-filled scratch) to see where the time goes.
+      auto rows_for = [&](int64_t mb) { return std::max<int64_t>(16, (mb << 20) / (2 * s.K) / 16 * 16); };
+      for (int64_t M : {64, 512}) {
+        const double ref = M == 512 ? cub[4] : cub[3];
+        struct Variant {
+          std::string name;
+          Q4PrefillPlan plan;
+        };
+        std::vector<Variant> variants;
+        variants.push_back({"default", q4_default_prefill_plan(M, s.N, s.K)});
+        if (M == 512) {
+          variants.push_back({"all", {Q4PrefillSplit::kRows, (s.N + 15) / 16 * 16, false}});
+          for (int64_t mb : {16, 32}) {
+            variants.push_back({"rows" + std::to_string(mb) + "M", {Q4PrefillSplit::kRows, rows_for(mb), false}});
+          }
+          variants.push_back({"rows16M+L2", {Q4PrefillSplit::kRows, rows_for(16), true}});
+        }
+        for (const Variant& v : variants) {
+          const double us = time_us([&](int i, cudaStream_t st) {
+            bind(st);
+            q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], v.plan, dx, s.K, nullptr, dy, s.N, M,
+                                  scratch, static_cast<float*>(accum), st);
+          });
+          char line[256];
+          std::snprintf(line, sizeof(line), "| %-8s | %-8s | bf16 | %4lld | %8.1f | %-12s chunk %6lld | %5.2fx cublas16 time |",
+                        s.name, fmt_name(f), (long long)M, us, v.name.c_str(), (long long)v.plan.chunk, us / ref);
+          std::printf("prefill %s\n", line);
+          table.push_back({line});
+        }
+        if (M == 512 && f == Fmt::kNf4) {
+          const double dq_us = time_us([&](int i, cudaStream_t st) {
+            q4_tile_dequant(DType::kBF16, tw.copies[i % copies], 0, s.N, 0, s.K, scratch, s.K, st);
+          });
+          std::printf("prefill-part | %-8s | dequant all -> DRAM scratch %8.1f us (%.0f GB/s moved)\n", s.name, dq_us,
+                      (tw.bytes + 2.0 * s.N * s.K) / (dq_us * 1e-6) / 1e9);
+          for (int64_t mb : {32}) {
+            const int64_t rows = rows_for(mb);
+            const double g_us = time_us([&](int, cudaStream_t st) {
+              bind(st);
+              const float alpha = 1.f, beta = 0.f;
+              for (int64_t r0 = 0; r0 < s.N; r0 += rows) {
+                const int64_t r = std::min(rows, s.N - r0);
+                CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, r, M, s.K, &alpha, scratch, CUDA_R_16BF, s.K, dx,
+                                CUDA_R_16BF, s.K, &beta, static_cast<char*>(dy) + r0 * 2, CUDA_R_16BF, s.N,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+              }
+            });
+            std::printf("prefill-part | %-8s | gemm only, row chunks of %lld MB (%lld rows): %8.1f us = %.2fx cublas16\n",
+                        s.name, (long long)mb, (long long)rows, g_us, g_us / ref);
+          }
+        }
+      }
+    }
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(scratch);
+    cudaFree(accum);
+  }
+  std::printf("\n| shape | format | act | M | us | GB/s | %%copy | cublas16/ours |\n");
+  for (const Row& r : table) std::printf("%s\n", r.text.c_str());
+  cublasDestroy(handle);
+  return failures == 0 ? 0 : 1;
+}

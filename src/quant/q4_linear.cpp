@@ -1,0 +1,458 @@
+#include "quantbench/quant/q4_linear.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstring>
+
+#include "quantbench/core/error.h"
+#include "quantbench/kernels/q4_layout.h"
+
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "quantbench/kernels/q4_gemm.h"
+#endif
+
+namespace qb::quant {
+namespace {
+
+bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+// a * b rounded to fp32 on its own, so that a following add is never fused into an FMA.
+inline float product_f32(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+
+at::Tensor cpu_bytes(const at::Tensor& t) { return t.to(at::kCPU).contiguous(); }
+
+int64_t nbytes_or_zero(const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; }
+
+}  // namespace
+
+// ---- Q4Weights ---------------------------------------------------------------------------------------------
+
+void Q4Weights::validate(const std::string& what) const {
+  QB_CHECK(out_features > 0 && in_features > 0, kInvalidInput, "{}: empty weight [{}, {}]", what, out_features,
+           in_features);
+  QB_CHECK(codes.defined() && codes.scalar_type() == at::kByte && codes.numel() == (numel() + 1) / 2, kInvalidInput,
+           "{}: codes must be uint8 with {} bytes for [{}, {}], got {} {}", what, (numel() + 1) / 2, out_features,
+           in_features, codes.defined() ? codes.numel() : 0,
+           codes.defined() ? c10::toString(codes.scalar_type()) : "undefined");
+  QB_CHECK(block > 0, kInvalidInput, "{}: block / group size must be positive, got {}", what, block);
+  switch (scales) {
+    case Q4Scales::kBlockAbsmax:
+      QB_CHECK(absmax.defined() && absmax.scalar_type() == at::kFloat && absmax.numel() == blocks(), kInvalidInput,
+               "{}: absmax must be float32 [{}] (one per {} elements), got {}", what, blocks(), block,
+               absmax.defined() ? absmax.numel() : 0);
+      break;
+    case Q4Scales::kBlockAbsmaxNested: {
+      const int64_t nested = (blocks() + 255) / 256;
+      QB_CHECK(absmax.defined() && absmax.scalar_type() == at::kByte && absmax.numel() == blocks(), kInvalidInput,
+               "{}: double-quantized absmax must be uint8 [{}], got {}", what, blocks(),
+               absmax.defined() ? absmax.numel() : 0);
+      QB_CHECK(nested_absmax.defined() && nested_absmax.numel() == nested && nested_offset.defined() &&
+                   nested_offset.numel() == nested,
+               kInvalidInput, "{}: nested absmax / offset must have {} entries (one per 256 blocks)", what, nested);
+      QB_CHECK(nested_code.defined() && nested_code.numel() == 256, kInvalidInput,
+               "{}: nested quant map must have 256 entries", what);
+      break;
+    }
+    case Q4Scales::kGroupAffine:
+      QB_CHECK(in_features % block == 0, kInvalidInput, "{}: in_features {} is not a multiple of the group size {}",
+               what, in_features, block);
+      QB_CHECK(group_scale.defined() && group_scale.scalar_type() == at::kHalf &&
+                   group_scale.sizes() == at::IntArrayRef({out_features, in_features / block}),
+               kInvalidInput, "{}: scales must be float16 [{}, {}]", what, out_features, in_features / block);
+      QB_CHECK(group_zero.defined() && group_zero.scalar_type() == at::kByte &&
+                   group_zero.sizes() == at::IntArrayRef({out_features, in_features / block}),
+               kInvalidInput, "{}: zeros must be uint8 [{}, {}]", what, out_features, in_features / block);
+      break;
+  }
+}
+
+at::Tensor Q4Weights::resolved_absmax() const {
+  QB_CHECK(scales != Q4Scales::kGroupAffine, kInternal, "resolved_absmax of an affine (awq) weight");
+  if (scales == Q4Scales::kBlockAbsmax) return absmax.to(at::kFloat).contiguous();
+  const at::Tensor q = cpu_bytes(absmax), code = nested_code.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor scale = nested_absmax.to(at::kCPU, at::kFloat).contiguous();
+  const at::Tensor offset = nested_offset.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor out = at::empty({q.numel()}, at::kFloat);
+  const uint8_t* qp = q.data_ptr<uint8_t>();
+  const float* cp = code.data_ptr<float>();
+  const float* sp = scale.data_ptr<float>();
+  const float* op = offset.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  for (int64_t b = 0; b < q.numel(); ++b) dst[b] = product_f32(cp[qp[b]], sp[b / 256]) + op[b / 256];
+  return out;
+}
+
+at::Tensor Q4Weights::dequantize() const {
+  const int64_t N = out_features, K = in_features;
+  at::Tensor out = at::empty({N, K}, at::kFloat);
+  const at::Tensor c = cpu_bytes(codes);
+  const uint8_t* cp = c.data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  if (scales == Q4Scales::kGroupAffine) {
+    const at::Tensor s = group_scale.to(at::kCPU, at::kFloat).contiguous();
+    const at::Tensor z = cpu_bytes(group_zero);
+    const float* sp = s.data_ptr<float>();
+    const uint8_t* zp = z.data_ptr<uint8_t>();
+    const int64_t groups = K / block;
+    at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t e = n * K + k;
+          const int code = (e % 2 == 0) ? cp[e / 2] >> 4 : cp[e / 2] & 15;
+          const int64_t gi = n * groups + k / block;
+          dst[e] = static_cast<float>(code - static_cast<int>(zp[gi])) * sp[gi];  // exact in fp32
+        }
+    });
+    return out;
+  }
+  const at::Tensor am = resolved_absmax();
+  const float* ap = am.data_ptr<float>();
+  const int64_t n_el = numel();
+  at::parallel_for(0, n_el, 1 << 16, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      const int code = (e % 2 == 0) ? cp[e / 2] >> 4 : cp[e / 2] & 15;
+      dst[e] = codebook[code] * ap[e / block];
+    }
+  });
+  return out;
+}
+
+std::optional<Q4Weights> q4_concat_rows(const std::vector<Q4Weights>& parts) {
+  if (parts.empty()) return std::nullopt;
+  const Q4Weights& first = parts.front();
+  for (const Q4Weights& p : parts) {
+    if (p.in_features != first.in_features || p.scales != first.scales || p.block != first.block ||
+        p.codebook != first.codebook)
+      return std::nullopt;
+    if (p.scales != Q4Scales::kGroupAffine && p.numel() % p.block != 0) return std::nullopt;  // blocks straddle parts
+    if (p.numel() % 2 != 0) return std::nullopt;
+    if (p.scales == Q4Scales::kBlockAbsmaxNested &&
+        (p.blocks() % 256 != 0 || !at::equal(p.nested_code.to(at::kFloat), first.nested_code.to(at::kFloat))))
+      return std::nullopt;
+  }
+  Q4Weights out = first;
+  out.out_features = 0;
+  std::vector<at::Tensor> codes, absmax, nabs, noff, gscale, gzero;
+  for (const Q4Weights& p : parts) {
+    out.out_features += p.out_features;
+    codes.push_back(cpu_bytes(p.codes));
+    if (p.scales == Q4Scales::kGroupAffine) {
+      gscale.push_back(cpu_bytes(p.group_scale));
+      gzero.push_back(cpu_bytes(p.group_zero));
+    } else {
+      absmax.push_back(cpu_bytes(p.absmax));
+      if (p.scales == Q4Scales::kBlockAbsmaxNested) {
+        nabs.push_back(cpu_bytes(p.nested_absmax));
+        noff.push_back(cpu_bytes(p.nested_offset));
+      }
+    }
+  }
+  out.codes = at::cat(codes, 0);
+  if (out.scales == Q4Scales::kGroupAffine) {
+    out.group_scale = at::cat(gscale, 0);
+    out.group_zero = at::cat(gzero, 0);
+  } else {
+    out.absmax = at::cat(absmax, 0);
+    if (out.scales == Q4Scales::kBlockAbsmaxNested) {
+      out.nested_absmax = at::cat(nabs, 0);
+      out.nested_offset = at::cat(noff, 0);
+    }
+  }
+  out.validate("fused 4-bit layers");
+  return out;
+}
+
+LinearPtr q4_fuse(std::vector<LinearPtr>& parts, const std::string& format_name) {
+  std::vector<Q4Weights> canon;
+  const Q4Linear* first = nullptr;
+  bool any_bias = false;
+  for (const auto& part : parts) {
+    const auto* q4 = dynamic_cast<const Q4Linear*>(part.get());
+    if (q4 == nullptr) return nullptr;
+    if (first == nullptr) first = q4;
+    if (q4->options().device != first->options().device) return nullptr;
+    any_bias |= q4->bias().has_value();
+    canon.push_back(q4->canonical());
+  }
+  std::optional<Q4Weights> fused = q4_concat_rows(canon);
+  if (!fused.has_value()) return nullptr;
+  std::optional<at::Tensor> bias;
+  if (any_bias) {
+    std::vector<at::Tensor> biases;
+    for (const auto& part : parts) {
+      const auto& q4 = static_cast<const Q4Linear&>(*part);
+      biases.push_back(q4.bias().has_value() ? q4.bias()->to(at::kCPU, at::kFloat)
+                                             : at::zeros({q4.out_features()}, at::kFloat));
+    }
+    bias = at::cat(biases, 0);
+  }
+  return std::make_unique<Q4Linear>(*fused, bias, first->options(), format_name);
+}
+
+// ---- Q4Linear -----------------------------------------------------------------------------------------------
+
+#ifdef QB_HAVE_CUDA
+// What a CUDA layer holds: the tile layout (fast path) or the canonical codes (flat), plus the scales in the
+// matching order. `mode` says how the scales are stored (nested absmax is resolved to fp32 when blocks
+// straddle rows, so it may differ from the canonical scheme).
+struct Q4Linear::Device {
+  bool tiles = false;
+  int64_t unit = 0;  // tile scale unit in columns
+  kernels::Q4ScaleMode mode = kernels::Q4ScaleMode::kAbsmaxF32;
+  at::Tensor codes, scales, nested, nested_code;
+  kernels::Q4TileWeights tw;
+  kernels::Q4FlatWeights fw;
+};
+#else
+struct Q4Linear::Device {};
+#endif
+
+Q4Linear::~Q4Linear() = default;
+
+Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bias, const FormatOptions& options,
+                   std::string format_name)
+    : Linear(weights.in_features, weights.out_features), format_(std::move(format_name)), options_(options) {
+  weights.validate(format_);
+  const int64_t N = weights.out_features, K = weights.in_features;
+  if (bias.has_value() && bias->defined()) {
+    QB_CHECK(bias->numel() == N, kInvalidInput, "{}: bias has {} elements, out_features is {}", format_, bias->numel(), N);
+    bias_ = bias->reshape({N}).to(options.device, options.activation_dtype).contiguous();
+  }
+  if (!options.device.is_cuda()) {
+    cpu_ = weights;
+    return;
+  }
+#ifdef QB_HAVE_CUDA
+  namespace k = qb::kernels;
+  cpu_ = weights;  // metadata only for CUDA layers: the tensors live on the device
+  cpu_.codes = at::Tensor();
+  cpu_.absmax = cpu_.nested_absmax = cpu_.nested_offset = cpu_.nested_code = at::Tensor();
+  cpu_.group_scale = cpu_.group_zero = at::Tensor();
+  device_ = std::make_unique<Device>();
+  Device& d = *device_;
+  const bool affine = weights.scales == Q4Scales::kGroupAffine;
+  const at::Tensor codes = cpu_bytes(weights.codes);
+  d.tiles = K % 64 == 0 && is_pow2(weights.block) && weights.block >= 64;
+  if (!affine && d.tiles && K % weights.block != 0) d.unit = 64;  // blocks straddle rows: one scale per 64 columns
+  else d.unit = weights.block;
+  if (d.tiles) {
+    at::Tensor tiles = at::empty({k::q4_tile_bytes(N, K)}, at::kByte);
+    k::q4_build_tiles(codes.data_ptr<uint8_t>(), N, K, tiles.data_ptr<uint8_t>());
+    d.codes = tiles.to(options.device);
+    const int64_t units = K / d.unit;
+    if (affine) {
+      const at::Tensor s = cpu_bytes(weights.group_scale), z = cpu_bytes(weights.group_zero);
+      std::vector<uint32_t> words(static_cast<size_t>(N * units));
+      const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr<at::Half>());
+      const uint8_t* zp = z.data_ptr<uint8_t>();
+      for (int64_t i = 0; i < N * units; ++i) words[i] = k::q4_affine_word(sp[i], zp[i]);
+      auto tiled = k::q4_tile_scales(words.data(), N, units, uint32_t{0});
+      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kInt).to(options.device);
+      d.mode = k::Q4ScaleMode::kAffine;
+    } else if (weights.scales == Q4Scales::kBlockAbsmaxNested && d.unit == weights.block) {
+      const at::Tensor q = cpu_bytes(weights.absmax);
+      auto tiled = k::q4_tile_scales(q.data_ptr<uint8_t>(), N, units, uint8_t{0});
+      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kByte).to(options.device);
+      d.nested = at::stack({weights.nested_absmax.to(at::kFloat), weights.nested_offset.to(at::kFloat)}, 1)
+                     .contiguous()
+                     .to(options.device);
+      d.nested_code = weights.nested_code.to(at::kFloat).contiguous().to(options.device);
+      d.mode = k::Q4ScaleMode::kAbsmaxNested;
+    } else {
+      const at::Tensor am = weights.resolved_absmax();
+      const float* ap = am.data_ptr<float>();
+      std::vector<float> per(static_cast<size_t>(N * units));
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t u = 0; u < units; ++u) per[n * units + u] = ap[(n * K + u * d.unit) / weights.block];
+      auto tiled = k::q4_tile_scales(per.data(), N, units, 0.0f);
+      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kFloat).to(options.device);
+      d.mode = k::Q4ScaleMode::kAbsmaxF32;
+    }
+    k::Q4TileWeights& tw = d.tw;
+    tw.tiles = d.codes.data_ptr<uint8_t>();
+    tw.N = N;
+    tw.K = K;
+    tw.mode = d.mode;
+    int shift = 0;
+    while ((int64_t{64} << shift) < d.unit) ++shift;
+    tw.unit_shift = shift;
+    tw.scales = d.scales.data_ptr();
+    if (d.nested.defined()) tw.nested = reinterpret_cast<const float2*>(d.nested.data_ptr<float>());
+    if (d.nested_code.defined()) tw.nested_code = d.nested_code.data_ptr<float>();
+    std::memcpy(tw.codebook, weights.codebook.data(), sizeof(tw.codebook));
+  } else {
+    d.codes = codes.to(options.device);
+    k::Q4FlatWeights& fw = d.fw;
+    fw.codes = d.codes.data_ptr<uint8_t>();
+    fw.N = N;
+    fw.K = K;
+    fw.blocksize = weights.block;
+    std::memcpy(fw.codebook, weights.codebook.data(), sizeof(fw.codebook));
+    if (affine) {
+      const at::Tensor s = cpu_bytes(weights.group_scale), z = cpu_bytes(weights.group_zero);
+      at::Tensor words = at::empty({s.numel()}, at::kInt);
+      const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr<at::Half>());
+      const uint8_t* zp = z.data_ptr<uint8_t>();
+      uint32_t* wp = reinterpret_cast<uint32_t*>(words.data_ptr<int32_t>());
+      for (int64_t i = 0; i < s.numel(); ++i) wp[i] = k::q4_affine_word(sp[i], zp[i]);
+      d.scales = words.to(options.device);
+      fw.mode = d.mode = k::Q4ScaleMode::kAffine;
+      fw.affine = reinterpret_cast<const uint32_t*>(d.scales.data_ptr<int32_t>());
+    } else {
+      d.scales = weights.resolved_absmax().to(options.device);
+      fw.mode = d.mode = k::Q4ScaleMode::kAbsmaxF32;
+      fw.absmax = d.scales.data_ptr<float>();
+    }
+  }
+#else
+  fail(ErrorKind::kUnsupported, "{}: this build has no CUDA; cannot place the layer on {}", format_,
+       options.device.str());
+#endif
+}
+
+std::string Q4Linear::layout() const {
+#ifdef QB_HAVE_CUDA
+  if (device_) return device_->tiles ? "tiles" : "flat";
+#endif
+  return "cpu";
+}
+
+Q4Weights Q4Linear::canonical() const {
+  if (!device_) return cpu_;
+#ifdef QB_HAVE_CUDA
+  namespace k = qb::kernels;
+  const Device& d = *device_;
+  Q4Weights w = cpu_;
+  const int64_t N = w.out_features, K = w.in_features;
+  const at::Tensor codes = cpu_bytes(d.codes);
+  if (d.tiles) {
+    w.codes = at::empty({(N * K + 1) / 2}, at::kByte);
+    k::q4_unbuild_tiles(codes.data_ptr<uint8_t>(), N, K, w.codes.data_ptr<uint8_t>());
+  } else {
+    w.codes = codes;
+  }
+  const at::Tensor scales = cpu_bytes(d.scales);
+  if (d.mode == k::Q4ScaleMode::kAffine) {
+    const int64_t groups = K / w.block;
+    std::vector<uint32_t> words(static_cast<size_t>(N * groups));
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(scales.data_ptr<int32_t>());
+    if (d.tiles) words = k::q4_untile_scales(src, N, groups);
+    else std::memcpy(words.data(), src, words.size() * 4);
+    w.group_scale = at::empty({N, groups}, at::kHalf);
+    w.group_zero = at::empty({N, groups}, at::kByte);
+    uint16_t* sp = reinterpret_cast<uint16_t*>(w.group_scale.data_ptr<at::Half>());
+    uint8_t* zp = w.group_zero.data_ptr<uint8_t>();
+    for (size_t i = 0; i < words.size(); ++i) {
+      sp[i] = static_cast<uint16_t>(words[i] & 0xFFFFu);
+      zp[i] = static_cast<uint8_t>(words[i] >> 16);
+    }
+    return w;
+  }
+  if (!d.tiles) {  // flat: resolved fp32 absmax per block
+    w.scales = Q4Scales::kBlockAbsmax;
+    w.absmax = scales;
+    return w;
+  }
+  const int64_t units = K / d.unit;
+  if (d.mode == k::Q4ScaleMode::kAbsmaxNested) {
+    auto per = k::q4_untile_scales(scales.data_ptr<uint8_t>(), N, units);
+    w.absmax = at::empty({N * units}, at::kByte);
+    std::memcpy(w.absmax.data_ptr<uint8_t>(), per.data(), per.size());
+    const at::Tensor nested = cpu_bytes(d.nested);
+    w.nested_absmax = nested.select(1, 0).contiguous();
+    w.nested_offset = nested.select(1, 1).contiguous();
+    w.nested_code = cpu_bytes(d.nested_code);
+    return w;
+  }
+  auto per = k::q4_untile_scales(scales.data_ptr<float>(), N, units);
+  w.scales = Q4Scales::kBlockAbsmax;
+  w.absmax = at::empty({w.blocks()}, at::kFloat);
+  float* ap = w.absmax.data_ptr<float>();
+  for (int64_t b = 0; b < w.blocks(); ++b) {  // the (row, unit) holding the block's first element
+    const int64_t e = b * w.block;
+    ap[b] = per[(e / K) * units + (e % K) / d.unit];
+  }
+  return w;
+#else
+  return cpu_;
+#endif
+}
+
+at::Tensor Q4Linear::dequantize() const { return canonical().dequantize(); }
+
+int64_t Q4Linear::weight_bytes() const {
+  int64_t total = bias_.has_value() ? static_cast<int64_t>(bias_->nbytes()) : 0;
+  if (device_) {
+#ifdef QB_HAVE_CUDA
+    const Device& d = *device_;
+    total += nbytes_or_zero(d.codes) + nbytes_or_zero(d.scales) + nbytes_or_zero(d.nested) +
+             nbytes_or_zero(d.nested_code);
+#endif
+    return total;
+  }
+  for (const at::Tensor* t : {&cpu_.codes, &cpu_.absmax, &cpu_.nested_absmax, &cpu_.nested_offset, &cpu_.nested_code,
+                              &cpu_.group_scale, &cpu_.group_zero})
+    total += nbytes_or_zero(*t);
+  return total;
+}
+
+at::Tensor Q4Linear::forward(const at::Tensor& x) const {
+  const int64_t N = out_features(), K = in_features();
+  QB_CHECK(x.size(-1) == K, kInvalidInput, "{} linear: input has {} features, weight expects {}", format_, x.size(-1),
+           K);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N;
+  if (!device_) {
+    // CPU: dequantize (the reference values), then at::linear in fp32; the result in x's dtype.
+    const at::Tensor w = cpu_.dequantize();
+    const at::Tensor y = bias_.has_value() ? at::linear(x.to(at::kFloat), w, bias_->to(at::kFloat))
+                                           : at::linear(x.to(at::kFloat), w);
+    return y.to(x.scalar_type());
+  }
+#ifdef QB_HAVE_CUDA
+  namespace k = qb::kernels;
+  const Device& d = *device_;
+  const auto st = x.scalar_type();
+  QB_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat, kInvalidInput,
+           "{} linear: activations must be fp16, bf16 or fp32 on CUDA, got {}", format_, c10::toString(st));
+  QB_CHECK(x.is_cuda(), kInvalidInput, "{} linear: weights are on {}, input on {}", format_,
+           d.codes.device().str(), x.device().str());
+  const k::DType dtype = st == at::kHalf ? k::DType::kF16 : st == at::kBFloat16 ? k::DType::kBF16 : k::DType::kF32;
+  at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const int64_t M = x2.size(0);
+  at::Tensor y = at::empty({M, N}, x2.options());
+  if (M == 0) return y.reshape(out_shape);
+  at::Tensor bias;
+  if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);
+  const void* bias_ptr = bias.defined() ? bias.data_ptr() : nullptr;
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  if (d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM) {
+    if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
+    k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
+  } else if (d.tiles) {
+    const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
+    at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));
+    const int64_t accum_bytes = k::q4_prefill_accum_bytes(plan, M, N);
+    at::Tensor accum;
+    if (accum_bytes > 0) accum = at::empty({accum_bytes / 4}, x2.options().dtype(at::kFloat));
+    k::q4_tile_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, d.tw, plan, x2.data_ptr(), K, bias_ptr,
+                             y.data_ptr(), N, M, scratch.data_ptr(),
+                             accum.defined() ? accum.data_ptr<float>() : nullptr, stream);
+  } else {
+    at::Tensor scratch = at::empty({N, K}, x2.options());
+    k::q4_flat_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, d.fw, x2.data_ptr(), K, bias_ptr,
+                             y.data_ptr(), N, M, scratch.data_ptr(), stream);
+  }
+  return y.reshape(out_shape);
+#else
+  fail(ErrorKind::kInternal, "{}: CUDA layer in a CPU-only build", format_);
+#endif
+}
+
+}  // namespace qb::quant
