@@ -85,7 +85,7 @@ nlohmann::json make_error_result(const RunKey& key, const std::string& kind, con
           {"key", key_to_json(key)},
           {"status", "error"},
           {"error", {{"kind", kind}, {"message", message}}},
-          {"environment", environment}};
+          {"environment", environment.is_object() ? environment : nlohmann::json::object()}};
 }
 
 std::vector<nlohmann::json> read_results(const std::string& path) {
