@@ -47,6 +47,7 @@ int run_app(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "only warnings and errors on stderr");
   Action action;
   add_run_command(app, action, command_line);
+  add_ppl_command(app, action, command_line);
   add_compare_command(app, action);
   add_report_command(app, action);
   add_env_command(app, action, command_line);

@@ -14,6 +14,7 @@ namespace qb::cli {
 using Action = std::function<int()>;
 
 void add_run_command(CLI::App& app, Action& action, const std::string& command_line);
+void add_ppl_command(CLI::App& app, Action& action, const std::string& command_line);
 void add_compare_command(CLI::App& app, Action& action);
 void add_report_command(CLI::App& app, Action& action);
 void add_env_command(CLI::App& app, Action& action, const std::string& command_line);
