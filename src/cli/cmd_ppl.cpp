@@ -74,7 +74,7 @@ void add_ppl_command(CLI::App& app, Action& action, const std::string& command_l
       std::vector<nlohmann::json> records;
       int status = 0;
       for (const auto& precision : flags->precisions) {
-        nlohmann::json record = {{"schema", "quantbench.quality/1"},
+        nlohmann::json record = {{"schema", report::kQualitySchema},
                                  {"key", {{"model", flags->model}, {"precision", precision},
                                           {"device", device.is_cuda() ? "cuda" : "cpu"}, {"text", flags->text}}},
                                  {"environment", environment}};

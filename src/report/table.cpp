@@ -30,14 +30,24 @@ std::string number_or_dash(double value, const char* format) {
 
 std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
   std::vector<TableRow> rows;
+  std::vector<RunKey> row_keys;
   std::map<std::string, double> fp16_decode;  // same run key but precision fp16
+  std::map<std::string, double> perplexity;   // "model|precision|device" from quality records
+  for (const auto& r : results) {
+    if (r.value("schema", "") != kQualitySchema || r.value("status", "") != "ok") continue;
+    const auto& k = r["key"];
+    perplexity[k.value("model", "") + "|" + k.value("precision", "") + "|" + k.value("device", "")] =
+        r["quality"].value("perplexity", -1.0);
+  }
   auto baseline_key = [](const RunKey& k) {
     RunKey base = k;
     base.precision = "fp16";
     return base.str();
   };
   for (const auto& r : results) {
+    if (r.value("schema", "") == kQualitySchema) continue;
     const RunKey key = key_of(r);
+    row_keys.push_back(key);
     TableRow row;
     row.model = key.model;
     row.precision = key.precision;
@@ -61,11 +71,13 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
     row.p99_step_ms = r["timing"].contains("decode_step_ms") ? r["timing"]["decode_step_ms"].value("p99", 0.0) : 0.0;
     if (r.contains("floor") && r["floor"].contains("fraction_of_floor")) row.fraction_of_floor = r["floor"]["fraction_of_floor"];
     if (r.contains("quality") && r["quality"].contains("perplexity")) row.perplexity = r["quality"]["perplexity"];
+    const auto measured = perplexity.find(key.model + "|" + key.precision + "|" + key.device);
+    if (row.perplexity < 0 && measured != perplexity.end()) row.perplexity = measured->second;
     if (key.precision == "fp16") fp16_decode[key.str()] = row.decode_tokens_per_s;
     rows.push_back(row);
   }
   for (size_t i = 0; i < rows.size(); ++i) {
-    const RunKey key = key_of(results[i]);
+    const RunKey& key = row_keys[i];
     const auto it = fp16_decode.find(baseline_key(key));
     if (rows[i].status == "ok" && it != fp16_decode.end() && it->second > 0) {
       rows[i].speedup_vs_fp16 = rows[i].decode_tokens_per_s / it->second;

@@ -12,6 +12,8 @@
 namespace qb::report {
 
 constexpr const char* kResultSchema = "quantbench.result/1";
+// Records of `quantbench ppl`: key {model, precision, device, text}, section "quality".
+constexpr const char* kQualitySchema = "quantbench.quality/1";
 
 struct RunKey {
   std::string model;
