@@ -2,9 +2,61 @@
 
 #include <ATen/ATen.h>
 
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "quantbench/kernels/dense_gemv.h"
+#endif
+
 namespace qb::quant {
+namespace {
+
+#ifdef QB_HAVE_CUDA
+// Where our GEMV measured faster than cuBLAS on the H100 (kernels/NOTES-int8.md, timed inside CUDA
+// graphs): M <= 2 on large weights (Qwen2-7B gate_up, down, lm_head: 1-5%). On small weights (qkv,
+// o_proj, <= 16.5 M elements) cuBLAS' GEMV is 0.5-1 us faster, and from M = 4 cuBLAS wins.
+constexpr int64_t kDenseGemvMaxRows = 2;
+constexpr int64_t kDenseGemvMinElements = int64_t{32} << 20;
+
+bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  if (!x.is_cuda() || !weight.is_cuda() || x.get_device() != weight.get_device()) return false;
+  const auto dtype = x.scalar_type();
+  if ((dtype != at::kHalf && dtype != at::kBFloat16) || weight.scalar_type() != dtype) return false;
+  if (weight.dim() != 2 || !weight.is_contiguous()) return false;
+  if (bias.has_value() && bias->defined() && (!bias->is_cuda() || bias->numel() != weight.size(0))) return false;
+  const int64_t K = weight.size(1);
+  const int64_t M = K == 0 ? 0 : x.numel() / K;
+  return M >= 1 && M <= kDenseGemvMaxRows && weight.numel() >= kDenseGemvMinElements && K % 8 == 0 &&
+         x.size(-1) == K;
+}
+
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  const int64_t K = weight.size(1);
+  const int64_t N = weight.size(0);
+  at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
+  const int64_t M = x2.size(0);
+  if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) {
+    return bias.has_value() ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  }
+  at::Tensor b;
+  if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
+  at::Tensor y = at::empty({M, N}, x2.options());
+  const auto type = x.scalar_type() == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
+  kernels::dense_gemv(type, x2.data_ptr(), K, weight.data_ptr(), K, b.defined() ? b.data_ptr() : nullptr,
+                      y.data_ptr(), N, M, N, K, at::cuda::getCurrentCUDAStream());
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N;
+  return y.view(out_shape);
+}
+#endif
+
+}  // namespace
 
 at::Tensor dense_matmul(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+#ifdef QB_HAVE_CUDA
+  if (gemv_applies(x, weight, bias)) return gemv(x, weight, bias);
+#endif
   return bias.has_value() ? at::linear(x, weight, *bias) : at::linear(x, weight);
 }
 

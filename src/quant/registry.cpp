@@ -3,8 +3,12 @@
 
 #include "quantbench/core/error.h"
 #include "quantbench/io/checkpoint.h"
+#include "quantbench/quant/awq.h"
+#include "quantbench/quant/bnb_4bit.h"
 #include "quantbench/quant/dense.h"
 #include "quantbench/quant/format.h"
+#include "quantbench/quant/int8.h"
+#include "quantbench/quant/llm_int8.h"
 
 namespace qb::quant {
 namespace {
@@ -16,6 +20,11 @@ const std::map<std::string, std::unique_ptr<WeightFormat>>& registry() {
     add(make_dense_format("fp32", at::kFloat));
     add(make_dense_format("fp16", at::kHalf));
     add(make_dense_format("bf16", at::kBFloat16));
+    add(make_bnb_4bit_format(Bnb4bitType::kNf4));
+    add(make_bnb_4bit_format(Bnb4bitType::kFp4));
+    add(make_awq_format());
+    add(make_int8_format());
+    add(make_llm_int8_format());
     return map;
   }();
   return *formats;

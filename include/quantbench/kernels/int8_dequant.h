@@ -1,0 +1,38 @@
+// INT8 prefill (large M): y[M, N] = x[M, K] W^T (+ bias) with W = q * scale held as int8 on the device.
+// Two variants, measured in kernels/NOTES-int8.md:
+//  - chunk_k <= 0 (kInt8PrefillChunkK, the fastest): all of W dequantized into a 16-bit scratch
+//    [N, round_up(K, 16)] with the scales folded in (one rounding, as bitsandbytes does), then one
+//    cuBLAS GEMM that writes y directly (the bias pre-filled into y, beta = 1).
+//  - chunk_k > 0: K in chunks of chunk_k through a reused [N, chunk_k] scratch (the same address each
+//    chunk, so it stays in the 50 MB L2), cuBLAS into an fp32 accumulator [M, N] (beta = 1 after the
+//    first chunk), then an epilogue applying the per-channel scale (q stays exact) and the bias.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quantbench/kernels/int8_gemv.h"
+
+namespace qb::kernels {
+
+// The variant the measurements chose (kernels/NOTES-int8.md): whole W, scales folded, direct output.
+constexpr int64_t kInt8PrefillChunkK = 0;
+
+// Scratch the prefill needs: the dequantized weights [N, round_up(K, 16)] (chunk_k <= 0), or the
+// dequantized chunk [N, chunk] and the fp32 accumulator [M, N].
+size_t int8_prefill_workspace_bytes(int64_t M, int64_t N, int64_t K, int64_t chunk_k);
+
+// x [M, ldx] (ldx >= K, x 16-byte aligned, K % 8 == 0), bias [N] or null, y [M, ldy]; all in `dtype`.
+// `handle` must be usable on `stream` (it is set to it). chunk_k > 0 is rounded up to a multiple of 64.
+void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
+                         const void* bias, void* y, int64_t ldy, int64_t M, void* workspace, size_t workspace_bytes,
+                         int64_t chunk_k, cudaStream_t stream);
+
+// The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
+// out[n, k] = q[n, k] * scale (rounded once to 16 bits).
+void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);
+
+}  // namespace qb::kernels

@@ -1,0 +1,290 @@
+// Decode GEMV on tensor cores, shared by the dense (fp16/bf16) and int8 weight-only formats.
+//
+// Contract
+//   y[m, n] = sum_k x[m, k] * W[n, k]  (* scale)  (+ bias[n]),  0 <= m < M <= MT*8, 0 <= n < N.
+//   x    [M, ldx]  fp16 or bf16 (T), row-major; columns >= K are never read. K % 8 == 0, ldx % 8 == 0,
+//                  base 16-byte aligned.
+//   W    [N, ldw]  row-major: T (dense) or int8 (kInt8). The kernel streams columns [0, k_weights):
+//                  dense k_weights = K; int8 k_weights = K rounded up to 16, columns K.. are zero
+//                  (the format pads them at quantize time). ldw * sizeof(weight) % 16 == 0.
+//   scales fp32: int8 per channel [N] (applied in the epilogue), or per group [N, scale_ld] with
+//                  group size = 64 * group_steps (applied after each 64-wide k step, fp32).
+//   bias [N] in T or null; y [M, ldy] in T.
+//   Accumulation: fp32 in the mma accumulators, reduced across warps in fp32, one rounding to T.
+//
+// Tiling. A block of KSPLIT warps owns 16*RT output rows and walks K in rounds of KSPLIT x UNROLL
+// steps, warp w taking steps w, w + KSPLIT, ... of each round (UNROLL 16-byte loads per row in
+// flight per lane); a warp step covers 64 k (int8) or 32 k (dense).
+// RT > 1 (row tiles per warp) reuses each activation load for RT x 16 rows: at M > 8 the x traffic
+// per weight byte is what limits the kernel.
+// The trick that lets a 16-byte weight load feed mma.sync directly: a dot product does not care
+// about the order of k, so each lane's *physical* 16 bytes go to the *logical* k slots the mma
+// fragment wants.
+// Lane (g = lane/4, t = lane%4) loads rows n0+g and n0+g+8 (of each row tile) at k = step*64 + 16t (int8: 16
+// weights) or step*32 + 8t (dense: 8 weights); the four lanes of a row read 64 contiguous bytes.
+// For mma j (k16), lane (g,t) holds logical slots {2t, 2t+1, 2t+8, 2t+9} of A rows g and g+8; we
+// fill them with its physical elements 4j..4j+3. The B fragment (x^T, k16 x n8, "col") asks lane
+// (g,t) for the same slots of token column g, i.e. x[g][k + 4j .. 4j+3]: the same 16 (or 8)
+// consecutive activations, one or two 16-byte loads. Accumulator lane (g,t) ends with rows
+// {g, g+8} x tokens {2t, 2t+1} of each 8-token tile.
+//
+// int8 -> 16-bit is exact: fp16 via the 0x6400 magic (1024 + byte, minus 1152), bf16 via fp32
+// magic (2^23 + byte) then a packing convert.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace qb::kernels::gemv {
+
+enum class WeightKind { kHalf16, kInt8 };
+
+struct GemvParams {
+  const void* x = nullptr;
+  int64_t ldx = 0;
+  const void* w = nullptr;
+  int64_t ldw = 0;              // in weight elements
+  const float* scales = nullptr;
+  int64_t scale_ld = 0;         // per group: groups per row
+  int group_steps = 0;          // per group: group size / 64
+  const void* bias = nullptr;
+  void* y = nullptr;
+  int64_t ldy = 0;
+  int M = 0, N = 0, K = 0;
+  int k_weights = 0;
+};
+
+// ---- small device helpers ---------------------------------------------------------------------
+
+// Weights are read once: keep them out of L1 so that the activations (re-read by every warp) stay.
+__device__ __forceinline__ uint4 load_stream16(const void* ptr) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(ptr));
+  return v;
+}
+
+__device__ __forceinline__ uint4 load_cached16(const void* ptr) { return __ldg(reinterpret_cast<const uint4*>(ptr)); }
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+template <typename T>
+struct HalfTraits;
+
+template <>
+struct HalfTraits<__half> {
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  // Four signed bytes -> (e0, e1) and (e2, e3) as f16x2, exactly: byte^0x80 = e + 128 goes into the
+  // low mantissa of 1024.0 (0x6400), then 1152 is subtracted.
+  static __device__ __forceinline__ void int8x4_to_pairs(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    const uint32_t u = w ^ 0x80808080u;
+    uint32_t l = __byte_perm(u, 0x64646464u, 0x4140);
+    uint32_t h = __byte_perm(u, 0x64646464u, 0x4342);
+    const uint32_t bias = 0x64806480u;  // f16x2 (1152, 1152)
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(lo) : "r"(l), "r"(bias));
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(hi) : "r"(h), "r"(bias));
+  }
+  static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
+};
+
+template <>
+struct HalfTraits<__nv_bfloat16> {
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  // bf16 has too few mantissa bits for the 8-bit magic: go through fp32 (2^23 + byte) and pack.
+  static __device__ __forceinline__ void int8x4_to_pairs(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    const uint32_t u = w ^ 0x80808080u;
+    const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540)) - 8388736.0f;
+    const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7541)) - 8388736.0f;
+    const float f2 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7542)) - 8388736.0f;
+    const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7543)) - 8388736.0f;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(lo) : "f"(f1), "f"(f0));
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(hi) : "f"(f3), "f"(f2));
+  }
+  static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+};
+
+// ---- the kernel --------------------------------------------------------------------------------
+
+// One warp's loads for one step: RT row tiles x rows {g, g+8}, 16 bytes each (+ per-group scales).
+template <int RT, bool PER_GROUP>
+struct StepLoads {
+  uint4 w[RT][2];
+  float scale[RT][2];
+};
+
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+__global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams p) {
+  constexpr bool kInt8 = WK == WeightKind::kInt8;
+  constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
+  constexpr int kStepK = 4 * kLaneElems;       // k covered by one warp step
+  constexpr int kMmas = kStepK / 16;           // m16n8k16 per step, row tile and token tile
+  constexpr int kWeightBytes = kInt8 ? 1 : 2;
+  constexpr int kXVecs = kLaneElems / 8;       // 16-byte activation loads per lane per token row
+  constexpr int kRows = 16 * RT;               // output rows per block
+  using Traits = HalfTraits<T>;
+  using Loads = StepLoads<RT, PER_GROUP>;
+
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const int n0 = blockIdx.x * kRows;
+  const T* x = static_cast<const T*>(p.x);
+  const int steps = (p.k_weights + kStepK - 1) / kStepK;
+
+  const char* w_row[RT][2];
+  bool has_row[RT][2];
+#pragma unroll
+  for (int r = 0; r < RT; ++r) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + 16 * r + 8 * h + g;
+      has_row[r][h] = n < p.N;
+      w_row[r][h] = static_cast<const char*>(p.w) + (has_row[r][h] ? (int64_t)n * p.ldw * kWeightBytes : 0);
+    }
+  }
+
+  auto load_step = [&](int step, Loads& out) {
+    const int k = step * kStepK + t * kLaneElems;
+    const bool in_k = step < steps && k < p.k_weights;
+#pragma unroll
+    for (int r = 0; r < RT; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16(w_row[r][h] + (int64_t)k * kWeightBytes)
+                                              : make_uint4(0, 0, 0, 0);
+        if constexpr (PER_GROUP) {
+          const int group = (step < steps ? step : 0) / p.group_steps;
+          out.scale[r][h] =
+              has_row[r][h] ? __ldg(p.scales + (int64_t)(n0 + 16 * r + 8 * h + g) * p.scale_ld + group) : 0.0f;
+        }
+      }
+    }
+  };
+
+  float acc[RT][MT][4];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int i = 0; i < MT; ++i) acc[r][i][0] = acc[r][i][1] = acc[r][i][2] = acc[r][i][3] = 0.0f;
+
+  auto compute_step = [&](int step, const Loads& in) {
+    const int k = step * kStepK + t * kLaneElems;
+    uint32_t a[RT][kMmas][4];
+#pragma unroll
+    for (int r = 0; r < RT; ++r) {
+#pragma unroll
+      for (int j = 0; j < kMmas; ++j) {
+        if constexpr (kInt8) {
+          Traits::int8x4_to_pairs(word_of(in.w[r][0], j), a[r][j][0], a[r][j][2]);
+          Traits::int8x4_to_pairs(word_of(in.w[r][1], j), a[r][j][1], a[r][j][3]);
+        } else {
+          a[r][j][0] = word_of(in.w[r][0], 2 * j);
+          a[r][j][1] = word_of(in.w[r][1], 2 * j);
+          a[r][j][2] = word_of(in.w[r][0], 2 * j + 1);
+          a[r][j][3] = word_of(in.w[r][1], 2 * j + 1);
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      const int m = i * 8 + g;
+      uint4 xv[kXVecs];
+#pragma unroll
+      for (int h = 0; h < kXVecs; ++h) {
+        const int kh = k + 8 * h;
+        xv[h] = (m < p.M && kh < p.K) ? load_cached16(x + (int64_t)m * p.ldx + kh) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int j = 0; j < kMmas; ++j) {
+          const uint32_t b0 = word_of(xv[j / 2], 2 * (j % 2));
+          const uint32_t b1 = word_of(xv[j / 2], 2 * (j % 2) + 1);
+          if constexpr (PER_GROUP) {
+            Traits::mma(part, a[r][j], b0, b1);
+          } else {
+            Traits::mma(acc[r][i], a[r][j], b0, b1);
+          }
+        }
+        if constexpr (PER_GROUP) {
+          acc[r][i][0] += part[0] * in.scale[r][0];
+          acc[r][i][1] += part[1] * in.scale[r][0];
+          acc[r][i][2] += part[2] * in.scale[r][1];
+          acc[r][i][3] += part[3] * in.scale[r][1];
+        }
+      }
+    }
+  };
+
+  // Rounds of KSPLIT x UNROLL consecutive steps; inside a round, warp w takes steps w, w + KSPLIT,
+  // ... The block's loads in flight then cover one contiguous stretch of each row (DRAM locality:
+  // contiguous per-warp ranges measured 10% slower on the long-K shape), and the last, partial
+  // round still splits evenly (warps differ by at most one step).
+  for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
+    Loads cur[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int step = base + warp + KSPLIT * u;
+      if (step < steps) compute_step(step, cur[u]);  // warp-uniform
+    }
+  }
+
+  // Cross-warp reduction: [warp][token][row], rows padded by one float against bank conflicts.
+  __shared__ float partial[KSPLIT][MT * 8][kRows + 1];
+#pragma unroll
+  for (int r = 0; r < RT; ++r) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      partial[warp][i * 8 + 2 * t][16 * r + g] = acc[r][i][0];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g] = acc[r][i][1];
+      partial[warp][i * 8 + 2 * t][16 * r + g + 8] = acc[r][i][2];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g + 8] = acc[r][i][3];
+    }
+  }
+  __syncthreads();
+  T* y = static_cast<T*>(p.y);
+  const T* bias = static_cast<const T*>(p.bias);
+  for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
+    const int m = o / kRows;
+    const int r = o % kRows;
+    const int n = n0 + r;
+    if (m >= p.M || n >= p.N) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
+    if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
+    if (bias != nullptr) sum += Traits::to_float(bias[n]);
+    y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
+  }
+}
+
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
+  gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP><<<blocks, KSPLIT * 32, 0, stream>>>(p);
+}
+
+}  // namespace qb::kernels::gemv

@@ -1,0 +1,99 @@
+#include "int8_cuda.h"
+
+#ifdef QB_HAVE_CUDA
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+
+#include "quantbench/core/error.h"
+#include "quantbench/kernels/int8_dequant.h"
+#include "quantbench/kernels/llm_int8.h"
+
+namespace qb::quant::int8_cuda {
+namespace {
+
+cudaStream_t stream() { return at::cuda::getCurrentCUDAStream(); }
+
+const void* bias_ptr(const at::Tensor& bias) { return bias.defined() ? bias.data_ptr() : nullptr; }
+
+at::Tensor workspace(const at::Tensor& like, size_t bytes) {
+  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
+}
+
+}  // namespace
+
+kernels::HalfType half_type(at::ScalarType dtype) {
+  QB_CHECK(dtype == at::kHalf || dtype == at::kBFloat16, kUnsupported,
+           "int8 CUDA kernels take fp16 or bf16 activations, got {}", c10::toString(dtype));
+  return dtype == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
+}
+
+at::Tensor flatten_activations(const at::Tensor& x, int64_t K) {
+  at::Tensor x2 = x.reshape({-1, K});
+  if (K % 8 != 0) {
+    x2 = at::constant_pad_nd(x2, {0, kernels::int8_padded_k(K) - K}, 0);
+  }
+  x2 = x2.contiguous();
+  if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
+  return x2;
+}
+
+kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales, int64_t group_size, int64_t K,
+                                  float scale_multiplier) {
+  kernels::Int8Weights w;
+  w.q = q.data_ptr<int8_t>();
+  w.ldq = q.size(1);
+  w.scales = scales.data_ptr<float>();
+  w.group_size = group_size;
+  w.groups = group_size > 0 ? scales.size(1) : 0;
+  w.scale_multiplier = scale_multiplier;
+  w.N = q.size(0);
+  w.K = K;
+  return w;
+}
+
+at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
+  const int64_t M = x2d.size(0);
+  at::Tensor y = at::empty({M, w.N}, x2d.options());
+  kernels::int8_gemv(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias), y.data_ptr(),
+                     w.N, M, stream());
+  return y;
+}
+
+at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
+  const int64_t M = x2d.size(0);
+  at::Tensor y = at::empty({M, w.N}, x2d.options());
+  const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);
+  at::Tensor scratch = workspace(x2d, bytes);
+  kernels::int8_prefill_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()), x2d.data_ptr(),
+                               x2d.size(1), w, bias_ptr(bias), y.data_ptr(), w.N, M, scratch.data_ptr(), bytes,
+                               kernels::kInt8PrefillChunkK, stream());
+  return y;
+}
+
+at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
+                         float threshold) {
+  const int64_t M = x2d.size(0);
+  at::Tensor y = at::empty({M, w.N}, x2d.options());
+  const size_t bytes = kernels::llm_int8_activation_bytes(M, w.K);
+  at::Tensor scratch = workspace(x2d, bytes);
+  kernels::llm_int8_gemv(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias), y.data_ptr(),
+                         w.N, M, threshold, scratch.data_ptr(), bytes, stream());
+  return y;
+}
+
+at::Tensor llm_int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
+                            float threshold) {
+  const int64_t M = x2d.size(0);
+  at::Tensor y = at::empty({M, w.N}, x2d.options());
+  const size_t bytes = kernels::llm_int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);
+  at::Tensor scratch = workspace(x2d, bytes);
+  kernels::llm_int8_prefill(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()), x2d.data_ptr(),
+                            x2d.size(1), w, bias_ptr(bias), y.data_ptr(), w.N, M, threshold, scratch.data_ptr(), bytes,
+                            kernels::kInt8PrefillChunkK, stream());
+  return y;
+}
+
+}  // namespace qb::quant::int8_cuda
+
+#endif  // QB_HAVE_CUDA

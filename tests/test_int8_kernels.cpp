@@ -1,0 +1,129 @@
+// The int8 kernels called directly (host APIs), outputs poisoned with NaN first so that an unwritten
+// element fails the comparison. Reference: float64 matmul of the 16-bit input with the CPU
+// dequantization. Bounds: the kernels multiply exact operands and accumulate in fp32, so the error is
+// the output rounding (relative 2^-11 fp16, 2^-8 bf16 at most, RMS well below): 2e-3 and 8e-3.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "quantbench/core/error.h"
+#include "quantbench/quant/int8.h"
+#include "test_support.h"
+
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "quantbench/kernels/int8_dequant.h"
+#include "quantbench/kernels/int8_gemv.h"
+#endif
+
+namespace qb::quant {
+namespace {
+
+#ifdef QB_HAVE_CUDA
+
+kernels::HalfType half_of(at::ScalarType t) { return t == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16; }
+
+struct Case {
+  int64_t K, N, group;
+};
+
+kernels::Int8Weights view(const Int8Quantized& q, int64_t K) {
+  kernels::Int8Weights w;
+  w.q = q.q.data_ptr<int8_t>();
+  w.ldq = q.q.size(1);
+  w.scales = q.scales.data_ptr<float>();
+  w.group_size = q.group_size;
+  w.groups = q.group_size > 0 ? q.scales.size(1) : 0;
+  w.N = q.q.size(0);
+  w.K = K;
+  return w;
+}
+
+at::Tensor dequantized(const Int8Quantized& q, int64_t K) {
+  const at::Tensor qf = q.q.narrow(1, 0, K).to(at::kCPU, at::kDouble);
+  const at::Tensor s = q.scales.to(at::kCPU, at::kDouble);
+  if (q.group_size == 0) return qf * s.unsqueeze(1);
+  return qf * s.repeat_interleave(q.group_size, 1).narrow(1, 0, K);
+}
+
+TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(21);
+  const c10::Device cuda(c10::kCUDA);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const std::vector<Case> cases = {{3584 + 8, 301, 0}, {4104, 64, 0}, {257 * 8, 37, 64}, {3584, 77, 128}, {8, 5, 0}};
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    const double bound = dtype == at::kHalf ? 2e-3 : 8e-3;
+    for (const Case& c : cases) {
+      const Int8Quantized q = quantize_int8((at::randn({c.N, c.K}) * 0.02).to(cuda), c.group);
+      const kernels::Int8Weights w = view(q, c.K);
+      const at::Tensor wd = dequantized(q, c.K);
+      const at::Tensor bias = at::randn({c.N}).to(cuda, dtype);
+      for (int64_t m = 1; m <= 64; m += (m < 34 ? 1 : 15)) {
+        const at::Tensor x = at::randn({m, c.K}).to(cuda, dtype);
+        const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), wd, bias.to(at::kCPU, at::kDouble));
+        if (m <= kernels::kGemvMaxM) {
+          at::Tensor y = at::full({m, c.N}, NAN, x.options());
+          kernels::int8_gemv(half_of(dtype), x.data_ptr(), c.K, w, bias.data_ptr(), y.data_ptr(), c.N, m, stream);
+          EXPECT_LT(test::relative_error(y, ref), bound) << "gemv K " << c.K << " N " << c.N << " M " << m;
+        }
+        for (const int64_t chunk : {int64_t{0}, int64_t{64}, int64_t{1024}, int64_t{1} << 20}) {
+          if (m > 3 && (chunk == 64 || chunk == 1024)) continue;  // chunked variants: a few M suffice
+          const size_t bytes = kernels::int8_prefill_workspace_bytes(m, c.N, c.K, chunk);
+          at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+          at::Tensor y = at::full({m, c.N}, NAN, x.options());
+          kernels::int8_prefill_matmul(at::cuda::getCurrentCUDABlasHandle(), half_of(dtype), x.data_ptr(), c.K, w,
+                                       bias.data_ptr(), y.data_ptr(), c.N, m, scratch.data_ptr(), bytes, chunk, stream);
+          // chunk 0 (and per-group weights) round w = q * s to 16 bits before cuBLAS: 2^-9 relative per
+          // bf16 weight, random in sign, so ~1e-3 on the dot product, under the output-rounding bound.
+          EXPECT_LT(test::relative_error(y, ref), bound)
+              << "prefill K " << c.K << " N " << c.N << " M " << m << " chunk " << chunk;
+        }
+      }
+    }
+  }
+}
+
+TEST(Int8KernelsGpu, DequantizeMatchesCpu) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(22);
+  const c10::Device cuda(c10::kCUDA);
+  for (const int64_t group : {int64_t{0}, int64_t{32}}) {
+    const int64_t N = 33, K = 200;
+    const Int8Quantized q = quantize_int8(at::randn({N, K}).to(cuda), group);
+    at::Tensor out = at::full({N, 208}, NAN, q.scales.options().dtype(at::kHalf));
+    kernels::int8_dequantize(kernels::HalfType::kF16, view(q, K), out.data_ptr(), 208,
+                             at::cuda::getCurrentCUDAStream());
+    const at::Tensor ref = dequantized(q, K);
+    // One rounding of q * s to fp16.
+    EXPECT_LT(test::relative_error(out.narrow(1, 0, K), ref), 1e-3);
+    EXPECT_TRUE(at::equal(out.narrow(1, K, 8).to(at::kCPU), at::zeros({N, 8}, at::kHalf)));
+  }
+}
+
+TEST(Int8KernelsGpu, WrappersRejectBadOperands) {
+  QB_REQUIRE_CUDA();
+  const c10::Device cuda(c10::kCUDA);
+  const Int8Quantized q = quantize_int8(at::randn({16, 64}).to(cuda), 0);
+  kernels::Int8Weights w = view(q, 64);
+  const at::Tensor x = at::randn({40, 64}).to(cuda, at::kHalf);
+  at::Tensor y = at::empty({40, 16}, x.options());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  // M above the GEMV's tile count.
+  EXPECT_THROW(kernels::int8_gemv(kernels::HalfType::kF16, x.data_ptr(), 64, w, nullptr, y.data_ptr(), 16, 40, stream),
+               Error);
+  // K not a multiple of 8.
+  kernels::Int8Weights odd = w;
+  odd.K = 60;
+  EXPECT_THROW(kernels::int8_gemv(kernels::HalfType::kF16, x.data_ptr(), 64, odd, nullptr, y.data_ptr(), 16, 1, stream),
+               Error);
+  // Misaligned activations.
+  EXPECT_THROW(kernels::int8_gemv(kernels::HalfType::kF16, static_cast<char*>(x.data_ptr()) + 2, 64, w, nullptr,
+                                  y.data_ptr(), 16, 1, stream),
+               Error);
+}
+
+#endif  // QB_HAVE_CUDA
+
+}  // namespace
+}  // namespace qb::quant
