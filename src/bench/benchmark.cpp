@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <filesystem>
 
 #include "quantbench/bench/environment.h"
@@ -15,6 +17,9 @@
 #include "quantbench/engine/prompt.h"
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/builder.h"
+#include "quantbench/quality/agreement.h"
+#include "quantbench/quality/perplexity.h"
+#include "quantbench/quality/text_source.h"
 #include "quantbench/report/result.h"
 
 namespace qb::bench {
@@ -93,7 +98,12 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     results.push_back(std::move(record));
   };
   const char* device_name = device_.is_cuda() ? "cuda" : "cpu";
-  for (const std::string& precision : plan.precisions) {
+  // The baseline runs first so that every other precision can be compared with its tokens.
+  std::vector<std::string> precisions = plan.precisions;
+  const auto baseline_at = std::find(precisions.begin(), precisions.end(), plan.baseline);
+  if (baseline_at != precisions.end()) std::rotate(precisions.begin(), baseline_at, baseline_at + 1);
+  std::map<std::string, at::Tensor> baseline_tokens;  // RunKey without precision -> generated tokens
+  for (const std::string& precision : precisions) {
     auto key_for = [&](int64_t batch, int64_t prompt_len) {
       return report::RunKey{plan.model, precision, device_name, batch, prompt_len, plan.gen_len};
     };
@@ -264,6 +274,29 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
             for (int64_t t = 0; t < first.tokens.size(1); ++t) ids.push_back(static_cast<int32_t>(first.tokens[0][t].item<int64_t>()));
             record["generated_text"] = loaded.tokenizer->decode(ids);
           }
+          nlohmann::json quality = nlohmann::json::object();
+          const std::string tokens_key = fmt::format("b{}|p{}", batch, prompt_len);
+          if (precision == plan.baseline) {
+            baseline_tokens[tokens_key] = first.tokens;
+          } else if (baseline_tokens.count(tokens_key) != 0) {
+            quality["greedy_vs_" + plan.baseline] = quality::greedy_agreement(first.tokens, baseline_tokens[tokens_key]);
+          }
+          if (plan.quality_text.has_value() && loaded.tokenizer.has_value() && batch == plan.batches.front() &&
+              prompt_len == plan.prompt_lens.front()) {
+            const auto ids32 = loaded.tokenizer->encode(quality::read_text_file(*plan.quality_text), true);
+            std::vector<int64_t> text_ids(ids32.begin(), ids32.end());
+            if (static_cast<int64_t>(text_ids.size()) > plan.quality_max_tokens) text_ids.resize(plan.quality_max_tokens);
+            quality::PerplexityOptions ppl;
+            ppl.context = plan.quality_ctx > 0 ? plan.quality_ctx : std::min<int64_t>(loaded.lm->max_positions(), 1024);
+            ppl.stride = ppl.context / 2;
+            const auto measured = quality::evaluate_perplexity(*loaded.lm, text_ids, ppl);
+            quality["perplexity"] = measured.perplexity;
+            quality["perplexity_text"] = *plan.quality_text;
+            quality["perplexity_tokens"] = measured.scored_tokens;
+            quality["perplexity_ctx"] = ppl.context;
+            quality["perplexity_stride"] = ppl.stride;
+          }
+          if (!quality.empty()) record["quality"] = quality;
           spdlog::info("{} {} b{} p{} g{}: decode {:.1f} tok/s{}, prefill {:.2f} ms", plan.model, precision, batch,
                        prompt_len, plan.gen_len, decode_summary.median,
                        bandwidth_ ? fmt::format(" ({:.0f}% of floor)", 100 * floor.value("fraction_of_floor", 0.0)) : "",

@@ -27,7 +27,8 @@ struct RunFlags {
   std::string double_quant = "on";
   double outlier_threshold = 6.0;
   uint64_t seed = 0;
-  std::string out, format = "md";
+  std::string out, format = "md", baseline, quality_text;
+  int64_t quality_max_tokens = 8192;
 };
 
 }  // namespace
@@ -58,6 +59,9 @@ void add_run_command(CLI::App& app, Action& action, const std::string& command_l
   run->add_flag("--dense-lm-head", flags->dense_lm_head, "keep the LM head dense in the compute dtype");
   run->add_flag("--no-probe", flags->no_probe, "skip the copy-bandwidth probe (no floor in the results)");
   run->add_option("--seed", flags->seed, "seed for synthetic weights and random prompts")->capture_default_str();
+  run->add_option("--baseline", flags->baseline, "precision whose greedy tokens the others are compared with (default fp16; fp32 on CPU)");
+  run->add_option("--quality-text", flags->quality_text, "also measure perplexity on this text (checkpoints with a tokenizer)");
+  run->add_option("--quality-max-tokens", flags->quality_max_tokens, "tokens of --quality-text to use")->capture_default_str();
   run->add_option("-o,--out,--json", flags->out, "write the result records (JSON array) to this file");
   run->add_option("--format", flags->format, "stdout: md | csv | json")->capture_default_str();
   run->callback([&action, flags, command_line] {
@@ -85,6 +89,9 @@ void add_run_command(CLI::App& app, Action& action, const std::string& command_l
       plan.format.outlier_threshold = flags->outlier_threshold;
       plan.quantize_lm_head = !flags->dense_lm_head;
       plan.seed = flags->seed;
+      plan.baseline = flags->baseline.empty() ? (cpu ? "fp32" : "fp16") : flags->baseline;
+      if (!flags->quality_text.empty()) plan.quality_text = flags->quality_text;
+      plan.quality_max_tokens = flags->quality_max_tokens;
       for (int64_t b : plan.batches) QB_CHECK(b > 0, kInvalidInput, "--batch values must be positive, got {}", b);
       QB_CHECK(flags->format == "md" || flags->format == "csv" || flags->format == "json", kInvalidInput,
                "--format must be md, csv or json");

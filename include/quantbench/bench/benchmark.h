@@ -33,6 +33,12 @@ struct BenchmarkPlan {
   quant::FormatOptions format;            // blocksize, double quant, group size, threshold
   bool quantize_lm_head = true;
   uint64_t seed = 0;
+  // Quality in the same record: greedy agreement with `baseline` (run first when listed) and,
+  // with quality_text, perplexity over its first quality_max_tokens tokens (checkpoints only).
+  std::string baseline = "fp16";
+  std::optional<std::string> quality_text;
+  int64_t quality_max_tokens = 8192;
+  int64_t quality_ctx = 0;  // 0: min(model context, 1024); stride ctx / 2
 };
 
 class BenchmarkSession {
