@@ -109,7 +109,7 @@ class RealGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RealGolden, Fp32CpuMatchesTransformers) {
   const std::string dir = test::shared_data_dir() + "/models/" + GetParam();
-  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "shared data not found at " << dir;
+  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "shared data not found at " << dir;
   const auto lm = load(dir, "fp32", c10::Device(c10::kCPU), at::kFloat);
   const auto ref = io::SafetensorsFile::open(test::fixtures_dir() + "/references/" + GetParam() + ".safetensors");
   const at::Tensor columns = ref.tensor("vocab_index");

@@ -49,7 +49,7 @@ void check_entry(const nlohmann::json& entry, c10::Device device) {
   std::string dir = entry["model_dir"];
   if (dir.rfind("../shared/data/", 0) == 0) dir = test::shared_data_dir() + "/" + dir.substr(15);
   else dir = std::string(QB_SOURCE_DIR) + "/" + dir;
-  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "model not found at " << dir;
+  if (!std::filesystem::exists(dir + "/config.json")) GTEST_SKIP() << "model not found at " << dir;
   std::string text = read_text_file(text_path);
   if (entry["num_chars"].get<int64_t>() < static_cast<int64_t>(text.size())) {
     text = first_code_points(text, entry["num_chars"].get<int64_t>());

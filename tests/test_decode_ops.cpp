@@ -1,0 +1,138 @@
+// The fused decode-step kernels against plain libtorch on fresh random inputs (GPU only).
+// Bounds: fp32 1e-5 (fp32 accumulation, different summation order); fp16 2e-3 and bf16 1.6e-2
+// (one rounding of the output, 2^-11 and 2^-8, plus the rounded q the kernel and reference share).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+
+#ifdef QB_HAVE_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "quantbench/kernels/decode_ops.h"
+
+namespace qb::kernels {
+namespace {
+
+DType dtype_of(at::ScalarType t) { return t == at::kFloat ? DType::kF32 : t == at::kHalf ? DType::kF16 : DType::kBF16; }
+double bound_of(at::ScalarType t) { return t == at::kFloat ? 1e-5 : t == at::kHalf ? 2e-3 : 1.6e-2; }
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos_row, const at::Tensor& sin_row, int64_t rotary) {
+  // x [..., D] fp32; rotate_half over the first `rotary` dims.
+  const int64_t half = rotary / 2;
+  at::Tensor r = x.clone();
+  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  r.narrow(-1, 0, half).copy_(x1 * cos_row - x2 * sin_row);
+  r.narrow(-1, half, half).copy_(x2 * cos_row + x1 * sin_row);
+  return r;
+}
+
+struct AttentionCase {
+  int64_t batch, heads, kv_heads, head_dim, rotary, capacity, position;
+};
+
+TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(11);
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  for (const AttentionCase c : {AttentionCase{1, 28, 4, 128, 128, 260, 200}, AttentionCase{2, 12, 12, 64, 0, 40, 0},
+                                AttentionCase{3, 32, 4, 64, 64, 300, 299}, AttentionCase{1, 32, 32, 80, 32, 100, 77},
+                                AttentionCase{2, 14, 2, 64, 64, 513, 512}, AttentionCase{1, 8, 1, 256, 128, 20, 9}}) {
+    for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
+      SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
+                                        << " pos=" << c.position << " " << c10::toString(type));
+      const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
+      const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
+      at::Tensor keys = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
+      at::Tensor values = at::randn_like(keys);
+      const at::Tensor keys_before = keys.clone(), values_before = values.clone();
+      const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
+      const int64_t positions = c.capacity + 1;
+      const at::Tensor angles = at::rand({positions, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat)) * 6.28;
+      const at::Tensor cos = angles.cos(), sin = angles.sin();
+      at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
+                       c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
+                       out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity, scale,
+                       dtype_of(type), stream());
+      // Reference in fp32 from the same rounded inputs.
+      at::Tensor q = qkv.narrow(1, 0, c.heads * c.head_dim).view({c.batch, c.heads, c.head_dim}).to(at::kFloat);
+      at::Tensor k = qkv.narrow(1, c.heads * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim}).to(at::kFloat);
+      const at::Tensor v = qkv.narrow(1, (c.heads + c.kv_heads) * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim});
+      if (c.rotary > 0) {
+        q = rotate(q, cos[c.position], sin[c.position], c.rotary).to(type).to(at::kFloat);
+        k = rotate(k, cos[c.position], sin[c.position], c.rotary);
+      }
+      at::Tensor ref_keys = keys_before.clone(), ref_values = values_before.clone();
+      ref_keys.select(2, c.position).copy_(k.to(type));
+      ref_values.select(2, c.position).copy_(v);
+      // The cache now holds the rotated k and v at `position`, and nothing else changed.
+      EXPECT_LT(test::relative_error(keys, ref_keys), bound_of(type));
+      EXPECT_TRUE(at::equal(values, ref_values));
+      const int64_t group = c.heads / c.kv_heads;
+      const at::Tensor k_all = ref_keys.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
+      const at::Tensor v_all = ref_values.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
+      const at::Tensor probs = at::softmax(at::matmul(q.unsqueeze(2), k_all.transpose(2, 3)) * scale, -1);
+      const at::Tensor ref = at::matmul(probs, v_all).view({c.batch, c.heads * c.head_dim});
+      EXPECT_FALSE(out.isnan().any().item<bool>());
+      EXPECT_LT(test::relative_error(out, ref), bound_of(type) + 1e-5);
+    }
+  }
+}
+
+TEST(DecodeOpsGpu, AddNormActivationEmbeddingArgmax) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(12);
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
+    SCOPED_TRACE(c10::toString(type));
+    const auto opts = cuda.dtype(type);
+    for (int64_t hidden : {64, 771, 3584}) {
+      at::Tensor residual = at::randn({5, hidden}, opts);
+      const at::Tensor delta = at::randn({5, hidden}, opts), weight = at::randn({hidden}, opts), bias = at::randn({hidden}, opts);
+      const at::Tensor summed = residual + delta;
+      at::Tensor out = at::full_like(residual, NAN);
+      add_norm(residual.data_ptr(), delta.data_ptr(), weight.data_ptr(), bias.data_ptr(), out.data_ptr(), 5, hidden,
+               1e-5f, NormType::kLayerNorm, dtype_of(type), stream());
+      EXPECT_TRUE(at::equal(residual, summed));
+      EXPECT_LT(test::relative_error(out, at::layer_norm(summed.to(at::kFloat), {hidden}, weight.to(at::kFloat),
+                                                          bias.to(at::kFloat), 1e-5)), bound_of(type));
+      at::Tensor rms_out = at::full_like(residual, NAN);
+      add_norm(residual.data_ptr(), nullptr, weight.data_ptr(), nullptr, rms_out.data_ptr(), 5, hidden, 1e-6f,
+               NormType::kRmsNorm, dtype_of(type), stream());
+      const at::Tensor x = residual.to(at::kFloat);
+      const at::Tensor rms_ref = weight.to(at::kFloat) * (x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-6)).to(type).to(at::kFloat);
+      EXPECT_LT(test::relative_error(rms_out, rms_ref), bound_of(type));
+    }
+    const at::Tensor gate_up = at::randn({3, 2 * 301}, opts);
+    at::Tensor act = at::full({3, 301}, NAN, opts);
+    activation(gate_up.data_ptr(), act.data_ptr(), 3, 301, true, ActType::kSilu, dtype_of(type), stream());
+    const at::Tensor g = gate_up.narrow(1, 0, 301).to(at::kFloat), u = gate_up.narrow(1, 301, 301).to(at::kFloat);
+    EXPECT_LT(test::relative_error(act, at::silu(g) * u), 2 * bound_of(type));
+    at::Tensor gelu = at::full({3, 602}, NAN, opts);
+    activation(gate_up.data_ptr(), gelu.data_ptr(), 3, 602, false, ActType::kGeluTanh, dtype_of(type), stream());
+    EXPECT_LT(test::relative_error(gelu, at::gelu(gate_up.to(at::kFloat), "tanh")), bound_of(type));
+
+    const at::Tensor table = at::randn({97, 40}, opts), positions = at::randn({70, 40}, opts);
+    const at::Tensor tokens = at::tensor(std::vector<int64_t>{5, 96, 0}, cuda.dtype(at::kLong));
+    const at::Tensor position = at::full({1}, 61, cuda.dtype(at::kLong));
+    at::Tensor embedded = at::full({3, 40}, NAN, opts);
+    embed_tokens(tokens.data_ptr<int64_t>(), position.data_ptr<int64_t>(), table.data_ptr(), positions.data_ptr(), 2,
+                 embedded.data_ptr(), 3, 40, dtype_of(type), stream());
+    EXPECT_TRUE(at::equal(embedded, table.index_select(0, tokens) + positions[63]));
+
+    at::Tensor logits = at::randn({4, 50257}, opts);
+    logits[2][777] = 1e4;  // a clear winner
+    logits[3].fill_(1);    // ties: the first index wins
+    at::Tensor best = at::full({4}, -1, cuda.dtype(at::kLong));
+    argmax_rows(logits.data_ptr(), best.data_ptr<int64_t>(), 4, 50257, dtype_of(type), stream());
+    EXPECT_TRUE(at::equal(best, logits.argmax(-1)));
+    EXPECT_EQ(best[3].item<int64_t>(), 0);
+  }
+}
+
+}  // namespace
+}  // namespace qb::kernels
+#endif
