@@ -108,6 +108,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) acc[g] = 0.f;
     const T* row = keys + t * head_dim;
+#pragma unroll 4
     for (int d0 = 0; d0 < head_dim; d0 += kVec) {
       float k[kVec];
       Vec16<T>::load(row + d0, k);
@@ -150,6 +151,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 #pragma unroll
     for (int i = 0; i < kMaxDimsPerLane; ++i) acc[g][i] = 0.f;
   }
+  // Unrolled so that several positions' V loads are in flight (the loop is latency-bound otherwise);
+  // 2, not 4: acc[8][8] plus four rows of V spill at the 255-register limit.
+#pragma unroll 2
   for (int64_t t = warp; t <= pos; t += kWarps) {
     float v[kMaxDimsPerLane];
 #pragma unroll

@@ -14,7 +14,9 @@ namespace {
 #ifdef QB_HAVE_CUDA
 // Where our GEMV measured faster than cuBLAS on the H100 (kernels/NOTES-int8.md, timed inside CUDA
 // graphs): M <= 2 on large weights (Qwen2-7B gate_up, down, lm_head: 1-5%). On small weights (qkv,
-// o_proj, <= 16.5 M elements) cuBLAS' GEMV is 0.5-1 us faster, and from M = 4 cuBLAS wins.
+// o_proj, <= 16.5 M elements) cuBLAS' GEMV is 0.5-1 us faster without a bias, and from M = 4 cuBLAS
+// wins. With a bias, at::linear adds a kernel (the bias is copied into C before the GEMM), which
+// costs more than that difference: biased layers (gpt2, opt, phi, qwen2's qkv) take the GEMV.
 constexpr int64_t kDenseGemvMaxRows = 2;
 constexpr int64_t kDenseGemvMinElements = int64_t{32} << 20;
 
@@ -26,7 +28,8 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::opti
   if (bias.has_value() && bias->defined() && (!bias->is_cuda() || bias->numel() != weight.size(0))) return false;
   const int64_t K = weight.size(1);
   const int64_t M = K == 0 ? 0 : x.numel() / K;
-  return M >= 1 && M <= kDenseGemvMaxRows && weight.numel() >= kDenseGemvMinElements && K % 8 == 0 &&
+  const bool has_bias = bias.has_value() && bias->defined();
+  return M >= 1 && M <= kDenseGemvMaxRows && (has_bias || weight.numel() >= kDenseGemvMinElements) && K % 8 == 0 &&
          x.size(-1) == K;
 }
 
