@@ -59,13 +59,19 @@ Checkpoint Checkpoint::open(const std::string& dir) {
       checkpoint.where_[tensor_name] = slot;
     }
   } else {
+    // transformers reads model.safetensors when there is no index; other *.safetensors files beside
+    // it (adapters, references) are not part of the model. Without either, every file is a shard.
     std::vector<std::string> shards;
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      if (entry.is_regular_file() && entry.path().extension() == ".safetensors") {
-        shards.push_back(entry.path().filename().string());
+    if (fs::exists(fs::path(dir) / "model.safetensors")) {
+      shards.push_back("model.safetensors");
+    } else {
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        if (entry.is_regular_file() && entry.path().extension() == ".safetensors") {
+          shards.push_back(entry.path().filename().string());
+        }
       }
+      std::sort(shards.begin(), shards.end());
     }
-    std::sort(shards.begin(), shards.end());
     QB_CHECK(!shards.empty(), kNotFound, "{}: no *.safetensors files and no model.safetensors.index.json", dir);
     for (const auto& shard : shards) {
       const size_t slot = add_file(shard);

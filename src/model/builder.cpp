@@ -17,8 +17,12 @@ namespace {
 // Reads parameters through a WeightSource and records which checkpoint tensors were consumed.
 class ParameterLoader {
  public:
-  ParameterLoader(const WeightSource& source, const BuildOptions& options, const ArchLayout& layout)
-      : source_(source), options_(options), layout_(layout), format_(quant::find_format(options.precision)) {}
+  // `unconverted`: where the checkpoint is pre-quantized, the format of the linears it holds no serialized
+  // tensors for (dense in the compute dtype), else nullptr.
+  ParameterLoader(const WeightSource& source, const BuildOptions& options, const ArchLayout& layout,
+                  const quant::WeightFormat* unconverted)
+      : source_(source), options_(options), layout_(layout), format_(quant::find_format(options.precision)),
+        unconverted_(unconverted) {}
 
   at::Tensor param(const std::string& name, at::IntArrayRef shape, TensorRole role) {
     used_.insert(name);
@@ -37,12 +41,12 @@ class ParameterLoader {
                           bool bias) {
     std::vector<quant::LinearPtr> parts;
     for (size_t i = 0; i < prefixes.size(); ++i) parts.push_back(linear_part(prefixes[i], outs[i], in, bias, format_));
-    return format_.fuse(std::move(parts));
+    return wrapped(prefixes, format_.fuse(std::move(parts)));
   }
 
   quant::LinearPtr linear_with(const quant::WeightFormat& format, const std::string& prefix, int64_t out, int64_t in,
                                bool bias) {
-    return linear_part(prefix, out, in, bias, format);
+    return wrapped({prefix}, linear_part(prefix, out, in, bias, format));
   }
 
   int64_t unused_checkpoint_tensors() const {
@@ -74,13 +78,20 @@ class ParameterLoader {
       serialized_prefixes_.insert(prefix + ".");
       return format.load_serialized(*checkpoint, prefix, bias_tensor, options_.format);
     }
+    // A pre-quantized checkpoint keeps some linears dense (AutoAWQ's modules_to_not_convert, the LM head):
+    // they load as the checkpoint holds them, as transformers does, never re-quantized here.
+    const quant::WeightFormat& target = unconverted_ != nullptr ? *unconverted_ : format;
     at::Tensor weight;
     if (layout_.conv1d_weights) {
       weight = param(prefix + ".weight", {in, out}, TensorRole::kLinearWeight).t().contiguous();
     } else {
       weight = param(prefix + ".weight", {out, in}, TensorRole::kLinearWeight);
     }
-    return format.quantize(weight, bias_tensor, options_.format);
+    return target.quantize(weight, bias_tensor, options_.format);
+  }
+
+  quant::LinearPtr wrapped(const std::vector<std::string>& prefixes, quant::LinearPtr linear) const {
+    return options_.wrap_linear ? options_.wrap_linear(prefixes, std::move(linear)) : std::move(linear);
   }
 
   bool consumed(const std::string& name) const {
@@ -100,6 +111,7 @@ class ParameterLoader {
   const BuildOptions& options_;
   const ArchLayout& layout_;
   const quant::WeightFormat& format_;
+  const quant::WeightFormat* unconverted_;
   std::set<std::string> used_;
   std::set<std::string> serialized_prefixes_;
   bool prequantized_ = false;
@@ -144,9 +156,9 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
            "{}: the checkpoint is quantized as {}; run it with --precision {}", model.config_path, stored, stored);
   const auto source = open_source(model, options);
   const ArchLayout layout = make_arch_layout(config, [&](const std::string& name) { return source->has(name) && !source->is_synthetic(); });
-  ParameterLoader load(*source, options, layout);
   const quant::WeightFormat& dense_head_format = quant::find_format(
       options.compute_dtype == at::kFloat ? "fp32" : options.compute_dtype == at::kHalf ? "fp16" : "bf16");
+  ParameterLoader load(*source, options, layout, stored.empty() ? nullptr : &dense_head_format);
 
   CausalLMParts parts;
   parts.config = config;
@@ -180,18 +192,29 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
   }
   if (!layout.final_norm.empty()) parts.final_norm = load.norm(layout.final_norm, config.norm, h, config.norm_eps);
 
-  const bool head_quantized = options.quantize_lm_head;
-  const quant::WeightFormat& head_format = head_quantized ? load.format() : dense_head_format;
-  if (config.tie_word_embeddings) {
-    if (&head_format == &dense_head_format || head_format.name() == dense_head_format.name()) {
-      parts.lm_head = std::make_unique<quant::DenseLinear>(parts.token_embedding, std::nullopt, dense_head_format.name());
-      parts.lm_head_shares_embedding = true;
-    } else {
-      parts.lm_head = head_format.quantize(parts.token_embedding, std::nullopt, options.format);
+  // The head takes the run's format unless asked not to, or unless its shape does not fit the format
+  // (AWQ packs 8 outputs per int32: GPT-2's 50257-row head cannot); then it stays dense, and the
+  // result's lm_head_format says so.
+  auto build_head = [&](const quant::WeightFormat& format) -> quant::LinearPtr {
+    if (config.tie_word_embeddings) {
+      if (format.name() == dense_head_format.name()) {
+        parts.lm_head_shares_embedding = true;
+        return std::make_unique<quant::DenseLinear>(parts.token_embedding, std::nullopt, dense_head_format.name());
+      }
+      return format.quantize(parts.token_embedding, std::nullopt, options.format);
     }
-  } else {
-    parts.lm_head = load.linear_with(head_format, layout.lm_head, config.vocab_size, embed_dim, config.lm_head_bias);
+    return load.linear_with(format, layout.lm_head, config.vocab_size, embed_dim, config.lm_head_bias);
+  };
+  // A pre-quantized checkpoint's tied head is its (dense) embedding table, as in transformers.
+  if (options.quantize_lm_head && !(config.tie_word_embeddings && !stored.empty())) {
+    try {
+      parts.lm_head = build_head(load.format());
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kInvalidInput) throw;
+      spdlog::warn("lm_head stays {}: {}", dense_head_format.name(), e.what());
+    }
   }
+  if (parts.lm_head == nullptr) parts.lm_head = build_head(dense_head_format);
 
   auto lm = std::make_unique<CausalLM>(std::move(parts));
   if (report != nullptr) {

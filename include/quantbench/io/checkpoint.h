@@ -16,7 +16,7 @@ namespace qb::io {
 
 class Checkpoint {
  public:
-  // Reads the index when present, else every *.safetensors file in the directory.
+  // Reads the index when present, else model.safetensors, else every *.safetensors file.
   static Checkpoint open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
