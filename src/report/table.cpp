@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 
 #include "quantbench/report/result.h"
@@ -30,8 +31,7 @@ std::string number_or_dash(double value, const char* format) {
 
 std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
   std::vector<TableRow> rows;
-  std::vector<RunKey> row_keys;
-  std::map<std::string, double> fp16_decode;  // same run key but precision fp16
+  std::map<std::string, double> fp16_decode;  // "runner|" + run key with precision fp16
   std::map<std::string, double> perplexity;   // "model|precision|device" from quality records
   for (const auto& r : results) {
     if (r.value("schema", "") != kQualitySchema || r.value("status", "") != "ok") continue;
@@ -39,23 +39,24 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
     perplexity[k.value("model", "") + "|" + k.value("precision", "") + "|" + k.value("device", "")] =
         r["quality"].value("perplexity", -1.0);
   }
-  auto baseline_key = [](const RunKey& k) {
-    RunKey base = k;
-    base.precision = "fp16";
-    return base.str();
+  auto baseline_key = [](const std::string& runner, RunKey k) {
+    k.precision = "fp16";
+    return runner + "|" + k.str();
   };
+  std::vector<std::string> row_baselines;
   for (const auto& r : results) {
     if (r.value("schema", "") == kQualitySchema) continue;
     const RunKey key = key_of(r);
-    row_keys.push_back(key);
     TableRow row;
     row.model = key.model;
+    row.runner = r.value("runner", std::string(kOwnRunner));
     row.precision = key.precision;
     row.device = key.device;
     row.batch = key.batch;
     row.prompt_len = key.prompt_len;
     row.gen_len = key.gen_len;
     row.status = r.value("status", "");
+    row_baselines.push_back(baseline_key(row.runner, key));
     if (r.contains("model")) row.weights = r["model"].value("weights", "");
     if (row.status != "ok") {
       row.error = r.contains("error") ? r["error"].value("kind", "") + ": " + r["error"].value("message", "") : "";
@@ -64,44 +65,88 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
     }
     row.weight_mb = r["memory"].value("weight_bytes", 0.0) / 1e6;
     row.peak_allocated_mb = r["memory"].value("peak_allocated_bytes", 0.0) / 1e6;
-    row.device_peak_mb = r["memory"].value("device_peak_used_bytes", 0.0) / 1e6;
+    if (r["memory"].contains("device_peak_used_bytes")) {
+      row.device_peak_mb = r["memory"]["device_peak_used_bytes"].get<double>() / 1e6;
+    }
     row.e2e_ms = median_of(r, "timing", "e2e_ms");
     row.decode_tokens_per_s = median_of(r, "timing", "decode_tokens_per_s");
     row.prefill_ms = median_of(r, "timing", "prefill_ms");
     row.p99_step_ms = r["timing"].contains("decode_step_ms") ? r["timing"]["decode_step_ms"].value("p99", 0.0) : 0.0;
     if (r.contains("floor") && r["floor"].contains("fraction_of_floor")) row.fraction_of_floor = r["floor"]["fraction_of_floor"];
     if (r.contains("quality") && r["quality"].contains("perplexity")) row.perplexity = r["quality"]["perplexity"];
+    // A quality record measured quantbench's model; a peer's row of the same key did not run it.
     const auto measured = perplexity.find(key.model + "|" + key.precision + "|" + key.device);
-    if (row.perplexity < 0 && measured != perplexity.end()) row.perplexity = measured->second;
-    if (key.precision == "fp16") fp16_decode[key.str()] = row.decode_tokens_per_s;
+    if (row.perplexity < 0 && row.runner == kOwnRunner && measured != perplexity.end()) row.perplexity = measured->second;
+    if (key.precision == "fp16") fp16_decode[row_baselines.back()] = row.decode_tokens_per_s;
     rows.push_back(row);
   }
   for (size_t i = 0; i < rows.size(); ++i) {
-    const RunKey& key = row_keys[i];
-    const auto it = fp16_decode.find(baseline_key(key));
+    const auto it = fp16_decode.find(row_baselines[i]);
     if (rows[i].status == "ok" && it != fp16_decode.end() && it->second > 0) {
       rows[i].speedup_vs_fp16 = rows[i].decode_tokens_per_s / it->second;
     }
   }
+  // Group by model in order of first appearance, keeping the files' order within a model.
+  std::map<std::string, size_t> first_seen;
+  for (const auto& row : rows) first_seen.emplace(row.model, first_seen.size());
+  std::stable_sort(rows.begin(), rows.end(), [&](const TableRow& a, const TableRow& b) {
+    return first_seen.at(a.model) < first_seen.at(b.model);
+  });
   return rows;
 }
 
+const std::vector<DisplayColumn>& display_columns() {
+  static const std::vector<DisplayColumn> columns = {
+      {"model", false},        {"runner", false},         {"precision", false},     {"device", false},
+      {"weights", false},      {"batch", true},           {"prompt", true},         {"gen", true},
+      {"size MB", true},       {"e2e ms", true},          {"decode tok/s", true},   {"speedup vs fp16", true},
+      {"prefill ms", true},    {"p99 step ms", true},     {"peak alloc MB", true},  {"device peak MB", true},
+      {"floor %", true},       {"ppl", true},             {"status", false}};
+  return columns;
+}
+
+std::vector<std::string> display_cells(const TableRow& r) {
+  std::vector<std::string> cells = {r.model,
+                                    r.runner,
+                                    r.precision,
+                                    r.device,
+                                    r.weights,
+                                    std::to_string(r.batch),
+                                    std::to_string(r.prompt_len),
+                                    std::to_string(r.gen_len)};
+  if (r.status != "ok") {
+    cells.resize(display_columns().size() - 1, "-");
+    cells.push_back(r.error);
+    return cells;
+  }
+  for (std::string cell : {fmt::format("{:.1f}", r.weight_mb), fmt::format("{:.1f}", r.e2e_ms),
+                           fmt::format("{:.1f}", r.decode_tokens_per_s), number_or_dash(r.speedup_vs_fp16, "{:.2f}x"),
+                           fmt::format("{:.2f}", r.prefill_ms), fmt::format("{:.3f}", r.p99_step_ms),
+                           fmt::format("{:.1f}", r.peak_allocated_mb), number_or_dash(r.device_peak_mb, "{:.1f}"),
+                           number_or_dash(r.fraction_of_floor * 100, "{:.0f}%"), number_or_dash(r.perplexity, "{:.2f}"),
+                           std::string("ok")}) {
+    cells.push_back(std::move(cell));
+  }
+  return cells;
+}
+
 std::string render_markdown(const std::vector<TableRow>& rows) {
-  std::string out =
-      "| model | precision | device | weights | batch | prompt | gen | size MB | e2e ms | decode tok/s | speedup vs fp16 "
-      "| prefill ms | p99 step ms | peak alloc MB | device peak MB | floor % | ppl | status |\n"
-      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
-  for (const auto& r : rows) {
-    if (r.status != "ok") {
-      out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | {} |\n", r.model,
-                         r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len, r.error);
-      continue;
-    }
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {} | {:.2f} | {:.3f} | {:.1f} | {:.1f} | {} | {} | ok |\n",
-                       r.model, r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len, r.weight_mb,
-                       r.e2e_ms, r.decode_tokens_per_s, number_or_dash(r.speedup_vs_fp16, "{:.2f}x"), r.prefill_ms,
-                       r.p99_step_ms, r.peak_allocated_mb, r.device_peak_mb,
-                       number_or_dash(r.fraction_of_floor * 100, "{:.0f}%"), number_or_dash(r.perplexity, "{:.2f}"));
+  // A '|' inside a cell (an error message, a path) would split it; newlines would end the row.
+  auto escape = [](const std::string& text) {
+    std::string out;
+    for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
+    return out;
+  };
+  std::string header = "|", rule = "|";
+  for (const auto& column : display_columns()) {
+    header += " " + column.header + " |";
+    rule += column.numeric ? "---:|" : "---|";
+  }
+  std::string out = header + "\n" + rule + "\n";
+  for (const auto& row : rows) {
+    out += "|";
+    for (const auto& cell : display_cells(row)) out += " " + escape(cell) + " |";
+    out += "\n";
   }
   return out;
 }
@@ -109,14 +154,14 @@ std::string render_markdown(const std::vector<TableRow>& rows) {
 std::string render_csv(const std::vector<TableRow>& rows) {
   std::string out =
       "model,precision,device,weights,batch,prompt_len,gen_len,weight_mb,e2e_ms,decode_tokens_per_s,speedup_vs_fp16,"
-      "prefill_ms,p99_step_ms,peak_allocated_mb,device_peak_mb,fraction_of_floor,perplexity,status,error\n";
+      "prefill_ms,p99_step_ms,peak_allocated_mb,device_peak_mb,fraction_of_floor,perplexity,status,error,runner\n";
   auto opt = [](double v) { return v < 0 ? std::string() : fmt::format("{:.6g}", v); };
   for (const auto& r : rows) {
-    out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{}\n",
+    out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{}\n",
                        csv_escape(r.model), r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len,
                        r.weight_mb, r.e2e_ms, r.decode_tokens_per_s, opt(r.speedup_vs_fp16), r.prefill_ms,
-                       r.p99_step_ms, r.peak_allocated_mb, r.device_peak_mb, opt(r.fraction_of_floor),
-                       opt(r.perplexity), r.status, csv_escape(r.error));
+                       r.p99_step_ms, r.peak_allocated_mb, opt(r.device_peak_mb), opt(r.fraction_of_floor),
+                       opt(r.perplexity), r.status, csv_escape(r.error), csv_escape(r.runner));
   }
   return out;
 }
