@@ -20,11 +20,6 @@ namespace qb::tok {
 namespace {
 
 // stat() rather than std::filesystem, whose calls can bind to libtorch.so's copies of the symbols.
-bool directory_exists(const std::string& path) {
-  struct stat info {};
-  return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
-
 // FNV-1a 64 over each id as 4 little-endian bytes (the script's fnv1a64).
 std::string fnv1a64_hex(const std::vector<int32_t>& ids) {
   uint64_t hash = 0xCBF29CE484222325ull;
@@ -51,7 +46,10 @@ void expect_matches_fixture(const std::vector<int32_t>& ids, const nlohmann::jso
 
 TEST(TokenizerWikitext, Gpt2EncodesWholeTestSplitLikeHuggingFace) {
   const std::string shared = qb::test::shared_data_dir();
-  if (!directory_exists(shared)) GTEST_SKIP() << "shared data not found at " << shared;
+  if (!std::ifstream(shared + "/wikitext-2/test.txt").good() ||
+      !std::ifstream(shared + "/models/gpt2-tiny-wikitext/tokenizer.json").good()) {
+    GTEST_SKIP() << "shared data (wikitext-2, gpt2-tiny-wikitext tokenizer) not found under " << shared;
+  }
   std::ifstream fixture(qb::test::fixtures_dir() + "/tokenizer/wikitext2_test_gpt2.json");
   ASSERT_TRUE(fixture.good());
   const nlohmann::json expected = nlohmann::json::parse(fixture);
