@@ -3,8 +3,10 @@
 // and gate/up are fused into one linear each (fewer launches per decode step).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/causal_lm.h"
@@ -19,6 +21,10 @@ struct BuildOptions {
   quant::FormatOptions format;        // blocksize, double quant, group size, threshold
   bool quantize_lm_head = true;       // false: the head stays dense in the compute dtype
   uint64_t synthetic_seed = 0;
+  // Called with every linear read from the checkpoint (after q/k/v or gate/up fusion) and the
+  // checkpoint prefixes it holds, in row order; the model uses what it returns. Lets a calibration
+  // pass record each layer's input (src/quant/awq_calibration.cpp) while the model stays blind to it.
+  std::function<quant::LinearPtr(const std::vector<std::string>& prefixes, quant::LinearPtr linear)> wrap_linear;
 };
 
 struct BuildReport {
