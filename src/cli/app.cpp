@@ -52,6 +52,7 @@ int run_app(int argc, char** argv) {
   add_report_command(app, action);
   add_sweep_command(app, action, command_line);
   add_env_command(app, action, command_line);
+  add_quantize_command(app, action);
 
   // `quantbench --model gpt2 ...` means `quantbench run --model gpt2 ...`.
   std::vector<std::string> args(argv + 1, argv + argc);

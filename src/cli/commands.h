@@ -19,6 +19,7 @@ void add_compare_command(CLI::App& app, Action& action);
 void add_report_command(CLI::App& app, Action& action);
 void add_sweep_command(CLI::App& app, Action& action, const std::string& command_line);
 void add_env_command(CLI::App& app, Action& action, const std::string& command_line);
+void add_quantize_command(CLI::App& app, Action& action);
 
 // "auto" -> cuda when a device is present, else cpu; "cpu" | "cuda" | "cuda:N".
 c10::Device parse_device(const std::string& name);
