@@ -1,34 +1,65 @@
 #!/usr/bin/env bash
-# The speed benchmarks behind BENCHMARKS.md, run on the GPU machine (scripts/device-test.sh bench
-# calls it after building). Writes result records and logs under OUT, prints the tables last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [quick|full|kernels]
+# The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
+# build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [seeds] [quality] [kernels]   (default: speed)
 set -uo pipefail
-BUILD="${1:-build}"; OUT="${2:-results}"; MODE="${3:-${QB_BENCH_MODE:-full}}"
+BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
+PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
 QB="$BUILD/quantbench"
+export QB_SHARED_DATA="${QB_SHARED_DATA:-$PWD/.device/shared-data}"
 mkdir -p "$OUT"
 status=0
-run() {  # run NAME ARGS...: one quantbench invocation, records to OUT/NAME.json
+want() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+run() {  # run NAME ARGS...: one quantbench run, records to OUT/NAME.json
   local name="$1"; shift
   echo "== $name: quantbench run $*" >&2
   "$QB" run "$@" --out "$OUT/$name.json" --format md >> "$OUT/bench.log" 2>> "$OUT/bench-progress.log" || status=1
 }
 
-if [ "$MODE" = kernels ] || [ "$MODE" = full ]; then
+if want kernels; then
   for b in "$BUILD"/qb_bench_*; do
     [ -x "$b" ] || continue
     echo "== $(basename "$b")" | tee -a "$OUT/kernels.log"
-    "$b" >> "$OUT/kernels.log" 2>&1 || status=1
+    timeout 120 "$b" >> "$OUT/kernels.log" 2>&1 || status=1
   done
 fi
-if [ "$MODE" = quick ] || [ "$MODE" = full ]; then
-  Q4="int8,nf4,awq"
-  run gpt2        --model synthetic:gpt2 --precision fp16,bf16,$Q4 --batch 1 --prompt-len 128 --gen-len 128
-  run tinyllama   --model synthetic:tinyllama-1.1b --precision fp16,$Q4 --batch 1 --prompt-len 128 --gen-len 128
-  run qwen2-7b    --model synthetic:qwen2-7b --precision bf16,fp16,$Q4 --batch 1,16 --prompt-len 128 --gen-len 128
+if want speed; then
+  # Decode targets (batch 1 and 16, 128 new tokens after 128 prompt tokens) and prefill of 512.
+  run gpt2      --model synthetic:gpt2 --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+  run tinyllama --model synthetic:tinyllama-1.1b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+  run qwen2-7b  --model synthetic:qwen2-7b --precision bf16,fp16,int8,nf4,awq --batch 1,16 --prompt-len 128 --gen-len 128
+  run qwen2-7b-prefill --model synthetic:qwen2-7b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
+  run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
+  "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
+    | tee "$OUT/speed.md"
 fi
-if [ "$MODE" = full ]; then
-  run qwen2-7b-prefill --model synthetic:qwen2-7b --precision fp16,$Q4 --batch 1 --prompt-len 512 --gen-len 8 --repetitions 5
-  run gpt2-eager  --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
+if want quality; then
+  # Perplexity on WikiText-2 test (window 256, stride 128) of the two real trained models in every
+  # precision, with KL divergence and top-1 agreement against fp32.
+  TEXT="$QB_SHARED_DATA/wikitext-2/test.txt"
+  for model in gpt2-tiny-wikitext llama-tiny-wikitext; do
+    # group size 8: llama-tiny's intermediate size 344 is not a multiple of 64 or 128
+    "$QB" ppl --model "$QB_SHARED_DATA/models/$model" --precision fp32,fp16,bf16,int8,llm.int8,nf4,fp4,awq \
+      --text "$TEXT" --ctx 256 --stride 128 --baseline fp32 --group-size 8 --out "$OUT/ppl-$model.json" \
+      > /dev/null 2>> "$OUT/quality.log" || status=1
+  done
+  grep -E "perplexity" "$OUT/quality.log" | sed 's/^.*info //' | tee "$OUT/quality.md"
 fi
-"$QB" report "$OUT"/*.json --format md | tee "$OUT/report.md"
+if want seeds; then
+  # The seed tables: quantbench sweep + the transformers peer on the same GPU, tables and plots.
+  SEEDS="$OUT/seeds"; mkdir -p "$SEEDS"
+  timeout 330 "$QB" sweep configs/sweeps/seed-tables.json --out "$SEEDS" --resume > "$SEEDS/sweep.log" 2>&1 \
+    || echo "sweep: exit $? (failed runs are recorded as error rows; see sweep.log)"
+  if python3 -c 'import transformers' 2>/dev/null; then
+    timeout 200 python3 scripts/peers/hf_generate.py --sweep configs/sweeps/seed-tables.json \
+      --out "$SEEDS/peers.jsonl" --resume --warmup 1 --repetitions 3 > "$SEEDS/peers.log" 2>&1 || status=1
+  else
+    echo "no transformers on this machine: no peer rows"
+  fi
+  inputs=("$SEEDS/results.jsonl"); [ -s "$SEEDS/peers.jsonl" ] && inputs+=("$SEEDS/peers.jsonl")
+  "$QB" report "${inputs[@]}" --format md --plots "$SEEDS/plots" > "$SEEDS/report.md" || status=1
+  "$QB" report "${inputs[@]}" --format html --title "quantbench seed tables" -o "$SEEDS/report.html" || status=1
+  "$QB" report "${inputs[@]}" --format csv -o "$SEEDS/report.csv" || status=1
+  tail -60 "$SEEDS/report.md"
+fi
 exit $status

@@ -3,6 +3,8 @@
 # configure with ninja against python3's torch 2.11+cu130, build, run every test including the GPU
 # ones, then the benchmarks; logs go to $OUT when set. One call, well under 10 minutes.
 # Usage: scripts/device-test.sh [tests|bench|all] [extra ctest args...]
+#   bench runs scripts/bench.sh with the parts in $QB_BENCH_PARTS (default: speed seeds quality);
+#   all = tests, then bench.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$ROOT/.device/snapshot.tar" ] && [ -z "${QB_IN_SNAPSHOT:-}" ]; then
@@ -40,6 +42,6 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? ran|golden \]" "$OUT/gpu-tests.log" | tail -40
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
-  [ -x scripts/bench.sh ] && bash scripts/bench.sh "$BUILD" "$OUT" || status=1
+  bash scripts/bench.sh "$BUILD" "$OUT" ${QB_BENCH_PARTS:-speed seeds quality} || status=1
 fi
 exit $status

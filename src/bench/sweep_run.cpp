@@ -19,6 +19,7 @@
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/builder.h"
 #include "quantbench/quality/perplexity.h"
+#include "quantbench/quality/quality_record.h"
 #include "quantbench/quality/text_source.h"
 
 namespace qb::bench {
@@ -120,19 +121,8 @@ void run_perplexity(const SweepDefinition& sweep, const ModelWork& work, c10::De
       const bool compare = baseline != nullptr && precision != baseline_name;
       const auto r = quality::evaluate_perplexity(*lm, ids, options, compare ? baseline.get() : nullptr);
       record["status"] = "ok";
-      record["quality"] = {{"perplexity", r.perplexity}, {"nll_mean", r.nll_mean}, {"nll_sum", r.nll_sum},
-                           {"scored_tokens", r.scored_tokens}, {"tokens", r.tokens}, {"windows", r.windows},
-                           {"ctx", options.context}, {"stride", options.stride},
-                           {"doc_loop_perplexity", r.doc_loop_perplexity}, {"seconds", r.seconds},
-                           {"tokens_per_s", r.tokens_per_s}, {"weights", "checkpoint"},
-                           {"compute_dtype", lm->dtype() == at::kFloat ? "fp32" : lm->dtype() == at::kHalf ? "fp16" : "bf16"},
-                           {"lm_head_format", lm->lm_head_format()}};
-      if (compare) {
-        record["quality"].update({{"baseline", baseline_name}, {"kl_mean", *r.kl_mean}, {"kl_p99", *r.kl_p99},
-                                  {"kl_max", *r.kl_max}, {"top1_agreement", *r.top1_agreement}});
-      } else if (!baseline_error.is_null()) {
-        record["quality"]["baseline_error"] = baseline_error;
-      }
+      record["quality"] = quality::quality_section(r, options, *lm, "checkpoint", baseline_name);
+      if (!compare && !baseline_error.is_null()) record["quality"]["baseline_error"] = baseline_error;
       spdlog::info("{} {}: perplexity {:.4f} over {} tokens", work.choice.key_model, precision, r.perplexity,
                    r.scored_tokens);
     } catch (...) {

@@ -12,6 +12,7 @@
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/builder.h"
 #include "quantbench/quality/perplexity.h"
+#include "quantbench/quality/quality_record.h"
 #include "quantbench/quality/text_source.h"
 #include "quantbench/report/result.h"
 
@@ -21,7 +22,7 @@ namespace {
 struct PplFlags {
   std::string model, text, device = "auto", baseline, out, compute_dtype = "auto";
   std::vector<std::string> precisions;
-  int64_t ctx = 0, stride = 0, max_chars = -1, max_tokens = 0, batch = 0;
+  int64_t ctx = 0, stride = 0, max_chars = -1, max_tokens = 0, batch = 0, blocksize = 64, group_size = 128;
   bool dense_lm_head = false;
 };
 
@@ -35,6 +36,8 @@ std::unique_ptr<model::CausalLM> build(const io::ResolvedModel& resolved, const 
                                                         : bench::parse_compute_dtype(flags.compute_dtype);
   options.format.activation_dtype = options.compute_dtype;
   options.format.device = device;
+  options.format.blocksize = flags.blocksize;
+  options.format.group_size = flags.group_size;
   options.quantize_lm_head = !flags.dense_lm_head;
   return model::build_causal_lm(resolved, options);
 }
@@ -56,6 +59,8 @@ void add_ppl_command(CLI::App& app, Action& action, const std::string& command_l
   cmd->add_option("--device", flags->device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--compute-dtype", flags->compute_dtype, "auto | fp32 | fp16 | bf16")->capture_default_str();
   cmd->add_flag("--dense-lm-head", flags->dense_lm_head, "keep the LM head dense");
+  cmd->add_option("--blocksize", flags->blocksize, "nf4/fp4 block size")->capture_default_str();
+  cmd->add_option("--group-size", flags->group_size, "awq group size")->capture_default_str();
   cmd->add_option("-o,--out", flags->out, "write the records (JSON array) here");
   cmd->callback([&action, flags, command_line] {
     action = [flags, command_line]() -> int {
@@ -87,22 +92,9 @@ void add_ppl_command(CLI::App& app, Action& action, const std::string& command_l
           const bool compare = baseline != nullptr && precision != baseline_name;
           const auto r = quality::evaluate_perplexity(*lm, ids, options, compare ? baseline.get() : nullptr);
           record["status"] = "ok";
-          record["quality"] = {{"perplexity", r.perplexity},        {"nll_mean", r.nll_mean},
-                               {"nll_sum", r.nll_sum},              {"scored_tokens", r.scored_tokens},
-                               {"tokens", r.tokens},                {"windows", r.windows},
-                               {"ctx", options.context},            {"stride", options.stride},
-                               {"doc_loop_perplexity", r.doc_loop_perplexity},
-                               {"seconds", r.seconds},              {"tokens_per_s", r.tokens_per_s},
-                               {"characters", text.size()},         {"weights", resolved.source == io::ModelSource::kSynthetic ? "synthetic" : "checkpoint"},
-                               {"compute_dtype", lm->dtype() == at::kFloat ? "fp32" : lm->dtype() == at::kHalf ? "fp16" : "bf16"},
-                               {"lm_head_format", lm->lm_head_format()}};
-          if (compare) {
-            record["quality"]["baseline"] = baseline_name;
-            record["quality"]["kl_mean"] = *r.kl_mean;
-            record["quality"]["kl_p99"] = *r.kl_p99;
-            record["quality"]["kl_max"] = *r.kl_max;
-            record["quality"]["top1_agreement"] = *r.top1_agreement;
-          }
+          record["quality"] = quality::quality_section(
+              r, options, *lm, resolved.source == io::ModelSource::kSynthetic ? "synthetic" : "checkpoint", baseline_name);
+          record["quality"]["characters"] = text.size();
           spdlog::info("{} {}: perplexity {:.4f} over {} tokens ({} windows, {:.0f} tok/s){}", flags->model, precision,
                        r.perplexity, r.scored_tokens, r.windows, r.tokens_per_s,
                        compare ? fmt::format(", KL vs {} mean {:.5f} p99 {:.5f}, top-1 agreement {:.4f}", baseline_name,
