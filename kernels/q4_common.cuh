@@ -34,6 +34,17 @@ struct ActOps<__half> {
   }
   static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
   static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
+  // Packed pair arithmetic for the CUDA-core decode path and the awq nibble trick.
+  static constexpr uint32_t kMagic = 0x64006400u;  // (1024, 1024): a nibble OR-ed in is 1024 + nibble, exactly
+  static constexpr uint32_t kOne = 0x3C003C00u;    // (1, 1)
+  static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+  }
+  static __device__ __forceinline__ float2 to_float2(uint32_t v) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&v));
+  }
 };
 
 template <>
@@ -56,6 +67,17 @@ struct ActOps<__nv_bfloat16> {
   }
   static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+  static constexpr uint32_t kMagic = 0x43004300u;  // (128, 128): 7 mantissa bits, so 128 + nibble is exact
+  static constexpr uint32_t kOne = 0x3F803F80u;
+  static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+  }
+  // bf16 -> fp32 is a shift: the low half moves up, the high half is masked.
+  static __device__ __forceinline__ float2 to_float2(uint32_t v) {
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
+  }
 };
 
 template <>

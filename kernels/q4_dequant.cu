@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(256) q4_tile_dequant_kernel(const __grid_const
     for (int h = 0; h < 2; ++h) {
       const int64_t n = tile * 16 + g + 8 * h;
       if (n >= row0 + rows || n >= w.N) continue;
-      const int64_t sidx = (tile * units + unit) * 16 + g + 8 * h;
+      const int64_t sidx = ((tile * units + unit) * 8 + g) * 2 + h;  // [tile][unit][g][h]
       float scale, zero = 0.f;
       if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
         scale = static_cast<const float*>(w.scales)[sidx];

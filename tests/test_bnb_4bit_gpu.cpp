@@ -22,6 +22,8 @@
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <fmt/format.h>
+
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 #endif
@@ -158,55 +160,197 @@ TEST(Q4Gpu, ForwardIsGraphCapturable) {
   }
 }
 
-// The kernels through their host API on a hand-built tile layout, outputs poisoned with NaN and given a wider
-// leading dimension: every output element is written, the padding never.
-TEST(Q4Gpu, KernelsWriteEveryOutputAndNothingElse) {
+// A random canonical weight of each scheme (codes, scales and zero points drawn directly: every byte value and
+// every code occurs), with its tile layout built by the host helpers of q4_layout.h and uploaded.
+struct TileCase {
+  Q4Weights canonical;
+  at::Tensor tiles, scales, nested, nested_code;  // device
+  kernels::Q4TileWeights tw;
+};
+
+TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t block) {
+  namespace k = qb::kernels;
+  TileCase c;
+  Q4Weights& w = c.canonical;
+  w.out_features = N;
+  w.in_features = K;
+  w.block = block;
+  w.codes = at::randint(0, 256, {N * K / 2}, at::kByte);
+  const int64_t units = K / block;
+  if (mode == k::Q4ScaleMode::kAffine) {
+    for (int i = 0; i < 16; ++i) w.codebook[i] = static_cast<float>(i);
+    w.scales = Q4Scales::kGroupAffine;
+    w.group_scale = (at::rand({N, units}) * 0.02 + 0.001).to(at::kHalf);
+    w.group_zero = at::randint(0, 16, {N, units}, at::kByte);
+  } else {
+    w.codebook = {-1.f, -0.7f, -0.5f, -0.4f, -0.3f, -0.2f, -0.1f, 0.f, 0.1f, 0.2f, 0.25f, 0.3f, 0.45f, 0.55f, 0.7f, 1.f};
+    if (mode == k::Q4ScaleMode::kAbsmaxF32) {
+      w.scales = Q4Scales::kBlockAbsmax;
+      w.absmax = at::rand({N * units}) * 0.1 + 0.01;
+    } else {
+      w.scales = Q4Scales::kBlockAbsmaxNested;
+      const int64_t nested = (N * units + 255) / 256;
+      w.absmax = at::randint(0, 256, {N * units}, at::kByte);
+      w.nested_absmax = at::rand({nested}) * 0.05 + 0.02;
+      w.nested_offset = at::rand({nested}) * 0.02 + 0.06;
+      w.nested_code = at::linspace(-1.0, 1.0, 256, at::kFloat);
+    }
+  }
+  w.validate("test weight");
+  at::Tensor tiles = at::empty({k::q4_tile_bytes(N, K)}, at::kByte);
+  k::q4_build_tiles(w.codes.data_ptr<uint8_t>(), N, K, tiles.data_ptr<uint8_t>());
+  c.tiles = tiles.to(at::kCUDA);
+  k::Q4TileWeights& tw = c.tw;
+  tw.tiles = c.tiles.data_ptr<uint8_t>();
+  tw.N = N;
+  tw.K = K;
+  tw.mode = mode;
+  tw.unit_shift = block == 64 ? 0 : block == 128 ? 1 : 2;
+  std::copy(w.codebook.begin(), w.codebook.end(), tw.codebook);
+  if (mode == k::Q4ScaleMode::kAffine) {
+    std::vector<uint32_t> words(static_cast<size_t>(N * units));
+    const uint16_t* sp = reinterpret_cast<const uint16_t*>(w.group_scale.data_ptr<at::Half>());
+    for (size_t i = 0; i < words.size(); ++i) words[i] = k::q4_affine_word(sp[i], w.group_zero.data_ptr<uint8_t>()[i]);
+    auto tiled = k::q4_tile_scales(words.data(), N, units, uint32_t{0});
+    c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kInt).to(at::kCUDA);
+  } else if (mode == k::Q4ScaleMode::kAbsmaxF32) {
+    auto tiled = k::q4_tile_scales(w.absmax.data_ptr<float>(), N, units, 0.f);
+    c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kFloat).to(at::kCUDA);
+  } else {
+    auto tiled = k::q4_tile_scales(w.absmax.data_ptr<uint8_t>(), N, units, uint8_t{0});
+    c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kByte).to(at::kCUDA);
+    c.nested = at::stack({w.nested_absmax, w.nested_offset}, 1).contiguous().to(at::kCUDA);
+    c.nested_code = w.nested_code.to(at::kCUDA);
+    tw.nested = reinterpret_cast<const float2*>(c.nested.data_ptr<float>());
+    tw.nested_code = c.nested_code.data_ptr<float>();
+  }
+  tw.scales = c.scales.data_ptr();
+  return c;
+}
+
+const char* mode_name(kernels::Q4ScaleMode mode) {
+  return mode == kernels::Q4ScaleMode::kAbsmaxF32 ? "absmax" : mode == kernels::Q4ScaleMode::kAbsmaxNested ? "nested" : "awq";
+}
+
+// Every decode-kernel variant through the host API, on fresh random weights and inputs: tensor cores for every M
+// in 1..16 and 17, 33, 64, CUDA cores at M = 1; fp16 and bf16; the three scale schemes; block shapes of 4..16
+// warps, ring depths 2..6, a persistent grid smaller than the tile count (blocks loop over tiles and reuse both
+// partial buffers) and the automatic choice. Shapes: N = 77 (a partial last tile), K = 320 (an odd number of
+// 64-column chunks: the last pair holds one), K = 1024 with 128-column units. Outputs poisoned with NaN and given
+// a wider leading dimension: every output is written, the padding never.
+// Bounds (relative, against float64 on the exact dequantized weight): tensor cores round each codebook value to
+// the activation type once (fp16 2^-11, bf16 2^-8 relative; awq's integers are exact) and y once, accumulating in
+// fp32: 2e-3 fp16, 1e-2 bf16. The CUDA-core path also sums 8 products per half in the activation type before fp32
+// (error <= 8 u of their magnitudes, independent between partials: about 1.2 u relative over the row, measured
+// and derived in kernels/q4_gemv.cuh), which the same bounds cover with room: u = 2^-11 fp16, 2^-8 bf16.
+TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   QB_REQUIRE_CUDA();
   namespace k = qb::kernels;
   at::manual_seed(31);
-  const int64_t N = 77, K = 320, units = K / 64, pad = 8;
-  Q4Weights w;
-  w.out_features = N;
-  w.in_features = K;
-  w.codebook = {-1.f, -0.7f, -0.5f, -0.4f, -0.3f, -0.2f, -0.1f, 0.f, 0.1f, 0.2f, 0.25f, 0.3f, 0.45f, 0.55f, 0.7f, 1.f};
-  w.codes = at::randint(0, 256, {N * K / 2}, at::kByte);
-  w.block = 64;
-  w.absmax = at::rand({N * units}) * 0.1 + 0.01;
-  const at::Tensor dense = w.dequantize();  // [N, K] fp32
-  at::Tensor tiles = at::empty({k::q4_tile_bytes(N, K)}, at::kByte);
-  k::q4_build_tiles(w.codes.data_ptr<uint8_t>(), N, K, tiles.data_ptr<uint8_t>());
-  auto scale_vec = k::q4_tile_scales(w.absmax.data_ptr<float>(), N, units, 0.f);
-  const at::Tensor scales = at::from_blob(scale_vec.data(), {static_cast<int64_t>(scale_vec.size())}, at::kFloat)
-                                .to(at::kCUDA);
-  const at::Tensor tiles_dev = tiles.to(at::kCUDA);
-  k::Q4TileWeights tw;
-  tw.tiles = tiles_dev.data_ptr<uint8_t>();
-  tw.N = N;
-  tw.K = K;
-  tw.scales = scales.data_ptr<float>();
-  std::copy(w.codebook.begin(), w.codebook.end(), tw.codebook);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  for (int64_t M : {1, 5, 12, 40, 64}) {
-    for (int split : {1, 2, 4, 8}) {  // warps sharing a tile (1: alone; 2, 4: partial block of tiles; 8)
-      const at::Tensor x = at::randn({M, K}).to(at::kCUDA, at::kHalf);
-      at::Tensor y = at::full({M, N + pad}, nan, x.options());
-      k::q4_tile_gemm(k::DType::kF16, tw, x.data_ptr(), K, nullptr, y.data_ptr(), N + pad, M, stream, split,
-                      split == 2 ? 6 : 0);
-      const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), dense.to(at::kDouble));
-      EXPECT_LT(test::relative_error(y.narrow(1, 0, N), ref), 2e-3) << "M=" << M << " split=" << split;
-      EXPECT_FALSE(at::isnan(y.narrow(1, 0, N)).any().item<bool>()) << "unwritten output, M=" << M;
-      EXPECT_TRUE(at::isnan(y.narrow(1, N, pad)).all().item<bool>()) << "wrote past N, M=" << M;
+  const int64_t pad = 8;
+  struct Shape {
+    int64_t N, K, block;
+  };
+  for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
+    for (const Shape& sh : {Shape{77, 320, 64}, Shape{40, 1024, 128}}) {
+      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block);
+      const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
+      for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
+        const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
+        const double bound = act == at::kHalf ? 2e-3 : 1e-2;
+        std::vector<std::pair<int64_t, k::Q4GemvConfig>> runs;
+        for (int64_t M = 1; M <= 17; ++M) runs.push_back({M, {}});
+        for (int64_t M : {33, 64}) runs.push_back({M, {}});
+        for (int warps : {4, 7, 16}) {
+          for (int stages : {2, 3, 6}) {
+            k::Q4GemvConfig cfg;
+            cfg.warps = warps;
+            cfg.stages = stages;
+            cfg.compute = k::Q4GemvCompute::kTensorCores;
+            runs.push_back({warps == 7 ? 12 : 3, cfg});
+            cfg.compute = k::Q4GemvCompute::kCudaCores;
+            runs.push_back({1, cfg});
+          }
+        }
+        for (k::Q4GemvCompute compute : {k::Q4GemvCompute::kTensorCores, k::Q4GemvCompute::kCudaCores}) {
+          k::Q4GemvConfig cfg;
+          cfg.compute = compute;
+          cfg.grid = 2;  // 2 blocks for 5 or 3 tiles: the persistent loop
+          runs.push_back({1, cfg});
+        }
+        k::Q4GemvConfig big;
+        big.grid = 1;
+        runs.push_back({16, big});
+        for (const auto& [M, cfg] : runs) {
+          const at::Tensor x = at::randn({M, sh.K}).to(at::kCUDA, act);
+          const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
+          at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
+          k::q4_tile_gemm(dt, c.tw, x.data_ptr(), sh.K, bias.data_ptr(), y.data_ptr(), sh.N + pad, M, stream, cfg);
+          const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), dense, bias.to(at::kCPU, at::kDouble));
+          const auto chosen = k::q4_tile_gemm_config(dt, c.tw, M, cfg);
+          const std::string what = fmt::format("{} N={} K={} M={} {} compute={} warps={} stages={} grid={}",
+                                               mode_name(mode), sh.N, sh.K, M, c10::toString(act),
+                                               static_cast<int>(chosen.compute), chosen.warps, chosen.stages,
+                                               chosen.grid);
+          EXPECT_LT(test::relative_error(y.narrow(1, 0, sh.N), ref), bound) << what;
+          EXPECT_FALSE(at::isnan(y.narrow(1, 0, sh.N)).any().item<bool>()) << "unwritten output: " << what;
+          EXPECT_TRUE(at::isnan(y.narrow(1, sh.N, pad)).all().item<bool>()) << "wrote past N: " << what;
+        }
+      }
     }
   }
-  // dequantize a row/column range into a poisoned buffer: exactly the range is written, with the fp32 values
-  at::Tensor out = at::full({48, 128 + pad}, nan, at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
-  k::q4_tile_dequant(k::DType::kF32, tw, 16, 45, 64, 128, out.data_ptr(), 128 + pad, stream);
-  const at::Tensor got = out.to(at::kCPU);
-  EXPECT_TRUE(at::equal(got.narrow(0, 0, 45).narrow(1, 0, 128), dense.narrow(0, 16, 45).narrow(1, 64, 128)));
-  EXPECT_TRUE(at::isnan(got.narrow(0, 45, 3)).all().item<bool>());
-  EXPECT_TRUE(at::isnan(got.narrow(1, 128, pad)).all().item<bool>());
 }
+
+// The dequantize kernel (prefill path) on the same layouts: a row/column range into a poisoned buffer, exactly
+// the range written, with the fp32 values of the canonical weight.
+TEST(Q4Gpu, TileDequantWritesExactlyTheRange) {
+  QB_REQUIRE_CUDA();
+  namespace k = qb::kernels;
+  at::manual_seed(32);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t pad = 8;
+  for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
+    TileCase c = make_tile_case(mode, 77, 320, 64);
+    const at::Tensor dense = c.canonical.dequantize();
+    at::Tensor out = at::full({48, 128 + pad}, nan, at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
+    k::q4_tile_dequant(k::DType::kF32, c.tw, 16, 45, 64, 128, out.data_ptr(), 128 + pad,
+                       at::cuda::getCurrentCUDAStream());
+    const at::Tensor got = out.to(at::kCPU);
+    EXPECT_TRUE(at::equal(got.narrow(0, 0, 45).narrow(1, 0, 128), dense.narrow(0, 16, 45).narrow(1, 64, 128)))
+        << mode_name(mode);
+    EXPECT_TRUE(at::isnan(got.narrow(0, 45, 3)).all().item<bool>()) << mode_name(mode);
+    EXPECT_TRUE(at::isnan(got.narrow(1, 128, pad)).all().item<bool>()) << mode_name(mode);
+  }
+}
+
+// weight_bytes() is what the layer holds on the device: the formula of its layout, and the allocator agrees.
+TEST(Q4Gpu, WeightBytesAreTheDeviceBytes) {
+  QB_REQUIRE_CUDA();
+  namespace k = qb::kernels;
+  at::manual_seed(33);
+  const int64_t N = 200, K = 512;
+  struct Case {
+    const char* format;
+    bool double_quant;
+    int64_t expected;
+  };
+  const int64_t T = k::q4_n_tiles(N);
+  const std::vector<Case> cases = {
+      {"nf4", false, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 4 + N * 2},
+      {"nf4", true, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) + (N * K / 64 + 255) / 256 * 8 + 256 * 4 + N * 2},
+      {"awq", false, k::q4_tile_bytes(N, K) + T * 16 * (K / 128) * 4 + N * 2}};
+  for (const Case& cs : cases) {
+    const Variant v{cs.format, cs.double_quant, std::string(cs.format) == "awq" ? 128 : 64};
+    const FormatOptions options = cuda_options(at::kHalf, v);
+    const at::Tensor weight = (at::randn({N, K}) * 0.05).to(at::kCUDA);
+    const at::Tensor bias = at::randn({N}).to(at::kCUDA);
+    auto linear = find_format(cs.format).quantize(weight, bias, options);
+    EXPECT_EQ(linear->weight_bytes(), cs.expected) << cs.format << " dq=" << cs.double_quant;
+  }
+}
+
 #endif
 
 }  // namespace

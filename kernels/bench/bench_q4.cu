@@ -2,12 +2,13 @@
 //
 // Standalone (CUDA + cuBLAS, no libtorch). Order of work:
 //   1. copy-bandwidth probe (1 GiB device-to-device, bytes read + written)
-//   2. correctness: every kernel path vs a float64 CPU reference on fresh random weights and inputs,
-//      odd shapes included, outputs poisoned with NaN first; relative error against a stated bound
-//   3. timing: CUDA graphs of `kBatch` launches rotating over enough weight copies that L2 (50 MB) never
-//      holds the weights; median over samples. Reported per shape / format / M: time, GB/s of the bytes
-//      the kernel must read (codes + scales + x), % of the copy probe, and bf16 cuBLAS time / ours.
-// Usage: qb_bench_q4 [--quick] [--only-check] [--probes]   (--probes: the load-only memory probes first)
+//   2. correctness: every kernel path vs a float64 CPU reference on fresh random weights and inputs, odd shapes
+//      included, outputs poisoned with NaN first; relative error against a stated bound
+//   3. timing: CUDA graphs of `kBatch` launches rotating over enough weight copies that L2 (50 MB) never holds
+//      the weights; median over samples. Per shape / format / M: the automatic dispatch of q4_tile_gemm (and, at
+//      M = 1 and 16, a sweep of its variants: tensor vs CUDA cores, warps per block, ring depth), its time, GB/s
+//      of the bytes it must move (codes + scales + x + y), % of the copy probe, and cuBLAS bf16 time / ours.
+// Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -259,8 +260,9 @@ CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const s
   return {std::sqrt(num / std::max(den, 1e-300)), unwritten};
 }
 
+// path 0: q4_tile_gemm automatic (or flat + cuBLAS when the shape needs it), 1: prefill rows, 2: prefill cols,
+// 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1
 bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
-  // path 0: q4_tile_gemm (or flat when the shape needs it), 1: prefill rows, 2: prefill cols, 3: flat forced
   HostWeight h = make_host_weight(fmt, N, K, rng);
   DeviceWeight d;
   to_device(h, d, path == 3);
@@ -282,9 +284,21 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     CK(cudaMalloc(&scratch, N * K * 2));
     q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
   } else if (path == 0 || path >= 4) {
-    const int split = path == 4 ? 1 : path == 5 ? 2 : 0;
-    what = path == 0 ? "tile-mma" : path == 4 ? "tile-mma-s1" : "tile-mma-s2";
-    q4_tile_gemm(dt, d.tw, dx, K, db, dy, N, M, 0, split, path == 5 ? 6 : 0);
+    Q4GemvConfig cfg;
+    what = "gemv-auto";
+    if (path == 4) {
+      cfg.compute = Q4GemvCompute::kTensorCores;
+      cfg.warps = 4;
+      cfg.stages = 2;
+      what = "gemv-tc-w4s2";
+    } else if (path == 5) {
+      cfg.compute = Q4GemvCompute::kCudaCores;
+      what = "gemv-cuda-cores";
+    } else if (path == 6) {
+      cfg.grid = 1;
+      what = "gemv-grid1";
+    }
+    q4_tile_gemm(dt, d.tw, dx, K, db, dy, N, M, 0, cfg);
   } else {
     Q4PrefillPlan plan;
     plan.split = path == 1 ? Q4PrefillSplit::kRows : Q4PrefillSplit::kCols;
@@ -306,11 +320,12 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     rows.push_back(N - 1);
   }
   CheckResult r = compare(h, x, y, bias, M, dt, rows);
-  // Bound: the kernel rounds codebook values to the activation type (fp16 2^-11, bf16 2^-8 relative,
-  // random signs over K terms average down) and rounds y once (2^-11 / 2^-8); fp32 accumulation.
+  // Bound: the kernel rounds codebook values to the activation type (fp16 2^-11, bf16 2^-8 relative, random
+  // signs over K terms average down) and rounds y once; fp32 accumulation (the CUDA-core path sums 8 products
+  // per half in the activation type first: ~1.2 u more, kernels/q4_gemv.cuh).
   const double bound = dt == DType::kF16 ? 2e-3 : 1e-2;
   const bool ok = !r.unwritten && r.rel < bound;
-  std::printf("check %-8s %-13s N=%-6lld K=%-6lld M=%-4lld %s  rel=%.2e (bound %.0e)%s %s\n", fmt_name(fmt), what,
+  std::printf("check %-8s %-16s N=%-6lld K=%-6lld M=%-4lld %s  rel=%.2e (bound %.0e)%s %s\n", fmt_name(fmt), what,
               (long long)N, (long long)K, (long long)M, dt == DType::kF16 ? "f16 " : "bf16", r.rel, bound,
               r.unwritten ? " UNWRITTEN" : "", ok ? "ok" : "FAIL");
   cudaFree(dx);
@@ -622,8 +637,9 @@ struct Shape {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, only_check = false, probes = false;
+  bool quick = false, only_check = false, probes = false, sweep = true;
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--no-sweep")) sweep = false;
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
@@ -650,12 +666,16 @@ int main(int argc, char** argv) {
   const DType dts[2] = {DType::kF16, DType::kBF16};
   for (DType dt : dts) {
     for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
-      for (int64_t M : {1, 3, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
-      for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);  // 1 warp per tile
-      for (int64_t M : {3, 12}) failures += !run_check(f, 77, 384, M, dt, 5, handle, rng);  // 2 warps per tile
-      failures += !run_check(f, 96, 18944, 9, dt, 4, handle, rng);  // long K
+      for (int64_t M : {1, 2, 3, 5, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
+      for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);
+      failures += !run_check(f, 77, 320, 1, dt, 5, handle, rng);     // CUDA cores, odd chunk count
+      failures += !run_check(f, 200, 384, 1, dt, 5, handle, rng);
+      failures += !run_check(f, 77, 384, 12, dt, 6, handle, rng);    // one block looping over the tiles
+      failures += !run_check(f, 96, 18944, 9, dt, 0, handle, rng);   // long K
+      failures += !run_check(f, 96, 18944, 1, dt, 5, handle, rng);
       failures += !run_check(f, 77, 256, 5, dt, 0, handle, rng);     // N not a multiple of 16
       failures += !run_check(f, 4608, 3584, 16, dt, 0, handle, rng); // a real shape, sampled rows
+      failures += !run_check(f, 4608, 3584, 1, dt, 0, handle, rng);
       failures += !run_check(f, 77, 256, 100, dt, 1, handle, rng);   // prefill, row chunks
       failures += !run_check(f, 77, 256, 100, dt, 2, handle, rng);   // prefill, column chunks
       failures += !run_check(f, 77, 256, 7, dt, 3, handle, rng);     // flat layout
@@ -673,11 +693,8 @@ int main(int argc, char** argv) {
                                {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
   if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
   std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq};
-  const int64_t Ms[4] = {1, 4, 16, 64};
-  struct Row {
-    std::string text;
-  };
-  std::vector<Row> table;
+  const std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
+  std::vector<std::string> table, sweep_table;
   const int64_t l2_guard = int64_t{200} << 20;
   for (const Shape& s : shapes) {
     // bf16 reference: cuBLAS with rotation
@@ -688,12 +705,11 @@ int main(int argc, char** argv) {
       CK(cudaMalloc(&w16[c], wbytes16));
       fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w16[c]), s.N * s.K, 77 + c, true);
     }
-    void *dx, *dy, *scratch, *accum;
+    void *dx, *dy, *scratch;
     CK(cudaMalloc(&dx, 512 * s.K * 2));
     CK(cudaMalloc(&dy, 512 * s.N * 2));
     fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(dx), 512 * s.K, 5, true);
     CK(cudaMalloc(&scratch, s.N * s.K * 2));
-    CK(cudaMalloc(&accum, 512 * s.N * 4));
     auto cublas_us = [&](int64_t M) {
       return time_us([&](int i, cudaStream_t st) {
         bind(st);
@@ -702,16 +718,13 @@ int main(int argc, char** argv) {
                         dx, CUDA_R_16BF, s.K, &beta, dy, CUDA_R_16BF, s.N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       });
     };
-    double cub[5];
-    for (int i = 0; i < 4; ++i) cub[i] = cublas_us(Ms[i]);
-    cub[4] = cublas_us(512);
-    for (int i = 0; i < 4; ++i) {
-      const double gbps = (wbytes16 + Ms[i] * s.K * 2) / (cub[i] * 1e-6) / 1e9;
+    std::vector<double> cub(Ms.size());
+    for (size_t i = 0; i < Ms.size(); ++i) {
+      cub[i] = cublas_us(Ms[i]);
+      const double gbps = (wbytes16 + Ms[i] * (s.K + s.N) * 2.0) / (cub[i] * 1e-6) / 1e9;
       std::printf("time %-8s %-9s M=%-4lld %8.1f us %6.0f GB/s %5.1f%% copy\n", s.name, "cublas16", (long long)Ms[i],
                   cub[i], gbps, 100 * gbps / copy_gbps);
     }
-    std::printf("time %-8s %-9s M=%-4d %8.1f us %6.1f TFLOP/s\n", s.name, "cublas16", 512, cub[4],
-                2.0 * 512 * s.N * s.K / (cub[4] * 1e-6) / 1e12);
     for (int c = 0; c < copies16; ++c) cudaFree(w16[c]);
 
     for (Fmt f : fmts) {
@@ -719,93 +732,78 @@ int main(int argc, char** argv) {
       const int64_t one = q4_tile_bytes(s.N, s.K);
       const int copies = static_cast<int>(std::max<int64_t>(2, (l2_guard + one - 1) / one));
       make_timed(f, s.N, s.K, copies, tw);
-      for (int mi = 0; mi < 4; ++mi) {
+      for (size_t mi = 0; mi < Ms.size(); ++mi) {
         const int64_t M = Ms[mi];
-        struct GemvVariant {
-          DType dt;
-          int warps, depth;
-        };
-        std::vector<GemvVariant> gv = {{DType::kBF16, 0, 0}};
-        if (f == Fmt::kNf4Dq && (M == 1 || M == 16)) gv.push_back({DType::kF16, 0, 0});
-        if (M == 1 || M == 16)
-          for (int sv : {1, 2, 4, 8})
-            for (int dv : {4, 6}) gv.push_back({DType::kBF16, sv, dv});
-        for (const GemvVariant& v : gv) {
+        const double bytes = tw.bytes + M * s.K * 2.0 + M * s.N * 2.0;
+        auto run = [&](DType dt, const Q4GemvConfig& req, bool is_auto) {
+          const Q4GemvConfig c = q4_tile_gemm_config(dt, tw.copies[0], M, req);
           const double us = time_us([&](int i, cudaStream_t st) {
-            q4_tile_gemm(v.dt, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, v.warps, v.depth);
+            q4_tile_gemm(dt, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, req);
           });
-          const double bytes = tw.bytes + M * s.K * 2.0 + M * s.N * 2.0;
           const double gbps = bytes / (us * 1e-6) / 1e9;
-          char line[256];
-          std::snprintf(line, sizeof(line), "| %-8s | %-8s | %-4s s%d d%d | %4lld | %8.1f | %6.0f | %5.1f%% | %5.2fx |",
-                        s.name, fmt_name(f), v.dt == DType::kF16 ? "f16" : "bf16", v.warps, v.depth, (long long)M, us,
-                        gbps, 100 * gbps / copy_gbps, cub[mi] / us);
-          std::printf("time %s\n", line);
-          table.push_back({line});
+          char line[320];
+          std::snprintf(line, sizeof(line),
+                        "| %-8s | %-8s | %-4s | %2s w%-2d s%d g%-4d | %3lld | %8.2f | %6.0f | %5.1f%% | %5.2fx |", s.name,
+                        fmt_name(f), dt == DType::kF16 ? "f16" : "bf16",
+                        c.compute == Q4GemvCompute::kCudaCores ? "cc" : "tc", c.warps, c.stages, c.grid, (long long)M,
+                        us, gbps, 100 * gbps / copy_gbps, cub[mi] / us);
+          std::printf("time %s%s\n", line, is_auto ? " auto" : "");
+          (is_auto ? table : sweep_table).push_back(line);
+          return us;
+        };
+        run(DType::kBF16, {}, true);
+        if (!sweep || (M != 1 && M != 16)) continue;
+        std::vector<Q4GemvConfig> variants;
+        for (Q4GemvCompute comp : {Q4GemvCompute::kTensorCores, Q4GemvCompute::kCudaCores}) {
+          if (comp == Q4GemvCompute::kCudaCores && M != 1) continue;
+          for (int stages : {2, 3, 4, 6}) {
+            Q4GemvConfig v;
+            v.compute = comp;
+            v.stages = stages;
+            variants.push_back(v);
+          }
+          for (int warps : {8, 16}) {
+            Q4GemvConfig v;
+            v.compute = comp;
+            v.warps = warps;
+            variants.push_back(v);
+          }
+        }
+        for (const Q4GemvConfig& v : variants) {
+          try {
+            run(DType::kBF16, v, false);
+          } catch (const std::exception& e) {
+            std::printf("skip variant: %s\n", e.what());
+          }
+        }
+        if (M == 1) {
+          Q4GemvConfig cc;
+          cc.compute = Q4GemvCompute::kCudaCores;
+          run(DType::kF16, cc, false);
+          Q4GemvConfig tc;
+          tc.compute = Q4GemvCompute::kTensorCores;
+          run(DType::kF16, tc, false);
         }
       }
-      // prefill at M = 512 (and the default plan at 64): whole-W scratch vs row chunks (with / without L2
-      // hints) vs column chunks; plus the two halves alone (dequantize all; GEMMs over row chunks of a
-      // pre-filled scratch) to see where the time goes.
-      auto rows_for = [&](int64_t mb) { return std::max<int64_t>(16, (mb << 20) / (2 * s.K) / 16 * 16); };
-      for (int64_t M : {64, 512}) {
-        const double ref = M == 512 ? cub[4] : cub[3];
-        struct Variant {
-          std::string name;
-          Q4PrefillPlan plan;
-        };
-        std::vector<Variant> variants;
-        variants.push_back({"default", q4_default_prefill_plan(M, s.N, s.K)});
-        if (M == 512) {
-          variants.push_back({"all", {Q4PrefillSplit::kRows, (s.N + 15) / 16 * 16, false}});
-          for (int64_t mb : {16, 32}) {
-            variants.push_back({"rows" + std::to_string(mb) + "M", {Q4PrefillSplit::kRows, rows_for(mb), false}});
-          }
-          variants.push_back({"rows16M+L2", {Q4PrefillSplit::kRows, rows_for(16), true}});
-        }
-        for (const Variant& v : variants) {
-          const double us = time_us([&](int i, cudaStream_t st) {
-            bind(st);
-            q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], v.plan, dx, s.K, nullptr, dy, s.N, M,
-                                  scratch, static_cast<float*>(accum), st);
-          });
-          char line[256];
-          std::snprintf(line, sizeof(line), "| %-8s | %-8s | bf16 | %4lld | %8.1f | %-12s chunk %6lld | %5.2fx cublas16 time |",
-                        s.name, fmt_name(f), (long long)M, us, v.name.c_str(), (long long)v.plan.chunk, us / ref);
-          std::printf("prefill %s\n", line);
-          table.push_back({line});
-        }
-        if (M == 512 && f == Fmt::kNf4) {
-          const double dq_us = time_us([&](int i, cudaStream_t st) {
-            q4_tile_dequant(DType::kBF16, tw.copies[i % copies], 0, s.N, 0, s.K, scratch, s.K, st);
-          });
-          std::printf("prefill-part | %-8s | dequant all -> DRAM scratch %8.1f us (%.0f GB/s moved)\n", s.name, dq_us,
-                      (tw.bytes + 2.0 * s.N * s.K) / (dq_us * 1e-6) / 1e9);
-          for (int64_t mb : {32}) {
-            const int64_t rows = rows_for(mb);
-            const double g_us = time_us([&](int, cudaStream_t st) {
-              bind(st);
-              const float alpha = 1.f, beta = 0.f;
-              for (int64_t r0 = 0; r0 < s.N; r0 += rows) {
-                const int64_t r = std::min(rows, s.N - r0);
-                CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, r, M, s.K, &alpha, scratch, CUDA_R_16BF, s.K, dx,
-                                CUDA_R_16BF, s.K, &beta, static_cast<char*>(dy) + r0 * 2, CUDA_R_16BF, s.N,
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-              }
-            });
-            std::printf("prefill-part | %-8s | gemm only, row chunks of %lld MB (%lld rows): %8.1f us = %.2fx cublas16\n",
-                        s.name, (long long)mb, (long long)rows, g_us, g_us / ref);
-          }
-        }
+      if (f == Fmt::kNf4) {  // the prefill path at M = 64, to place the GEMV / prefill crossover
+        const Q4PrefillPlan plan = q4_default_prefill_plan(64, s.N, s.K);
+        const double us = time_us([&](int i, cudaStream_t st) {
+          bind(st);
+          q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], plan, dx, s.K, nullptr, dy, s.N, 64,
+                                scratch, nullptr, st);
+        });
+        std::printf("prefill | %-8s | nf4 | M=64 dequant+cublas %8.1f us = %.2fx cuBLAS bf16 time\n", s.name, us,
+                    us / cub[Ms.size() - 1]);
       }
     }
     cudaFree(dx);
     cudaFree(dy);
     cudaFree(scratch);
-    cudaFree(accum);
   }
-  std::printf("\n| shape | format | act | M | us | GB/s | %%copy | cublas16/ours |\n");
-  for (const Row& r : table) std::printf("%s\n", r.text.c_str());
+  std::printf("\nsweep (M = 1 and 16):\n| shape | format | act | variant | M | us | GB/s | %%copy | cublas16/ours |\n");
+  for (const auto& r : sweep_table) std::printf("%s\n", r.c_str());
+  std::printf("\nautomatic dispatch:\n| shape | format | act | variant | M | us | GB/s | %%copy | cublas16/ours |\n");
+  for (const auto& r : table) std::printf("%s\n", r.c_str());
   cublasDestroy(handle);
   return failures == 0 ? 0 : 1;
 }

@@ -11,6 +11,13 @@
 #include "quantbench/io/model_config.h"
 #include "quantbench/quant/awq.h"
 
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "quantbench/kernels/q4_quantize.h"
+#endif
+
 namespace qb::quant {
 namespace {
 
@@ -28,6 +35,37 @@ void check_shape(int64_t out, int64_t in, int64_t group, const char* what) {
            out, in, out);
 }
 
+// awq_quantize_rtn + awq_to_q4 on the layer's GPU (kernels/q4_quantize.cu, the same fp16 operations: equal codes,
+// scales and zeros; tests/test_q4_gpu_quantize.cpp), straight into the canonical Q4Weights on the device.
+Q4Weights quantize_on_gpu(const at::Tensor& weight, const FormatOptions& options) {
+  QB_CHECK(weight.dim() == 2, kInvalidInput, "awq quantize: weight must be 2-D [out, in], got {}-D", weight.dim());
+  const int64_t out = weight.size(0), in = weight.size(1), group = options.group_size;
+  check_shape(out, in, group, "quantize");
+#ifdef QB_HAVE_CUDA
+  // AutoAWQ: linear.half() first (torch's conversion, the same rounding on either device).
+  const at::Tensor w = weight.to(options.device).to(at::kHalf).contiguous();
+  const c10::cuda::CUDAGuard guard(w.device());
+  Q4Weights q;
+  q.out_features = out;
+  q.in_features = in;
+  for (int i = 0; i < 16; ++i) q.codebook[i] = static_cast<float>(i);
+  q.scales = Q4Scales::kGroupAffine;
+  q.block = group;
+  q.codes = at::empty({out * in / 2}, w.options().dtype(at::kByte));
+  q.group_scale = at::empty({out, in / group}, w.options());
+  q.group_zero = at::empty({out, in / group}, w.options().dtype(at::kByte));
+  const c10::Half min_scale(static_cast<float>(1e-5));  // clamp_min(., 1e-5) on a Half tensor compares in Half
+  kernels::awq_quantize_rtn_cuda(reinterpret_cast<const uint16_t*>(w.data_ptr<at::Half>()), out, in, group,
+                                 min_scale.x, q.codes.data_ptr<uint8_t>(),
+                                 reinterpret_cast<uint16_t*>(q.group_scale.data_ptr<at::Half>()),
+                                 q.group_zero.data_ptr<uint8_t>(), at::cuda::getCurrentCUDAStream());
+  q.validate("awq weights");
+  return q;
+#else
+  fail(ErrorKind::kUnsupported, "awq: this build has no CUDA; cannot quantize on {}", options.device.str());
+#endif
+}
+
 class AwqFormat final : public WeightFormat {
  public:
   std::string name() const override { return "awq"; }
@@ -38,6 +76,7 @@ class AwqFormat final : public WeightFormat {
 
   LinearPtr quantize(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                      const FormatOptions& options) const override {
+    if (options.device.is_cuda()) return std::make_unique<Q4Linear>(quantize_on_gpu(weight, options), bias, options, name());
     return std::make_unique<Q4Linear>(awq_to_q4(awq_quantize_rtn(weight, options.group_size)), bias, options, name());
   }
 

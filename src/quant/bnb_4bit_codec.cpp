@@ -1,5 +1,9 @@
 // bitsandbytes NF4 / FP4 quantize and dequantize on the CPU, bit-exact with bitsandbytes 0.50.2 (see
-// bnb_4bit.h for the algorithm; tests/test_bnb_4bit.cpp checks it against bnb's own output).
+// bnb_4bit.h for the algorithm; tests/test_bnb_4bit.cpp checks it against bnb's own output). A CUDA weight is
+// quantized on its GPU by kernels/q4_quantize.cu with the same bucket bounds and the same fp32 operations (codes
+// and absmax equal to this CPU path bit for bit: tests/test_q4_gpu_quantize.cpp); the state's packed codes and
+// (plain) absmax then stay on that device. Double quantization stays on the CPU either way: its offset is ATen's
+// CPU fp32 mean, whose summation order the fixtures record, and it is one float per block.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -10,6 +14,13 @@
 
 #include "quantbench/core/error.h"
 #include "quantbench/quant/bnb_4bit.h"
+
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "quantbench/kernels/q4_quantize.h"
+#endif
 
 namespace qb::quant {
 namespace {
@@ -206,17 +217,10 @@ std::pair<at::Tensor, at::Tensor> bnb_quantize_blockwise_dynamic(const at::Tenso
   return {codes, absmax};
 }
 
-Bnb4bitState bnb_quantize_4bit(const at::Tensor& weight, Bnb4bitType type, int64_t blocksize, bool double_quant) {
-  check_blocksize(blocksize);
-  QB_CHECK(weight.dim() == 2, kInvalidInput, "nf4/fp4: weight must be 2-D [out, in], got {}-D", weight.dim());
-  const auto st = weight.scalar_type();
-  QB_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, kInvalidInput,
-           "nf4/fp4: bitsandbytes quantizes fp32/fp16/bf16 weights, got {}", c10::toString(st));
-  Bnb4bitState state;
-  state.type = type;
-  state.blocksize = blocksize;
-  state.shape = {weight.size(0), weight.size(1)};
-  state.dtype = st == at::kFloat ? "float32" : st == at::kHalf ? "float16" : "bfloat16";
+namespace {
+
+void quantize_on_cpu(const at::Tensor& weight, const Buckets& bk, int64_t blocksize, float tiny, at::Tensor& absmax_out,
+                     at::Tensor& packed_out) {
   // A.reshape(-1).float(): exact from fp16/bf16.
   const at::Tensor flat = weight.to(at::kCPU).reshape({-1}).to(at::kFloat).contiguous();
   const int64_t n = flat.numel(), nblocks = (n + blocksize - 1) / blocksize, full = n - n % blocksize;
@@ -225,8 +229,6 @@ Bnb4bitState bnb_quantize_4bit(const at::Tensor& weight, Bnb4bitType type, int64
   at::Tensor packed = at::zeros({(n + 1) / 2}, at::kByte);
   float* am_out = absmax.data_ptr<float>();
   uint8_t* pk = packed.data_ptr<uint8_t>();
-  const Buckets& bk = buckets(type);
-  const float tiny = static_cast<float>(1e-38);  // absmax.clamp(min=1e-38)
   // Blocks of an even blocksize start on byte boundaries, so blocks can be packed independently.
   at::parallel_for(0, nblocks, 16, [&](int64_t b0, int64_t b1) {
     std::vector<uint8_t> q(static_cast<size_t>(blocksize));
@@ -255,11 +257,11 @@ Bnb4bitState bnb_quantize_4bit(const at::Tensor& weight, Bnb4bitType type, int64
       }
     }
   });
-  state.packed = packed;
-  if (!double_quant) {
-    state.absmax = absmax;
-    return state;
-  }
+  absmax_out = absmax;
+  packed_out = packed;
+}
+
+Bnb4bitState double_quantize(Bnb4bitState state, const at::Tensor& absmax) {
   // offset = _absmax.mean(): ATen's own fp32 mean, the same kernel bnb ran through PyTorch.
   const at::Tensor offset = absmax.mean();
   state.nested_offset = offset.item<float>();
@@ -270,6 +272,52 @@ Bnb4bitState bnb_quantize_4bit(const at::Tensor& weight, Bnb4bitType type, int64
   state.nested_code = at::empty({256}, at::kFloat);
   std::memcpy(state.nested_code.data_ptr<float>(), kDynamicMap.data(), sizeof(kDynamicMap));
   return state;
+}
+
+}  // namespace
+
+Bnb4bitState bnb_quantize_4bit(const at::Tensor& weight, Bnb4bitType type, int64_t blocksize, bool double_quant) {
+  check_blocksize(blocksize);
+  QB_CHECK(weight.dim() == 2, kInvalidInput, "nf4/fp4: weight must be 2-D [out, in], got {}-D", weight.dim());
+  const auto st = weight.scalar_type();
+  QB_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, kInvalidInput,
+           "nf4/fp4: bitsandbytes quantizes fp32/fp16/bf16 weights, got {}", c10::toString(st));
+  Bnb4bitState state;
+  state.type = type;
+  state.blocksize = blocksize;
+  state.shape = {weight.size(0), weight.size(1)};
+  state.dtype = st == at::kFloat ? "float32" : st == at::kHalf ? "float16" : "bfloat16";
+  const Buckets& bk = buckets(type);
+  const float tiny = static_cast<float>(1e-38);  // absmax.clamp(min=1e-38)
+  const int64_t n = weight.numel(), nblocks = (n + blocksize - 1) / blocksize;
+  at::Tensor absmax, packed;
+  if (weight.is_cuda()) {
+#ifdef QB_HAVE_CUDA
+    const at::Tensor flat = weight.reshape({-1}).contiguous();  // converted to fp32 in the kernel (exact)
+    const c10::cuda::CUDAGuard guard(flat.device());
+    kernels::Bnb4bitBuckets gpu_buckets;
+    for (int i = 0; i < 15; ++i) gpu_buckets.bounds[i] = bk.bounds[i];
+    for (int i = 0; i < 16; ++i) gpu_buckets.code_of |= static_cast<uint64_t>(bk.code_of[i] & 15) << (4 * i);
+    absmax = at::empty({nblocks}, flat.options().dtype(at::kFloat));
+    packed = at::empty({(n + 1) / 2}, flat.options().dtype(at::kByte));
+    const kernels::DType dtype = st == at::kFloat ? kernels::DType::kF32
+                                 : st == at::kHalf ? kernels::DType::kF16
+                                                   : kernels::DType::kBF16;
+    kernels::bnb_quantize_4bit_cuda(dtype, flat.data_ptr(), n, blocksize, gpu_buckets, tiny,
+                                    packed.data_ptr<uint8_t>(), absmax.data_ptr<float>(),
+                                    at::cuda::getCurrentCUDAStream());
+#else
+    fail(ErrorKind::kUnsupported, "nf4/fp4: a CUDA weight in a build without CUDA");
+#endif
+  } else {
+    quantize_on_cpu(weight, bk, blocksize, tiny, absmax, packed);
+  }
+  state.packed = packed;
+  if (!double_quant) {
+    state.absmax = absmax;
+    return state;
+  }
+  return double_quantize(std::move(state), absmax.to(at::kCPU));
 }
 
 at::Tensor bnb_dequantize_absmax(const Bnb4bitState& state) {
@@ -297,19 +345,19 @@ Q4Weights bnb_state_to_q4(const Bnb4bitState& state) {
   w.out_features = state.shape[0];
   w.in_features = state.shape[1];
   w.codebook = bnb_4bit_codebook(state.type);
-  w.codes = state.packed.to(at::kCPU).reshape({-1}).contiguous();
+  w.codes = state.packed.reshape({-1}).contiguous();  // where it was quantized or loaded (Q4Linear moves it)
   w.block = state.blocksize;
   if (state.nested) {
     QB_CHECK(state.nested_blocksize == 256, kUnsupported, "nf4/fp4: nested blocksize {} (bitsandbytes uses 256)",
              state.nested_blocksize);
     w.scales = Q4Scales::kBlockAbsmaxNested;
-    w.absmax = state.absmax.to(at::kCPU).contiguous();
+    w.absmax = state.absmax.contiguous();
     w.nested_absmax = state.nested_absmax.to(at::kCPU, at::kFloat).contiguous();
     w.nested_offset = at::full({w.nested_absmax.numel()}, state.nested_offset, at::kFloat);
     w.nested_code = state.nested_code.to(at::kCPU, at::kFloat).contiguous();
   } else {
     w.scales = Q4Scales::kBlockAbsmax;
-    w.absmax = state.absmax.to(at::kCPU, at::kFloat).contiguous();
+    w.absmax = state.absmax.to(at::kFloat).contiguous();
   }
   w.validate(std::string("bitsandbytes ") + bnb_4bit_type_name(state.type) + " state");
   return w;

@@ -38,7 +38,10 @@ class Bnb4bitFormat final : public WeightFormat {
 
   LinearPtr quantize(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                      const FormatOptions& options) const override {
-    const Bnb4bitState state = bnb_quantize_4bit(weight, type_, options.blocksize, options.double_quant);
+    // A layer bound for a GPU is quantized there (bit-exact with the CPU path; bnb_4bit_codec.cpp): the codes
+    // never cross to the host, and the device layout is built from them where they are.
+    const at::Tensor w = options.device.is_cuda() ? weight.to(options.device) : weight;
+    const Bnb4bitState state = bnb_quantize_4bit(w, type_, options.blocksize, options.double_quant);
     return std::make_unique<Q4Linear>(bnb_state_to_q4(state), bias, options, name());
   }
 

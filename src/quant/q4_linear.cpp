@@ -26,6 +26,7 @@ inline float product_f32(float a, float b) {
 }
 
 at::Tensor cpu_bytes(const at::Tensor& t) { return t.to(at::kCPU).contiguous(); }
+at::Tensor dense_bytes(const at::Tensor& t) { return t.contiguous(); }  // on whatever device it lives
 
 int64_t nbytes_or_zero(const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; }
 
@@ -141,15 +142,15 @@ std::optional<Q4Weights> q4_concat_rows(const std::vector<Q4Weights>& parts) {
   std::vector<at::Tensor> codes, absmax, nabs, noff, gscale, gzero;
   for (const Q4Weights& p : parts) {
     out.out_features += p.out_features;
-    codes.push_back(cpu_bytes(p.codes));
+    codes.push_back(dense_bytes(p.codes));
     if (p.scales == Q4Scales::kGroupAffine) {
-      gscale.push_back(cpu_bytes(p.group_scale));
-      gzero.push_back(cpu_bytes(p.group_zero));
+      gscale.push_back(dense_bytes(p.group_scale));
+      gzero.push_back(dense_bytes(p.group_zero));
     } else {
-      absmax.push_back(cpu_bytes(p.absmax));
+      absmax.push_back(dense_bytes(p.absmax));
       if (p.scales == Q4Scales::kBlockAbsmaxNested) {
-        nabs.push_back(cpu_bytes(p.nested_absmax));
-        noff.push_back(cpu_bytes(p.nested_offset));
+        nabs.push_back(dense_bytes(p.nested_absmax));
+        noff.push_back(dense_bytes(p.nested_offset));
       }
     }
   }
@@ -178,7 +179,7 @@ LinearPtr q4_fuse(std::vector<LinearPtr>& parts, const std::string& format_name)
     if (first == nullptr) first = q4;
     if (q4->options().device != first->options().device) return nullptr;
     any_bias |= q4->bias().has_value();
-    canon.push_back(q4->canonical());
+    canon.push_back(q4->canonical(/*on_device=*/true));
   }
   std::optional<Q4Weights> fused = q4_concat_rows(canon);
   if (!fused.has_value()) return nullptr;
@@ -209,6 +210,51 @@ struct Q4Linear::Device {
   kernels::Q4TileWeights tw;
   kernels::Q4FlatWeights fw;
 };
+
+namespace {
+
+// The layouts of quantbench/kernels/q4_layout.h as tensor permutes, so that they run where the tensors are (the
+// GPU, for a layer quantized or loaded there): no host loop over the weights, no round trip.
+at::Tensor pad_rows(const at::Tensor& rows2d, int64_t rows) {
+  if (rows2d.size(0) == rows) return rows2d;
+  return at::cat({rows2d, at::zeros({rows - rows2d.size(0), rows2d.size(1)}, rows2d.options())}, 0);
+}
+
+// canonical codes [N * K / 2] -> tiles [n_tiles][K/64 c][8 g][4 t][2 h][8 b] (row of the tile = 8h + g).
+at::Tensor tiles_from_codes(const at::Tensor& codes, int64_t N, int64_t K) {
+  const int64_t T = kernels::q4_n_tiles(N), C = K / kernels::kQ4ChunkCols;
+  return pad_rows(codes.view({N, K / 2}), T * 16).view({T, 2, 8, C, 4, 8}).permute({0, 3, 2, 4, 1, 5}).contiguous().view({-1});
+}
+
+at::Tensor codes_from_tiles(const at::Tensor& tiles, int64_t N, int64_t K) {
+  const int64_t T = kernels::q4_n_tiles(N), C = K / kernels::kQ4ChunkCols;
+  return tiles.view({T, C, 8, 4, 2, 8}).permute({0, 4, 2, 1, 3, 5}).contiguous().view({T * 16, K / 2}).narrow(0, 0, N)
+      .reshape({-1});
+}
+
+// per (row, unit) values [N, units] -> tile scale order [n_tiles][units][8 g][2 h]; padded rows are zero.
+at::Tensor tile_scales(const at::Tensor& per_row_unit, int64_t N) {
+  const int64_t T = kernels::q4_n_tiles(N), units = per_row_unit.size(1);
+  return pad_rows(per_row_unit, T * 16).view({T, 2, 8, units}).permute({0, 3, 2, 1}).contiguous().view({-1});
+}
+
+at::Tensor untile_scales(const at::Tensor& tiled, int64_t N, int64_t units) {
+  const int64_t T = kernels::q4_n_tiles(N);
+  return tiled.view({T, units, 8, 2}).permute({0, 3, 2, 1}).contiguous().view({T * 16, units}).narrow(0, 0, N);
+}
+
+// awq: fp16 scale bits | zero << 16 as int32 words, and back.
+at::Tensor affine_words(const at::Tensor& scale_fp16, const at::Tensor& zero_u8) {
+  return scale_fp16.contiguous().view(at::kShort).to(at::kInt).bitwise_and(0xFFFF).bitwise_or(zero_u8.to(at::kInt).mul(65536));
+}
+
+std::pair<at::Tensor, at::Tensor> affine_unwords(const at::Tensor& words) {
+  const at::Tensor bits = words.bitwise_and(0xFFFF);
+  const at::Tensor scale = at::where(bits.ge(32768), bits.sub(65536), bits).to(at::kShort).view(at::kHalf);
+  return {scale, words.bitwise_right_shift(16).to(at::kByte)};
+}
+
+}  // namespace
 #else
 struct Q4Linear::Device {};
 #endif
@@ -226,6 +272,9 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
   }
   if (!options.device.is_cuda()) {
     cpu_ = weights;
+    for (at::Tensor* t : {&cpu_.codes, &cpu_.absmax, &cpu_.nested_absmax, &cpu_.nested_offset, &cpu_.nested_code,
+                          &cpu_.group_scale, &cpu_.group_zero})
+      if (t->defined()) *t = cpu_bytes(*t);
     return;
   }
 #ifdef QB_HAVE_CUDA
@@ -236,42 +285,36 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
   cpu_.group_scale = cpu_.group_zero = at::Tensor();
   device_ = std::make_unique<Device>();
   Device& d = *device_;
+  // Everything below runs where the canonical tensors are moved to: the device (a no-op when they were quantized
+  // or loaded there).
+  auto on_device = [&](const at::Tensor& t) { return t.to(options.device).contiguous(); };
   const bool affine = weights.scales == Q4Scales::kGroupAffine;
-  const at::Tensor codes = cpu_bytes(weights.codes);
+  const at::Tensor codes = on_device(weights.codes);
   d.tiles = K % 64 == 0 && is_pow2(weights.block) && weights.block >= 64;
   if (!affine && d.tiles && K % weights.block != 0) d.unit = 64;  // blocks straddle rows: one scale per 64 columns
   else d.unit = weights.block;
   if (d.tiles) {
-    at::Tensor tiles = at::empty({k::q4_tile_bytes(N, K)}, at::kByte);
-    k::q4_build_tiles(codes.data_ptr<uint8_t>(), N, K, tiles.data_ptr<uint8_t>());
-    d.codes = tiles.to(options.device);
+    d.codes = tiles_from_codes(codes, N, K);
     const int64_t units = K / d.unit;
     if (affine) {
-      const at::Tensor s = cpu_bytes(weights.group_scale), z = cpu_bytes(weights.group_zero);
-      std::vector<uint32_t> words(static_cast<size_t>(N * units));
-      const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr<at::Half>());
-      const uint8_t* zp = z.data_ptr<uint8_t>();
-      for (int64_t i = 0; i < N * units; ++i) words[i] = k::q4_affine_word(sp[i], zp[i]);
-      auto tiled = k::q4_tile_scales(words.data(), N, units, uint32_t{0});
-      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kInt).to(options.device);
+      d.scales = tile_scales(affine_words(on_device(weights.group_scale), on_device(weights.group_zero)), N);
       d.mode = k::Q4ScaleMode::kAffine;
     } else if (weights.scales == Q4Scales::kBlockAbsmaxNested && d.unit == weights.block) {
-      const at::Tensor q = cpu_bytes(weights.absmax);
-      auto tiled = k::q4_tile_scales(q.data_ptr<uint8_t>(), N, units, uint8_t{0});
-      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kByte).to(options.device);
-      d.nested = at::stack({weights.nested_absmax.to(at::kFloat), weights.nested_offset.to(at::kFloat)}, 1)
-                     .contiguous()
-                     .to(options.device);
-      d.nested_code = weights.nested_code.to(at::kFloat).contiguous().to(options.device);
+      d.scales = tile_scales(on_device(weights.absmax).view({N, units}), N);
+      d.nested = on_device(at::stack({weights.nested_absmax.to(at::kFloat), weights.nested_offset.to(at::kFloat)}, 1));
+      d.nested_code = on_device(weights.nested_code.to(at::kFloat));
       d.mode = k::Q4ScaleMode::kAbsmaxNested;
     } else {
-      const at::Tensor am = weights.resolved_absmax();
-      const float* ap = am.data_ptr<float>();
-      std::vector<float> per(static_cast<size_t>(N * units));
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t u = 0; u < units; ++u) per[n * units + u] = ap[(n * K + u * d.unit) / weights.block];
-      auto tiled = k::q4_tile_scales(per.data(), N, units, 0.0f);
-      d.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kFloat).to(options.device);
+      const at::Tensor resolved = on_device(weights.resolved_absmax());
+      at::Tensor per;
+      if (d.unit == weights.block) {
+        per = resolved.view({N, units});
+      } else {  // the block holding each (row, 64-column unit): a unit never straddles blocks (block % 64 == 0)
+        const auto long_opts = resolved.options().dtype(at::kLong);
+        const at::Tensor first = at::arange(N, long_opts).mul(K).unsqueeze(1) + at::arange(units, long_opts).mul(d.unit).unsqueeze(0);
+        per = resolved.index_select(0, first.div(weights.block, "floor").view({-1})).view({N, units});
+      }
+      d.scales = tile_scales(per, N);
       d.mode = k::Q4ScaleMode::kAbsmaxF32;
     }
     k::Q4TileWeights& tw = d.tw;
@@ -287,7 +330,7 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
     if (d.nested_code.defined()) tw.nested_code = d.nested_code.data_ptr<float>();
     std::memcpy(tw.codebook, weights.codebook.data(), sizeof(tw.codebook));
   } else {
-    d.codes = codes.to(options.device);
+    d.codes = codes;
     k::Q4FlatWeights& fw = d.fw;
     fw.codes = d.codes.data_ptr<uint8_t>();
     fw.N = N;
@@ -295,17 +338,11 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
     fw.blocksize = weights.block;
     std::memcpy(fw.codebook, weights.codebook.data(), sizeof(fw.codebook));
     if (affine) {
-      const at::Tensor s = cpu_bytes(weights.group_scale), z = cpu_bytes(weights.group_zero);
-      at::Tensor words = at::empty({s.numel()}, at::kInt);
-      const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr<at::Half>());
-      const uint8_t* zp = z.data_ptr<uint8_t>();
-      uint32_t* wp = reinterpret_cast<uint32_t*>(words.data_ptr<int32_t>());
-      for (int64_t i = 0; i < s.numel(); ++i) wp[i] = k::q4_affine_word(sp[i], zp[i]);
-      d.scales = words.to(options.device);
+      d.scales = affine_words(on_device(weights.group_scale), on_device(weights.group_zero)).view({-1});
       fw.mode = d.mode = k::Q4ScaleMode::kAffine;
       fw.affine = reinterpret_cast<const uint32_t*>(d.scales.data_ptr<int32_t>());
     } else {
-      d.scales = weights.resolved_absmax().to(options.device);
+      d.scales = on_device(weights.resolved_absmax());
       fw.mode = d.mode = k::Q4ScaleMode::kAbsmaxF32;
       fw.absmax = d.scales.data_ptr<float>();
     }
@@ -323,60 +360,42 @@ std::string Q4Linear::layout() const {
   return "cpu";
 }
 
-Q4Weights Q4Linear::canonical() const {
+Q4Weights Q4Linear::canonical(bool on_device) const {
   if (!device_) return cpu_;
 #ifdef QB_HAVE_CUDA
-  namespace k = qb::kernels;
   const Device& d = *device_;
   Q4Weights w = cpu_;
   const int64_t N = w.out_features, K = w.in_features;
-  const at::Tensor codes = cpu_bytes(d.codes);
-  if (d.tiles) {
-    w.codes = at::empty({(N * K + 1) / 2}, at::kByte);
-    k::q4_unbuild_tiles(codes.data_ptr<uint8_t>(), N, K, w.codes.data_ptr<uint8_t>());
-  } else {
-    w.codes = codes;
-  }
-  const at::Tensor scales = cpu_bytes(d.scales);
-  if (d.mode == k::Q4ScaleMode::kAffine) {
+  w.codes = d.tiles ? codes_from_tiles(d.codes, N, K) : d.codes;
+  if (d.mode == kernels::Q4ScaleMode::kAffine) {
     const int64_t groups = K / w.block;
-    std::vector<uint32_t> words(static_cast<size_t>(N * groups));
-    const uint32_t* src = reinterpret_cast<const uint32_t*>(scales.data_ptr<int32_t>());
-    if (d.tiles) words = k::q4_untile_scales(src, N, groups);
-    else std::memcpy(words.data(), src, words.size() * 4);
-    w.group_scale = at::empty({N, groups}, at::kHalf);
-    w.group_zero = at::empty({N, groups}, at::kByte);
-    uint16_t* sp = reinterpret_cast<uint16_t*>(w.group_scale.data_ptr<at::Half>());
-    uint8_t* zp = w.group_zero.data_ptr<uint8_t>();
-    for (size_t i = 0; i < words.size(); ++i) {
-      sp[i] = static_cast<uint16_t>(words[i] & 0xFFFFu);
-      zp[i] = static_cast<uint8_t>(words[i] >> 16);
-    }
-    return w;
-  }
-  if (!d.tiles) {  // flat: resolved fp32 absmax per block
+    const at::Tensor words = d.tiles ? untile_scales(d.scales, N, groups) : d.scales.view({N, groups});
+    std::tie(w.group_scale, w.group_zero) = affine_unwords(words.contiguous());
+  } else if (!d.tiles) {  // flat: resolved fp32 absmax per block
     w.scales = Q4Scales::kBlockAbsmax;
-    w.absmax = scales;
-    return w;
+    w.absmax = d.scales;
+  } else {
+    const int64_t units = K / d.unit;
+    const at::Tensor per = untile_scales(d.scales, N, units).reshape({-1});
+    if (d.mode == kernels::Q4ScaleMode::kAbsmaxNested) {
+      w.absmax = per;
+      w.nested_absmax = d.nested.select(1, 0).contiguous();
+      w.nested_offset = d.nested.select(1, 1).contiguous();
+      w.nested_code = d.nested_code;
+    } else {  // the (row, unit) holding each block's first element
+      w.scales = Q4Scales::kBlockAbsmax;
+      const at::Tensor first = at::arange(w.blocks(), per.options().dtype(at::kLong)).mul(w.block);
+      w.absmax = per.index_select(0, first.div(K, "floor").mul(units) + first.remainder(K).div(d.unit, "floor"));
+    }
   }
-  const int64_t units = K / d.unit;
-  if (d.mode == k::Q4ScaleMode::kAbsmaxNested) {
-    auto per = k::q4_untile_scales(scales.data_ptr<uint8_t>(), N, units);
-    w.absmax = at::empty({N * units}, at::kByte);
-    std::memcpy(w.absmax.data_ptr<uint8_t>(), per.data(), per.size());
-    const at::Tensor nested = cpu_bytes(d.nested);
-    w.nested_absmax = nested.select(1, 0).contiguous();
-    w.nested_offset = nested.select(1, 1).contiguous();
-    w.nested_code = cpu_bytes(d.nested_code);
-    return w;
-  }
-  auto per = k::q4_untile_scales(scales.data_ptr<float>(), N, units);
-  w.scales = Q4Scales::kBlockAbsmax;
-  w.absmax = at::empty({w.blocks()}, at::kFloat);
-  float* ap = w.absmax.data_ptr<float>();
-  for (int64_t b = 0; b < w.blocks(); ++b) {  // the (row, unit) holding the block's first element
-    const int64_t e = b * w.block;
-    ap[b] = per[(e / K) * units + (e % K) / d.unit];
+  if (!on_device) {
+    for (at::Tensor* t : {&w.codes, &w.absmax, &w.nested_absmax, &w.nested_offset, &w.nested_code, &w.group_scale,
+                          &w.group_zero})
+      if (t->defined()) *t = cpu_bytes(*t);
+  } else {
+    for (at::Tensor* t : {&w.codes, &w.absmax, &w.nested_absmax, &w.nested_offset, &w.nested_code, &w.group_scale,
+                          &w.group_zero})
+      if (t->defined()) *t = t->contiguous();
   }
   return w;
 #else

@@ -31,7 +31,7 @@ struct Q4TileWeights {
   int64_t N = 0, K = 0;
   Q4ScaleMode mode = Q4ScaleMode::kAbsmaxF32;
   int unit_shift = 0;             // unit U = 64 << unit_shift columns; units per row = K / U
-  const void* scales = nullptr;   // [n_tiles][K/U][16] of float | uint8 | uint32 (see mode)
+  const void* scales = nullptr;   // [n_tiles][K/U][8][2] of float | uint8 | uint32 (see mode, q4_layout.h)
   // kAbsmaxNested: flat block index of (row n, unit u) is n * (K/U) + u (U == blocksize, K % U == 0);
   // nested[flat >> 8] = {nested absmax, nested offset}; nested_code [256] fp32.
   const float2* nested = nullptr;
@@ -56,12 +56,26 @@ constexpr int64_t kQ4GemvMaxM = 64;
 // fp16/bf16, weights in tile layout.
 bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M);
 
-// Decode / small-batch path: dequantizes in registers (16-entry codebook expanded on chip into a
-// byte -> code-pair table) and multiplies on tensor cores. x [M, ldx], bias [N] or null, y [M, ldy].
-// warps_per_tile (1, 2, 4, 8: warps sharing a tile's K) and pipeline_depth (4, 6: weight slots in flight per
-// warp): 0 chooses (measured, NOTES-q4.md); the benchmark sweeps them.
+// How q4_tile_gemm runs (kernels/q4_gemv.cuh): 0 = choose (the measured rule, NOTES-q4.md); the benchmark
+// and the tests set them to reach every variant.
+enum class Q4GemvCompute {
+  kAuto = 0,
+  kTensorCores = 1,  // mma.m16n8k16, fp32 accumulation; any M <= 64
+  kCudaCores = 2,    // M == 1 only: half2 FMAs over 8 products per half, then fp32 (error bound in q4_gemv.cuh)
+};
+struct Q4GemvConfig {
+  Q4GemvCompute compute = Q4GemvCompute::kAuto;
+  int warps = 0;   // warps per block, all on one 16-row tile splitting its K chunks: 4, 8 or 16
+  int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 4, 6 or 8
+  int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
+};
+// The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included).
+Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request = {});
+
+// Decode / small-batch path: y = x W^T (+ bias) straight from the tile layout. x [M, ldx], bias [N] or null,
+// y [M, ldy]. No allocation, no host sync: capturable in a CUDA graph. Deterministic (fixed-order sums).
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                  int64_t ldy, int64_t M, cudaStream_t stream, int warps_per_tile = 0, int pipeline_depth = 0);
+                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {});
 
 // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
 // dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.

@@ -17,9 +17,11 @@
 // 16t + 4j + {0, 1, 2, 3}: bytes 2j, 2j+1 of each row. x row m then needs x[m][16t .. 16t+16): two
 // 16-byte loads per lane per chunk, and the weights one.
 //
-// Tile scales: one value per (tile, unit, row of the tile), stored [n_tiles][units][16], where a unit is
-// U = 64 << unit_shift columns of one row (U = the absmax blocksize or the AWQ group; a chunk never
-// straddles units because U % 64 == 0 and units are aligned to row starts).
+// Tile scales: one value per (tile, unit, row of the tile), stored [n_tiles][units][8 g][2 h] (row of the tile
+// r = g + 8h), where a unit is U = 64 << unit_shift columns of one row (U = the absmax blocksize or the AWQ
+// group; a chunk never straddles units because U % 64 == 0 and units are aligned to row starts). Rows g and
+// g + 8 sit side by side because lane (g, t) of a warp needs exactly those two: one 8-byte (fp32, awq word)
+// or 2-byte (nested code) read. A (tile, unit) record is 16 values: 64 bytes (fp32 / awq) or 16 (nested).
 #pragma once
 
 #include <cstdint>
@@ -45,7 +47,9 @@ inline int64_t q4_tile_byte_offset(int64_t n, int64_t c, int64_t p, int64_t k_ch
   return ((tile * k_chunks + c) * 32 + lane) * 16 + half * 8 + b;
 }
 
-// Canonical codes (K even, K % 64 == 0) -> tiles. `tiles` holds q4_tile_bytes(N, K) bytes.
+// Canonical codes (K even, K % 64 == 0) -> tiles. `tiles` holds q4_tile_bytes(N, K) bytes. (The same map as
+// a tensor permute: canonical [n_tiles][2 h][8 g][K/64 c][4 t][8 b] -> tiles [n_tiles][c][g][t][h][b], which is
+// how the CUDA layers build it on the device; this host loop serves the benchmark and the tests.)
 inline void q4_build_tiles(const uint8_t* flat, int64_t N, int64_t K, uint8_t* tiles) {
   const int64_t k_chunks = K / kQ4ChunkCols, row_bytes = K / 2;
   std::memset(tiles, 0, static_cast<size_t>(q4_tile_bytes(N, K)));
@@ -64,12 +68,13 @@ inline void q4_unbuild_tiles(const uint8_t* tiles, int64_t N, int64_t K, uint8_t
         std::memcpy(flat + n * row_bytes + 32 * c + 8 * t, tiles + q4_tile_byte_offset(n, c, 8 * t, k_chunks), 8);
 }
 
-// Index of (row n, unit u) in the tile scale array [n_tiles][units][16].
+// Index of (row n, unit u) in the tile scale array [n_tiles][units][8][2].
 inline int64_t q4_tile_scale_index(int64_t n, int64_t u, int64_t units) {
-  return ((n / kQ4TileRows) * units + u) * kQ4TileRows + n % kQ4TileRows;
+  const int64_t r = n % kQ4TileRows;
+  return (((n / kQ4TileRows) * units + u) * 8 + r % 8) * 2 + r / 8;
 }
 
-// Per-(row, unit) values [N][units] -> tile scale order [n_tiles][units][16]; padded rows get `pad`.
+// Per-(row, unit) values [N][units] -> tile scale order [n_tiles][units][8][2]; padded rows get `pad`.
 template <typename T>
 std::vector<T> q4_tile_scales(const T* per_row_unit, int64_t N, int64_t units, T pad) {
   std::vector<T> out(static_cast<size_t>(q4_n_tiles(N) * kQ4TileRows * units), pad);

@@ -10,7 +10,10 @@
 //                      block so that fusing layers with different offsets stays exact)
 //   kGroupAffine       w[n, k] = (code - zero[n, k/g]) * scale[n, k/g], codebook 0..15, scale fp16 (AutoAWQ)
 // On CUDA the layer holds the tile layout (kernels/q4_layout.h) when K % 64 == 0 and the block/group is a
-// power of two >= 64, else the canonical codes (the "flat" layout, dequantize + cuBLAS for every M).
+// power of two >= 64, else the canonical codes (the "flat" layout, dequantize + cuBLAS for every M). The layout
+// is built from the canonical tensors by tensor permutes on the device (the canonical tensors may already live
+// there: the formats quantize on the GPU when the layer goes to one), so loading never loops over weights on the
+// host. forward: M <= 64 runs the decode kernel (kernels/q4_gemv.cuh), larger M dequantize + cuBLAS.
 // On the CPU it holds the canonical tensors and forward dequantizes, then calls at::linear.
 #pragma once
 
@@ -65,7 +68,7 @@ LinearPtr q4_fuse(std::vector<LinearPtr>& parts, const std::string& format_name)
 
 class Q4Linear final : public Linear {
  public:
-  // weights: canonical, CPU; bias [N] any dtype or undefined. Stored on options.device; bias in
+  // weights: canonical, on any device; bias [N] any dtype or undefined. Stored on options.device; bias in
   // options.activation_dtype.
   Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bias, const FormatOptions& options,
            std::string format_name);
@@ -76,8 +79,9 @@ class Q4Linear final : public Linear {
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }
 
-  // The canonical weights back, on the CPU (read back from the device layout on CUDA).
-  Q4Weights canonical() const;
+  // The canonical weights back (read back from the device layout on CUDA): on the CPU, or with on_device on the
+  // layer's device (what fusing layers on the GPU uses).
+  Q4Weights canonical(bool on_device = false) const;
   const std::optional<at::Tensor>& bias() const { return bias_; }
   // Which device layout holds the weights: "cpu", "tiles" or "flat".
   std::string layout() const;

@@ -1,0 +1,398 @@
+// 4-bit decode / small-batch GEMM straight from the tile layout: nf4, fp4 (bitsandbytes) and awq.
+//
+// Contract
+//   y[m, n] = sum_k x[m, k] w[n, k] (+ bias[n]),  0 <= m < M <= 8 * NT (NT <= 8), 0 <= n < N.
+//   x [M, ldx] Act (fp16 / bf16), 16-byte aligned, ldx % 8 == 0; columns >= K never read.
+//   w tile layout (quantbench/kernels/q4_layout.h): K % 64 == 0, codes [n_tiles][K/64][32 lanes][16 bytes],
+//     scales [n_tiles][K/U][8 g][2 h] (U = 64 << unit_shift):
+//       kAbsmaxF32    float absmax                      w = codebook[c] * absmax
+//       kAbsmaxNested uint8 code, nested (abs, off)     w = codebook[c] * (nested_code[u8] * abs + off)
+//       kAffine       uint32 fp16 scale | zero << 16     w = (c - zero) * scale      (codebook 0..15)
+//   bias [N] Act or null; y [M, ldy] Act; rows >= N and columns >= M of y are never written.
+//   Deterministic: every sum is taken in a fixed order. No allocation; capturable in a CUDA graph.
+//
+// Work split. A block of S warps (S = blockDim / 32: 4, 8 or 16) works on one 16-row tile at a time; warp w
+// takes the tile's 64-column chunks w, w + S, w + 2S, ... so that the block's loads in flight cover one
+// contiguous stretch of the tile (DRAM locality; the int8 GEMV measured contiguous per-warp ranges 10% slower).
+// A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
+// at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
+// in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
+//
+// Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
+// (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
+// 0..3 (lane 0 for nested codes) the chunk's 64-byte (16-byte) scale record. stages - 1 chunks per warp are in
+// flight without holding a register: the previous kernel kept its ring in registers, ran at 80-128 registers per
+// thread, 16-24 warps per SM, and its bandwidth tracked its bytes in flight (NOTES-q4.md). x is read through L1
+// with 16-byte __ldg (hot after the first touch on each SM).
+//
+// Per chunk lane (g, t) owns rows g, g+8 of the tile and columns 16t..16t+15 of the chunk: byte b (0..7) of a
+// row covers columns 16t+2b (high nibble) and 16t+2b+1 (low nibble). A byte becomes a pair of Act values
+// (column 2b in the low half):
+//   nf4/fp4: a [256 byte values][32 lanes] table of (codebook[hi], codebook[lo]) words in shared memory (lane l
+//            reads column l: no bank conflicts), shift + and-or + LDS; the codebook is rounded to Act once
+//            (fp16: <= 2^-12, bf16: <= 2^-9 relative).
+//   awq:     no table: PRMT puts the two nibbles in the low bits of the two halves, LOP3 ORs in the exponent of
+//            1024.0 (fp16) / 128.0 (bf16), one fma2 subtracts (magic + zero): (code - zero), exact.
+// Tensor cores (kCudaCores false, any M): mma.m16n8k16 with the lane's physical columns in the fragment's
+//   logical k slots (step j takes columns 16t + 4j + {0,1} as k {2t, 2t+1} and +{2,3} as {2t+8, 2t+9}; x is
+//   loaded to match: 16 consecutive values per lane and token), fp32 accumulation; each chunk's partial sum is
+//   scaled per row in fp32 (absmax; nested absmax resolved per chunk as bitsandbytes rounds it; awq scale).
+// CUDA cores (kCudaCores true, M = 1): fma.rn.{f16,bf16}x2 of the pair with the x pair into a pair accumulator
+//   over the row's 8 bytes (8 products per half), then to fp32, scaled, accumulated in fp32. Error of that
+//   partial: <= 8 u sum|products| (u = 2^-11 fp16, 2^-8 bf16), independent across the K/16 partials, so the
+//   result keeps a relative error of a few u (bound and test: tests/test_bnb_4bit_gpu.cpp). Range: fp16
+//   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4) or > 545 (awq, |code - zero|
+//   <= 15); the dispatch (q4_tile_gemm.cu) therefore never runs awq with fp16 activations on this path.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "q4_common.cuh"
+#include "quantbench/kernels/q4_gemm.h"
+
+namespace qb::kernels::q4 {
+
+constexpr int kChunkCodeBytes = 512;
+constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
+constexpr int kTableWords = 256 * 32;
+
+constexpr bool mode_uses_table(Q4ScaleMode mode) { return mode != Q4ScaleMode::kAffine; }
+constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 16 : 64; }
+
+// Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
+// only), the warps' rings [S][stages][kStageBytes].
+inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages) {
+  return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0)) +
+         static_cast<size_t>(warps) * stages * kStageBytes;
+}
+
+// Values computed once per thread and kept in a register: an empty asm the compiler cannot see through, so it
+// neither re-derives them inside the loop (it did: S2R, shared-window math per chunk) nor folds them.
+__device__ __forceinline__ uint32_t pinned(uint32_t v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+template <typename T>
+__device__ __forceinline__ const T* pinned(const T* p) {
+  asm volatile("" : "+l"(p));
+  return p;
+}
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Wait until at most `pending` groups are outstanding (ring depths the host allows: 2, 3, 4, 6).
+__device__ __forceinline__ void cp_async_wait_pending(int pending) {
+  switch (pending) {
+    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
+  }
+}
+
+// Byte B of `word` looked up in the [256][32] pair table: shared address value * 128 + lane_base, with
+// lane_base = table + lane * 4 (PRMT to isolate the byte, IMAD for the address, LDS: 3 instructions).
+template <int B>
+__device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word) {
+  const uint32_t value = __byte_perm(word, 0u, 0x4440u | B);
+  uint32_t pair;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(pair) : "r"(value * 128u + lane_base));
+  return pair;
+}
+
+// awq: byte B of `word` as the exact pair (code_hi - zero, code_lo - zero). word_hi4 = word >> 4;
+// neg_zero = the pair -(magic + zero).
+template <typename Act, int B>
+__device__ __forceinline__ uint32_t affine_pair(uint32_t word, uint32_t word_hi4, uint32_t neg_zero) {
+  const uint32_t moved = __byte_perm(word_hi4, word, B | ((4 + B) << 8));  // hi nibble -> bits 0-3, lo -> 16-19
+  return ActOps<Act>::fma2((moved & 0x000F000Fu) | ActOps<Act>::kMagic, ActOps<Act>::kOne, neg_zero);
+}
+
+template <typename Act>
+__device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
+  const uint32_t z = word >> 16;  // zero point 0..15: magic + z is exact
+  return (ActOps<Act>::kMagic | z | (z << 16)) ^ 0x80008000u;
+}
+
+template <typename Act, Q4ScaleMode MODE, int B>
+__device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word, uint32_t neg_zero) {
+  if constexpr (MODE == Q4ScaleMode::kAffine) {
+    return affine_pair<Act, B>(word, word >> 4, neg_zero);
+  } else {
+    return table_pair<B>(lane_base, word);
+  }
+}
+
+// One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
+// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+__device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
+                                           const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
+                                           int64_t tile, int units, int g, uint32_t lane_base,
+                                           const float* nested_code, float (&acc)[NT][4]) {
+  float sg, sg8;
+  uint32_t nz_g = 0, nz_g8 = 0;
+  if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
+    const float2 s = *reinterpret_cast<const float2*>(rec + g * 8);
+    sg = s.x;
+    sg8 = s.y;
+  } else if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
+    const uint32_t codes = *reinterpret_cast<const uint16_t*>(rec + g * 2);
+    const int64_t unit = chunk >> w.unit_shift;
+    const int64_t row_g = min(tile * 16 + g, w.N - 1), row_g8 = min(tile * 16 + g + 8, w.N - 1);
+    sg = nested_absmax(nested_code[codes & 0xFFu], __ldg(w.nested + ((row_g * units + unit) >> 8)));
+    sg8 = nested_absmax(nested_code[codes >> 8], __ldg(w.nested + ((row_g8 * units + unit) >> 8)));
+  } else {
+    const uint2 s = *reinterpret_cast<const uint2*>(rec + g * 8);
+    sg = affine_scale(s.x);
+    sg8 = affine_scale(s.y);
+    nz_g = affine_neg_zero<Act>(s.x);
+    nz_g8 = affine_neg_zero<Act>(s.y);
+  }
+  if constexpr (kCudaCores) {
+    const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
+    const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
+    const uint32_t xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t wa = h == 0 ? wv.x : wv.z, wb = h == 0 ? wv.y : wv.w;
+      const uint32_t nz = h == 0 ? nz_g : nz_g8;
+      uint32_t s2 = 0;
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wa, nz), xw[2], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wa, nz), xw[3], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wb, nz), xw[4], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wb, nz), xw[5], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], s2);
+      const float2 f = ActOps<Act>::to_float2(s2);
+      acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, f.x + f.y, acc[0][2 * h]);
+    }
+  } else {
+    uint4 xv[NT][2];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      if (x_valid[nt]) {
+        const Act* xp = x_lane[nt] + chunk * 64;
+        xv[nt][0] = load_cached16(xp);
+        xv[nt][1] = load_cached16(xp + 8);
+      } else {
+        xv[nt][0] = xv[nt][1] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    float part[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) part[nt][0] = part[nt][1] = part[nt][2] = part[nt][3] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t rg = j < 2 ? wv.x : wv.y, rg8 = j < 2 ? wv.z : wv.w;
+      uint32_t a[4];
+      if ((j & 1) == 0) {
+        a[0] = code_pair<Act, MODE, 0>(lane_base, rg, nz_g);    // row g,   physical columns 16t+4j+{0,1}
+        a[1] = code_pair<Act, MODE, 0>(lane_base, rg8, nz_g8);  // row g+8
+        a[2] = code_pair<Act, MODE, 1>(lane_base, rg, nz_g);    // row g,   columns 16t+4j+{2,3}
+        a[3] = code_pair<Act, MODE, 1>(lane_base, rg8, nz_g8);
+      } else {
+        a[0] = code_pair<Act, MODE, 2>(lane_base, rg, nz_g);
+        a[1] = code_pair<Act, MODE, 2>(lane_base, rg8, nz_g8);
+        a[2] = code_pair<Act, MODE, 3>(lane_base, rg, nz_g);
+        a[3] = code_pair<Act, MODE, 3>(lane_base, rg8, nz_g8);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint4& xq = xv[nt][j >> 1];
+        ActOps<Act>::mma(part[nt], a, (j & 1) ? xq.z : xq.x, (j & 1) ? xq.w : xq.y);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] = fmaf(sg, part[nt][0], acc[nt][0]);
+      acc[nt][1] = fmaf(sg, part[nt][1], acc[nt][1]);
+      acc[nt][2] = fmaf(sg8, part[nt][2], acc[nt][2]);
+      acc[nt][3] = fmaf(sg8, part[nt][3], acc[nt][3]);
+    }
+  }
+}
+
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+__global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
+    q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
+                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
+  static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
+  constexpr bool kTable = mode_uses_table(MODE);
+  constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
+  constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
+  constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
+  __shared__ __align__(16) uint32_t table[kTable ? kTableWords : 4];
+  extern __shared__ __align__(16) uint8_t dyn_smem[];
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int S = static_cast<int>(blockDim.x >> 5);
+  const int g = lane >> 2, t = lane & 3;
+  const int C = static_cast<int>(w.K >> 6);
+  const int units = static_cast<int>(w.K >> (6 + w.unit_shift));
+  const int T = static_cast<int>((w.N + 15) >> 4);
+  const int cnt = ((C + 1) / 2 + S - 1) / S;  // chunk-pair slots per warp per tile (the last may be empty)
+  const int grid = static_cast<int>(gridDim.x);
+  const int my_tiles = (T - 1 - static_cast<int>(blockIdx.x)) / grid + 1;  // host: gridDim.x <= T
+  const int total = my_tiles * cnt;
+
+  float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][kParts][32]
+  float* nested_code = partial + 2 * S * kParts * 32;   // [256], nested only
+  const uint8_t* ring = reinterpret_cast<const uint8_t*>(nested_code + (kNested ? 256 : 0)) + warp * stages * kStageBytes;
+  const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
+  const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
+  const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
+  const int64_t tile_scale_bytes = static_cast<int64_t>(units) * scale_record_bytes(MODE);
+
+  // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
+  // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
+  // pointer advances on every call, so that after issue() it names the slot the consumer reads next.
+  int p_q = 0, p_j = 0, p_chunk = 2 * warp;
+  int64_t p_tile = blockIdx.x;
+  uint32_t p_off = 0;
+  const uint8_t* p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
+  const uint8_t* p_scales = scale_bytes + p_tile * tile_scale_bytes;
+  // Lanes 0 .. 2 kRecordLanes - 1 copy the two chunks' scale records (16 bytes each) to stage + 1024 + h * 64.
+  const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
+  auto issue = [&]() {
+    if (p_q < total && p_chunk < C) {
+      cp_async16(ring_lane_s + p_off, p_codes);
+      if (p_chunk + 1 < C) cp_async16(ring_lane_s + p_off + kChunkCodeBytes, p_codes + kChunkCodeBytes);
+      if (rec_h < 2 && p_chunk + rec_h < C) {
+        cp_async16(ring_lane_s - lane * 16 + p_off + 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16,
+                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16);
+      }
+    }
+    cp_async_commit();  // one group per item, empty past the end: the wait count stays uniform
+    ++p_q;
+    p_off = p_off + kStageBytes == ring_bytes ? 0u : p_off + kStageBytes;
+    p_chunk += 2 * S;
+    p_codes += static_cast<int64_t>(S) * 2 * kChunkCodeBytes;
+    if (++p_j == cnt) {
+      p_j = 0;
+      p_chunk = 2 * warp;
+      p_tile += grid;
+      p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
+      p_scales = scale_bytes + p_tile * tile_scale_bytes;
+    }
+  };
+  for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
+
+  if constexpr (kTable) {
+    for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {
+      const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
+      const uint32_t v = ActOps<Act>::pack(w.codebook[b >> 4], w.codebook[b & 15]);
+      reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
+    }
+  }
+  if constexpr (kNested) {
+    for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
+  }
+  __syncthreads();
+  const uint32_t lane_base = pinned(smem_address(table) + static_cast<uint32_t>(lane) * 4);
+  const Act* x_lane[NT];
+  bool x_valid[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int m = kCudaCores ? 0 : nt * 8 + g;
+    x_valid[nt] = m < M;
+    x_lane[nt] = pinned(x + static_cast<int64_t>(min(m, M - 1)) * ldx + 16 * t);
+  }
+
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), buf = 0;
+  for (int q = 0; q < total; ++q) {
+    issue();                            // item q + stages - 1; p_off now names item q's slot
+    cp_async_wait_pending(stages - 1);  // item q's group has landed
+    __syncwarp();                       // the scale records were copied by other lanes
+    const int chunk = 2 * (warp + S * c_j);
+    if (chunk < C) {
+      const uint8_t* stage = ring + p_off;
+      const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
+      const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
+      gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
+                                            units, g, lane_base, nested_code, acc);
+      if (chunk + 1 < C) {
+        gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
+                                              c_tile, units, g, lane_base, nested_code, acc);
+      }
+    }
+    __syncwarp();  // every lane is done with this slot before the next issue() refills it
+
+    if (++c_j == cnt) {  // the tile is done on every warp (cnt is the same for all): combine and write
+      float* pb = partial + buf * (S * kParts * 32);
+      if constexpr (kCudaCores) {  // the 4 lanes of a row hold different columns: sum them
+#pragma unroll
+        for (int e = 0; e < 4; e += 2) {
+          acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 1);
+          acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 2);
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          pb[(warp * kParts + nt * 4 + e) * 32 + lane] = acc[nt][e];
+          acc[nt][e] = 0.f;
+        }
+      __syncthreads();
+      const int64_t row0 = static_cast<int64_t>(c_tile) * 16;
+      for (int o = tid; o < 16 * M; o += static_cast<int>(blockDim.x)) {
+        const int m = o >> 4, r = o & 15;
+        const int64_t n = row0 + r;
+        if (n < w.N) {
+          // accumulator layout: lane (g, t) holds (row g | g+8, token 2t | 2t+1) of each 8-token slice
+          const int idx = ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 + ((m & 7) >> 1);
+          float sum = 0.f;
+          for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
+          if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
+          y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
+        }
+      }
+      buf ^= 1;  // the next tile writes the other buffer; this one is re-written only after the next barrier
+      c_j = 0;
+      c_tile += grid;
+    }
+  }
+}
+
+// Host side of one instantiation (defined in q4_gemv_launch.cuh, instantiated per activation type).
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+struct GemvKernel {
+  // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
+  static int resident_blocks(int warps, int stages);
+  static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
+                     int warps, int stages, int grid, cudaStream_t stream);
+};
+
+// Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.
+#define QB_Q4_GEMV_EXTERN(ACT, MODE)                           \
+  extern template struct GemvKernel<ACT, MODE, 1, false>;      \
+  extern template struct GemvKernel<ACT, MODE, 2, false>;      \
+  extern template struct GemvKernel<ACT, MODE, 4, false>;      \
+  extern template struct GemvKernel<ACT, MODE, 8, false>;      \
+  extern template struct GemvKernel<ACT, MODE, 1, true>;
+QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxF32)
+QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxNested)
+QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAffine)
+QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAbsmaxF32)
+QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAbsmaxNested)
+QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAffine)
+#undef QB_Q4_GEMV_EXTERN
+
+}  // namespace qb::kernels::q4

@@ -1,0 +1,60 @@
+// Host side of the q4_gemv_kernel instantiations (kernels/q4_gemv.cuh): shared-memory attribute, occupancy,
+// launch. Included by the per-(activation, scale mode) instantiation files kernels/q4_gemv_<act>_<mode>.cu so
+// that the build compiles them in parallel.
+#pragma once
+
+#include <mutex>
+
+#include "q4_gemv.cuh"
+#include "quantbench/kernels/cuda_check.h"
+
+namespace qb::kernels::q4 {
+
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+void gemv_prepare_kernel() {
+  // The rings need more than the 48 KB a block gets by default: allow the device's opt-in maximum (the
+  // attribute is a ceiling; occupancy follows what a launch asks for). Once per process (device 0's limit is
+  // the limit of every device of one machine here).
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores>;
+    int device = 0, optin = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&device));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    cudaFuncAttributes attributes{};
+    QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       optin - static_cast<int>(attributes.sharedSizeBytes)));
+  });
+}
+
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages) {
+  gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
+  int blocks = 0;
+  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages)));
+  return blocks;
+}
+
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
+                                                   const void* bias, void* y, int64_t ldy, int M, int warps,
+                                                   int stages, int grid, cudaStream_t stream) {
+  gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
+  q4_gemv_kernel<Act, MODE, NT, kCudaCores>
+      <<<grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream>>>(
+          w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+// Every variant the dispatch can pick for one (activation, scale mode): tensor cores for 8, 16, 32, 64 tokens,
+// CUDA cores for one.
+#define QB_Q4_GEMV_INSTANTIATE(ACT, MODE)                      \
+  template struct GemvKernel<ACT, MODE, 1, false>;             \
+  template struct GemvKernel<ACT, MODE, 2, false>;             \
+  template struct GemvKernel<ACT, MODE, 4, false>;             \
+  template struct GemvKernel<ACT, MODE, 8, false>;             \
+  template struct GemvKernel<ACT, MODE, 1, true>;
+
+}  // namespace qb::kernels::q4
