@@ -13,7 +13,10 @@ want() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; 
 run() {  # run NAME ARGS...: one quantbench run, records to OUT/NAME.json
   local name="$1"; shift
   echo "== $name: quantbench run $*" >&2
-  "$QB" run "$@" --out "$OUT/$name.json" --format md >> "$OUT/bench.log" 2>> "$OUT/bench-progress.log" || status=1
+  local t0=$SECONDS
+  timeout "${QB_RUN_TIMEOUT:-240}" "$QB" run "$@" --out "$OUT/$name.json" --format md >> "$OUT/bench.log" \
+    2>> "$OUT/bench-progress.log" || { echo "$name: exit $?" >&2; status=1; }
+  echo "   $name: $(( SECONDS - t0 )) s" >&2
 }
 
 if want kernels; then
