@@ -112,7 +112,8 @@ at::Tensor Q4Weights::dequantize() const {
     });
     return out;
   }
-  const at::Tensor am = resolved_absmax();
+  // The absmax may live on the GPU (formats quantize there); this reference reads it on the host.
+  const at::Tensor am = resolved_absmax().to(at::kCPU).contiguous();
   const float* ap = am.data_ptr<float>();
   const int64_t n_el = numel();
   at::parallel_for(0, n_el, 1 << 16, [&](int64_t e0, int64_t e1) {

@@ -65,8 +65,9 @@ enum class Q4GemvCompute {
 };
 struct Q4GemvConfig {
   Q4GemvCompute compute = Q4GemvCompute::kAuto;
-  int warps = 0;   // warps per block, all on one 16-row tile splitting its K chunks: 4, 8 or 16
-  int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 4, 6 or 8
+  int warps = 0;   // warps per block, all on one 16-row tile splitting its K chunks: 1..16 for M <= 16,
+                   // 1..8 for M <= 32, 1..4 above
+  int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included).
