@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [seeds] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -20,10 +20,14 @@ run() {  # run NAME ARGS...: one quantbench run, records to OUT/NAME.json
 }
 
 if want kernels; then
-  for b in "$BUILD"/qb_bench_*; do
-    [ -x "$b" ] || continue
-    echo "== $(basename "$b")" | tee -a "$OUT/kernels.log"
-    timeout 120 "$b" >> "$OUT/kernels.log" 2>&1 || status=1
+  # QB_KERNEL_BENCHES: which (default all: dense_gemv int8 q4); QB_KERNEL_BENCH_ARGS: their flags.
+  for name in ${QB_KERNEL_BENCHES:-dense_gemv int8 q4}; do
+    b="$BUILD/qb_bench_$name"
+    [ -x "$b" ] || { echo "no $b"; continue; }
+    echo "== $(basename "$b") ${QB_KERNEL_BENCH_ARGS:-}" | tee -a "$OUT/kernels.log"
+    timeout "${QB_KERNEL_BENCH_TIMEOUT:-120}" "$b" ${QB_KERNEL_BENCH_ARGS:-} > "$OUT/kernels-$name.log" 2>&1 \
+      || { echo "$name: exit $?"; status=1; }
+    cat "$OUT/kernels-$name.log" >> "$OUT/kernels.log"
   done
 fi
 if want speed; then
@@ -42,23 +46,33 @@ if want quality; then
   TEXT="$QB_SHARED_DATA/wikitext-2/test.txt"
   for model in gpt2-tiny-wikitext llama-tiny-wikitext; do
     # group size 8: llama-tiny's intermediate size 344 is not a multiple of 64 or 128
-    "$QB" ppl --model "$QB_SHARED_DATA/models/$model" --precision fp32,fp16,bf16,int8,llm.int8,nf4,fp4,awq \
+    timeout "${QB_PPL_TIMEOUT:-120}" "$QB" ppl --model "$QB_SHARED_DATA/models/$model" --precision fp32,fp16,bf16,int8,llm.int8,nf4,fp4,awq \
       --text "$TEXT" --ctx 256 --stride 128 --baseline fp32 --group-size 8 --out "$OUT/ppl-$model.json" \
       > /dev/null 2>> "$OUT/quality.log" || status=1
   done
   grep -E "perplexity" "$OUT/quality.log" | sed 's/^.*info //' | tee "$OUT/quality.md"
 fi
-if want seeds; then
-  # The seed tables: quantbench sweep + the transformers peer on the same GPU, tables and plots.
-  SEEDS="$OUT/seeds"; mkdir -p "$SEEDS"
-  timeout 330 "$QB" sweep configs/sweeps/seed-tables.json --out "$SEEDS" --resume > "$SEEDS/sweep.log" 2>&1 \
-    || echo "sweep: exit $? (failed runs are recorded as error rows; see sweep.log)"
+SEEDS="$OUT/seeds"
+if want peers; then
+  # The transformers peer (+ bitsandbytes when it imports; .device/pylib carries it to the GPU machine) on the
+  # seed-table runs matching $QB_PEERS_ONLY, into seeds/peers.jsonl.
+  mkdir -p "$SEEDS"
+  [ -d "$PWD/.device/pylib" ] && export PYTHONPATH="$PWD/.device/pylib${PYTHONPATH:+:$PYTHONPATH}"
+  python3 -c 'import bitsandbytes' 2>/dev/null || echo "no bitsandbytes: int8/nf4 peer rows will be errors"
   if python3 -c 'import transformers' 2>/dev/null; then
-    timeout 200 python3 scripts/peers/hf_generate.py --sweep configs/sweeps/seed-tables.json \
-      --out "$SEEDS/peers.jsonl" --resume --warmup 1 --repetitions 3 > "$SEEDS/peers.log" 2>&1 || status=1
+    timeout "${QB_PEERS_TIMEOUT:-200}" python3 scripts/peers/hf_generate.py --sweep configs/sweeps/seed-tables.json \
+      --out "$SEEDS/peers.jsonl" --resume --warmup 1 --repetitions 3 ${QB_PEERS_ONLY:+--only "$QB_PEERS_ONLY"} \
+      > "$SEEDS/peers.log" 2>&1 || { echo "peers: exit $?"; status=1; }
+    "$QB" report "$SEEDS/peers.jsonl" --format md | tee "$SEEDS/peers.md"
   else
     echo "no transformers on this machine: no peer rows"
   fi
+fi
+if want seeds; then
+  # The seed tables: quantbench sweep (with the peer rows when this OUT has them), tables and plots.
+  mkdir -p "$SEEDS"
+  timeout "${QB_SWEEP_TIMEOUT:-330}" "$QB" sweep configs/sweeps/seed-tables.json --out "$SEEDS" --resume \
+    > "$SEEDS/sweep.log" 2>&1 || echo "sweep: exit $? (failed runs are recorded as error rows; see sweep.log)"
   inputs=("$SEEDS/results.jsonl"); [ -s "$SEEDS/peers.jsonl" ] && inputs+=("$SEEDS/peers.jsonl")
   "$QB" report "${inputs[@]}" --format md --plots "$SEEDS/plots" > "$SEEDS/report.md" || status=1
   "$QB" report "${inputs[@]}" --format html --title "quantbench seed tables" -o "$SEEDS/report.html" || status=1

@@ -6,7 +6,8 @@
 # Then call the device with carry [".device"] and `bash scripts/device-test.sh ...`.
 #   .device/snapshot.tar  with --snapshot: the committed tree (HEAD), so the GPU machine builds
 #                         exactly what is committed even while the working tree is mid-edit
-# Usage: scripts/device-prep.sh [--snapshot] [data-item ...]   e.g. wikitext-2 models/llama-tiny-wikitext
+#   .device/pylib/        with --with-bnb: bitsandbytes (Python + its CUDA 13.0 library) for the peer runs
+# Usage: scripts/device-prep.sh [--snapshot] [--with-bnb] [data-item ...]   e.g. wikitext-2 models/llama-tiny-wikitext
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,10 +19,23 @@ if [ ! -f .device/onig/usr/include/oniguruma.h ]; then
   mkdir -p .device/onig && dpkg -x "$tmp"/libonig-dev_*.deb .device/onig && rm -rf "$tmp"
 fi
 rm -f .device/snapshot.tar
-if [ "${1:-}" = --snapshot ]; then
+rm -rf .device/pylib
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --snapshot) git archive --format=tar -o .device/snapshot.tar HEAD ;;
+    --with-bnb)
+      # bitsandbytes for the transformers peer (scripts/peers/hf_generate.py): the GPU machine's image lacks
+      # it. Its Python is version-independent; of its native libraries only the CUDA 13.0 one is taken.
+      bnb="$("$ROOT/.venv/bin/python" -c 'import bitsandbytes, os; print(os.path.dirname(bitsandbytes.__file__))')"
+      mkdir -p .device/pylib
+      cp -r "$bnb" .device/pylib/
+      find .device/pylib/bitsandbytes \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
+      cp "$bnb/libbitsandbytes_cuda130.so" .device/pylib/bitsandbytes/
+      cp -r "$(dirname "$bnb")"/bitsandbytes-*.dist-info .device/pylib/ ;;
+    *) break ;;
+  esac
   shift
-  git archive --format=tar -o .device/snapshot.tar HEAD
-fi
+done
 SHARED="${QB_SHARED_DATA:-$ROOT/../shared/data}"
 items=("$@")
 [ ${#items[@]} -eq 0 ] && items=(wikitext-2 models/llama-tiny-wikitext)
