@@ -104,13 +104,16 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   const int nt = tokens_per_slice_count(M);
   Q4GemvConfig c = request;
   if (c.compute == Q4GemvCompute::kAuto) {
-    // Measured (NOTES-q4.md, run 1): see the table there; tensor cores until a measurement says otherwise.
-    c.compute = Q4GemvCompute::kTensorCores;
+    // Measured on H100 (NOTES-q4.md, 2026-11-23): at M = 1 the CUDA-core path beats the tensor-core one on every
+    // Qwen2-7B shape and format (5-15%: it skips the fragment shuffles a single token wastes).
+    c.compute = M == 1 ? Q4GemvCompute::kCudaCores : Q4GemvCompute::kTensorCores;
   }
   QB_CHECK(c.compute != Q4GemvCompute::kCudaCores || M == 1, kInvalidInput,
            "q4_tile_gemm: the CUDA-core path computes one token, M = {}", M);
   const bool cuda_cores = c.compute == Q4GemvCompute::kCudaCores;
-  if (c.stages == 0) c.stages = nt >= 4 ? 2 : 3;
+  // Two stages (one chunk in flight per warp, many warps) were as fast as or faster than deeper rings at M = 1 and 16
+  // on every shape measured (NOTES-q4.md): the parallelism comes from warps, not from ring depth.
+  if (c.stages == 0) c.stages = 2;
   QB_CHECK(c.stages == 2 || c.stages == 3 || c.stages == 4 || c.stages == 6, kInvalidInput,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,

@@ -36,6 +36,7 @@ if want speed; then
   run tinyllama --model synthetic:tinyllama-1.1b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
   run qwen2-7b  --model synthetic:qwen2-7b --precision bf16,fp16,int8,nf4,awq --batch 1,16 --prompt-len 128 --gen-len 128
   run qwen2-7b-prefill --model synthetic:qwen2-7b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
+  run qwen2-7b-nf4-dq --model synthetic:qwen2-7b --precision nf4 --double-quant on --batch 1 --prompt-len 128 --gen-len 128
   run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
   "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
     | tee "$OUT/speed.md"

@@ -668,7 +668,8 @@ int main(int argc, char** argv) {
     for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
       for (int64_t M : {1, 2, 3, 5, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
       for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);
-      failures += !run_check(f, 77, 320, 1, dt, 5, handle, rng);     // CUDA cores, odd chunk count
+      // CUDA cores, odd chunk count (awq needs K % group == 0: 320 is not a multiple of 128)
+      if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 1, dt, 5, handle, rng);
       failures += !run_check(f, 200, 384, 1, dt, 5, handle, rng);
       failures += !run_check(f, 77, 384, 12, dt, 6, handle, rng);    // one block looping over the tiles
       failures += !run_check(f, 96, 18944, 9, dt, 0, handle, rng);   // long K

@@ -24,7 +24,7 @@ struct RunFlags {
   bool eager = false, stop_at_eos = false, dense_lm_head = false, no_probe = false, int8_per_group = false;
   std::string prompt;
   int64_t blocksize = 64, group_size = 128;
-  std::string double_quant = "on";
+  std::string double_quant = "off";
   double outlier_threshold = 6.0;
   uint64_t seed = 0;
   std::string out, format = "md", baseline, quality_text;

@@ -25,7 +25,7 @@ struct FormatOptions {
   at::ScalarType activation_dtype = at::kFloat;  // dtype of x and y in forward
   c10::Device device = c10::Device(c10::kCPU);
   int64_t blocksize = 64;         // nf4/fp4: elements per absmax block
-  bool double_quant = true;       // nf4/fp4: quantize the absmax values too
+  bool double_quant = false;      // nf4/fp4: quantize the absmax values too (off as in transformers' BitsAndBytesConfig)
   int64_t group_size = 128;       // awq (and int8 per-group when > 0 and requested)
   bool int8_per_group = false;    // int8: per-group scales instead of per-output-channel
   double outlier_threshold = 6.0; // llm.int8
