@@ -18,6 +18,9 @@ if [ ! -f .device/onig/usr/include/oniguruma.h ]; then
   (cd "$tmp" && apt-get download libonig-dev >/dev/null)
   mkdir -p .device/onig && dpkg -x "$tmp"/libonig-dev_*.deb .device/onig && rm -rf "$tmp"
 fi
+# The commit the call builds (the copy there has no .git); "-dirty" when the working tree differs from it.
+{ git rev-parse --short=12 HEAD | tr -d '\n'; git diff --quiet HEAD -- . ':!.device' || printf -- '-dirty'; echo; } \
+  > .device/git-commit
 rm -f .device/snapshot.tar
 rm -rf .device/pylib
 while [ $# -gt 0 ]; do

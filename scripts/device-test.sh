@@ -21,6 +21,7 @@ OUT="${OUT:-$ROOT/.device/out}"; mkdir -p "$OUT"
 BUILD=build-device
 export PATH="/usr/local/cuda/bin:$PATH"
 export QB_SHARED_DATA="$ROOT/.device/shared-data"
+[ -f "$ROOT/.device/git-commit" ] && export QB_GIT_COMMIT="$(cat "$ROOT/.device/git-commit")"
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv;
   nvcc --version | tail -1; python3 -c 'import torch; print("torch", torch.__version__)'; } 2>&1 | tee "$OUT/env.log"
