@@ -132,12 +132,36 @@ TEST(SweepDefinition, EveryMalformedDefinitionIsRefusedByName) {
   expect_refused(with("perplexity", {{"text", "t.txt"}, {"ctx", 64}, {"stride", 128}}), {"stride 128 exceeds ctx 64"});
   expect_refused(with("perplexity", {{"text", "t.txt"}, {"baseline", "fp12"}}), {"unknown precision 'fp12'"});
 
+  expect_refused(with("format", 128), {"entries[1]", "format must be an object"});
+  expect_refused(with("format", {{"groupsize", 64}}), {"format", "unknown key 'groupsize'", "group_size"});
+  expect_refused(with("format", {{"group_size", 1}}), {"format", "'group_size'", ">= 2"});
+  expect_refused(with("format", {{"blocksize", 64.5}}), {"format", "'blocksize'", "integer"});
+  expect_refused(with("format", {{"double_quant", "on"}}), {"format", "'double_quant' must be true or false"});
+  expect_refused(with("format", {{"outlier_threshold", -1}}), {"format", "'outlier_threshold' must be a number > 0"});
+
   json defaults_with_models = minimal();
   defaults_with_models["defaults"] = {{"models", {"x"}}};
   expect_refused(defaults_with_models, {"defaults", "'models' belongs in an entry"});
   json bad_default = minimal();
   bad_default["defaults"] = {{"batches", {-2}}};
   expect_refused(bad_default, {"defaults", "'batches'"});
+}
+
+TEST(SweepDefinition, FormatOptionsMergeKeyByKeyOverTheDefaults) {
+  json document = minimal();
+  document["defaults"] = {{"format", {{"group_size", 64}, {"double_quant", true}}}};
+  document["entries"][0]["format"] = {{"double_quant", false}, {"blocksize", 128}, {"outlier_threshold", 4.5}};
+  document["entries"].push_back({{"name", "plain"}, {"models", {"synthetic:gpt2"}}, {"precisions", {"nf4"}}});
+  const SweepDefinition sweep = parse_sweep(document, "x.json");
+  const quant::FormatOptions& merged = sweep.entries[0].format;
+  EXPECT_EQ(merged.group_size, 64);       // from the defaults
+  EXPECT_FALSE(merged.double_quant);      // the entry wins
+  EXPECT_EQ(merged.blocksize, 128);
+  EXPECT_DOUBLE_EQ(merged.outlier_threshold, 4.5);
+  const quant::FormatOptions& defaults_only = sweep.entries[1].format;
+  EXPECT_EQ(defaults_only.group_size, 64);
+  EXPECT_TRUE(defaults_only.double_quant);
+  EXPECT_EQ(defaults_only.blocksize, quant::FormatOptions{}.blocksize);
 }
 
 TEST(SweepDefinition, UnreadableFilesNameThePath) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <filesystem>
 
+#include "quantbench/bench/build_options.h"
 #include "quantbench/bench/environment.h"
 #include "quantbench/bench/memory.h"
 #include "quantbench/bench/stats.h"
@@ -24,10 +25,6 @@
 
 namespace qb::bench {
 namespace {
-
-const char* dtype_label(at::ScalarType type) {
-  return type == at::kFloat ? "fp32" : type == at::kHalf ? "fp16" : type == at::kBFloat16 ? "bf16" : "other";
-}
 
 // Runs `action`, turning any failure into (kind, message); out-of-memory from libtorch included.
 template <typename Action>
@@ -46,19 +43,6 @@ std::optional<std::pair<std::string, std::string>> capture_failure(Action&& acti
   }
 }
 
-nlohmann::json format_options_json(const quant::FormatOptions& f, const std::string& precision) {
-  nlohmann::json j = {{"activation_dtype", dtype_label(f.activation_dtype)}};
-  if (precision == "nf4" || precision == "fp4") {
-    j["blocksize"] = f.blocksize;
-    j["double_quant"] = f.double_quant;
-  }
-  if (precision == "awq") j["group_size"] = f.group_size;
-  if (precision == "int8") j["scales"] = f.int8_per_group ? "per_group" : "per_channel";
-  if (precision == "int8" && f.int8_per_group) j["group_size"] = f.group_size;
-  if (precision == "llm.int8") j["outlier_threshold"] = f.outlier_threshold;
-  return j;
-}
-
 struct LoadedModel {
   io::ResolvedModel resolved;
   std::unique_ptr<model::CausalLM> lm;
@@ -70,13 +54,6 @@ struct LoadedModel {
 };
 
 }  // namespace
-
-at::ScalarType parse_compute_dtype(const std::string& name) {
-  if (name == "fp32") return at::kFloat;
-  if (name == "fp16") return at::kHalf;
-  if (name == "bf16") return at::kBFloat16;
-  fail(ErrorKind::kInvalidInput, "--compute-dtype '{}' is not one of auto, fp32, fp16, bf16", name);
-}
 
 BenchmarkSession::BenchmarkSession(c10::Device device, std::string command_line, bool probe_bandwidth)
     : device_(device), environment_(capture_environment(device, command_line)) {
@@ -110,17 +87,8 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     LoadedModel loaded;
     const auto load_failure = capture_failure([&] {
       loaded.resolved = io::resolve_model(plan.model);
-      const ModelConfig config = parse_model_config(loaded.resolved.config, loaded.resolved.config_path);
-      model::BuildOptions options;
-      options.precision = precision;
-      options.device = device_;
-      options.compute_dtype = plan.compute_dtype == "auto"
-                                  ? model::default_compute_dtype(precision, config, device_)
-                                  : parse_compute_dtype(plan.compute_dtype);
-      options.format = plan.format;
-      options.format.activation_dtype = options.compute_dtype;
-      options.format.device = device_;
-      options.quantize_lm_head = plan.quantize_lm_head;
+      model::BuildOptions options =
+          build_options(loaded.resolved, precision, device_, plan.compute_dtype, plan.format, plan.quantize_lm_head);
       options.synthetic_seed = plan.seed;
       release_cached_memory(device_);
       loaded.device_used_before_load_bytes = device_memory(device_).used_bytes;

@@ -26,8 +26,10 @@ using nlohmann::json;
 const std::set<std::string> kTopKeys = {"description", "defaults", "entries"};
 const std::set<std::string> kEntryOnlyKeys = {"name", "models", "fallback"};
 const std::set<std::string> kSharedKeys = {"precisions", "batches", "prompt_lens", "gen_lens", "warmup",
-                                           "repetitions", "compute_dtype", "cuda_graph", "perplexity"};
+                                           "repetitions", "compute_dtype", "cuda_graph", "perplexity", "format"};
 const std::set<std::string> kPerplexityKeys = {"text", "ctx", "stride", "max_tokens", "baseline"};
+const std::set<std::string> kFormatKeys = {"blocksize", "double_quant", "group_size", "int8_per_group",
+                                           "outlier_threshold"};
 
 std::string joined(const std::set<std::string>& names) {
   std::string out;
@@ -105,6 +107,27 @@ PerplexitySpec parse_perplexity(const json& value, const std::string& where) {
   return spec;
 }
 
+// "format": the weight-format options of every run and perplexity of the entry (quant::FormatOptions), each key
+// optional; keys given in defaults and in the entry merge, the entry's winning.
+void parse_format(const json& value, const std::string& where, quant::FormatOptions& format) {
+  const std::string here = where + ": format";
+  QB_CHECK(value.is_object(), kInvalidInput, "{} must be an object", here);
+  for (const auto& [key, item] : value.items()) {
+    if (key == "blocksize") format.blocksize = positive_int(item, here, key, 16);
+    else if (key == "group_size") format.group_size = positive_int(item, here, key, 2);
+    else if (key == "double_quant" || key == "int8_per_group") {
+      QB_CHECK(item.is_boolean(), kInvalidInput, "{}: '{}' must be true or false, found {}", here, key, item.dump());
+      (key == "double_quant" ? format.double_quant : format.int8_per_group) = item.get<bool>();
+    } else if (key == "outlier_threshold") {
+      QB_CHECK(item.is_number() && !item.is_boolean() && item.get<double>() > 0, kInvalidInput,
+               "{}: 'outlier_threshold' must be a number > 0, found {}", here, item.dump());
+      format.outlier_threshold = item.get<double>();
+    } else {
+      fail(ErrorKind::kInvalidInput, "{}: unknown key '{}' (known: {})", here, key, joined(kFormatKeys));
+    }
+  }
+}
+
 // Sets one key of an entry; entry-only keys are accepted only when `allow_entry_keys`.
 void apply_key(SweepEntry& entry, const std::string& key, const json& value, const std::string& where,
                bool allow_entry_keys) {
@@ -135,6 +158,8 @@ void apply_key(SweepEntry& entry, const std::string& key, const json& value, con
     entry.cuda_graph = value.get<bool>();
   } else if (key == "perplexity") {
     entry.perplexity = parse_perplexity(value, where);
+  } else if (key == "format") {
+    parse_format(value, where, entry.format);
   } else {
     std::set<std::string> known = kSharedKeys;
     if (allow_entry_keys) known.insert(kEntryOnlyKeys.begin(), kEntryOnlyKeys.end());

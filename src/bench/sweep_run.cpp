@@ -12,6 +12,7 @@
 #include <regex>
 
 #include "quantbench/bench/benchmark.h"
+#include "quantbench/bench/build_options.h"
 #include "quantbench/bench/memory.h"
 #include "quantbench/bench/sweep.h"
 #include "quantbench/core/error.h"
@@ -57,15 +58,8 @@ std::pair<std::string, std::string> describe_failure(std::exception_ptr failure)
 
 std::unique_ptr<model::CausalLM> build_for_quality(const io::ResolvedModel& resolved, const std::string& precision,
                                                    const SweepEntry& entry, c10::Device device) {
-  const ModelConfig config = parse_model_config(resolved.config, resolved.config_path);
-  model::BuildOptions options;
-  options.precision = precision;
-  options.device = device;
-  options.compute_dtype = entry.compute_dtype == "auto" ? model::default_compute_dtype(precision, config, device)
-                                                        : parse_compute_dtype(entry.compute_dtype);
-  options.format.activation_dtype = options.compute_dtype;
-  options.format.device = device;
-  return model::build_causal_lm(resolved, options);
+  return model::build_causal_lm(resolved, build_options(resolved, precision, device, entry.compute_dtype, entry.format,
+                                                        /*quantize_lm_head=*/true));
 }
 
 // One quality record per precision, the fields `quantbench ppl` writes. Synthetic weights have no
@@ -122,6 +116,7 @@ void run_perplexity(const SweepDefinition& sweep, const ModelWork& work, c10::De
       const auto r = quality::evaluate_perplexity(*lm, ids, options, compare ? baseline.get() : nullptr);
       record["status"] = "ok";
       record["quality"] = quality::quality_section(r, options, *lm, "checkpoint", baseline_name);
+      record["format_options"] = format_options_json(entry.format, precision);
       if (!compare && !baseline_error.is_null()) record["quality"]["baseline_error"] = baseline_error;
       spdlog::info("{} {}: perplexity {:.4f} over {} tokens", work.choice.key_model, precision, r.perplexity,
                    r.scored_tokens);
@@ -276,6 +271,7 @@ SweepSummary run_sweep(const SweepDefinition& sweep, const SweepOptions& options
       plan.gen_len = shape.gen_len;
       plan.device = options.device;
       plan.compute_dtype = entry.compute_dtype;
+      plan.format = entry.format;
       plan.warmup = entry.warmup;
       plan.repetitions = entry.repetitions;
       plan.cuda_graph = entry.cuda_graph;

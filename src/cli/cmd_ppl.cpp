@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "quantbench/bench/build_options.h"
 #include "quantbench/bench/benchmark.h"
 #include "quantbench/bench/environment.h"
 #include "quantbench/core/error.h"
@@ -23,23 +24,24 @@ struct PplFlags {
   std::string model, text, device = "auto", baseline, out, compute_dtype = "auto";
   std::vector<std::string> precisions;
   int64_t ctx = 0, stride = 0, max_chars = -1, max_tokens = 0, batch = 0, blocksize = 64, group_size = 128;
+  std::string double_quant = "off";
+  double outlier_threshold = 6.0;
   bool dense_lm_head = false;
 };
 
+quant::FormatOptions format_of(const PplFlags& flags) {
+  quant::FormatOptions format;
+  format.blocksize = flags.blocksize;
+  format.double_quant = flags.double_quant == "on";
+  format.group_size = flags.group_size;
+  format.outlier_threshold = flags.outlier_threshold;
+  return format;
+}
+
 std::unique_ptr<model::CausalLM> build(const io::ResolvedModel& resolved, const std::string& precision,
                                        const PplFlags& flags, c10::Device device) {
-  const ModelConfig config = parse_model_config(resolved.config, resolved.config_path);
-  model::BuildOptions options;
-  options.precision = precision;
-  options.device = device;
-  options.compute_dtype = flags.compute_dtype == "auto" ? model::default_compute_dtype(precision, config, device)
-                                                        : bench::parse_compute_dtype(flags.compute_dtype);
-  options.format.activation_dtype = options.compute_dtype;
-  options.format.device = device;
-  options.format.blocksize = flags.blocksize;
-  options.format.group_size = flags.group_size;
-  options.quantize_lm_head = !flags.dense_lm_head;
-  return model::build_causal_lm(resolved, options);
+  return model::build_causal_lm(resolved, bench::build_options(resolved, precision, device, flags.compute_dtype,
+                                                               format_of(flags), !flags.dense_lm_head));
 }
 
 }  // namespace
@@ -60,7 +62,11 @@ void add_ppl_command(CLI::App& app, Action& action, const std::string& command_l
   cmd->add_option("--compute-dtype", flags->compute_dtype, "auto | fp32 | fp16 | bf16")->capture_default_str();
   cmd->add_flag("--dense-lm-head", flags->dense_lm_head, "keep the LM head dense");
   cmd->add_option("--blocksize", flags->blocksize, "nf4/fp4 block size")->capture_default_str();
+  cmd->add_option("--double-quant", flags->double_quant, "nf4/fp4 double quantization: on | off")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd->add_option("--group-size", flags->group_size, "awq group size")->capture_default_str();
+  cmd->add_option("--outlier-threshold", flags->outlier_threshold, "llm.int8 outlier threshold")->capture_default_str();
   cmd->add_option("-o,--out", flags->out, "write the records (JSON array) here");
   cmd->callback([&action, flags, command_line] {
     action = [flags, command_line]() -> int {
@@ -95,6 +101,7 @@ void add_ppl_command(CLI::App& app, Action& action, const std::string& command_l
           record["quality"] = quality::quality_section(
               r, options, *lm, resolved.source == io::ModelSource::kSynthetic ? "synthetic" : "checkpoint", baseline_name);
           record["quality"]["characters"] = text.size();
+          record["format_options"] = bench::format_options_json(format_of(*flags), precision);
           spdlog::info("{} {}: perplexity {:.4f} over {} tokens ({} windows, {:.0f} tok/s){}", flags->model, precision,
                        r.perplexity, r.scored_tokens, r.windows, r.tokens_per_s,
                        compare ? fmt::format(", KL vs {} mean {:.5f} p99 {:.5f}, top-1 agreement {:.4f}", baseline_name,

@@ -57,6 +57,4 @@ class BenchmarkSession {
   std::optional<BandwidthProbe> bandwidth_;
 };
 
-at::ScalarType parse_compute_dtype(const std::string& name);  // fp32 | fp16 | bf16
-
 }  // namespace qb::bench

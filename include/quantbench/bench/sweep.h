@@ -19,7 +19,9 @@
 //      "precisions": ["fp16", "nf4"],           registered format names
 //      "batches": [1], "prompt_lens": [128], "gen_lens": [128],
 //      "warmup": 2, "repetitions": 5, "compute_dtype": "auto", "cuda_graph": true,
-//      "perplexity": {"text": "PATH", "ctx": 512, "stride": 256, "max_tokens": 0, "baseline": "fp16"}
+//      "perplexity": {"text": "PATH", "ctx": 512, "stride": 256, "max_tokens": 0, "baseline": "fp16"},
+//      "format": {"blocksize": 64, "double_quant": false, "group_size": 128, "int8_per_group": false,
+//                 "outlier_threshold": 6.0}    each optional; merged key by key with the defaults
 //    }]}
 #pragma once
 
@@ -32,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "quantbench/quant/format.h"
 #include "quantbench/report/result.h"
 
 namespace qb::bench {
@@ -56,6 +59,7 @@ struct SweepEntry {
   int repetitions = 5;
   std::string compute_dtype = "auto";
   bool cuda_graph = true;
+  quant::FormatOptions format;  // "format": block size, double quantization, group size, ...
   std::optional<PerplexitySpec> perplexity;
 };
 
