@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "quantbench/core/error.h"
 #include "quantbench/report/result.h"
+#include "quantbench/report/quality_table.h"
 #include "quantbench/report/table.h"
 
 namespace qb::cli {
@@ -86,10 +87,21 @@ void add_report_command(CLI::App& app, Action& action) {
       if (flags->format == "json") {
         write_output(flags->out, nlohmann::json(results).dump(2) + "\n");
       } else {
+        // Timed runs make the main table (with the perplexity a quality record measured for the same key);
+        // quality records also get their own table (KL, top-1), after it in markdown, alone in CSV when
+        // there are no timed runs (a CSV file holds one table).
         const auto rows = report::table_rows(results);
-        write_output(flags->out, flags->format == "csv"    ? report::render_csv(rows)
-                                 : flags->format == "html" ? report::render_html(rows, flags->title)
-                                                           : report::render_markdown(rows));
+        const auto quality = report::quality_rows(results);
+        std::string text;
+        if (flags->format == "html") {
+          text = report::render_html(rows, flags->title);
+        } else if (flags->format == "csv") {
+          text = rows.empty() && !quality.empty() ? report::render_quality_csv(quality) : report::render_csv(rows);
+        } else {
+          if (!rows.empty() || quality.empty()) text = report::render_markdown(rows);
+          if (!quality.empty()) text += (text.empty() ? "" : "\n") + report::render_quality_markdown(quality);
+        }
+        write_output(flags->out, text);
       }
       if (!flags->plots.empty()) run_plot_script(flags->inputs, flags->plots);
       return 0;
