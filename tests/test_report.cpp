@@ -84,6 +84,16 @@ TEST(Tables, NumbersMatchHandComputedValues) {
   EXPECT_NE(csv.find("synthetic:gpt2,int8,cuda,synthetic,1,128,128,250,"), std::string::npos) << csv;
 }
 
+// An eager (no CUDA graph) fp16 run of the same key is its own baseline, not the graph rows'.
+TEST(Tables, EagerRunsCompareWithEagerRuns) {
+  nlohmann::json eager = record("fp16", 500, 10, 5, 3e8);
+  eager["run"]["cuda_graph"] = false;
+  const auto rows = table_rows({record("fp16", 1000, 10, 5, 3e8), record("int8", 1500, 10, 6, 2e8), eager});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_DOUBLE_EQ(rows[1].speedup_vs_fp16, 1.5);
+  EXPECT_DOUBLE_EQ(rows[2].speedup_vs_fp16, 1.0);
+}
+
 TEST(Compare, VerdictsOnCraftedInputs) {
   CompareOptions options;  // 5% + 2 sigma
   // Same figures: pass.

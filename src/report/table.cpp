@@ -39,9 +39,12 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
     perplexity[k.value("model", "") + "|" + k.value("precision", "") + "|" + k.value("device", "")] =
         r["quality"].value("perplexity", -1.0);
   }
-  auto baseline_key = [](const std::string& runner, RunKey k) {
+  // The fp16 row a row is compared with: same runner, same key but precision, and the same decode mode (an
+  // eager run and a CUDA-graph run of one key are different measurements of the same thing).
+  auto baseline_key = [](const std::string& runner, RunKey k, const nlohmann::json& r) {
     k.precision = "fp16";
-    return runner + "|" + k.str();
+    const bool graph = !r.contains("run") || r["run"].value("cuda_graph", true);
+    return runner + "|" + k.str() + (graph ? "" : "|eager");
   };
   std::vector<std::string> row_baselines;
   for (const auto& r : results) {
@@ -56,7 +59,7 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
     row.prompt_len = key.prompt_len;
     row.gen_len = key.gen_len;
     row.status = r.value("status", "");
-    row_baselines.push_back(baseline_key(row.runner, key));
+    row_baselines.push_back(baseline_key(row.runner, key, r));
     if (r.contains("model")) row.weights = r["model"].value("weights", "");
     if (row.status != "ok") {
       row.error = r.contains("error") ? r["error"].value("kind", "") + ": " + r["error"].value("message", "") : "";
