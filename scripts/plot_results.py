@@ -84,8 +84,16 @@ def collect(paths, shape):
     return speed, quality, parameters, shape
 
 
+def color(name):
+    """One colour per precision in every panel and figure (a peer's series share its precision's colour)."""
+    base = name.split(":")[-1]
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf"]
+    return palette[ORDER.index(base) % len(palette)] if base in ORDER else "#000000"
+
+
 def style(name):
-    return {"linestyle": "--" if ":" in name else "-", "marker": "s" if ":" in name else "o"}
+    return {"linestyle": "--" if ":" in name else "-", "marker": "s" if ":" in name else "o", "color": color(name)}
 
 
 def plot_decode(speed, parameters, shape, out_dir, plt):
@@ -139,7 +147,7 @@ def plot_memory(speed, parameters, out_dir, plt):
                 if value:
                     xs.append(j + (i - (len(names) - 1) / 2) * width)
                     heights.append(value / 1e6)
-            axis.bar(xs, heights, width=width, label=name, hatch="//" if ":" in name else None)
+            axis.bar(xs, heights, width=width, label=name, hatch="//" if ":" in name else None, color=color(name))
         axis.set_yscale("log")
         axis.set_ylabel("MB")
         axis.set_title(title)
