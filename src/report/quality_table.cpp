@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "quantbench/report/cell_text.h"
 #include "quantbench/report/result.h"
 
 namespace qb::report {
@@ -9,13 +10,6 @@ namespace {
 
 std::string dash_or(double value, const char* format) {
   return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
-}
-
-std::string csv_cell(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 // "blocksize=64 double_quant=false": the options that shaped the weights, compactly.
@@ -66,22 +60,17 @@ std::vector<QualityRow> quality_rows(const std::vector<nlohmann::json>& results)
 }
 
 std::string render_quality_markdown(const std::vector<QualityRow>& rows) {
-  auto escape = [](const std::string& text) {
-    std::string out;
-    for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
-    return out;
-  };
   std::string out =
       "| model | precision | device | format options | ctx / stride | scored tokens | perplexity | baseline | KL mean "
       "| KL p99 | top-1 agreement | status |\n|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---|\n";
   for (const auto& r : rows) {
     if (r.status != "ok") {
-      out += fmt::format("| {} | {} | {} | {} | - | - | - | - | - | - | - | {} |\n", escape(r.model), r.precision,
-                         r.device, escape(r.format_options), escape(r.error));
+      out += fmt::format("| {} | {} | {} | {} | - | - | - | - | - | - | - | {} |\n", markdown_cell(r.model), r.precision,
+                         r.device, markdown_cell(r.format_options), markdown_cell(r.error));
       continue;
     }
-    out += fmt::format("| {} | {} | {} | {} | {} / {} | {} | {:.4f} | {} | {} | {} | {} | ok |\n", escape(r.model),
-                       r.precision, r.device, escape(r.format_options), r.ctx, r.stride, r.scored_tokens, r.perplexity,
+    out += fmt::format("| {} | {} | {} | {} | {} / {} | {} | {:.4f} | {} | {} | {} | {} | ok |\n", markdown_cell(r.model),
+                       r.precision, r.device, markdown_cell(r.format_options), r.ctx, r.stride, r.scored_tokens, r.perplexity,
                        r.baseline.empty() ? "-" : r.baseline, dash_or(r.kl_mean, "{:.5f}"), dash_or(r.kl_p99, "{:.5f}"),
                        dash_or(r.top1_agreement, "{:.4f}"));
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "quantbench/report/cell_text.h"
 #include "quantbench/report/result.h"
 
 namespace qb::report {
@@ -14,13 +15,6 @@ double median_of(const nlohmann::json& r, const char* section, const char* figur
   if (!r.contains(section) || !r[section].contains(figure)) return 0;
   const auto& v = r[section][figure];
   return v.is_object() ? v.value("median", 0.0) : v.is_number() ? v.get<double>() : 0.0;
-}
-
-std::string csv_escape(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 std::string number_or_dash(double value, const char* format) {
@@ -134,12 +128,6 @@ std::vector<std::string> display_cells(const TableRow& r) {
 }
 
 std::string render_markdown(const std::vector<TableRow>& rows) {
-  // A '|' inside a cell (an error message, a path) would split it; newlines would end the row.
-  auto escape = [](const std::string& text) {
-    std::string out;
-    for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
-    return out;
-  };
   std::string header = "|", rule = "|";
   for (const auto& column : display_columns()) {
     header += " " + column.header + " |";
@@ -148,7 +136,7 @@ std::string render_markdown(const std::vector<TableRow>& rows) {
   std::string out = header + "\n" + rule + "\n";
   for (const auto& row : rows) {
     out += "|";
-    for (const auto& cell : display_cells(row)) out += " " + escape(cell) + " |";
+    for (const auto& cell : display_cells(row)) out += " " + markdown_cell(cell) + " |";
     out += "\n";
   }
   return out;
@@ -161,10 +149,10 @@ std::string render_csv(const std::vector<TableRow>& rows) {
   auto opt = [](double v) { return v < 0 ? std::string() : fmt::format("{:.6g}", v); };
   for (const auto& r : rows) {
     out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{}\n",
-                       csv_escape(r.model), r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len,
+                       csv_cell(r.model), r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len,
                        r.weight_mb, r.e2e_ms, r.decode_tokens_per_s, opt(r.speedup_vs_fp16), r.prefill_ms,
                        r.p99_step_ms, r.peak_allocated_mb, opt(r.device_peak_mb), opt(r.fraction_of_floor),
-                       opt(r.perplexity), r.status, csv_escape(r.error), csv_escape(r.runner));
+                       opt(r.perplexity), r.status, csv_cell(r.error), csv_cell(r.runner));
   }
   return out;
 }
