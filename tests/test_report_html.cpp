@@ -70,7 +70,7 @@ TEST(ReportFixture, CsvCells) {
                        "perplexity,status,error,runner\n");
   expect_contains(csv, "synthetic:gpt2,nf4,cuda,synthetic,1,128,128,80,107.5,1250,1.25,6.25,0.95,120,200,0.8,,ok,,"
                        "quantbench\n");
-  expect_contains(csv, "synthetic:gpt2,int8,cuda,synthetic,1,128,128,0,0,0,,0,0,0,,,,error,out_of_memory: CUDA out "
+  expect_contains(csv, "synthetic:gpt2,int8,cuda,synthetic,1,128,128,0,0,0,,0,0,,,,,error,out_of_memory: CUDA out "
                        "of memory | tried 2 GiB with <1 GiB free,quantbench\n");
   expect_contains(csv, std::string("synthetic:gpt2,fp16,cuda,synthetic,1,128,128,250,329.5,400,1,12,2.6,310,,,,ok,,") +
                            kHf + "\n");

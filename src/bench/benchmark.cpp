@@ -237,6 +237,18 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
               {"generated_tokens", generated},
               {"environment", environment_},
           };
+          if (device_.is_cpu()) {
+            // The allocator statistics and cudaMemGetInfo are CUDA's; on the CPU they were not measured, and a 0
+            // would read as a measurement.
+            auto& memory = record["memory"];
+            for (const char* figure : {"allocated_after_load_bytes", "peak_allocated_bytes", "peak_reserved_bytes",
+                                       "device_used_before_load_bytes", "device_used_after_load_bytes",
+                                       "device_peak_used_bytes", "device_samples"}) {
+              memory[figure] = nullptr;
+            }
+            memory["methods"] = {{"weight_bytes", memory["methods"]["weight_bytes"]},
+                                 {"device_memory", "not measured: the run was on the CPU"}};
+          }
           if (loaded.tokenizer.has_value()) {
             std::vector<int32_t> ids;
             for (int64_t t = 0; t < first.tokens.size(1); ++t) ids.push_back(static_cast<int32_t>(first.tokens[0][t].item<int64_t>()));

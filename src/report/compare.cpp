@@ -99,8 +99,13 @@ CompareReport compare_results(const std::vector<nlohmann::json>& base, const std
         fc.regressed = worse > fc.allowed_change;
         run.figures.push_back(fc);
       }
-      const double old_mem = old_run.contains("memory") ? old_run["memory"].value("peak_allocated_bytes", 0.0) : 0.0;
-      const double new_mem = new_run.contains("memory") ? new_run["memory"].value("peak_allocated_bytes", 0.0) : 0.0;
+      // Compared only where both runs measured it (null on the CPU).
+      auto peak_of = [](const nlohmann::json& run) {
+        if (!run.contains("memory") || !run["memory"].contains("peak_allocated_bytes")) return 0.0;
+        const nlohmann::json& v = run["memory"]["peak_allocated_bytes"];
+        return v.is_number() ? v.get<double>() : 0.0;
+      };
+      const double old_mem = peak_of(old_run), new_mem = peak_of(new_run);
       if (old_mem > 0 && new_mem > 0) {
         FigureComparison fc;
         fc.figure = "peak_allocated_bytes";

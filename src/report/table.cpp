@@ -61,9 +61,13 @@ std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
       continue;
     }
     row.weight_mb = r["memory"].value("weight_bytes", 0.0) / 1e6;
-    row.peak_allocated_mb = r["memory"].value("peak_allocated_bytes", 0.0) / 1e6;
-    if (r["memory"].contains("device_peak_used_bytes")) {
-      row.device_peak_mb = r["memory"]["device_peak_used_bytes"].get<double>() / 1e6;
+    // null or absent: not measured (a CPU run, a peer that does not sample the device).
+    const nlohmann::json& memory = r["memory"];
+    if (memory.contains("peak_allocated_bytes") && memory["peak_allocated_bytes"].is_number()) {
+      row.peak_allocated_mb = memory["peak_allocated_bytes"].get<double>() / 1e6;
+    }
+    if (memory.contains("device_peak_used_bytes") && memory["device_peak_used_bytes"].is_number()) {
+      row.device_peak_mb = memory["device_peak_used_bytes"].get<double>() / 1e6;
     }
     row.e2e_ms = median_of(r, "timing", "e2e_ms");
     row.decode_tokens_per_s = median_of(r, "timing", "decode_tokens_per_s");
@@ -119,7 +123,7 @@ std::vector<std::string> display_cells(const TableRow& r) {
   for (std::string cell : {fmt::format("{:.1f}", r.weight_mb), fmt::format("{:.1f}", r.e2e_ms),
                            fmt::format("{:.1f}", r.decode_tokens_per_s), number_or_dash(r.speedup_vs_fp16, "{:.2f}x"),
                            fmt::format("{:.2f}", r.prefill_ms), fmt::format("{:.3f}", r.p99_step_ms),
-                           fmt::format("{:.1f}", r.peak_allocated_mb), number_or_dash(r.device_peak_mb, "{:.1f}"),
+                           number_or_dash(r.peak_allocated_mb, "{:.1f}"), number_or_dash(r.device_peak_mb, "{:.1f}"),
                            number_or_dash(r.fraction_of_floor * 100, "{:.0f}%"), number_or_dash(r.perplexity, "{:.2f}"),
                            std::string("ok")}) {
     cells.push_back(std::move(cell));
@@ -148,10 +152,10 @@ std::string render_csv(const std::vector<TableRow>& rows) {
       "prefill_ms,p99_step_ms,peak_allocated_mb,device_peak_mb,fraction_of_floor,perplexity,status,error,runner\n";
   auto opt = [](double v) { return v < 0 ? std::string() : fmt::format("{:.6g}", v); };
   for (const auto& r : rows) {
-    out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{}\n",
+    out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{},{},{},{},{},{},{}\n",
                        csv_cell(r.model), r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len,
                        r.weight_mb, r.e2e_ms, r.decode_tokens_per_s, opt(r.speedup_vs_fp16), r.prefill_ms,
-                       r.p99_step_ms, r.peak_allocated_mb, opt(r.device_peak_mb), opt(r.fraction_of_floor),
+                       r.p99_step_ms, opt(r.peak_allocated_mb), opt(r.device_peak_mb), opt(r.fraction_of_floor),
                        opt(r.perplexity), r.status, csv_cell(r.error), csv_cell(r.runner));
   }
   return out;

@@ -21,7 +21,7 @@ struct TableRow {
   double decode_tokens_per_s = 0;  // median over repetitions
   double prefill_ms = 0;
   double p99_step_ms = 0;
-  double peak_allocated_mb = 0;
+  double peak_allocated_mb = -1;  // -1: not measured (a CPU run)
   double device_peak_mb = -1;     // -1: not measured (peers sample no device-level use)
   double fraction_of_floor = -1;   // -1: not measured
   double speedup_vs_fp16 = -1;     // decode tokens/s over the same model's and runner's fp16 row; -1: none
