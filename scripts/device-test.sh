@@ -3,8 +3,8 @@
 # configure with ninja against python3's torch 2.11+cu130, build, run every test including the GPU
 # ones, then the benchmarks; logs go to $OUT when set. One call, well under 10 minutes.
 # Usage: scripts/device-test.sh [tests|bench|all] [extra ctest args...]
-#   tests: the GPU tests (every *Gpu*/*Cuda* test, one at a time), and the CPU tests too when
-#          QB_DEVICE_CPU_TESTS=1 (CI runs those on every commit; on the device they only cost device time)
+#   tests: every test: the CPU ones in parallel (QB_DEVICE_CPU_TESTS=0 skips them when a call is for
+#          GPU work only: CI runs them on every commit), then the GPU ones (*Gpu*/*Cuda*) one at a time
 #   bench: scripts/bench.sh with the parts in $QB_BENCH_PARTS (default: speed seeds quality)
 #   all = tests, then bench.
 set -uo pipefail
@@ -38,7 +38,7 @@ echo "build: $(( $(date +%s) - start )) s"
 
 status=0
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
-  if [ "${QB_DEVICE_CPU_TESTS:-0}" = 1 ]; then
+  if [ "${QB_DEVICE_CPU_TESTS:-1}" = 1 ]; then
     # CPU tests in parallel; GPU tests one at a time (they time kernels and fill the device).
     ctest --test-dir "$BUILD" --output-on-failure -j 8 -E 'Gpu|Cuda' "$@" > "$OUT/ctest.log" 2>&1 || status=1
     grep -E "tests passed|tests failed|\*\*\*Failed|Not Run|Exception" "$OUT/ctest.log" | tail -30
