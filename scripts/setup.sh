@@ -7,6 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 TORCH_VERSION="2.11.0"            # PyPI's Linux wheel of 2.11.0 is the cu130 build (the GPU machine's)
+MATPLOTLIB_VERSION="3.11.2"       # for `quantbench report --plots` (scripts/plot_results.py)
 BUILD_DIR="${QB_BUILD_DIR:-build}"
 APT_PACKAGES=(cmake ninja-build g++ git python3-venv nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
               libgtest-dev libonig-dev)
@@ -32,6 +33,10 @@ fi
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (libtorch with CUDA 13.0; a few GB)"
   "$PY" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+if ! "$PY" -c "import matplotlib" 2>/dev/null; then
+  log "installing matplotlib (quantbench report --plots)"
+  "$PY" -m pip install -q --disable-pip-version-check "matplotlib==$MATPLOTLIB_VERSION"
 fi
 TORCH_CMAKE="$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)"
 

@@ -42,8 +42,13 @@ std::string plot_script_path() {
 }
 
 void run_plot_script(const std::vector<std::string>& inputs, const std::string& plots_dir) {
+  // $QB_PYTHON, else the project's .venv (scripts/setup.sh installs matplotlib there), else python3.
   const char* python_env = std::getenv("QB_PYTHON");
-  const std::string python = python_env != nullptr && *python_env != '\0' ? python_env : "python3";
+  const fs::path venv_python = fs::path(QB_SOURCE_DIR) / ".venv" / "bin" / "python";
+  std::error_code ec;
+  const std::string python = python_env != nullptr && *python_env != '\0' ? std::string(python_env)
+                             : fs::exists(venv_python, ec)               ? venv_python.string()
+                                                                         : std::string("python3");
   std::string command = shell_quote(python) + " " + shell_quote(plot_script_path()) + " --out " + shell_quote(plots_dir);
   for (const auto& input : inputs) command += " " + shell_quote(input);
   const int status = std::system(command.c_str());
