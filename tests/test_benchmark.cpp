@@ -117,6 +117,28 @@ TEST(BenchmarkGpu, FloorAndMemoryAreReported) {
   }
 }
 
+// Runs in one process do not inherit each other's memory: each run's allocations after load are its model (plus
+// small fixed buffers), however many runs came before (libtorch's per-stream cuBLAS workspaces once made every
+// run add ~32 MB that later runs counted).
+TEST(BenchmarkGpu, EarlierRunsLeaveNoMemoryBehind) {
+  QB_REQUIRE_CUDA();
+  BenchmarkPlan plan = tiny_plan();
+  plan.device = c10::Device(c10::kCUDA, 0);
+  plan.precisions = {"fp16", "fp32", "fp16", "bf16", "fp16"};
+  plan.batches = {1, 2};
+  BenchmarkSession session(plan.device, "test", false);
+  const auto results = session.run(plan);
+  ASSERT_EQ(results.size(), 10u);
+  std::vector<double> extra_mb;
+  for (const auto& r : results) {
+    ASSERT_EQ(r["status"], "ok") << r.dump(1);
+    extra_mb.push_back((r["memory"]["allocated_after_load_bytes"].get<double>() -
+                        r["memory"]["weight_bytes"].get<double>()) / 1e6);
+  }
+  // Same precision, first and last: what is allocated beyond the weights did not grow.
+  EXPECT_LT(extra_mb.back() - extra_mb.front(), 8.0) << "MB beyond the weights, per run: " << ::testing::PrintToString(extra_mb);
+}
+
 TEST(BenchmarkGpu, OutOfMemoryIsRecordedAndTheNextRunGoesOn) {
   QB_REQUIRE_CUDA();
   BenchmarkPlan plan;

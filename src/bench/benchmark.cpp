@@ -127,6 +127,7 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
           gen.use_cuda_graph = plan.cuda_graph && device_.is_cuda();
           gen.stop_at_eos = plan.stop_at_eos;
           gen.eos_ids = config.eos_token_ids;
+          release_cached_memory(device_);  // the previous shape's generator is gone: its workspace goes too
           reset_allocator_peaks(device_);
           DeviceMemorySampler sampler(device_);
           sampler.start();

@@ -24,7 +24,9 @@ struct AllocatorStats {
 // Zeros on the CPU (no allocator statistics there).
 AllocatorStats allocator_stats(c10::Device device);
 void reset_allocator_peaks(c10::Device device);
-void release_cached_memory(c10::Device device);  // empties the caching allocator's free blocks
+// Frees libtorch's cuBLAS workspaces and the caching allocator's free blocks; between runs only (no live
+// CUDA graph may refer to a workspace).
+void release_cached_memory(c10::Device device);
 
 struct DeviceMemory {
   int64_t total_bytes = 0;
