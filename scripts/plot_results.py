@@ -148,7 +148,7 @@ def plot_memory(speed, parameters, out_dir, plt):
     models = sorted({r["key"]["model"] for r in speed}, key=lambda m: (parameters.get(m, 0), m))
     names = sorted({series_name(r) for r in speed}, key=precision_rank)
     figures = {(r["key"]["model"], series_name(r)): r["memory"] for r in speed}
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.2 * len(models) * max(1, len(names)) / 3), 8), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(min(18, max(10, 1.4 * len(models))), 8), sharex=True)
     width = 0.8 / max(1, len(names))
     for axis, field, title in ((axes[0], "weight_bytes", "weight bytes"),
                                (axes[1], "peak_allocated_bytes", "peak allocated bytes (timed runs)")):
