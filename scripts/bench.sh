@@ -37,6 +37,9 @@ if want speed; then
   run qwen2-7b  --model synthetic:qwen2-7b --precision bf16,fp16,int8,nf4,awq --batch 1,16 --prompt-len 128 --gen-len 128
   run qwen2-7b-prefill --model synthetic:qwen2-7b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
   run qwen2-7b-nf4-dq --model synthetic:qwen2-7b --precision nf4 --double-quant on --batch 1 --prompt-len 128 --gen-len 128
+  # Where a step goes: every linear layer timed on its own (eager decode; see bench/linear_profile.h).
+  run qwen2-7b-profile --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 32 \
+    --profile-linears
   run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
   "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
     | tee "$OUT/speed.md"

@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <numeric>
 #include <filesystem>
 
 #include "quantbench/bench/build_options.h"
 #include "quantbench/bench/environment.h"
+#include "quantbench/bench/linear_profile.h"
 #include "quantbench/bench/memory.h"
 #include "quantbench/bench/stats.h"
 #include "quantbench/bench/timeline.h"
@@ -84,12 +86,16 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     auto key_for = [&](int64_t batch, int64_t prompt_len) {
       return report::RunKey{plan.model, precision, device_name, batch, prompt_len, plan.gen_len};
     };
+    // Declared before the model it wraps, so that it outlives it.
+    std::unique_ptr<LinearProfile> profile =
+        plan.profile_linears ? std::make_unique<LinearProfile>(device_) : nullptr;
     LoadedModel loaded;
     const auto load_failure = capture_failure([&] {
       loaded.resolved = io::resolve_model(plan.model);
       model::BuildOptions options =
           build_options(loaded.resolved, precision, device_, plan.compute_dtype, plan.format, plan.quantize_lm_head);
       options.synthetic_seed = plan.seed;
+      if (profile != nullptr) options.wrap_linear = profile->wrapper();
       release_cached_memory(device_);
       loaded.device_used_before_load_bytes = device_memory(device_).used_bytes;
       spdlog::info("loading {} as {} ({} compute) on {}", plan.model, precision, dtype_label(options.compute_dtype),
@@ -124,7 +130,7 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
         const auto failure = capture_failure([&] {
           engine::GenerateOptions gen;
           gen.gen_len = plan.gen_len;
-          gen.use_cuda_graph = plan.cuda_graph && device_.is_cuda();
+          gen.use_cuda_graph = plan.cuda_graph && device_.is_cuda() && profile == nullptr;
           gen.stop_at_eos = plan.stop_at_eos;
           gen.eos_ids = config.eos_token_ids;
           release_cached_memory(device_);  // the previous shape's generator is gone: its workspace goes too
@@ -137,13 +143,17 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
           auto timeline = make_timeline(device_);
           timeline->reserve(static_cast<size_t>(plan.gen_len) + 2);
           for (int i = 0; i < plan.warmup; ++i) generator.run(prompt, timeline.get()), timeline->clear();
+          if (profile != nullptr) profile->clear();
+          int64_t timed_decode_steps = 0;
 
           std::vector<double> prefill_ms, step_ms, decode_tps, prefill_tps, e2e_ms, wall_ms;
           engine::GenerateResult first;
           for (int rep = 0; rep < plan.repetitions; ++rep) {
             timeline->clear();
+            if (profile != nullptr) profile->begin_run();
             const auto wall_start = std::chrono::steady_clock::now();
             engine::GenerateResult out = generator.run(prompt, timeline.get());
+            timed_decode_steps += out.decode_steps;
             const std::vector<double> intervals = timeline->intervals_ms();
             wall_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall_start).count());
             const double prefill = intervals.front();
@@ -238,6 +248,25 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
               {"generated_tokens", generated},
               {"environment", environment_},
           };
+          if (profile != nullptr) {
+            nlohmann::json linear_profile = profile->summary(timed_decode_steps);
+            if (linear_profile.contains("linear_decode_ms_per_step") && !step_ms.empty()) {
+              const double step_mean = std::accumulate(step_ms.begin(), step_ms.end(), 0.0) / step_ms.size();
+              linear_profile["decode_step_ms_mean"] = step_mean;
+              linear_profile["other_decode_ms_per_step"] =
+                  step_mean - linear_profile["linear_decode_ms_per_step"].get<double>();
+              std::string by_role;
+              for (const auto& role : linear_profile["roles"]) {
+                if (!role.contains("decode_ms_per_step")) continue;
+                by_role += fmt::format("{}{} {:.3f} ms ({:.0f} GB/s)", by_role.empty() ? "" : ", ",
+                                       role["role"].get<std::string>(), role["decode_ms_per_step"].get<double>(),
+                                       role["decode_gbps"].get<double>());
+              }
+              spdlog::info("{}: linear layers {:.3f} of {:.3f} ms per decode step (eager); {}", key.str(),
+                           linear_profile["linear_decode_ms_per_step"].get<double>(), step_mean, by_role);
+            }
+            record["linear_profile"] = std::move(linear_profile);
+          }
           if (device_.is_cpu()) {
             // The allocator statistics and cudaMemGetInfo are CUDA's; on the CPU they were not measured, and a 0
             // would read as a measurement.

@@ -67,6 +67,11 @@ class ParameterLoader {
   bool prequantized() const { return prequantized_; }
   const quant::WeightFormat& format() const { return format_; }
 
+  // The BuildOptions::wrap_linear hook applied (calibration, profiling), or the linear as it is.
+  quant::LinearPtr wrapped(const std::vector<std::string>& prefixes, quant::LinearPtr linear) const {
+    return options_.wrap_linear ? options_.wrap_linear(prefixes, std::move(linear)) : std::move(linear);
+  }
+
  private:
   quant::LinearPtr linear_part(const std::string& prefix, int64_t out, int64_t in, bool bias,
                                const quant::WeightFormat& format) {
@@ -90,9 +95,6 @@ class ParameterLoader {
     return target.quantize(weight, bias_tensor, options_.format);
   }
 
-  quant::LinearPtr wrapped(const std::vector<std::string>& prefixes, quant::LinearPtr linear) const {
-    return options_.wrap_linear ? options_.wrap_linear(prefixes, std::move(linear)) : std::move(linear);
-  }
 
   bool consumed(const std::string& name) const {
     if (used_.count(name) != 0) return true;
@@ -199,9 +201,11 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
     if (config.tie_word_embeddings) {
       if (format.name() == dense_head_format.name()) {
         parts.lm_head_shares_embedding = true;
-        return std::make_unique<quant::DenseLinear>(parts.token_embedding, std::nullopt, dense_head_format.name());
+        return load.wrapped({layout.lm_head},
+                            std::make_unique<quant::DenseLinear>(parts.token_embedding, std::nullopt,
+                                                                 dense_head_format.name()));
       }
-      return format.quantize(parts.token_embedding, std::nullopt, options.format);
+      return load.wrapped({layout.lm_head}, format.quantize(parts.token_embedding, std::nullopt, options.format));
     }
     return load.linear_with(format, layout.lm_head, config.vocab_size, embed_dim, config.lm_head_bias);
   };

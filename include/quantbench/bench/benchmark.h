@@ -33,6 +33,9 @@ struct BenchmarkPlan {
   quant::FormatOptions format;            // blocksize, double quant, group size, threshold
   bool quantize_lm_head = true;
   uint64_t seed = 0;
+  // Time every linear layer on its own (bench/linear_profile.h): the record gets "linear_profile", and the run
+  // decodes eagerly (no CUDA graph) so that the per-layer events can be read.
+  bool profile_linears = false;
   // Quality in the same record: greedy agreement with `baseline` (run first when listed) and,
   // with quality_text, perplexity over its first quality_max_tokens tokens (checkpoints only).
   std::string baseline = "fp16";
