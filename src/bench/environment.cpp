@@ -1,5 +1,7 @@
 #include "quantbench/bench/environment.h"
 
+#include "quantbench/core/build_info.h"
+
 #include <dlfcn.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -85,7 +87,7 @@ nlohmann::json capture_environment(c10::Device device, const std::string& comman
   gethostname(host, sizeof(host) - 1);
   nlohmann::json env = {
       {"quantbench_version", QB_VERSION},
-      {"git_commit", QB_GIT_COMMIT},
+      {"git_commit", build_git_commit()},
       {"libtorch_version", TORCH_VERSION},
       {"command_line", command_line},
       {"time_utc", utc_timestamp()},
