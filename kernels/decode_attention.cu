@@ -1,19 +1,25 @@
 // One decode step of attention (contract in include/quantbench/kernels/decode_ops.h).
 //
-// Grid: batch x kv_heads blocks of 256 threads (8 warps). A block owns one K/V head of one sequence
-// and the `group` (<= 8) query heads that read it, so the cache write at *position and every read
-// that depends on it stay inside one block (no grid-wide ordering needed).
+// Grid: batch x kv_heads x (group / heads_per_block) blocks of 256 threads (8 warps). A block owns
+// `heads_per_block` (<= 8) of the query heads that read one K/V head of one sequence. With GQA a K/V
+// head serves several blocks: one query head per block gives Qwen2-7B 28 blocks a sequence instead
+// of 4 (a grid of 4 blocks left 128 SMs idle and made attention the largest cost of a decode step
+// after the GEMVs); the K/V rows they share are read again from L2.
+// Only the block of the head's first split writes the new k, v into the caches at *position; every
+// block reads the new position's k, v from its own shared copy (the exact values written), and the
+// cache only below *position (written by earlier steps), so no grid-wide ordering is needed.
 //
 // Phases, each parallel over all 256 threads:
 //  1. q heads and the new k, v staged in shared memory (fp32); rotary embedding (rotate_half,
-//     first rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is; k, v
-//     written into the caches at *position.
-//  2. scores: one thread per cached position t, dot products of K[t] (16-byte loads) with all
-//     group q heads (q read from shared memory as broadcasts), into scores[g][t] (shared).
+//     first rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is; the new k, v
+//     kept in shared memory as T and (first split only) written into the caches at *position.
+//  2. scores: one thread per cached position t, dot products of K[t] (16-byte loads) with the
+//     block's q heads (q read from shared memory as broadcasts), into scores[g][t] (shared).
 //  3. softmax per head: one warp per head over its scores (max, exp, sum).
 //  4. output: warp w takes positions t = w, w + 8, ...; lane l accumulates dims l, l + 32, ... of
 //     p[g][t] * V[t] for every head; the 8 warps' partial sums are added in shared memory.
-// Shared memory: q [G][D] | scores [G][capacity] | inv_sum [G] | partial [8][G][D], fp32.
+// Shared memory: k_new [D] | v_new [D] (T) | q [G][D] | scores [G][capacity] | inv_sum [8] |
+// partial [8][G][D] (fp32), G = heads_per_block.
 #include <cfloat>
 
 #include "dtype_utils.cuh"
@@ -52,18 +58,25 @@ struct Vec16 {
 template <typename T>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
-    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
-  extern __shared__ float shared[];
-  const int group = num_heads / num_kv_heads;
-  const int b = blockIdx.x / num_kv_heads, kv_head = blockIdx.x % num_kv_heads;
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
+    int heads_per_block) {
+  extern __shared__ __align__(16) unsigned char shared_raw[];
+  const int group = heads_per_block;  // query heads of this block
+  const int splits = num_heads / num_kv_heads / heads_per_block;
+  const int split = blockIdx.x % splits;
+  const int b = blockIdx.x / splits / num_kv_heads, kv_head = blockIdx.x / splits % num_kv_heads;
+  const int first_head = kv_head * (num_heads / num_kv_heads) + split * heads_per_block;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t pos = *position;
-  float* q_s = shared;                                   // [G][D]
+  // head_dim is a multiple of 16 / sizeof(T): both T rows end on a 16-byte boundary.
+  T* k_new = reinterpret_cast<T*>(shared_raw);           // [D], what the cache holds at pos
+  T* v_new = k_new + head_dim;                           // [D]
+  float* q_s = reinterpret_cast<float*>(v_new + head_dim);  // [G][D]
   float* scores = q_s + group * head_dim;                // [G][capacity]
   float* inv_sum = scores + group * capacity;            // [G]
   float* partial = inv_sum + kMaxGroup;                  // [warps][G][D]; also stages raw k, v first
   const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
-  const T* q_in = qkv + b * qkv_row + int64_t(kv_head) * group * head_dim;
+  const T* q_in = qkv + b * qkv_row + int64_t(first_head) * head_dim;
   const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
   const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
   const float* cos_row = rope_cos != nullptr ? rope_cos + pos * (rotary_dim / 2) : nullptr;
@@ -96,10 +109,14 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   T* keys = k_cache + cache_base;
   T* values = v_cache + cache_base;
   if (threadIdx.x < head_dim) {  // head_dim <= kThreads (host-checked)
-    keys[pos * head_dim + threadIdx.x] = from_float<T>(k_rot);
-    values[pos * head_dim + threadIdx.x] = v_in[threadIdx.x];
+    k_new[threadIdx.x] = from_float<T>(k_rot);
+    v_new[threadIdx.x] = v_in[threadIdx.x];
+    if (split == 0) {
+      keys[pos * head_dim + threadIdx.x] = k_new[threadIdx.x];
+      values[pos * head_dim + threadIdx.x] = v_in[threadIdx.x];
+    }
   }
-  __syncthreads();  // orders the cache writes before the reads below (same block)
+  __syncthreads();  // k_new, v_new and q_s visible to every thread
 
   // ---- 2. scores: one position per thread ----
   constexpr int kVec = Vec16<T>::kElems;
@@ -107,7 +124,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     float acc[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) acc[g] = 0.f;
-    const T* row = keys + t * head_dim;
+    const T* row = t == pos ? k_new : keys + t * head_dim;
 #pragma unroll 4
     for (int d0 = 0; d0 < head_dim; d0 += kVec) {
       float k[kVec];
@@ -155,11 +172,12 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // 2, not 4: acc[8][8] plus four rows of V spill at the 255-register limit.
 #pragma unroll 2
   for (int64_t t = warp; t <= pos; t += kWarps) {
+    const T* row = t == pos ? v_new : values + t * head_dim;
     float v[kMaxDimsPerLane];
 #pragma unroll
     for (int i = 0; i < kMaxDimsPerLane; ++i) {
       const int d = lane + 32 * i;
-      v[i] = d < head_dim ? to_float(values[t * head_dim + d]) : 0.f;
+      v[i] = d < head_dim ? to_float(row[d]) : 0.f;
     }
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
@@ -182,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   }
   __syncthreads();
-  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(kv_head) * group * head_dim;
+  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(first_head) * head_dim;
   for (int i = threadIdx.x; i < group * head_dim; i += kThreads) {
     float total = 0.f;
 #pragma unroll
@@ -194,8 +212,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 template <typename T>
 void launch(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
             const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
-            int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, size_t shared_bytes,
-            cudaStream_t stream) {
+            int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, int64_t heads_per_block,
+            size_t shared_bytes, cudaStream_t stream) {
   static const bool configured = [] {
     int device = 0, max_shared = 0;
     QB_CUDA_CHECK(cudaGetDevice(&device));
@@ -205,10 +223,10 @@ void launch(const void* qkv, void* k_cache, void* v_cache, const int64_t* positi
     return true;
   }();
   (void)configured;
-  decode_attention_kernel<T><<<batch * num_kv_heads, kThreads, shared_bytes, stream>>>(
+  decode_attention_kernel<T><<<batch * num_heads / heads_per_block, kThreads, shared_bytes, stream>>>(
       static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos, rope_sin,
       static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads), static_cast<int>(head_dim),
-      static_cast<int>(rotary_dim), capacity, scale);
+      static_cast<int>(rotary_dim), capacity, scale, static_cast<int>(heads_per_block));
 }
 
 }  // namespace
@@ -219,26 +237,28 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
                       cudaStream_t stream) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
-  const int64_t group = num_heads / num_kv_heads;
-  QB_CHECK(group <= kMaxGroup, kUnsupported, "decode_attention: {} query heads per kv head (at most {})", group,
-           kMaxGroup);
   const int64_t vec = 16 / (dtype == DType::kF32 ? 4 : 2);
   QB_CHECK(head_dim % vec == 0 && head_dim <= 32 * kMaxDimsPerLane && rotary_dim <= head_dim && rotary_dim % 2 == 0,
            kUnsupported, "decode_attention: head_dim {} / rotary_dim {} unsupported (multiple of {}, at most {})",
            head_dim, rotary_dim, vec, 32 * kMaxDimsPerLane);
+  // One query head per block (see the grid note at the top); any GQA group size then fits.
+  const int64_t heads_per_block = 1;
+  static_assert(kMaxGroup >= 1, "heads_per_block <= kMaxGroup");
+  const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
   const size_t shared_bytes =
-      sizeof(float) * static_cast<size_t>(group * head_dim + group * capacity + kMaxGroup +
-                                          std::max<int64_t>(kWarps * group * head_dim, head_dim));
+      static_cast<size_t>(2 * head_dim * elem_bytes) +
+      sizeof(float) * static_cast<size_t>(heads_per_block * head_dim + heads_per_block * capacity + kMaxGroup +
+                                          std::max<int64_t>(kWarps * heads_per_block * head_dim, head_dim));
   int device = 0, max_shared = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
   QB_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   QB_CHECK(shared_bytes <= static_cast<size_t>(max_shared), kUnsupported,
            "decode_attention: scores for {} cached positions x {} heads need {} bytes of shared memory, the GPU "
            "allows {}; use a shorter --prompt-len + --gen-len",
-           capacity, group, shared_bytes, max_shared);
+           capacity, heads_per_block, shared_bytes, max_shared);
   QB_DISPATCH_DTYPE(dtype, T,
                     launch<T>(qkv, k_cache, v_cache, position, rope_cos, rope_sin, out, batch, num_heads, num_kv_heads,
-                              head_dim, rotary_dim, capacity, scale, shared_bytes, stream));
+                              head_dim, rotary_dim, capacity, scale, heads_per_block, shared_bytes, stream));
   QB_CUDA_CHECK_LAUNCH();
 }
 
