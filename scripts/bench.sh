@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [seeds] [peers] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -43,6 +43,12 @@ if want speed; then
   run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
   "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
     | tee "$OUT/speed.md"
+fi
+if want archs; then
+  # Every precision on the OPT and Phi-2 presets (issue 11: each architecture runs in each format on the GPU).
+  run archs-phi-2 --model synthetic:phi-2 --precision fp16,int8,llm.int8,nf4,fp4,awq --batch 1 --prompt-len 64 --gen-len 64
+  run archs-opt-125m --model synthetic:opt-125m --precision fp16,int8,llm.int8,nf4,fp4,awq --batch 1 --prompt-len 64 --gen-len 64
+  "$QB" report "$OUT"/archs-*.json --format md | tee "$OUT/archs.md"
 fi
 if want quality; then
   # Perplexity on WikiText-2 test (window 256, stride 128) of the two real trained models in every
