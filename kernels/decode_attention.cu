@@ -23,6 +23,7 @@
 #include <cfloat>
 
 #include "dtype_utils.cuh"
+#include "pdl.cuh"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
@@ -67,6 +68,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   const int b = blockIdx.x / splits / num_kv_heads, kv_head = blockIdx.x / splits % num_kv_heads;
   const int first_head = kv_head * (num_heads / num_kv_heads) + split * heads_per_block;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  pdl_wait();  // launched with PDL (pdl.cuh): the qkv row, position and caches come from earlier kernels
+  pdl_launch_dependents();
   const int64_t pos = *position;
   // head_dim is a multiple of 16 / sizeof(T): both T rows end on a 16-byte boundary.
   T* k_new = reinterpret_cast<T*>(shared_raw);           // [D], what the cache holds at pos
@@ -223,8 +226,8 @@ void launch(const void* qkv, void* k_cache, void* v_cache, const int64_t* positi
     return true;
   }();
   (void)configured;
-  decode_attention_kernel<T><<<batch * num_heads / heads_per_block, kThreads, shared_bytes, stream>>>(
-      static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos, rope_sin,
+  launch_pdl(decode_attention_kernel<T>, static_cast<unsigned>(batch * num_heads / heads_per_block), kThreads,
+      shared_bytes, stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos, rope_sin,
       static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads), static_cast<int>(head_dim),
       static_cast<int>(rotary_dim), capacity, scale, static_cast<int>(heads_per_block));
 }

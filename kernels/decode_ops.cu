@@ -1,9 +1,11 @@
 // Fused decode-step kernels (contract in include/quantbench/kernels/decode_ops.h). Each is small
 // and latency-bound: the point is one launch where libtorch would issue several, and positions read
-// from device memory so a captured graph can be replayed step after step.
+// from device memory so a captured graph can be replayed step after step. All are launched with
+// programmatic dependent launch (pdl.cuh): each waits for its predecessor first thing.
 #include <cfloat>
 
 #include "dtype_utils.cuh"
+#include "pdl.cuh"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
@@ -16,6 +18,8 @@ constexpr int kThreads = 256;
 template <typename T>
 __global__ void embed_tokens_kernel(const int64_t* tokens, const int64_t* position, const T* token_table,
                                     const T* position_table, int64_t position_offset, T* out, int64_t hidden) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t b = blockIdx.x;
   const T* token_row = token_table + tokens[b] * hidden;
   const T* position_row = position_table != nullptr ? position_table + (*position + position_offset) * hidden : nullptr;
@@ -30,6 +34,8 @@ __global__ void embed_tokens_kernel(const int64_t* tokens, const int64_t* positi
 template <typename T>
 __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
                                 float eps, bool rms) {
+  pdl_wait();
+  pdl_launch_dependents();
   extern __shared__ float row[];
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
@@ -78,6 +84,8 @@ __device__ __forceinline__ float apply_act(float x, ActType act) {
 
 template <typename T>
 __global__ void activation_kernel(const T* in, T* out, int64_t rows, int64_t inter, bool gated, ActType act) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t total = rows * inter;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / inter, i = idx % inter;
@@ -92,6 +100,8 @@ __global__ void activation_kernel(const T* in, T* out, int64_t rows, int64_t int
 
 __global__ void advance_step_kernel(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position,
                                     int64_t batch, int64_t first_generated_position, int64_t generated_cols) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t pos = *position;
   const int64_t column = pos + 1 - first_generated_position;
   for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) {
@@ -111,6 +121,8 @@ __device__ __forceinline__ bool better(float v, int64_t i, float best, int64_t b
 
 template <typename T>
 __global__ void argmax_kernel(const T* logits, int64_t* out, int64_t vocab) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float best_v[32];
   __shared__ int64_t best_i[32];
   const T* row = logits + blockIdx.x * vocab;
@@ -146,8 +158,9 @@ __global__ void argmax_kernel(const T* logits, int64_t* out, int64_t vocab) {
 void embed_tokens(const int64_t* tokens, const int64_t* position, const void* token_table, const void* position_table,
                   int64_t position_offset, void* out, int64_t batch, int64_t hidden, DType dtype, cudaStream_t stream) {
   QB_DISPATCH_DTYPE(dtype, T,
-    embed_tokens_kernel<T><<<batch, kThreads, 0, stream>>>(tokens, position, static_cast<const T*>(token_table),
-        static_cast<const T*>(position_table), position_offset, static_cast<T*>(out), hidden));
+    launch_pdl(embed_tokens_kernel<T>, batch, kThreads, 0, stream, tokens, position,
+        static_cast<const T*>(token_table), static_cast<const T*>(position_table), position_offset,
+        static_cast<T*>(out), hidden));
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -156,7 +169,7 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
   const size_t shared_bytes = static_cast<size_t>(hidden) * sizeof(float);
   QB_CHECK(shared_bytes <= 48 * 1024, kUnsupported, "add_norm: hidden size {} exceeds the 12288 the kernel stages", hidden);
   QB_DISPATCH_DTYPE(dtype, T,
-    add_norm_kernel<T><<<rows, kThreads * 2, shared_bytes, stream>>>(static_cast<T*>(residual),
+    launch_pdl(add_norm_kernel<T>, rows, kThreads * 2, shared_bytes, stream, static_cast<T*>(residual),
         static_cast<const T*>(delta), static_cast<const T*>(weight), static_cast<const T*>(bias),
         static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm));
   QB_CUDA_CHECK_LAUNCH();
@@ -167,21 +180,21 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
   const int64_t total = rows * inter;
   const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
   QB_DISPATCH_DTYPE(dtype, T,
-    activation_kernel<T><<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(in), static_cast<T*>(out), rows,
-        inter, gated, act));
+    launch_pdl(activation_kernel<T>, blocks, kThreads, 0, stream, static_cast<const T*>(in), static_cast<T*>(out),
+        rows, inter, gated, act));
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void advance_step(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position, int64_t batch,
                   int64_t first_generated_position, int64_t generated_cols, cudaStream_t stream) {
-  advance_step_kernel<<<1, 128, 0, stream>>>(next, tokens, generated, position, batch, first_generated_position,
-                                             generated_cols);
+  launch_pdl(advance_step_kernel, 1, 128, 0, stream, next, tokens, generated, position, batch,
+             first_generated_position, generated_cols);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, DType dtype, cudaStream_t stream) {
   QB_DISPATCH_DTYPE(dtype, T,
-    argmax_kernel<T><<<rows, 1024, 0, stream>>>(static_cast<const T*>(logits), out, vocab));
+    launch_pdl(argmax_kernel<T>, rows, 1024, 0, stream, static_cast<const T*>(logits), out, vocab));
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -37,6 +37,8 @@
 
 #include <cstdint>
 
+#include "pdl.cuh"
+
 namespace qb::kernels::gemv {
 
 enum class WeightKind { kHalf16, kInt8 };
@@ -241,10 +243,16 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   // ... The block's loads in flight then cover one contiguous stretch of each row (DRAM locality:
   // contiguous per-warp ranges measured 10% slower on the long-K shape), and the last, partial
   // round still splits evenly (warps differ by at most one step).
+  // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
+  // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
   for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
     Loads cur[UNROLL];
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
+    if (base == 0) {
+      pdl_wait();
+      pdl_launch_dependents();
+    }
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const int step = base + warp + KSPLIT * u;
@@ -284,7 +292,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
-  gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP><<<blocks, KSPLIT * 32, 0, stream>>>(p);
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, 0, stream, p);
 }
 
 }  // namespace qb::kernels::gemv

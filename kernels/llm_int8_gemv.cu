@@ -54,6 +54,8 @@ template <typename T, int MT, int KSPLIT, int UNROLL>
 __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt8GemvParams p) {
   using Traits = gemv::HalfTraits<T>;
   constexpr int kStepK = 64;
+  pdl_wait();  // launched with PDL (pdl.cuh): x and the outlier mask come from the kernels before
+  pdl_launch_dependents();
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;
@@ -176,9 +178,9 @@ void launch_tiles(const LlmInt8GemvParams& p, cudaStream_t stream) {
   // 16 warps x 2 steps as the int8 GEMV (its best decode shape); the four-tile variant keeps 8 warps
   // so that its two reduction buffers fit the 48 KB of static shared memory.
   if constexpr (MT <= 2) {
-    llm_int8_gemv_kernel<T, MT, 16, 2><<<blocks, 512, 0, stream>>>(p);
+    launch_pdl(llm_int8_gemv_kernel<T, MT, 16, 2>, blocks, 512, 0, stream, p);
   } else {
-    llm_int8_gemv_kernel<T, MT, 8, 4><<<blocks, 256, 0, stream>>>(p);
+    launch_pdl(llm_int8_gemv_kernel<T, MT, 8, 4>, blocks, 256, 0, stream, p);
   }
 }
 

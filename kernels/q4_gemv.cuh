@@ -50,6 +50,7 @@
 
 #include <cstdint>
 
+#include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/q4_gemm.h"
 
@@ -301,6 +302,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }
   __syncthreads();
+  // Launched with PDL (pdl.cuh): the ring's first stages and the tables above read only weights, so
+  // they overlap the tail of the kernel that writes x; x is read only after this.
+  pdl_wait();
+  pdl_launch_dependents();
   const uint32_t lane_base = pinned(smem_address(table) + static_cast<uint32_t>(lane) * 4);
   const Act* x_lane[NT];
   bool x_valid[NT];

@@ -5,6 +5,7 @@
 
 #include <mutex>
 
+#include "pdl.cuh"
 #include "q4_gemv.cuh"
 #include "quantbench/kernels/cuda_check.h"
 
@@ -42,9 +43,9 @@ void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
                                                    int stages, int grid, cudaStream_t stream) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
-  q4_gemv_kernel<Act, MODE, NT, kCudaCores>
-      <<<grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream>>>(
-          w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
+  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32,
+             gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream, w, static_cast<const Act*>(x), ldx,
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "quantbench/bench/benchmark.h"
 #include "quantbench/bench/timeline.h"
 #include "quantbench/report/result.h"
@@ -114,6 +117,11 @@ TEST(BenchmarkGpu, FloorAndMemoryAreReported) {
     EXPECT_GT(r["memory"]["peak_allocated_bytes"].get<double>(), r["memory"]["weight_bytes"].get<double>());
     EXPECT_GE(r["memory"]["device_peak_used_bytes"].get<double>(), r["memory"]["peak_reserved_bytes"].get<double>());
     EXPECT_TRUE(r["run"]["cuda_graph"].get<bool>());
+    // sm_90+: the decode kernels overlap their predecessors (kernels/pdl.cuh) unless QB_PDL=0.
+    const bool hopper = std::stod(r["environment"]["gpu"]["compute_capability"].get<std::string>()) >= 9.0;
+    const char* flag = std::getenv("QB_PDL");
+    EXPECT_EQ(r["run"]["programmatic_dependent_launch"].get<bool>(),
+              hopper && !(flag != nullptr && std::string(flag) == "0"));
   }
 }
 

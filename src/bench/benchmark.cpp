@@ -18,6 +18,9 @@
 #include "quantbench/core/error.h"
 #include "quantbench/engine/generator.h"
 #include "quantbench/engine/prompt.h"
+#ifdef QB_HAVE_CUDA
+#include "quantbench/kernels/pdl.h"
+#endif
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/builder.h"
 #include "quantbench/quality/agreement.h"
@@ -54,6 +57,16 @@ struct LoadedModel {
   int64_t device_used_after_load_bytes = 0;
   int64_t device_used_before_load_bytes = 0;
 };
+
+// Whether this run's decode kernels overlap their predecessors' tails (kernels/pdl.cuh); false on the CPU.
+bool programmatic_launch(const c10::Device& device) {
+#ifdef QB_HAVE_CUDA
+  return device.is_cuda() && kernels::pdl_enabled();
+#else
+  (void)device;
+  return false;
+#endif
+}
 
 }  // namespace
 
@@ -216,6 +229,7 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
               {"run", {{"warmup", plan.warmup},
                        {"repetitions", plan.repetitions},
                        {"cuda_graph", generator.graph_captured()},
+                       {"programmatic_dependent_launch", programmatic_launch(device_)},
                        {"stop_at_eos", plan.stop_at_eos},
                        {"prompt", loaded.tokenizer ? (plan.prompt_text ? "user text" : "built-in text") : "random ids"}}},
               {"timing", {{"clock", timeline->clock_name()},
