@@ -72,6 +72,90 @@ __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, co
   }
 }
 
+// The same for 16-bit rows with hidden % 8 == 0 and 16-byte aligned rows (every real model): thread i
+// holds 16-byte pieces i, i + blockDim, ... (CHUNKS of them) of the row in registers, and loads its
+// pieces of the norm weight and bias before pdl_wait (they are constants), so only the row's own
+// loads follow the kernel before.
+template <typename T, int CHUNKS>
+__global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out,
+                                    int64_t hidden, float eps, bool rms) {
+  __shared__ float scratch[32];
+  constexpr int kVec = 8;
+  const int vecs = static_cast<int>(hidden / kVec);
+  uint4 w_raw[CHUNKS], b_raw[CHUNKS];
+#pragma unroll
+  for (int c = 0; c < CHUNKS; ++c) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) {
+      w_raw[c] = __ldg(reinterpret_cast<const uint4*>(weight) + i);
+      if (bias != nullptr) b_raw[c] = __ldg(reinterpret_cast<const uint4*>(bias) + i);
+    }
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t r = blockIdx.x;
+  uint4* res = reinterpret_cast<uint4*>(residual + r * hidden);
+  const uint4* add = delta != nullptr ? reinterpret_cast<const uint4*>(delta + r * hidden) : nullptr;
+  float v[CHUNKS][kVec];
+  float local = 0.f;
+#pragma unroll
+  for (int c = 0; c < CHUNKS; ++c) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) {
+      uint4 raw = res[i];
+      T* e = reinterpret_cast<T*>(&raw);
+      if (add != nullptr) {
+        uint4 d_raw = add[i];
+        const T* d = reinterpret_cast<const T*>(&d_raw);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) e[j] = from_float<T>(to_float(e[j]) + to_float(d[j]));
+        res[i] = raw;
+      }
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        v[c][j] = to_float(e[j]);
+        local += rms ? v[c][j] * v[c][j] : v[c][j];
+      }
+    }
+  }
+  const float first = block_sum(local, scratch) / static_cast<float>(hidden);
+  float mean = 0.f, rstd;
+  if (rms) {
+    rstd = rsqrtf(first + eps);
+  } else {
+    mean = first;
+    float centered = 0.f;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      if (threadIdx.x + c * blockDim.x < vecs) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) centered += (v[c][j] - mean) * (v[c][j] - mean);
+      }
+    }
+    rstd = rsqrtf(block_sum(centered, scratch) / static_cast<float>(hidden) + eps);
+  }
+  uint4* y = reinterpret_cast<uint4*>(out + r * hidden);
+#pragma unroll
+  for (int c = 0; c < CHUNKS; ++c) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) {
+      const T* w = reinterpret_cast<const T*>(&w_raw[c]);
+      const T* b = reinterpret_cast<const T*>(&b_raw[c]);
+      uint4 o_raw;
+      T* o = reinterpret_cast<T*>(&o_raw);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        float normed = (v[c][j] - mean) * rstd;
+        if (rms) normed = round_to<T>(normed);  // HF casts to the input dtype before the weight
+        float out_j = normed * to_float(w[j]);
+        if (bias != nullptr) out_j += to_float(b[j]);
+        o[j] = from_float<T>(out_j);
+      }
+      y[i] = o_raw;
+    }
+  }
+}
+
 __device__ __forceinline__ float apply_act(float x, ActType act) {
   switch (act) {
     case ActType::kGeluTanh: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -119,19 +203,14 @@ __device__ __forceinline__ bool better(float v, int64_t i, float best, int64_t b
   return v > best || (v == best && i < best_i);
 }
 
-template <typename T>
-__global__ void argmax_kernel(const T* logits, int64_t* out, int64_t vocab) {
-  pdl_wait();
-  pdl_launch_dependents();
-  __shared__ float best_v[32];
-  __shared__ int64_t best_i[32];
-  const T* row = logits + blockIdx.x * vocab;
-  float v = -INFINITY;
-  int64_t idx = INT64_MAX;
-  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-    const float x = to_float(row[i]);
-    if (better(x, i, v, idx)) { v = x; idx = i; }
-  }
+// Argmax in two launches: argmax_partial_kernel reduces slices of kArgmaxSlice logits, one block each
+// (grid parts x rows; one block per row left a 152k vocabulary to a single SM, latency-bound), into
+// scratch [rows][parts] (value, index); argmax_final_kernel reduces each row's parts. `better` is a
+// total order (value, then lower index), so the split does not change the answer.
+constexpr int kArgmaxThreads = 256;
+constexpr int kArgmaxSlice = kArgmaxThreads * 8;
+
+__device__ __forceinline__ void argmax_block(float& v, int64_t& idx, float* best_v, int64_t* best_i) {
   for (int offset = 16; offset > 0; offset >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, v, offset);
     const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, offset);
@@ -149,7 +228,65 @@ __global__ void argmax_kernel(const T* logits, int64_t* out, int64_t vocab) {
       const int64_t oi = __shfl_xor_sync(0xffffffffu, idx, offset);
       if (better(ov, oi, v, idx)) { v = ov; idx = oi; }
     }
-    if (lane == 0) out[blockIdx.x] = idx;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_partial_kernel(const T* logits, int64_t vocab,
+                                                                         float* part_v, int64_t* part_i) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float best_v[32];
+  __shared__ int64_t best_i[32];
+  const int64_t row = blockIdx.y, part = blockIdx.x, parts = gridDim.x;
+  const T* logit_row = logits + row * vocab;
+  const int64_t end = min(vocab, (part + 1) * kArgmaxSlice);
+  float v = -INFINITY;
+  int64_t idx = INT64_MAX;
+#pragma unroll 8
+  for (int64_t i = part * kArgmaxSlice + threadIdx.x; i < end; i += kArgmaxThreads) {
+    const float x = to_float(logit_row[i]);
+    if (better(x, i, v, idx)) { v = x; idx = i; }
+  }
+  argmax_block(v, idx, best_v, best_i);
+  if (threadIdx.x == 0) {
+    part_v[row * parts + part] = v;
+    part_i[row * parts + part] = idx;
+  }
+}
+
+__global__ void argmax_final_kernel(const float* part_v, const int64_t* part_i, int64_t parts, int64_t* out) {
+  pdl_wait();
+  pdl_launch_dependents();
+  __shared__ float best_v[32];
+  __shared__ int64_t best_i[32];
+  const int64_t row = blockIdx.x;
+  float v = -INFINITY;
+  int64_t idx = INT64_MAX;
+  for (int64_t p = threadIdx.x; p < parts; p += blockDim.x) {
+    if (better(part_v[row * parts + p], part_i[row * parts + p], v, idx)) {
+      v = part_v[row * parts + p];
+      idx = part_i[row * parts + p];
+    }
+  }
+  argmax_block(v, idx, best_v, best_i);
+  if (threadIdx.x == 0) out[row] = idx;
+}
+
+template <typename T>
+void launch_add_norm_vec(void* residual, const void* delta, const void* weight, const void* bias, void* out,
+                         int64_t rows, int64_t hidden, float eps, bool rms, int chunks, int threads,
+                         cudaStream_t stream) {
+  T* res = static_cast<T*>(residual);
+  const T* d = static_cast<const T*>(delta);
+  const T* w = static_cast<const T*>(weight);
+  const T* b = static_cast<const T*>(bias);
+  T* o = static_cast<T*>(out);
+  switch (chunks) {
+    case 1: launch_pdl(add_norm_vec_kernel<T, 1>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 2: launch_pdl(add_norm_vec_kernel<T, 2>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 3: launch_pdl(add_norm_vec_kernel<T, 3>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    default: launch_pdl(add_norm_vec_kernel<T, 4>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
   }
 }
 
@@ -166,6 +303,22 @@ void embed_tokens(const int64_t* tokens, const int64_t* position, const void* to
 
 void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
               int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream) {
+  const auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  const int64_t vecs = hidden / 8;
+  const int chunks = static_cast<int>((vecs + 1023) / 1024);
+  if (dtype != DType::kF32 && hidden % 8 == 0 && chunks <= 4 && aligned(residual) && aligned(delta) &&
+      aligned(weight) && aligned(bias) && aligned(out)) {
+    const int threads = static_cast<int>(((vecs + chunks - 1) / chunks + 31) / 32 * 32);
+    const bool rms = norm == NormType::kRmsNorm;
+    if (dtype == DType::kF16) {
+      launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, stream);
+    } else {
+      launch_add_norm_vec<__nv_bfloat16>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads,
+                                         stream);
+    }
+    QB_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const size_t shared_bytes = static_cast<size_t>(hidden) * sizeof(float);
   QB_CHECK(shared_bytes <= 48 * 1024, kUnsupported, "add_norm: hidden size {} exceeds the 12288 the kernel stages", hidden);
   QB_DISPATCH_DTYPE(dtype, T,
@@ -192,9 +345,23 @@ void advance_step(const int64_t* next, int64_t* tokens, int64_t* generated, int6
   QB_CUDA_CHECK_LAUNCH();
 }
 
-void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, DType dtype, cudaStream_t stream) {
+size_t argmax_scratch_bytes(int64_t rows, int64_t vocab) {
+  const int64_t parts = (vocab + kArgmaxSlice - 1) / kArgmaxSlice;
+  return static_cast<size_t>(rows * parts) * (sizeof(float) + sizeof(int64_t));
+}
+
+void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, void* scratch, DType dtype,
+                 cudaStream_t stream) {
+  QB_CHECK(rows >= 1 && rows < 65536 && vocab >= 1, kInvalidInput, "argmax_rows: {} rows x {} logits", rows, vocab);
+  const int64_t parts = (vocab + kArgmaxSlice - 1) / kArgmaxSlice;
+  int64_t* part_i = static_cast<int64_t*>(scratch);  // [rows][parts], then the values: 8-byte aligned first
+  float* part_v = reinterpret_cast<float*>(part_i + rows * parts);
+  const dim3 grid(static_cast<unsigned>(parts), static_cast<unsigned>(rows));
   QB_DISPATCH_DTYPE(dtype, T,
-    launch_pdl(argmax_kernel<T>, rows, 1024, 0, stream, static_cast<const T*>(logits), out, vocab));
+    launch_pdl(argmax_partial_kernel<T>, grid, kArgmaxThreads, 0, stream, static_cast<const T*>(logits), vocab,
+               part_v, part_i));
+  QB_CUDA_CHECK_LAUNCH();
+  launch_pdl(argmax_final_kernel, static_cast<unsigned>(rows), 128, 0, stream, part_v, part_i, parts, out);
   QB_CUDA_CHECK_LAUNCH();
 }
 

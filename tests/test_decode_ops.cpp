@@ -91,7 +91,10 @@ TEST(DecodeOpsGpu, AddNormActivationEmbeddingArgmax) {
   for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
     SCOPED_TRACE(c10::toString(type));
     const auto opts = cuda.dtype(type);
-    for (int64_t hidden : {64, 771, 3584}) {
+    // 16-bit rows with hidden % 8 == 0 take the vectorised kernel (8200: two 16-byte pieces per thread);
+    // 771 and fp32 the generic one.
+    for (int64_t hidden : {64, 771, 3584, 8200}) {
+      SCOPED_TRACE(hidden);
       at::Tensor residual = at::randn({5, hidden}, opts);
       const at::Tensor delta = at::randn({5, hidden}, opts), weight = at::randn({hidden}, opts), bias = at::randn({hidden}, opts);
       const at::Tensor summed = residual + delta;
@@ -125,13 +128,21 @@ TEST(DecodeOpsGpu, AddNormActivationEmbeddingArgmax) {
                  embedded.data_ptr(), 3, 40, dtype_of(type), stream());
     EXPECT_TRUE(at::equal(embedded, table.index_select(0, tokens) + positions[63]));
 
-    at::Tensor logits = at::randn({4, 50257}, opts);
-    logits[2][777] = 1e4;  // a clear winner
-    logits[3].fill_(1);    // ties: the first index wins
-    at::Tensor best = at::full({4}, -1, cuda.dtype(at::kLong));
-    argmax_rows(logits.data_ptr(), best.data_ptr<int64_t>(), 4, 50257, dtype_of(type), stream());
-    EXPECT_TRUE(at::equal(best, logits.argmax(-1)));
-    EXPECT_EQ(best[3].item<int64_t>(), 0);
+    // Rows split into many slices (152064: Qwen2's vocabulary) and one short row; winners at slice edges.
+    for (const int64_t vocab : {int64_t{50257}, int64_t{152064}, int64_t{7}}) {
+      at::Tensor logits = at::randn({6, vocab}, opts);
+      logits[2][777 % vocab] = 1e4;       // a clear winner
+      logits[3].fill_(1);                 // ties: the first index wins
+      logits[4][vocab - 1] = 1e4;         // the last index
+      logits[5][(vocab / 2) | 1] = NAN;   // NaN counts as the maximum
+      at::Tensor best = at::full({6}, -1, cuda.dtype(at::kLong));
+      at::Tensor scratch = at::empty({static_cast<int64_t>(argmax_scratch_bytes(6, vocab))}, cuda.dtype(at::kByte));
+      argmax_rows(logits.data_ptr(), best.data_ptr<int64_t>(), 6, vocab, scratch.data_ptr(), dtype_of(type), stream());
+      EXPECT_TRUE(at::equal(best, logits.argmax(-1))) << "vocab " << vocab << ": " << best << " vs "
+                                                      << logits.argmax(-1);
+      EXPECT_EQ(best[3].item<int64_t>(), 0);
+      EXPECT_EQ(best[5].item<int64_t>(), (vocab / 2) | 1);
+    }
   }
 }
 

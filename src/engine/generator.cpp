@@ -104,14 +104,26 @@ void Generator::decode_step_cuda() {
   step.decode = true;
   step.position = position_;
   const at::Tensor logits = model_.forward(tokens_, &cache_, step, true);  // [B, 1, V]
-  const at::Tensor rows = logits.contiguous();
-  kernels::DType dtype = rows.scalar_type() == at::kFloat ? kernels::DType::kF32
-                         : rows.scalar_type() == at::kHalf ? kernels::DType::kF16
-                                                           : kernels::DType::kBF16;
+  argmax_into_next(logits);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  kernels::argmax_rows(rows.data_ptr(), next_.data_ptr<int64_t>(), batch_, rows.size(-1), dtype, stream);
   kernels::advance_step(next_.data_ptr<int64_t>(), tokens_.data_ptr<int64_t>(), generated_.data_ptr<int64_t>(),
                         position_.data_ptr<int64_t>(), batch_, prompt_len_, options_.gen_len, stream);
+}
+
+// next_[b] = argmax of logits [B, 1, V]. The scratch is sized on the first call (the warm-up step before
+// a capture, or the prefill), so a captured graph keeps the address it saw.
+void Generator::argmax_into_next(const at::Tensor& logits) {
+  const at::Tensor rows = logits.contiguous();
+  const int64_t vocab = rows.size(-1);
+  const auto bytes = static_cast<int64_t>(kernels::argmax_scratch_bytes(batch_, vocab));
+  if (!argmax_scratch_.defined() || argmax_scratch_.numel() < bytes) {
+    argmax_scratch_ = at::empty({bytes}, rows.options().dtype(at::kByte));
+  }
+  const kernels::DType dtype = rows.scalar_type() == at::kFloat ? kernels::DType::kF32
+                               : rows.scalar_type() == at::kHalf ? kernels::DType::kF16
+                                                                 : kernels::DType::kBF16;
+  kernels::argmax_rows(rows.data_ptr(), next_.data_ptr<int64_t>(), batch_, vocab, argmax_scratch_.data_ptr(), dtype,
+                       c10::cuda::getCurrentCUDAStream().stream());
 }
 
 void Generator::capture_graph() {
@@ -132,12 +144,8 @@ GenerateResult Generator::run_cuda(const at::Tensor& prompt, bench::Timeline* ti
   const at::Tensor input = prompt.to(model_.device(), at::kLong).contiguous();
   if (timeline != nullptr) timeline->mark();
   model::StepPositions prefill;
-  const at::Tensor logits = model_.forward(input, &cache_, prefill, true).contiguous();
-  kernels::DType dtype = logits.scalar_type() == at::kFloat ? kernels::DType::kF32
-                         : logits.scalar_type() == at::kHalf ? kernels::DType::kF16
-                                                             : kernels::DType::kBF16;
+  argmax_into_next(model_.forward(input, &cache_, prefill, true));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  kernels::argmax_rows(logits.data_ptr(), next_.data_ptr<int64_t>(), batch_, logits.size(-1), dtype, stream);
   position_.fill_(prompt_len_ - 1);  // advance_step writes generated[:, 0] and moves to prompt_len
   kernels::advance_step(next_.data_ptr<int64_t>(), tokens_.data_ptr<int64_t>(), generated_.data_ptr<int64_t>(),
                         position_.data_ptr<int64_t>(), batch_, prompt_len_, options_.gen_len, stream);
@@ -159,6 +167,22 @@ GenerateResult Generator::run_cuda(const at::Tensor& prompt, bench::Timeline* ti
 }
 #else
 void Generator::decode_step_cuda() { fail(ErrorKind::kUnsupported, "CUDA generation needs a CUDA build"); }
+// next_[b] = argmax of logits [B, 1, V]. The scratch is sized on the first call (the warm-up step before
+// a capture, or the prefill), so a captured graph keeps the address it saw.
+void Generator::argmax_into_next(const at::Tensor& logits) {
+  const at::Tensor rows = logits.contiguous();
+  const int64_t vocab = rows.size(-1);
+  const auto bytes = static_cast<int64_t>(kernels::argmax_scratch_bytes(batch_, vocab));
+  if (!argmax_scratch_.defined() || argmax_scratch_.numel() < bytes) {
+    argmax_scratch_ = at::empty({bytes}, rows.options().dtype(at::kByte));
+  }
+  const kernels::DType dtype = rows.scalar_type() == at::kFloat ? kernels::DType::kF32
+                               : rows.scalar_type() == at::kHalf ? kernels::DType::kF16
+                                                                 : kernels::DType::kBF16;
+  kernels::argmax_rows(rows.data_ptr(), next_.data_ptr<int64_t>(), batch_, vocab, argmax_scratch_.data_ptr(), dtype,
+                       c10::cuda::getCurrentCUDAStream().stream());
+}
+
 void Generator::capture_graph() { fail(ErrorKind::kUnsupported, "CUDA graphs need a CUDA build"); }
 GenerateResult Generator::run_cuda(const at::Tensor&, bench::Timeline*) {
   fail(ErrorKind::kUnsupported, "CUDA generation needs a CUDA build");

@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "quantbench/kernels/dense_gemv.h"
+#include "quantbench/kernels/pdl.h"
 #endif
 
 namespace qb::quant {
@@ -17,8 +18,14 @@ namespace {
 // o_proj, <= 16.5 M elements) cuBLAS' GEMV is 0.5-1 us faster without a bias, and from M = 4 cuBLAS
 // wins. With a bias, at::linear adds a kernel (the bias is copied into C before the GEMM), which
 // costs more than that difference: biased layers (gpt2, opt, phi, qwen2's qkv) take the GEMV.
+// With programmatic dependent launch (kernels/pdl.cuh) the GEMV also overlaps its weight loads with the
+// kernel before it, which a cuBLAS launch cannot: then it takes every layer at M <= 2.
 constexpr int64_t kDenseGemvMaxRows = 2;
 constexpr int64_t kDenseGemvMinElements = int64_t{32} << 20;
+
+bool large_enough(const at::Tensor& weight, bool has_bias) {
+  return has_bias || kernels::pdl_enabled() || weight.numel() >= kDenseGemvMinElements;
+}
 
 bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   if (!x.is_cuda() || !weight.is_cuda() || x.get_device() != weight.get_device()) return false;
@@ -29,7 +36,7 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::opti
   const int64_t K = weight.size(1);
   const int64_t M = K == 0 ? 0 : x.numel() / K;
   const bool has_bias = bias.has_value() && bias->defined();
-  return M >= 1 && M <= kDenseGemvMaxRows && (has_bias || weight.numel() >= kDenseGemvMinElements) && K % 8 == 0 &&
+  return M >= 1 && M <= kDenseGemvMaxRows && large_enough(weight, has_bias) && K % 8 == 0 &&
          x.size(-1) == K;
 }
 

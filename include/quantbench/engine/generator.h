@@ -48,6 +48,7 @@ class Generator {
   GenerateResult run_cpu(const at::Tensor& prompt, bench::Timeline* timeline);
   GenerateResult run_cuda(const at::Tensor& prompt, bench::Timeline* timeline);
   void capture_graph();
+  void argmax_into_next(const at::Tensor& logits);
 
   const model::CausalLM& model_;
   int64_t batch_, prompt_len_;
@@ -56,6 +57,7 @@ class Generator {
   // CUDA step state: fixed addresses that the captured graph reads and writes.
   at::Tensor tokens_;      // [B, 1] int64: this step's input
   at::Tensor next_;        // [B] int64: argmax written by the step
+  at::Tensor argmax_scratch_;  // bytes: argmax_rows' partial results
   at::Tensor position_;    // [1] int64: position of tokens_
   at::Tensor generated_;   // [B, gen_len] int64
   struct GraphState;

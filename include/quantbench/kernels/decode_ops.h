@@ -52,7 +52,11 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
 void advance_step(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position, int64_t batch,
                   int64_t first_generated_position, int64_t generated_cols, cudaStream_t stream);
 
-// Index of the maximum per row of logits [rows, vocab] (first index on ties, as torch.argmax).
-void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, DType dtype, cudaStream_t stream);
+// Index of the maximum per row of logits [rows, vocab] (first index on ties, NaN as the maximum, as
+// torch.argmax). `scratch`: device memory of argmax_scratch_bytes(rows, vocab), 8-byte aligned, owned by
+// the caller (one per stream: the two launches pass partial results through it).
+size_t argmax_scratch_bytes(int64_t rows, int64_t vocab);
+void argmax_rows(const void* logits, int64_t* out, int64_t rows, int64_t vocab, void* scratch, DType dtype,
+                 cudaStream_t stream);
 
 }  // namespace qb::kernels
