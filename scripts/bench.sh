@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -43,6 +43,13 @@ if want speed; then
   run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
   "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
     | tee "$OUT/speed.md"
+fi
+if want nopdl; then
+  # The same decode runs with programmatic dependent launch off (QB_PDL=0): what the overlap is worth.
+  QB_PDL=0 run nopdl-gpt2 --model synthetic:gpt2 --precision fp16,int8,nf4 --batch 1 --prompt-len 128 --gen-len 128
+  QB_PDL=0 run nopdl-tinyllama --model synthetic:tinyllama-1.1b --precision fp16,nf4 --batch 1 --prompt-len 128 --gen-len 128
+  QB_PDL=0 run nopdl-qwen2-7b --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 128
+  "$QB" report "$OUT"/nopdl-*.json --format md | tee "$OUT/nopdl.md"
 fi
 if want archs; then
   # Every precision on the OPT and Phi-2 presets (issue 11: each architecture runs in each format on the GPU).
