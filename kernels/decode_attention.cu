@@ -1,25 +1,23 @@
 // One decode step of attention (contract in include/quantbench/kernels/decode_ops.h).
 //
-// Grid: batch x kv_heads x (group / heads_per_block) blocks of 256 threads (8 warps). A block owns
-// `heads_per_block` (<= 8) of the query heads that read one K/V head of one sequence. With GQA a K/V
-// head serves several blocks: one query head per block gives Qwen2-7B 28 blocks a sequence instead
-// of 4 (a grid of 4 blocks left 128 SMs idle and made attention the largest cost of a decode step
-// after the GEMVs); the K/V rows they share are read again from L2.
-// Only the block of the head's first split writes the new k, v into the caches at *position; every
-// block reads the new position's k, v from its own shared copy (the exact values written), and the
-// cache only below *position (written by earlier steps), so no grid-wide ordering is needed.
+// Grid: one block of 256 threads per (sequence, query head). With GQA the query heads of one K/V
+// head read the same K/V rows (again from L2). One block per K/V head gave Qwen2-7B 4 blocks a
+// sequence on 132 SMs. The block of the first query head of a K/V head writes the new k, v into the
+// caches at *position; every block takes the new position's k, v from its own shared copy (the exact
+// values written) and reads the cache only below *position (written by earlier steps), so no
+// grid-wide ordering is needed.
 //
-// Phases, each parallel over all 256 threads:
-//  1. q heads and the new k, v staged in shared memory (fp32); rotary embedding (rotate_half,
-//     first rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is; the new k, v
-//     kept in shared memory as T and (first split only) written into the caches at *position.
-//  2. scores: one thread per cached position t, dot products of K[t] (16-byte loads) with the
-//     block's q heads (q read from shared memory as broadcasts), into scores[g][t] (shared).
-//  3. softmax per head: one warp per head over its scores (max, exp, sum).
-//  4. output: warp w takes positions t = w, w + 8, ...; lane l accumulates dims l, l + 32, ... of
-//     p[g][t] * V[t] for every head; the 8 warps' partial sums are added in shared memory.
-// Shared memory: k_new [D] | v_new [D] (T) | q [G][D] | scores [G][capacity] | inv_sum [8] |
-// partial [8][G][D] (fp32), G = heads_per_block.
+// The block is latency-bound (a few hundred rows of K and V, one pass each), so every phase keeps
+// many independent 16-byte loads in flight per thread instead of walking positions one at a time:
+//  1. q and the new k, v staged in shared memory (fp32); rotary embedding (rotate_half, first
+//     rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is.
+//  2. scores: one thread per cached position t, the dot product of K[t] (16-byte loads, 8 in
+//     flight) with q (shared-memory broadcasts), scaled, into scores[t] (shared).
+//  3. softmax: each warp finds max and sum over all scores (no barrier between the warps' copies).
+//  4. output: thread (r, c) with c = the 16-byte piece of a row and r = tid / pieces accumulates
+//     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (8 rows in flight); the partial sums of
+//     the rows_per_pass groups are added in shared memory.
+// Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
 
 #include "dtype_utils.cuh"
@@ -32,9 +30,9 @@ namespace qb::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int kMaxGroup = 8;
-constexpr int kMaxDimsPerLane = 8;  // head_dim <= 256
+constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
+constexpr int kMaxHeadDim = 256;
+constexpr int kInFlight = 8;  // independent 16-byte loads per thread in phases 2 and 4
 
 __device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, const float* cos_row,
                                         const float* sin_row) {
@@ -44,192 +42,132 @@ __device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, c
                   : x[d] * cos_row[d - half] + x[d - half] * sin_row[d - half];
 }
 
-// Eight (or four, for fp32) elements of a K row, converted to fp32.
-template <typename T>
-struct Vec16 {
-  static constexpr int kElems = 16 / sizeof(T);
-  __device__ __forceinline__ static void load(const T* src, float* dst) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(src);
-    const T* elems = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < kElems; ++j) dst[j] = to_float(elems[j]);
-  }
-};
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
-    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    int heads_per_block) {
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
-  const int group = heads_per_block;  // query heads of this block
-  const int splits = num_heads / num_kv_heads / heads_per_block;
-  const int split = blockIdx.x % splits;
-  const int b = blockIdx.x / splits / num_kv_heads, kv_head = blockIdx.x / splits % num_kv_heads;
-  const int first_head = kv_head * (num_heads / num_kv_heads) + split * heads_per_block;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
+  const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
+  const int group = num_heads / num_kv_heads, kv_head = head / group;
+  const bool writes_cache = head % group == 0;
+  const int lane = threadIdx.x & 31;
+  // head_dim is a multiple of kVec: both T rows end on a 16-byte boundary.
+  T* k_new = reinterpret_cast<T*>(shared_raw);               // [D], what the cache holds at pos
+  T* v_new = k_new + head_dim;                               // [D]
+  float* q_s = reinterpret_cast<float*>(v_new + head_dim);   // [D]
+  float* scores = q_s + head_dim;                            // [capacity]
+  float* partial = scores + capacity;                        // [kPartialFloats]; stages raw k first
+  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
+  const T* q_in = qkv + b * qkv_row + int64_t(head) * head_dim;
+  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
+  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
+  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
+  T* keys = k_cache + cache_base;
+  T* values = v_cache + cache_base;
+
   pdl_wait();  // launched with PDL (pdl.cuh): the qkv row, position and caches come from earlier kernels
   pdl_launch_dependents();
   const int64_t pos = *position;
-  // head_dim is a multiple of 16 / sizeof(T): both T rows end on a 16-byte boundary.
-  T* k_new = reinterpret_cast<T*>(shared_raw);           // [D], what the cache holds at pos
-  T* v_new = k_new + head_dim;                           // [D]
-  float* q_s = reinterpret_cast<float*>(v_new + head_dim);  // [G][D]
-  float* scores = q_s + group * head_dim;                // [G][capacity]
-  float* inv_sum = scores + group * capacity;            // [G]
-  float* partial = inv_sum + kMaxGroup;                  // [warps][G][D]; also stages raw k, v first
-  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
-  const T* q_in = qkv + b * qkv_row + int64_t(first_head) * head_dim;
-  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
-  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
   const float* cos_row = rope_cos != nullptr ? rope_cos + pos * (rotary_dim / 2) : nullptr;
   const float* sin_row = rope_sin != nullptr ? rope_sin + pos * (rotary_dim / 2) : nullptr;
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;
-  for (int i = threadIdx.x; i < group * head_dim; i += kThreads) q_s[i] = to_float(q_in[i]);
-  for (int i = threadIdx.x; i < head_dim; i += kThreads) k_raw[i] = to_float(k_in[i]);
-  __syncthreads();
-  float q_rot[kMaxGroup];  // group * head_dim <= 8 * kThreads (host-checked)
-#pragma unroll
-  for (int j = 0; j < kMaxGroup; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    if (i < group * head_dim) {
-      const int g = i / head_dim, d = i % head_dim;
-      q_rot[j] = cos_row != nullptr ? rotary(q_s + g * head_dim, d, rotary_dim, cos_row, sin_row) : q_s[i];
-    }
+  for (int i = threadIdx.x; i < head_dim; i += kThreads) {
+    q_s[i] = to_float(q_in[i]);
+    k_raw[i] = to_float(k_in[i]);
   }
-  const float k_rot = threadIdx.x < head_dim
-                          ? (cos_row != nullptr ? rotary(k_raw, threadIdx.x, rotary_dim, cos_row, sin_row) : k_raw[threadIdx.x])
-                          : 0.f;
   __syncthreads();
-#pragma unroll
-  for (int j = 0; j < kMaxGroup; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    if (i < group * head_dim) q_s[i] = round_to<T>(q_rot[j]);
+  float q_rot = 0.f, k_rot = 0.f;  // head_dim <= kThreads (host-checked)
+  if (threadIdx.x < head_dim) {
+    const int d = threadIdx.x;
+    q_rot = cos_row != nullptr ? rotary(q_s, d, rotary_dim, cos_row, sin_row) : q_s[d];
+    k_rot = cos_row != nullptr ? rotary(k_raw, d, rotary_dim, cos_row, sin_row) : k_raw[d];
   }
-  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
-  T* keys = k_cache + cache_base;
-  T* values = v_cache + cache_base;
-  if (threadIdx.x < head_dim) {  // head_dim <= kThreads (host-checked)
-    k_new[threadIdx.x] = from_float<T>(k_rot);
-    v_new[threadIdx.x] = v_in[threadIdx.x];
-    if (split == 0) {
-      keys[pos * head_dim + threadIdx.x] = k_new[threadIdx.x];
-      values[pos * head_dim + threadIdx.x] = v_in[threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x < head_dim) {
+    const int d = threadIdx.x;
+    q_s[d] = round_to<T>(q_rot);
+    k_new[d] = from_float<T>(k_rot);
+    v_new[d] = v_in[d];
+    if (writes_cache) {
+      keys[pos * head_dim + d] = k_new[d];
+      values[pos * head_dim + d] = v_new[d];
     }
   }
   __syncthreads();  // k_new, v_new and q_s visible to every thread
 
-  // ---- 2. scores: one position per thread ----
-  constexpr int kVec = Vec16<T>::kElems;
+  // ---- 2. scores: one position per thread, 8 pieces of its K row in flight at once ----
   for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
-    float acc[kMaxGroup];
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) acc[g] = 0.f;
     const T* row = t == pos ? k_new : keys + t * head_dim;
-#pragma unroll 4
-    for (int d0 = 0; d0 < head_dim; d0 += kVec) {
-      float k[kVec];
-      Vec16<T>::load(row + d0, k);
+    float acc = 0.f;
+    for (int d0 = 0; d0 < head_dim; d0 += kInFlight * kVec) {
+      uint4 raw[kInFlight];
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g < group) {
+      for (int u = 0; u < kInFlight; ++u) {
+        const int d = d0 + u * kVec;
+        raw[u] = d < head_dim ? *reinterpret_cast<const uint4*>(row + d) : make_uint4(0, 0, 0, 0);
+      }
 #pragma unroll
-          for (int j = 0; j < kVec; ++j) acc[g] += q_s[g * head_dim + d0 + j] * k[j];
+      for (int u = 0; u < kInFlight; ++u) {
+        const T* k = reinterpret_cast<const T*>(&raw[u]);
+        const int d = d0 + u * kVec;
+        if (d < head_dim) {
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) acc += q_s[d + j] * to_float(k[j]);
         }
       }
     }
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g < group) scores[g * capacity + t] = acc[g] * scale;
-    }
+    scores[t] = acc * scale;
   }
   __syncthreads();
 
-  // ---- 3. softmax, one warp per head ----
-  for (int g = warp; g < group; g += kWarps) {
-    float* s = scores + g * capacity;
-    float m = -FLT_MAX;
-    for (int64_t t = lane; t <= pos; t += 32) m = fmaxf(m, s[t]);
-    m = warp_max(m);
-    float sum = 0.f;
-    for (int64_t t = lane; t <= pos; t += 32) {
-      const float e = __expf(s[t] - m);
-      s[t] = e;
-      sum += e;
-    }
-    sum = warp_sum(sum);
-    if (lane == 0) inv_sum[g] = 1.f / sum;
-  }
-  __syncthreads();
+  // ---- 3. softmax statistics, every warp over all scores ----
+  float m = -FLT_MAX;
+  for (int64_t t = lane; t <= pos; t += 32) m = fmaxf(m, scores[t]);
+  m = warp_max(m);
+  float sum = 0.f;
+  for (int64_t t = lane; t <= pos; t += 32) sum += __expf(scores[t] - m);
+  const float inv_sum = 1.f / warp_sum(sum);
 
-  // ---- 4. output: positions split over warps, dims over lanes ----
-  float acc[kMaxGroup][kMaxDimsPerLane];
+  // ---- 4. output: pieces of V rows, rows_per_pass rows at a time ----
+  const int pieces = head_dim / kVec;
+  const int rows_per_pass = kThreads / pieces;
+  const int piece = threadIdx.x % pieces, r0 = threadIdx.x / pieces;
+  float acc[kVec];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
+  if (r0 < rows_per_pass) {
+    for (int64_t t0 = r0; t0 <= pos; t0 += kInFlight * rows_per_pass) {
+      uint4 raw[kInFlight];
+      float p[kInFlight];
 #pragma unroll
-    for (int i = 0; i < kMaxDimsPerLane; ++i) acc[g][i] = 0.f;
-  }
-  // Unrolled so that several positions' V loads are in flight (the loop is latency-bound otherwise);
-  // 2, not 4: acc[8][8] plus four rows of V spill at the 255-register limit.
-#pragma unroll 2
-  for (int64_t t = warp; t <= pos; t += kWarps) {
-    const T* row = t == pos ? v_new : values + t * head_dim;
-    float v[kMaxDimsPerLane];
+      for (int u = 0; u < kInFlight; ++u) {
+        const int64_t t = t0 + int64_t(u) * rows_per_pass;
+        const T* row = t == pos ? v_new : values + t * head_dim;
+        raw[u] = t <= pos ? *reinterpret_cast<const uint4*>(row + piece * kVec) : make_uint4(0, 0, 0, 0);
+        p[u] = t <= pos ? __expf(scores[t] - m) : 0.f;
+      }
 #pragma unroll
-    for (int i = 0; i < kMaxDimsPerLane; ++i) {
-      const int d = lane + 32 * i;
-      v[i] = d < head_dim ? to_float(row[d]) : 0.f;
-    }
+      for (int u = 0; u < kInFlight; ++u) {
+        const T* v = reinterpret_cast<const T*>(&raw[u]);
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g < group) {
-        const float p = scores[g * capacity + t];
-#pragma unroll
-        for (int i = 0; i < kMaxDimsPerLane; ++i) acc[g][i] += p * v[i];
+        for (int j = 0; j < kVec; ++j) acc[j] += p[u] * to_float(v[j]);
       }
     }
   }
-  float* mine = partial + warp * group * head_dim;
+  __syncthreads();  // phase 1's k_raw in `partial` is dead
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g < group) {
-#pragma unroll
-      for (int i = 0; i < kMaxDimsPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < head_dim) mine[g * head_dim + d] = acc[g][i];
-      }
-    }
-  }
+  for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[j];
   __syncthreads();
-  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(first_head) * head_dim;
-  for (int i = threadIdx.x; i < group * head_dim; i += kThreads) {
+  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+    const int owner_piece = d / kVec, j = d % kVec;
     float total = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) total += partial[w * group * head_dim + i];
-    out_row[i] = from_float<T>(total * inv_sum[i / head_dim]);
+    for (int r = 0; r < rows_per_pass; ++r) total += partial[(r * pieces + owner_piece) * kVec + j];
+    out_row[d] = from_float<T>(total * inv_sum);
   }
-}
-
-template <typename T>
-void launch(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
-            const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
-            int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, int64_t heads_per_block,
-            size_t shared_bytes, cudaStream_t stream) {
-  static const bool configured = [] {
-    int device = 0, max_shared = 0;
-    QB_CUDA_CHECK(cudaGetDevice(&device));
-    QB_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       max_shared));
-    return true;
-  }();
-  (void)configured;
-  launch_pdl(decode_attention_kernel<T>, static_cast<unsigned>(batch * num_heads / heads_per_block), kThreads,
-      shared_bytes, stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos, rope_sin,
-      static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads), static_cast<int>(head_dim),
-      static_cast<int>(rotary_dim), capacity, scale, static_cast<int>(heads_per_block));
 }
 
 }  // namespace
@@ -240,28 +178,36 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
                       cudaStream_t stream) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
-  const int64_t vec = 16 / (dtype == DType::kF32 ? 4 : 2);
-  QB_CHECK(head_dim % vec == 0 && head_dim <= 32 * kMaxDimsPerLane && rotary_dim <= head_dim && rotary_dim % 2 == 0,
-           kUnsupported, "decode_attention: head_dim {} / rotary_dim {} unsupported (multiple of {}, at most {})",
-           head_dim, rotary_dim, vec, 32 * kMaxDimsPerLane);
-  // One query head per block (see the grid note at the top); any GQA group size then fits.
-  const int64_t heads_per_block = 1;
-  static_assert(kMaxGroup >= 1, "heads_per_block <= kMaxGroup");
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
-  const size_t shared_bytes =
-      static_cast<size_t>(2 * head_dim * elem_bytes) +
-      sizeof(float) * static_cast<size_t>(heads_per_block * head_dim + heads_per_block * capacity + kMaxGroup +
-                                          std::max<int64_t>(kWarps * heads_per_block * head_dim, head_dim));
+  const int64_t vec = 16 / elem_bytes;
+  QB_CHECK(head_dim % vec == 0 && head_dim <= kMaxHeadDim && rotary_dim <= head_dim && rotary_dim % 2 == 0,
+           kUnsupported, "decode_attention: head_dim {} / rotary_dim {} unsupported (multiple of {}, at most {})",
+           head_dim, rotary_dim, vec, kMaxHeadDim);
+  const size_t shared_bytes = static_cast<size_t>(2 * head_dim * elem_bytes) +
+                              sizeof(float) * static_cast<size_t>(head_dim + capacity + kPartialFloats);
   int device = 0, max_shared = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
   QB_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   QB_CHECK(shared_bytes <= static_cast<size_t>(max_shared), kUnsupported,
-           "decode_attention: scores for {} cached positions x {} heads need {} bytes of shared memory, the GPU "
-           "allows {}; use a shorter --prompt-len + --gen-len",
-           capacity, heads_per_block, shared_bytes, max_shared);
+           "decode_attention: scores for {} cached positions need {} bytes of shared memory, the GPU allows {}; use "
+           "a shorter --prompt-len + --gen-len",
+           capacity, shared_bytes, max_shared);
+  static const bool configured = [max_shared] {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       max_shared));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       max_shared));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<__nv_bfloat16>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    return true;
+  }();
+  (void)configured;
   QB_DISPATCH_DTYPE(dtype, T,
-                    launch<T>(qkv, k_cache, v_cache, position, rope_cos, rope_sin, out, batch, num_heads, num_kv_heads,
-                              head_dim, rotary_dim, capacity, scale, heads_per_block, shared_bytes, stream));
+                    launch_pdl(decode_attention_kernel<T>, static_cast<unsigned>(batch * num_heads), kThreads,
+                               shared_bytes, stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache),
+                               static_cast<T*>(v_cache), position, rope_cos, rope_sin, static_cast<T*>(out),
+                               static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+                               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale));
   QB_CUDA_CHECK_LAUNCH();
 }
 
