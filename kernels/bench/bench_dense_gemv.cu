@@ -7,8 +7,10 @@
 //   kernels/bench/bench_dense_gemv.cu kernels/dense_gemv.cu -lcublas -o /tmp/bench_dense_gemv
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "../gemv_mma_tile.cuh"
 #include "gemv_bench_util.cuh"
@@ -62,6 +64,8 @@ struct Variant {
 const Variant kM1Variants[] = {
     {"k8 u2", launch_variant<1, 1, 8, 2>},    {"k8 u4", launch_variant<1, 1, 8, 4>},
     {"k16 u2", launch_variant<1, 1, 16, 2>},  {"k16 u4", launch_variant<1, 1, 16, 4>},
+    {"k4 u4", launch_variant<1, 1, 4, 4>},    {"k8 u8", launch_variant<1, 1, 8, 8>},
+    {"k16 u8", launch_variant<1, 1, 16, 8>},
 };
 // 9..16 tokens (two tiles) and 17..32 (four): row tiles per warp.
 const Variant kM16Variants[] = {
@@ -103,8 +107,16 @@ int main() {
   BENCH_CUBLAS(cublasSetWorkspace(handle, cublas_ws, 64 << 20));
   BENCH_CUBLAS(cublasSetStream(handle, stream));
 
-  const Shape shapes[] = {{3584, 4608, "qkv"}, {3584, 3584, "o_proj"}, {3584, 37888, "gate_up"},
-                          {18944, 3584, "down"}, {3584, 152064, "lm_head"}};
+  // QB_BENCH_SHAPES=small: the decode shapes of TinyLlama-1.1B and GPT-2 at M = 1 only (where a layer
+  // is a few MB and launch latency and load depth, not bandwidth, decide).
+  const bool small = std::getenv("QB_BENCH_SHAPES") != nullptr && std::string(std::getenv("QB_BENCH_SHAPES")) == "small";
+  const std::vector<Shape> shapes =
+      small ? std::vector<Shape>{{2048, 2560, "tl_qkv"}, {2048, 2048, "tl_o"},   {2048, 11264, "tl_gate_up"},
+                                 {5632, 2048, "tl_down"}, {768, 2304, "g2_qkv"}, {768, 768, "g2_o"},
+                                 {768, 3072, "g2_fc"},    {3072, 768, "g2_proj"}}
+            : std::vector<Shape>{{3584, 4608, "qkv"}, {3584, 3584, "o_proj"}, {3584, 37888, "gate_up"},
+                                 {18944, 3584, "down"}, {3584, 152064, "lm_head"}};
+  const std::vector<int64_t> ms = small ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4, 8, 16, 32};
   const int64_t kMaxM = 32;
   for (const Shape& shape : shapes) {
     const int64_t K = shape.K, N = shape.N;
@@ -120,7 +132,7 @@ int main() {
     BENCH_CUDA(cudaMalloc(&y, kMaxM * N * 2));
     bench::fill_normal(x, kMaxM * K, 1.0f);
 
-    for (const int64_t M : {1, 2, 4, 8, 16, 32}) {
+    for (const int64_t M : ms) {
       const double bytes = double(w_bytes) + double(M) * K * 2 + double(M) * N * 2;
       // Correctness first: poison y, run the public entry point, compare sampled rows.
       BENCH_CUDA(cudaMemset(y, 0xff, M * N * 2));  // 0xffff is a bf16 NaN

@@ -694,7 +694,15 @@ int main(int argc, char** argv) {
                                {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
   if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
   std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq};
-  const std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
+  std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
+  // QB_BENCH_SHAPES=small: TinyLlama-1.1B and GPT-2 decode shapes, nf4 and awq, M = 1 (latency-bound layers).
+  const char* shape_set = std::getenv("QB_BENCH_SHAPES");
+  if (shape_set != nullptr && std::string(shape_set) == "small") {
+    shapes = {{"tl_qkv", 2048, 2560}, {"tl_o", 2048, 2048}, {"tl_gu", 2048, 11264}, {"tl_down", 5632, 2048},
+              {"g2_qkv", 768, 2304},  {"g2_o", 768, 768},   {"g2_fc", 768, 3072},   {"g2_proj", 3072, 768}};
+    fmts = {Fmt::kNf4, Fmt::kAwq};
+    Ms = {1};
+  }
   std::vector<std::string> table, sweep_table;
   const int64_t l2_guard = int64_t{200} << 20;
   for (const Shape& s : shapes) {
@@ -763,7 +771,7 @@ int main(int argc, char** argv) {
             v.stages = stages;
             variants.push_back(v);
           }
-          for (int warps : {8, 16}) {
+          for (int warps : {2, 4, 8, 16}) {
             Q4GemvConfig v;
             v.compute = comp;
             v.warps = warps;
