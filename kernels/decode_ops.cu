@@ -1,7 +1,8 @@
 // Fused decode-step kernels (contract in include/quantbench/kernels/decode_ops.h). Each is small
 // and latency-bound: the point is one launch where libtorch would issue several, and positions read
 // from device memory so a captured graph can be replayed step after step. All are launched with
-// programmatic dependent launch (pdl.cuh): each waits for its predecessor first thing.
+// programmatic dependent launch (pdl.cuh): each waits for its predecessor first thing; the norms and the
+// activation first let their successor, always a GEMV, launch (pdl.cuh, rule 3).
 #include <cfloat>
 
 #include "dtype_utils.cuh"
@@ -34,8 +35,8 @@ __global__ void embed_tokens_kernel(const int64_t* tokens, const int64_t* positi
 template <typename T>
 __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
                                 float eps, bool rms) {
+  pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
   pdl_wait();
-  pdl_launch_dependents();
   extern __shared__ float row[];
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
@@ -82,6 +83,7 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
   __shared__ float scratch[32];
   constexpr int kVec = 8;
   const int vecs = static_cast<int>(hidden / kVec);
+  pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
   uint4 w_raw[CHUNKS], b_raw[CHUNKS];
 #pragma unroll
   for (int c = 0; c < CHUNKS; ++c) {
@@ -92,7 +94,6 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
     }
   }
   pdl_wait();
-  pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   uint4* res = reinterpret_cast<uint4*>(residual + r * hidden);
   const uint4* add = delta != nullptr ? reinterpret_cast<const uint4*>(delta + r * hidden) : nullptr;
@@ -168,8 +169,8 @@ __device__ __forceinline__ float apply_act(float x, ActType act) {
 
 template <typename T>
 __global__ void activation_kernel(const T* in, T* out, int64_t rows, int64_t inter, bool gated, ActType act) {
+  pdl_launch_dependents();  // followed by the down projection's GEMV: see pdl.cuh, rule 3
   pdl_wait();
-  pdl_launch_dependents();
   const int64_t total = rows * inter;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total; idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / inter, i = idx % inter;
