@@ -40,7 +40,9 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
                                 AttentionCase{3, 32, 4, 64, 64, 300, 299}, AttentionCase{1, 32, 32, 80, 32, 100, 77},
                                 AttentionCase{2, 14, 2, 64, 64, 513, 512}, AttentionCase{1, 8, 1, 256, 128, 20, 9},
                                 // 16 query heads per K/V head (one block per query head: any group size)
-                                AttentionCase{2, 32, 2, 128, 64, 70, 33}}) {
+                                AttentionCase{2, 32, 2, 128, 64, 70, 33},
+                                // more blocks than SMs: the variant without the pre-wait prefetch
+                                AttentionCase{6, 28, 4, 128, 128, 300, 290}}) {
     for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
       SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
                                         << " pos=" << c.position << " " << c10::toString(type));
