@@ -7,6 +7,7 @@
 //    second wave), or a persistent grid of exactly the resident blocks, each looping over tiles,
 //  - enough warps per SM stay resident to keep the loads in flight (about 24 saturate the copy bandwidth).
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -96,6 +97,15 @@ bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) 
          reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
+// QB_Q4_GEMV_STAGES=N overrides the default ring depth (for A/B runs of whole models; read once).
+static int default_stages() {
+  static const int stages = [] {
+    const char* env = std::getenv("QB_Q4_GEMV_STAGES");
+    return env != nullptr ? std::atoi(env) : 2;
+  }();
+  return stages;
+}
+
 Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request) {
   QB_CHECK(dtype == DType::kF16 || dtype == DType::kBF16, kInvalidInput, "q4_tile_gemm: activations must be fp16/bf16");
   QB_CHECK(M >= 1 && M <= kQ4GemvMaxM, kInvalidInput, "q4_tile_gemm: M = {} outside 1..{}", M, kQ4GemvMaxM);
@@ -113,7 +123,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   const bool cuda_cores = c.compute == Q4GemvCompute::kCudaCores;
   // Two stages (one chunk in flight per warp, many warps) were as fast as or faster than deeper rings at M = 1 and 16
   // on every shape measured (NOTES-q4.md): the parallelism comes from warps, not from ring depth.
-  if (c.stages == 0) c.stages = 2;
+  if (c.stages == 0) c.stages = default_stages();
   QB_CHECK(c.stages == 2 || c.stages == 3 || c.stages == 4 || c.stages == 6, kInvalidInput,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,

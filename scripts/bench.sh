@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [q4stages] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -50,6 +50,16 @@ if want nopdl; then
   QB_PDL=0 run nopdl-tinyllama --model synthetic:tinyllama-1.1b --precision fp16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   QB_PDL=0 run nopdl-qwen2-7b --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   "$QB" report "$OUT"/nopdl-*.json --format md | tee "$OUT/nopdl.md"
+fi
+if want q4stages; then
+  # The 4-bit GEMV's ring depth (QB_Q4_GEMV_STAGES, default 2) end to end: deeper rings put more of a warp's
+  # loads ahead of the PDL wait.
+  for st in 3 4; do
+    QB_Q4_GEMV_STAGES=$st run q4stages$st-qwen2-7b --model synthetic:qwen2-7b --precision nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+    QB_Q4_GEMV_STAGES=$st run q4stages$st-small --model synthetic:tinyllama-1.1b --precision nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+    QB_Q4_GEMV_STAGES=$st run q4stages$st-gpt2 --model synthetic:gpt2 --precision nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+  done
+  "$QB" report "$OUT"/q4stages*.json --format md | tee "$OUT/q4stages.md"
 fi
 if want archs; then
   # Every precision on the OPT and Phi-2 presets (issue 11: each architecture runs in each format on the GPU).

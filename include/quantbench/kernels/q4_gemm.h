@@ -67,7 +67,7 @@ struct Q4GemvConfig {
   Q4GemvCompute compute = Q4GemvCompute::kAuto;
   int warps = 0;   // warps per block, all on one 16-row tile splitting its K chunks: 1..16 for M <= 16,
                    // 1..8 for M <= 32, 1..4 above
-  int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6
+  int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included).
