@@ -31,6 +31,16 @@ __global__ void embed_tokens_kernel(const int64_t* tokens, const int64_t* positi
   }
 }
 
+// Mean (0 for RMSNorm) and 1 / std of a row, from each thread's partial sum of x (LayerNorm) or x^2
+// (RMSNorm); LayerNorm takes a second pass, centered_sum(mean) = the thread's sum of (x - mean)^2.
+template <typename CenteredSum>
+__device__ __forceinline__ float2 row_stats(float local, int64_t hidden, float eps, bool rms, float* scratch,
+                                            CenteredSum centered_sum) {
+  const float first = block_sum(local, scratch) / static_cast<float>(hidden);
+  if (rms) return make_float2(0.f, rsqrtf(first + eps));
+  return make_float2(first, rsqrtf(block_sum(centered_sum(first), scratch) / static_cast<float>(hidden) + eps));
+}
+
 // One block per row; the row is staged in shared memory (fp32) so both norms are exact two-pass.
 template <typename T>
 __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
@@ -51,19 +61,12 @@ __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, co
     row[i] = v;
     local += rms ? v * v : v;
   }
-  const float first = block_sum(local, scratch) / static_cast<float>(hidden);
-  float mean = 0.f, rstd;
-  if (rms) {
-    rstd = rsqrtf(first + eps);
-  } else {
-    mean = first;
+  const float2 stats = row_stats(local, hidden, eps, rms, scratch, [&](float mean) {
     float centered = 0.f;
-    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
-      const float d = row[i] - mean;
-      centered += d * d;
-    }
-    rstd = rsqrtf(block_sum(centered, scratch) / static_cast<float>(hidden) + eps);
-  }
+    for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) centered += (row[i] - mean) * (row[i] - mean);
+    return centered;
+  });
+  const float mean = stats.x, rstd = stats.y;
   for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
     float normed = (row[i] - mean) * rstd;
     if (rms) normed = round_to<T>(normed);  // HF casts to the input dtype before the weight
@@ -119,12 +122,7 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
       }
     }
   }
-  const float first = block_sum(local, scratch) / static_cast<float>(hidden);
-  float mean = 0.f, rstd;
-  if (rms) {
-    rstd = rsqrtf(first + eps);
-  } else {
-    mean = first;
+  const float2 stats = row_stats(local, hidden, eps, rms, scratch, [&](float mean) {
     float centered = 0.f;
 #pragma unroll
     for (int c = 0; c < CHUNKS; ++c) {
@@ -133,8 +131,9 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
         for (int j = 0; j < kVec; ++j) centered += (v[c][j] - mean) * (v[c][j] - mean);
       }
     }
-    rstd = rsqrtf(block_sum(centered, scratch) / static_cast<float>(hidden) + eps);
-  }
+    return centered;
+  });
+  const float mean = stats.x, rstd = stats.y;
   uint4* y = reinterpret_cast<uint4*>(out + r * hidden);
 #pragma unroll
   for (int c = 0; c < CHUNKS; ++c) {

@@ -167,22 +167,9 @@ GenerateResult Generator::run_cuda(const at::Tensor& prompt, bench::Timeline* ti
 }
 #else
 void Generator::decode_step_cuda() { fail(ErrorKind::kUnsupported, "CUDA generation needs a CUDA build"); }
-// next_[b] = argmax of logits [B, 1, V]. The scratch is sized on the first call (the warm-up step before
-// a capture, or the prefill), so a captured graph keeps the address it saw.
-void Generator::argmax_into_next(const at::Tensor& logits) {
-  const at::Tensor rows = logits.contiguous();
-  const int64_t vocab = rows.size(-1);
-  const auto bytes = static_cast<int64_t>(kernels::argmax_scratch_bytes(batch_, vocab));
-  if (!argmax_scratch_.defined() || argmax_scratch_.numel() < bytes) {
-    argmax_scratch_ = at::empty({bytes}, rows.options().dtype(at::kByte));
-  }
-  const kernels::DType dtype = rows.scalar_type() == at::kFloat ? kernels::DType::kF32
-                               : rows.scalar_type() == at::kHalf ? kernels::DType::kF16
-                                                                 : kernels::DType::kBF16;
-  kernels::argmax_rows(rows.data_ptr(), next_.data_ptr<int64_t>(), batch_, vocab, argmax_scratch_.data_ptr(), dtype,
-                       c10::cuda::getCurrentCUDAStream().stream());
+void Generator::argmax_into_next(const at::Tensor&) {
+  fail(ErrorKind::kUnsupported, "CUDA argmax needs a CUDA build");
 }
-
 void Generator::capture_graph() { fail(ErrorKind::kUnsupported, "CUDA graphs need a CUDA build"); }
 GenerateResult Generator::run_cuda(const at::Tensor&, bench::Timeline*) {
   fail(ErrorKind::kUnsupported, "CUDA generation needs a CUDA build");
