@@ -47,8 +47,9 @@ void expect_matches_fixture(const std::vector<int32_t>& ids, const nlohmann::jso
 TEST(TokenizerWikitext, Gpt2EncodesWholeTestSplitLikeHuggingFace) {
   const std::string shared = qb::test::shared_data_dir();
   if (!std::ifstream(shared + "/wikitext-2/test.txt").good() ||
-      !std::ifstream(shared + "/models/gpt2-tiny-wikitext/tokenizer.json").good()) {
-    GTEST_SKIP() << "shared data (wikitext-2, gpt2-tiny-wikitext tokenizer) not found under " << shared;
+      !std::ifstream(shared + "/models/gpt2-tiny-wikitext/tokenizer.json").good() ||
+      !std::ifstream(shared + "/gpt2-tokenizer/encoder.json").good()) {
+    GTEST_SKIP() << "shared data (wikitext-2, gpt2-tiny-wikitext tokenizer, gpt2-tokenizer) not found under " << shared;
   }
   std::ifstream fixture(qb::test::fixtures_dir() + "/tokenizer/wikitext2_test_gpt2.json");
   ASSERT_TRUE(fixture.good());
