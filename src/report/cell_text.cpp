@@ -1,5 +1,7 @@
 #include "quantbench/report/cell_text.h"
 
+#include <fmt/format.h>
+
 namespace qb::report {
 
 std::string markdown_cell(const std::string& text) {
@@ -13,6 +15,14 @@ std::string csv_cell(const std::string& text) {
   std::string out = "\"";
   for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
+}
+
+std::string number_or_dash(double value, const char* format) {
+  return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
+}
+
+std::string number_or_blank(double value, const char* format) {
+  return value < 0 ? std::string() : fmt::format(fmt::runtime(format), value);
 }
 
 }  // namespace qb::report

@@ -8,10 +8,6 @@
 namespace qb::report {
 namespace {
 
-std::string dash_or(double value, const char* format) {
-  return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
-}
-
 // "blocksize=64 double_quant=false": the options that shaped the weights, compactly.
 std::string options_text(const nlohmann::json& record) {
   if (!record.contains("format_options") || !record["format_options"].is_object()) return "";
@@ -71,8 +67,8 @@ std::string render_quality_markdown(const std::vector<QualityRow>& rows) {
     }
     out += fmt::format("| {} | {} | {} | {} | {} / {} | {} | {:.4f} | {} | {} | {} | {} | ok |\n", markdown_cell(r.model),
                        r.precision, r.device, markdown_cell(r.format_options), r.ctx, r.stride, r.scored_tokens, r.perplexity,
-                       r.baseline.empty() ? "-" : r.baseline, dash_or(r.kl_mean, "{:.5f}"), dash_or(r.kl_p99, "{:.5f}"),
-                       dash_or(r.top1_agreement, "{:.4f}"));
+                       r.baseline.empty() ? "-" : r.baseline, number_or_dash(r.kl_mean, "{:.5f}"),
+                       number_or_dash(r.kl_p99, "{:.5f}"), number_or_dash(r.top1_agreement, "{:.4f}"));
   }
   return out;
 }
@@ -81,7 +77,7 @@ std::string render_quality_csv(const std::vector<QualityRow>& rows) {
   std::string out =
       "model,precision,device,text,weights,format_options,ctx,stride,scored_tokens,perplexity,baseline,kl_mean,kl_p99,"
       "top1_agreement,status,error\n";
-  auto opt = [](double v) { return v < 0 ? std::string() : fmt::format("{:.8g}", v); };
+  auto opt = [](double v) { return number_or_blank(v, "{:.8g}"); };
   for (const auto& r : rows) {
     out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_cell(r.model), r.precision, r.device,
                        csv_cell(r.text), r.weights, csv_cell(r.format_options), r.ctx, r.stride, r.scored_tokens,

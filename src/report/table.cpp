@@ -17,10 +17,6 @@ double median_of(const nlohmann::json& r, const char* section, const char* figur
   return v.is_object() ? v.value("median", 0.0) : v.is_number() ? v.get<double>() : 0.0;
 }
 
-std::string number_or_dash(double value, const char* format) {
-  return value < 0 ? std::string("-") : fmt::format(fmt::runtime(format), value);
-}
-
 }  // namespace
 
 std::vector<TableRow> table_rows(const std::vector<nlohmann::json>& results) {
@@ -150,7 +146,7 @@ std::string render_csv(const std::vector<TableRow>& rows) {
   std::string out =
       "model,precision,device,weights,batch,prompt_len,gen_len,weight_mb,e2e_ms,decode_tokens_per_s,speedup_vs_fp16,"
       "prefill_ms,p99_step_ms,peak_allocated_mb,device_peak_mb,fraction_of_floor,perplexity,status,error,runner\n";
-  auto opt = [](double v) { return v < 0 ? std::string() : fmt::format("{:.6g}", v); };
+  auto opt = [](double v) { return number_or_blank(v, "{:.6g}"); };
   for (const auto& r : rows) {
     out += fmt::format("{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{:.6g},{:.6g},{},{},{},{},{},{},{}\n",
                        csv_cell(r.model), r.precision, r.device, r.weights, r.batch, r.prompt_len, r.gen_len,
