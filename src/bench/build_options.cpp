@@ -1,20 +1,8 @@
 #include "quantbench/bench/build_options.h"
 
-#include "quantbench/core/error.h"
 #include "quantbench/io/model_config.h"
 
 namespace qb::bench {
-
-at::ScalarType parse_compute_dtype(const std::string& name) {
-  if (name == "fp32") return at::kFloat;
-  if (name == "fp16") return at::kHalf;
-  if (name == "bf16") return at::kBFloat16;
-  fail(ErrorKind::kInvalidInput, "--compute-dtype '{}' is not one of auto, fp32, fp16, bf16", name);
-}
-
-const char* dtype_label(at::ScalarType type) {
-  return type == at::kFloat ? "fp32" : type == at::kHalf ? "fp16" : type == at::kBFloat16 ? "bf16" : "other";
-}
 
 model::BuildOptions build_options(const io::ResolvedModel& resolved, const std::string& precision, c10::Device device,
                                   const std::string& compute_dtype, const quant::FormatOptions& format,

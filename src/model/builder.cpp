@@ -6,6 +6,7 @@
 #include <chrono>
 #include <set>
 
+#include "quantbench/core/dtype_label.h"
 #include "quantbench/core/error.h"
 #include "quantbench/model/arch_layout.h"
 #include "quantbench/model/weight_source.h"
@@ -158,8 +159,7 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
            "{}: the checkpoint is quantized as {}; run it with --precision {}", model.config_path, stored, stored);
   const auto source = open_source(model, options);
   const ArchLayout layout = make_arch_layout(config, [&](const std::string& name) { return source->has(name) && !source->is_synthetic(); });
-  const quant::WeightFormat& dense_head_format = quant::find_format(
-      options.compute_dtype == at::kFloat ? "fp32" : options.compute_dtype == at::kHalf ? "fp16" : "bf16");
+  const quant::WeightFormat& dense_head_format = quant::find_format(dtype_label(options.compute_dtype));
   ParameterLoader load(*source, options, layout, stored.empty() ? nullptr : &dense_head_format);
 
   CausalLMParts parts;

@@ -1,10 +1,11 @@
 #include "quantbench/quality/quality_record.h"
 
+#include "quantbench/core/dtype_label.h"
+
 namespace qb::quality {
 
 nlohmann::json quality_section(const PerplexityResult& r, const PerplexityOptions& options, const model::CausalLM& lm,
                                const std::string& weights, const std::string& baseline) {
-  const at::ScalarType dtype = lm.dtype();
   nlohmann::json q = {{"perplexity", r.perplexity},
                       {"nll_mean", r.nll_mean},
                       {"nll_sum", r.nll_sum},
@@ -17,7 +18,7 @@ nlohmann::json quality_section(const PerplexityResult& r, const PerplexityOption
                       {"seconds", r.seconds},
                       {"tokens_per_s", r.tokens_per_s},
                       {"weights", weights},
-                      {"compute_dtype", dtype == at::kFloat ? "fp32" : dtype == at::kHalf ? "fp16" : "bf16"},
+                      {"compute_dtype", dtype_label(lm.dtype())},
                       {"lm_head_format", lm.lm_head_format()}};
   if (r.kl_mean.has_value()) {
     q.update({{"baseline", baseline}, {"kl_mean", *r.kl_mean}, {"kl_p99", *r.kl_p99}, {"kl_max", *r.kl_max},

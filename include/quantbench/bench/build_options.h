@@ -9,14 +9,12 @@
 
 #include <string>
 
+#include "quantbench/core/dtype_label.h"
 #include "quantbench/io/model_resolver.h"
 #include "quantbench/model/builder.h"
 #include "quantbench/quant/format.h"
 
 namespace qb::bench {
-
-at::ScalarType parse_compute_dtype(const std::string& name);  // fp32 | fp16 | bf16
-const char* dtype_label(at::ScalarType type);                  // "fp32" | "fp16" | "bf16" | "other"
 
 // compute_dtype "auto" takes the precision's default for this model and device (model::default_compute_dtype);
 // the format options are `format` with the activation dtype and device filled in.
