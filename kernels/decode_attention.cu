@@ -27,6 +27,7 @@
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
+#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels {
 namespace {
@@ -221,9 +222,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
            head_dim, rotary_dim, vec, kMaxHeadDim);
   const size_t shared_bytes = static_cast<size_t>(2 * head_dim * elem_bytes) +
                               sizeof(float) * static_cast<size_t>(head_dim + capacity + kPartialFloats);
-  int device = 0, max_shared = 0;
-  QB_CUDA_CHECK(cudaGetDevice(&device));
-  QB_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int max_shared = max_shared_per_block_optin();
   QB_CHECK(shared_bytes <= static_cast<size_t>(max_shared), kUnsupported,
            "decode_attention: scores for {} cached positions need {} bytes of shared memory, the GPU allows {}; use "
            "a shorter --prompt-len + --gen-len",
@@ -235,9 +234,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     return true;
   }();
   (void)configured;
-  int sms = 0;
-  QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const bool prefetch = batch * num_heads <= sms;
+  const bool prefetch = batch * num_heads <= sm_count();
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = prefetch ? decode_attention_kernel<T, true> : decode_attention_kernel<T, false>;
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,

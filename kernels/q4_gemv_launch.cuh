@@ -8,6 +8,7 @@
 #include "pdl.cuh"
 #include "q4_gemv.cuh"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels::q4 {
 
@@ -19,9 +20,7 @@ void gemv_prepare_kernel() {
   static std::once_flag once;
   std::call_once(once, [] {
     auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores>;
-    int device = 0, optin = 0;
-    QB_CUDA_CHECK(cudaGetDevice(&device));
-    QB_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const int optin = max_shared_per_block_optin();
     cudaFuncAttributes attributes{};
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -14,6 +14,7 @@
 
 #include "q4_gemv.cuh"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -79,15 +80,6 @@ int resident_cached(ResidentFn fn, int warps, int stages) {
   std::lock_guard<std::mutex> lock(mutex);
   cache[key] = blocks;
   return blocks;
-}
-
-int sm_count() {
-  static int counts[64] = {};
-  int device = 0;
-  QB_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 64) device = 63;
-  if (counts[device] == 0) QB_CUDA_CHECK(cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device));
-  return counts[device];
 }
 
 }  // namespace

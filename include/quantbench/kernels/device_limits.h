@@ -1,0 +1,9 @@
+// Limits of the current CUDA device that launch decisions read on every call, queried once per device.
+#pragma once
+
+namespace qb::kernels {
+
+int sm_count();                    // streaming multiprocessors
+int max_shared_per_block_optin();  // bytes of shared memory a block may opt in to
+
+}  // namespace qb::kernels
