@@ -21,8 +21,11 @@
 //     the rows_per_pass groups are added in shared memory.
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
+#include <cstdlib>
+#include <cstring>
 
 #include "dtype_utils.cuh"
+#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -41,12 +44,11 @@ constexpr int kMaxHeadDim = 256;
 template <bool kPrefetch>
 constexpr int kInFlight = kPrefetch ? 16 : 8;
 
-__device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, const float* cos_row,
-                                        const float* sin_row) {
+// rotate_half at dim d with c = cos, s = sin of frequency d mod rotary_dim / 2 (read before the PDL wait).
+__device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, float c, float s) {
   if (d >= rotary_dim) return x[d];
   const int half = rotary_dim / 2;
-  return d < half ? x[d] * cos_row[d] - x[d + half] * sin_row[d]
-                  : x[d] * cos_row[d - half] + x[d - half] * sin_row[d - half];
+  return d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
 }
 
 template <typename T, bool kPrefetch>
@@ -83,6 +85,19 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // into registers here, so their DRAM latency overlaps the qkv GEMV instead of following it.
   pdl_launch_dependents();  // followed by the output projection's GEMV: see pdl.cuh, rule 3
   const int64_t pos = *position;
+  // Every cached row of this K/V head asked of L2 at once (one block per K/V head asks), so that the reads
+  // below the register prefetch (positions past the first pass; all of them in the light variant) hit L2.
+  if (writes_cache && threadIdx.x == 0) {
+    l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
+    l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
+  }
+  // This thread's rotary frequency (constant tables, indexed by the step's position).
+  float rope_c = 1.f, rope_s = 0.f;
+  if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
+    const int half = rotary_dim / 2, i = int(threadIdx.x) % half;
+    rope_c = rope_cos[pos * half + i];
+    rope_s = rope_sin[pos * half + i];
+  }
   uint4 k_pre[kInFlight<kPrefetch>], v_pre[kInFlight<kPrefetch>];
 #pragma unroll
   for (int u = 0; u < (kPrefetch ? kInFlight<kPrefetch> : 0); ++u) {
@@ -96,8 +111,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
-  const float* cos_row = rope_cos != nullptr ? rope_cos + pos * (rotary_dim / 2) : nullptr;
-  const float* sin_row = rope_sin != nullptr ? rope_sin + pos * (rotary_dim / 2) : nullptr;
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;
@@ -109,8 +122,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   float q_rot = 0.f, k_rot = 0.f;  // head_dim <= kThreads (host-checked)
   if (threadIdx.x < head_dim) {
     const int d = threadIdx.x;
-    q_rot = cos_row != nullptr ? rotary(q_s, d, rotary_dim, cos_row, sin_row) : q_s[d];
-    k_rot = cos_row != nullptr ? rotary(k_raw, d, rotary_dim, cos_row, sin_row) : k_raw[d];
+    q_rot = rope_cos != nullptr ? rotary(q_s, d, rotary_dim, rope_c, rope_s) : q_s[d];
+    k_rot = rope_cos != nullptr ? rotary(k_raw, d, rotary_dim, rope_c, rope_s) : k_raw[d];
   }
   __syncthreads();
   if (threadIdx.x < head_dim) {
@@ -234,7 +247,12 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     return true;
   }();
   (void)configured;
-  const bool prefetch = batch * num_heads <= sm_count();
+  // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
+  static const bool register_prefetch_allowed = [] {
+    const char* flag = std::getenv("QB_ATTENTION_PREFETCH");
+    return flag == nullptr || std::strcmp(flag, "0") != 0;
+  }();
+  const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = prefetch ? decode_attention_kernel<T, true> : decode_attention_kernel<T, false>;
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,

@@ -37,7 +37,9 @@
 
 #include <cstdint>
 
+#include "l2_prefetch.cuh"
 #include "pdl.cuh"
+#include "quantbench/kernels/l2_prefetch.h"
 
 namespace qb::kernels::gemv {
 
@@ -56,6 +58,7 @@ struct GemvParams {
   int64_t ldy = 0;
   int M = 0, N = 0, K = 0;
   int k_weights = 0;
+  int prefetch_blocks = 0;      // blocks [0, prefetch_blocks) ask L2 for their rows first (l2_prefetch.cuh)
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -152,6 +155,11 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   const int n0 = blockIdx.x * kRows;
   const T* x = static_cast<const T*>(p.x);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
+  // The block's rows are one contiguous stretch of W (weights only: allowed before the PDL wait).
+  if (threadIdx.x == 0 && static_cast<int>(blockIdx.x) < p.prefetch_blocks) {
+    const int rows = min(kRows, p.N - n0);
+    l2_prefetch(static_cast<const char*>(p.w) + (int64_t)n0 * p.ldw * kWeightBytes, (int64_t)rows * p.ldw * kWeightBytes);
+  }
 
   const char* w_row[RT][2];
   bool has_row[RT][2];
@@ -290,8 +298,11 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
-inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
+inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((params.N + 16 * RT - 1) / (16 * RT));
+  GemvParams p = params;
+  const int64_t block_bytes = int64_t{16} * RT * p.ldw * (WK == WeightKind::kInt8 ? 1 : 2);
+  p.prefetch_blocks = static_cast<int>(l2_prefetch_blocks(blocks, block_bytes));
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, 0, stream, p);
 }
 

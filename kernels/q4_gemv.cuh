@@ -41,8 +41,8 @@
 //   over the row's 8 bytes (8 products per half), then to fp32, scaled, accumulated in fp32. Error of that
 //   partial: <= 8 u sum|products| (u = 2^-11 fp16, 2^-8 bf16), independent across the K/16 partials, so the
 //   result keeps a relative error of a few u (bound and test: tests/test_bnb_4bit_gpu.cpp). Range: fp16
-//   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4) or > 545 (awq, |code - zero|
-//   <= 15); the dispatch (q4_tile_gemm.cu) therefore never runs awq with fp16 activations on this path.
+//   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4) or > 8735 (awq, whose fp16
+//   codes enter as (code - zero) / 16: |.| <= 15/16); below 2^-14 fp16 products are subnormal (2^-24 absolute).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -50,6 +50,7 @@
 
 #include <cstdint>
 
+#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/q4_gemm.h"
@@ -111,18 +112,19 @@ __device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word
   return pair;
 }
 
-// awq: byte B of `word` as the exact pair (code_hi - zero, code_lo - zero). word_hi4 = word >> 4;
-// neg_zero = the pair -(magic + zero).
+// awq: byte B of `word` as the exact pair ((code_hi - zero), (code_lo - zero)) * unit, unit = 1/16 (fp16) or 1
+// (bf16; q4_common.cuh says why), the scale carrying 1/unit. word_hi4 = word >> 4; neg_zero from
+// affine_neg_zero.
 template <typename Act, int B>
 __device__ __forceinline__ uint32_t affine_pair(uint32_t word, uint32_t word_hi4, uint32_t neg_zero) {
   const uint32_t moved = __byte_perm(word_hi4, word, B | ((4 + B) << 8));  // hi nibble -> bits 0-3, lo -> 16-19
-  return ActOps<Act>::fma2((moved & 0x000F000Fu) | ActOps<Act>::kMagic, ActOps<Act>::kOne, neg_zero);
+  return ActOps<Act>::fma2((moved & 0x000F000Fu) | ActOps<Act>::kMagic, ActOps<Act>::kAffineMul, neg_zero);
 }
 
 template <typename Act>
 __device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
-  const uint32_t z = word >> 16;  // zero point 0..15: magic + z is exact
-  return (ActOps<Act>::kMagic | z | (z << 16)) ^ 0x80008000u;
+  const uint32_t z = word >> 16;  // zero point 0..15, in the lowest mantissa bits: exact
+  return ActOps<Act>::kAffineNegBase | z | (z << 16);
 }
 
 template <typename Act, Q4ScaleMode MODE, int B>
@@ -155,8 +157,8 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     sg8 = nested_absmax(nested_code[codes >> 8], __ldg(w.nested + ((row_g8 * units + unit) >> 8)));
   } else {
     const uint2 s = *reinterpret_cast<const uint2*>(rec + g * 8);
-    sg = affine_scale(s.x);
-    sg8 = affine_scale(s.y);
+    sg = affine_scale(s.x) * ActOps<Act>::kAffineScale;
+    sg8 = affine_scale(s.y) * ActOps<Act>::kAffineScale;
     nz_g = affine_neg_zero<Act>(s.x);
     nz_g8 = affine_neg_zero<Act>(s.y);
   }
@@ -229,7 +231,8 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
+                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
+                   int prefetch_blocks) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kTable = mode_uses_table(MODE);
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
@@ -256,6 +259,12 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
   const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
   const int64_t tile_scale_bytes = static_cast<int64_t>(units) * scale_record_bytes(MODE);
+  // The block's first tile (codes and scale records, two contiguous stretches) asked of L2 at once: weights only,
+  // so before the PDL wait (l2_prefetch.cuh).
+  if (tid == 0 && static_cast<int>(blockIdx.x) < prefetch_blocks) {
+    l2_prefetch(w.tiles + static_cast<int64_t>(blockIdx.x) * C * kChunkCodeBytes, static_cast<int64_t>(C) * kChunkCodeBytes);
+    l2_prefetch(scale_bytes + static_cast<int64_t>(blockIdx.x) * tile_scale_bytes, tile_scale_bytes);
+  }
 
   // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
   // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
@@ -382,7 +391,7 @@ struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
   static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, cudaStream_t stream);
+                     int warps, int stages, int grid, int prefetch_blocks, cudaStream_t stream);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [q4stages] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [ab] [q4stages] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -50,6 +50,19 @@ if want nopdl; then
   QB_PDL=0 run nopdl-tinyllama --model synthetic:tinyllama-1.1b --precision fp16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   QB_PDL=0 run nopdl-qwen2-7b --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   "$QB" report "$OUT"/nopdl-*.json --format md | tee "$OUT/nopdl.md"
+fi
+if want ab; then
+  # Batch-1 decode of the three speed models once per setting in QB_AB_ENVS (space-separated VAR=VALUE, e.g.
+  # "QB_L2_PREFETCH=0 QB_ATTENTION_PREFETCH=0"): A/B of a switch against the speed part's default rows.
+  for setting in ${QB_AB_ENVS:-QB_L2_PREFETCH=0}; do
+    tag=$(echo "$setting" | tr 'A-Z=' 'a-z-'); var=${setting%%=*}
+    export "$setting"
+    run ab-$tag-gpt2 --model synthetic:gpt2 --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+    run ab-$tag-tinyllama --model synthetic:tinyllama-1.1b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+    run ab-$tag-qwen2-7b --model synthetic:qwen2-7b --precision bf16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128
+    unset "$var"
+  done
+  "$QB" report "$OUT"/ab-*.json --format md | tee "$OUT/ab.md"
 fi
 if want q4stages; then
   # The 4-bit GEMV's ring depth (QB_Q4_GEMV_STAGES, default 2) end to end: deeper rings put more of a warp's

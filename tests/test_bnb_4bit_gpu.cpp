@@ -92,6 +92,24 @@ TEST(Q4Gpu, ForwardMatchesReferenceAllPaths) {
   }
 }
 
+// awq with fp16 activations whose 8-product partial sums of (code - zero) x would leave fp16's range (|x| = 3000,
+// codes up to 15 above the zero point: 8 * 15 * 3000 > 65504) while y itself fits: the CUDA-core path (M = 1)
+// and the tensor-core path (M = 4) stay finite and within the usual bound.
+TEST(Q4Gpu, AwqFp16LargeActivationsStayFinite) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(31);
+  const Variant v{"awq", false, 128};
+  const FormatOptions options = cuda_options(at::kHalf, v);
+  const int64_t N = 64, K = 512;
+  auto linear = find_format("awq").quantize(at::rand({N, K}) * 0.03, std::nullopt, options);
+  for (int64_t M : {1, 4}) {
+    const at::Tensor x = (at::full({M, K}, 3000.0) * (1.0 + 0.1 * at::rand({M, K}))).to(options.device, at::kHalf);
+    const at::Tensor y = linear->forward(x);
+    ASSERT_TRUE(at::isfinite(y).all().item<bool>()) << "M=" << M;
+    EXPECT_LT(test::relative_error(y, reference(x, *linear, std::nullopt)), bound_for(at::kHalf)) << "M=" << M;
+  }
+}
+
 // The device layout read back is the canonical weight: CUDA dequantize() == CPU dequantize() bit for bit.
 TEST(Q4Gpu, DeviceLayoutRoundTripsExactly) {
   QB_REQUIRE_CUDA();
