@@ -9,14 +9,15 @@
 namespace qb::kernels {
 
 int64_t l2_prefetch_budget_bytes() {
-  // 24 MiB: about half of an H100's L2, so the prefetched slices survive until their blocks read them.
+  // Off unless QB_L2_PREFETCH=N (MiB) asks for it: measured on H100 (BENCHMARKS.md), prefetching the first wave's
+  // weights made decode slower (qwen2-7b nf4 503 vs 531 tok/s with 24 MiB issued by each block's first thread).
   static const int64_t budget = [] {
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess) return int64_t{0};
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return int64_t{0};
     if (major < 9) return int64_t{0};
     const char* flag = std::getenv("QB_L2_PREFETCH");
-    const int64_t mib = flag != nullptr ? std::max<int64_t>(0, std::atoll(flag)) : 24;
+    const int64_t mib = flag != nullptr ? std::max<int64_t>(0, std::atoll(flag)) : 0;
     return mib << 20;
   }();
   return budget;

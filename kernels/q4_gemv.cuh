@@ -259,12 +259,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
   const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
   const int64_t tile_scale_bytes = static_cast<int64_t>(units) * scale_record_bytes(MODE);
-  // The block's first tile (codes and scale records, two contiguous stretches) asked of L2 at once: weights only,
-  // so before the PDL wait (l2_prefetch.cuh).
-  if (tid == 0 && static_cast<int>(blockIdx.x) < prefetch_blocks) {
-    l2_prefetch(w.tiles + static_cast<int64_t>(blockIdx.x) * C * kChunkCodeBytes, static_cast<int64_t>(C) * kChunkCodeBytes);
-    l2_prefetch(scale_bytes + static_cast<int64_t>(blockIdx.x) * tile_scale_bytes, tile_scale_bytes);
-  }
 
   // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
   // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
@@ -299,6 +293,12 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
+  // The block's first tile (codes and scale records, two contiguous stretches) asked of L2 by its last warp after
+  // its own first loads: weights only, so before the PDL wait (l2_prefetch.cuh).
+  if (warp == S - 1 && lane == 0 && static_cast<int>(blockIdx.x) < prefetch_blocks) {
+    l2_prefetch(w.tiles + static_cast<int64_t>(blockIdx.x) * C * kChunkCodeBytes, static_cast<int64_t>(C) * kChunkCodeBytes);
+    l2_prefetch(scale_bytes + static_cast<int64_t>(blockIdx.x) * tile_scale_bytes, tile_scale_bytes);
+  }
 
   if constexpr (kTable) {
     for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {

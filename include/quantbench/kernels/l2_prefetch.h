@@ -1,6 +1,6 @@
 // How many bytes of weights the first wave of a decode GEMV asks the L2 cache for before it waits for its
 // input (kernels/l2_prefetch.cuh). Non-zero only on compute capability 9.0+ (the bulk prefetch is an sm_90
-// instruction); QB_L2_PREFETCH=0 turns it off, QB_L2_PREFETCH=N (MiB) sets it. Read once per process; results
+// instruction) and when QB_L2_PREFETCH=N (MiB) asks for it: off by default (measured slower, l2_prefetch.cu). Read once per process; results
 // record it.
 #pragma once
 

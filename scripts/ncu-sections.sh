@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run ON the GPU machine after a build: Nsight Compute's throughput, pipe, scheduler and stall sections for a
+# few launches of one kernel inside a short eager quantbench run (why a kernel is slow, not how long it takes:
+# scripts/ncu-decode.sh times every kernel). Clocks are left alone.
+# Usage: scripts/ncu-sections.sh BUILD OUT NAME KERNEL_REGEX SKIP COUNT [quantbench run args...]
+#   SKIP launches of the matching kernel are passed over (e.g. the prefill's), then COUNT are profiled.
+set -uo pipefail
+BUILD="$1" OUT="$2" NAME="$3" REGEX="$4" SKIP="$5" COUNT="$6"; shift 6
+NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+[ -n "$NCU" ] || { echo "ncu-sections: no ncu on this machine" >&2; exit 1; }
+mkdir -p "$OUT"
+"$NCU" --clock-control none -k "regex:$REGEX" --launch-skip "$SKIP" --launch-count "$COUNT" \
+  --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
+  --section LaunchStats --section Occupancy \
+  "$BUILD/quantbench" run --eager --warmup 0 --repetitions 1 --no-probe --format json "$@" \
+  > "$OUT/ncu-sections-$NAME.txt" 2> "$OUT/ncu-sections-$NAME.err" \
+  || { echo "ncu-sections $NAME: exit $?" >&2; tail -5 "$OUT/ncu-sections-$NAME.err" >&2; }
+grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Issue Slots Busy|Issued Ipc|No Eligible|Registers Per|Achieved Occupancy|Stall|Warp Cycles Per Issued|One or More Eligible|Executed Ipc" \
+  "$OUT/ncu-sections-$NAME.txt" | head -120 > "$OUT/ncu-sections-$NAME.md"
