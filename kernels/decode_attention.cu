@@ -10,7 +10,9 @@
 // The block is latency-bound (a few hundred rows of K and V, one pass each), so every phase keeps
 // many independent 16-byte loads in flight per thread instead of walking positions one at a time,
 // and the first pass of cached K and V rows is loaded before the PDL wait (phase 0), overlapping the
-// qkv GEMV (measured by skipping the kernel: Qwen2-7B's attention cost 14.6 us a layer without this):
+// qkv GEMV (measured by skipping the kernel: Qwen2-7B's attention cost 14.6 us a layer without this); also
+// before the wait, every cached row of the K/V head is asked of L2 (l2_prefetch.cuh) and the rotary
+// frequencies are read, so nothing after the wait goes to DRAM:
 //  1. q and the new k, v staged in shared memory (fp32); rotary embedding (rotate_half, first
 //     rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is.
 //  2. scores: one thread per cached position t, the dot product of K[t] (16-byte loads, 16 in

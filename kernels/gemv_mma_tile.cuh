@@ -37,9 +37,7 @@
 
 #include <cstdint>
 
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
-#include "quantbench/kernels/l2_prefetch.h"
 
 namespace qb::kernels::gemv {
 
@@ -58,7 +56,6 @@ struct GemvParams {
   int64_t ldy = 0;
   int M = 0, N = 0, K = 0;
   int k_weights = 0;
-  int prefetch_blocks = 0;      // blocks [0, prefetch_blocks) ask L2 for their rows first (l2_prefetch.cuh)
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -113,19 +110,15 @@ struct HalfTraits<__nv_bfloat16> {
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
-  // bf16 has too few mantissa bits for the 8-bit magic. A signed byte is e = m - 128 s (m = its low 7 bits, s =
-  // its sign bit): (128 + m) is 0x4300 | m, and 128 (1 + s) is 0xC300 | s << 7 with s already at bit 7 of the
-  // half the byte was moved into; one bf16x2 add of the two is exact. (Was: 4 fp32 magic subtracts + 2 packs.)
+  // bf16 has too few mantissa bits for the 8-bit magic: go through fp32 (2^23 + byte) and pack.
   static __device__ __forceinline__ void int8x4_to_pairs(uint32_t w, uint32_t& lo, uint32_t& hi) {
-    lo = pair(__byte_perm(w, 0u, 0x4140));
-    hi = pair(__byte_perm(w, 0u, 0x4342));
-  }
-  static __device__ __forceinline__ uint32_t pair(uint32_t bytes_in_halves) {
-    const uint32_t mant = (bytes_in_halves & 0x007F007Fu) | 0x43004300u;  // (128 + m)
-    const uint32_t off = (bytes_in_halves & 0x00800080u) | 0xC300C300u;   // -(128 (1 + s))
-    uint32_t d;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(mant), "r"(0x3F803F80u), "r"(off));
-    return d;
+    const uint32_t u = w ^ 0x80808080u;
+    const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540)) - 8388736.0f;
+    const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7541)) - 8388736.0f;
+    const float f2 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7542)) - 8388736.0f;
+    const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7543)) - 8388736.0f;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(lo) : "f"(f1), "f"(f0));
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(hi) : "f"(f3), "f"(f2));
   }
   static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
@@ -256,12 +249,6 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
     if (base == 0) {
-      // The block's rows (one contiguous stretch of W) asked of L2 by its last warp, after its own first loads.
-      if (warp == KSPLIT - 1 && lane == 0 && static_cast<int>(blockIdx.x) < p.prefetch_blocks) {
-        const int rows = min(kRows, p.N - n0);
-        l2_prefetch(static_cast<const char*>(p.w) + (int64_t)n0 * p.ldw * kWeightBytes,
-                    (int64_t)rows * p.ldw * kWeightBytes);
-      }
       pdl_wait();
       pdl_launch_dependents();
     }
@@ -302,11 +289,8 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
-inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((params.N + 16 * RT - 1) / (16 * RT));
-  GemvParams p = params;
-  const int64_t block_bytes = int64_t{16} * RT * p.ldw * (WK == WeightKind::kInt8 ? 1 : 2);
-  p.prefetch_blocks = static_cast<int>(l2_prefetch_blocks(blocks, block_bytes));
+inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, 0, stream, p);
 }
 

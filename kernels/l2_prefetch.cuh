@@ -1,12 +1,10 @@
 // Bulk prefetch into L2 (sm_90: cp.async.bulk.prefetch.L2, issued by the copy engine): one instruction asks for
 // a contiguous range, holds no register and no shared memory, and has no completion to wait for.
 //
-// Why: a decode GEMV is launched early (programmatic dependent launch, pdl.cuh) but may read only weights
-// before its wait, and each warp can keep only a few loads in flight. Its blocks, once resident, ask L2 for
-// their whole first slice of the weight at once, so DRAM streams it while the kernel before is still running
-// (a norm, attention: latency-bound kernels that leave DRAM idle); the GEMV's own loads then hit L2. The
-// budget (l2_prefetch.h) keeps the prefetched total well under the 50 MB L2 so that nothing is evicted before
-// it is read.
+// Used by decode attention: the first block of each K/V head asks for that head's cached rows before its PDL
+// wait, while the qkv GEMV is still running, so its reads past the register prefetch hit L2 (BENCHMARKS.md,
+// section 1). Tried and dropped for the GEMVs' weights (each block prefetching its first slice before the wait,
+// 6-24 MiB in all): no gain or slower in the same calls (qwen2-7b nf4 501-527 tok/s against 524-531 without).
 #pragma once
 
 #include <cstdint>

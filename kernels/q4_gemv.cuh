@@ -50,7 +50,6 @@
 
 #include <cstdint>
 
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/q4_gemm.h"
@@ -231,8 +230,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   int prefetch_blocks) {
+                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kTable = mode_uses_table(MODE);
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
@@ -293,13 +291,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  // The block's first tile (codes and scale records, two contiguous stretches) asked of L2 by its last warp after
-  // its own first loads: weights only, so before the PDL wait (l2_prefetch.cuh).
-  if (warp == S - 1 && lane == 0 && static_cast<int>(blockIdx.x) < prefetch_blocks) {
-    l2_prefetch(w.tiles + static_cast<int64_t>(blockIdx.x) * C * kChunkCodeBytes, static_cast<int64_t>(C) * kChunkCodeBytes);
-    l2_prefetch(scale_bytes + static_cast<int64_t>(blockIdx.x) * tile_scale_bytes, tile_scale_bytes);
-  }
-
   if constexpr (kTable) {
     for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {
       const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
@@ -391,7 +382,7 @@ struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
   static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, int prefetch_blocks, cudaStream_t stream);
+                     int warps, int stages, int grid, cudaStream_t stream);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

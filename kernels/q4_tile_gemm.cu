@@ -15,7 +15,6 @@
 #include "q4_gemv.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
-#include "quantbench/kernels/l2_prefetch.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -24,7 +23,7 @@ namespace {
 
 using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          int, cudaStream_t);
+                          cudaStream_t);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -167,10 +166,7 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
            "q4_tile_gemm: nested absmax needs the nested arrays");
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config);
   const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
-  const int64_t tile_bytes = (w.K / 64) * q4::kChunkCodeBytes +
-                             (w.K >> (6 + w.unit_shift)) * q4::scale_record_bytes(w.mode);
-  const int prefetch_blocks = static_cast<int>(l2_prefetch_blocks(c.grid, tile_bytes));
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, prefetch_blocks, stream);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, stream);
 }
 
 }  // namespace qb::kernels

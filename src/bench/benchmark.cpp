@@ -19,7 +19,6 @@
 #include "quantbench/engine/generator.h"
 #include "quantbench/engine/prompt.h"
 #ifdef QB_HAVE_CUDA
-#include "quantbench/kernels/l2_prefetch.h"
 #include "quantbench/kernels/pdl.h"
 #endif
 #include "quantbench/io/model_resolver.h"
@@ -66,17 +65,6 @@ bool programmatic_launch(const c10::Device& device) {
 #else
   (void)device;
   return false;
-#endif
-}
-
-// Bytes of weights a decode GEMV's first wave asks L2 for before its PDL wait (kernels/l2_prefetch.cuh); 0 on the
-// CPU.
-int64_t l2_prefetch_bytes(const c10::Device& device) {
-#ifdef QB_HAVE_CUDA
-  return device.is_cuda() ? kernels::l2_prefetch_budget_bytes() : 0;
-#else
-  (void)device;
-  return 0;
 #endif
 }
 
@@ -242,7 +230,6 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
                        {"repetitions", plan.repetitions},
                        {"cuda_graph", generator.graph_captured()},
                        {"programmatic_dependent_launch", programmatic_launch(device_)},
-                       {"l2_prefetch_bytes", l2_prefetch_bytes(device_)},
                        {"stop_at_eos", plan.stop_at_eos},
                        {"prompt", loaded.tokenizer ? (plan.prompt_text ? "user text" : "built-in text") : "random ids"}}},
               {"timing", {{"clock", timeline->clock_name()},
