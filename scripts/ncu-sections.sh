@@ -12,8 +12,9 @@ mkdir -p "$OUT"
 "$NCU" --clock-control none -k "regex:$REGEX" --launch-skip "$SKIP" --launch-count "$COUNT" \
   --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
   --section LaunchStats --section Occupancy \
+  --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
   "$BUILD/quantbench" run --eager --warmup 0 --repetitions 1 --no-probe --format json "$@" \
   > "$OUT/ncu-sections-$NAME.txt" 2> "$OUT/ncu-sections-$NAME.err" \
   || { echo "ncu-sections $NAME: exit $?" >&2; tail -5 "$OUT/ncu-sections-$NAME.err" >&2; }
-grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Issue Slots Busy|Issued Ipc|No Eligible|Registers Per|Achieved Occupancy|Stall|Warp Cycles Per Issued|One or More Eligible|Executed Ipc" \
-  "$OUT/ncu-sections-$NAME.txt" | head -120 > "$OUT/ncu-sections-$NAME.md"
+grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Issue Slots Busy|Issued Ipc|No Eligible|Registers Per|Achieved Occupancy|Stall|Warp Cycles Per Issued|One or More Eligible|Executed Ipc|issue_stalled" \
+  "$OUT/ncu-sections-$NAME.txt" | head -400 > "$OUT/ncu-sections-$NAME.md"
