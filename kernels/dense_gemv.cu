@@ -6,7 +6,6 @@
 //   fp32 accumulation (mma.sync m16n8k16), one rounding of the output. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
 #include "quantbench/kernels/cuda_check.h"
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/dense_gemv.h"
 
 namespace qb::kernels {
@@ -35,10 +34,6 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 8, false>(p, stream);
     } else if (blocks <= 160 && steps_per_warp >= 3) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
-    } else if (p.N < 16384 && gemv::prefer_half_blocks(blocks, gemv::resident_blocks_per_sm<kDense, T, 1, 1, 16, 2, false>(),
-                                                       gemv::resident_blocks_per_sm<kDense, T, 1, 1, 8, 4, false>(),
-                                                       sm_count())) {
-      gemv::launch_gemv_mma<kDense, T, 1, 1, 8, 4, false>(p, stream);
     } else if (p.N < 16384) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);
     } else {

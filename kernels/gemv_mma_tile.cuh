@@ -288,26 +288,6 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   }
 }
 
-// Blocks of this instantiation resident per SM (occupancy query, once per process).
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
-inline int resident_blocks_per_sm() {
-  static const int blocks = [] {
-    int b = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>,
-                                                      KSPLIT * 32, 0) != cudaSuccess)
-      b = 0;
-    return b;
-  }();
-  return blocks;
-}
-
-// M <= 8 with 16-warp blocks, unless those would leave a partial second wave that 8-warp blocks avoid: Qwen2-7B's
-// qkv is 288 blocks of 16 rows, 2 resident per SM (264 on an H100), so 24 blocks ran alone after the rest;
-// 8-warp blocks (twice the steps per warp, same rounds at UNROLL 4) fit 5 per SM, one wave.
-inline bool prefer_half_blocks(int64_t blocks, int resident16, int resident8, int sms) {
-  return blocks > int64_t{resident16} * sms && blocks <= int64_t{resident8} * sms;
-}
-
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));

@@ -8,7 +8,6 @@
 //   per-group scale applied to each 64-wide partial sum. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
 #include "quantbench/kernels/cuda_check.h"
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/int8_gemv.h"
 
 namespace qb::kernels {
@@ -26,13 +25,7 @@ template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
-    const int64_t blocks = (p.N + 15) / 16;
-    if (gemv::prefer_half_blocks(blocks, gemv::resident_blocks_per_sm<kInt8, T, 1, 1, 16, 2, PER_GROUP>(),
-                                 gemv::resident_blocks_per_sm<kInt8, T, 1, 1, 8, 4, PER_GROUP>(), sm_count())) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 4, PER_GROUP>(p, stream);
-    } else {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
-    }
+    gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
   } else if (p.M <= 16) {
     if (p.N < 16384) {
       gemv::launch_gemv_mma<kInt8, T, 2, 1, 8, 4, PER_GROUP>(p, stream);

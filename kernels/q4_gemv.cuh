@@ -16,8 +16,7 @@
 // contiguous stretch of the tile (DRAM locality; the int8 GEMV measured contiguous per-warp ranges 10% slower).
 // A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
 // at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
-// in shared memory (double-buffered); the last warp to finish the tile sums them in warp order and one rounding
-// to Act writes y, with no block barrier (the others go on to their next tile).
+// in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
 //
 // Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
 // (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
@@ -302,10 +301,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }
-  // Tile epilogue without a block barrier (see the end of the loop): per partial buffer, how many warps have
-  // written into it so far, and how many rounds of it have been read.
-  __shared__ int arrivals[2], rounds_read[2];
-  if (tid < 2) arrivals[tid] = rounds_read[tid] = 0;
   __syncthreads();
   // Launched with PDL (pdl.cuh): the ring's first stages and the tables above read only weights, so
   // they overlap the tail of the kernel that writes x; x is read only after this.
@@ -325,7 +320,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
-  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), tile_seq = 0;
+  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), buf = 0;
   for (int q = 0; q < total; ++q) {
     issue();                            // item q + stages - 1; p_off now names item q's slot
     cp_async_wait_pending(stages - 1);  // item q's group has landed
@@ -344,14 +339,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
 
-    if (++c_j == cnt) {
-      // This warp is done with the tile. No block barrier (ncu: __syncthreads every tile cost 1.4 of ~10 stall
-      // cycles per instruction on gate_up, warps waiting for the slowest): each warp writes its partial sums into
-      // the tile's buffer and counts itself in; the last to arrive adds the S partials in warp order (the same
-      // fixed order as before: deterministic) and writes y, while the others go on to their next tile. Two
-      // buffers alternate by tile; a warp about to write round r of a buffer first waits until round r - 1 of it
-      // has been read (warps drift by less than a tile, so it rarely waits).
-      const int buf = tile_seq & 1, round = tile_seq >> 1;
+    if (++c_j == cnt) {  // the tile is done on every warp (cnt is the same for all): combine and write
       float* pb = partial + buf * (S * kParts * 32);
       if constexpr (kCudaCores) {  // the 4 lanes of a row hold different columns: sum them
 #pragma unroll
@@ -360,7 +348,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 2);
         }
       }
-      while (*reinterpret_cast<volatile int*>(&rounds_read[buf]) < round) __nanosleep(32);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -368,30 +355,21 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           pb[(warp * kParts + nt * 4 + e) * 32 + lane] = acc[nt][e];
           acc[nt][e] = 0.f;
         }
-      __threadfence_block();  // release: this warp's partials before its arrival
-      __syncwarp();
-      int last = 0;
-      if (lane == 0) last = atomicAdd(&arrivals[buf], 1) == S * (round + 1) - 1;
-      if (__shfl_sync(0xFFFFFFFFu, last, 0)) {
-        __threadfence_block();  // acquire: every warp's partials of this round
-        const int64_t row0 = static_cast<int64_t>(c_tile) * 16;
-        for (int o = lane; o < 16 * M; o += 32) {
-          const int m = o >> 4, r = o & 15;
-          const int64_t n = row0 + r;
-          if (n < w.N) {
-            // accumulator layout: lane (g, t) holds (row g | g+8, token 2t | 2t+1) of each 8-token slice
-            const int idx = ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 + ((m & 7) >> 1);
-            float sum = 0.f;
-            for (int p = 0; p < S; ++p) sum += *reinterpret_cast<volatile float*>(&pb[p * kParts * 32 + idx]);
-            if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
-            y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
-          }
+      __syncthreads();
+      const int64_t row0 = static_cast<int64_t>(c_tile) * 16;
+      for (int o = tid; o < 16 * M; o += static_cast<int>(blockDim.x)) {
+        const int m = o >> 4, r = o & 15;
+        const int64_t n = row0 + r;
+        if (n < w.N) {
+          // accumulator layout: lane (g, t) holds (row g | g+8, token 2t | 2t+1) of each 8-token slice
+          const int idx = ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 + ((m & 7) >> 1);
+          float sum = 0.f;
+          for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
+          if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
+          y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
         }
-        __syncwarp();
-        __threadfence_block();
-        if (lane == 0) *reinterpret_cast<volatile int*>(&rounds_read[buf]) = round + 1;
       }
-      ++tile_seq;
+      buf ^= 1;  // the next tile writes the other buffer; this one is re-written only after the next barrier
       c_j = 0;
       c_tile += grid;
     }
