@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
     const T* row = t == pos ? k_new : keys + t * head_dim;
     const bool prefetched = kPrefetch && t < kThreads && t < pos;
-    float acc = 0.f;
+    float acc4[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: a head_dim-long serial FMA chain was ~0.25 us
     for (int d0 = 0; d0 < head_dim; d0 += kInFlight<kPrefetch> * kVec) {
       uint4 raw[kInFlight<kPrefetch>];
 #pragma unroll
@@ -160,11 +160,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
         const int d = d0 + u * kVec;
         if (d < head_dim) {
 #pragma unroll
-          for (int j = 0; j < kVec; ++j) acc += q_s[d + j] * to_float(k[j]);
+          for (int j = 0; j < kVec; ++j) acc4[j & 3] += q_s[d + j] * to_float(k[j]);
         }
       }
     }
-    scores[t] = acc * scale;
+    scores[t] = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
   }
   __syncthreads();
 
