@@ -194,9 +194,8 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
   }
   if (!layout.final_norm.empty()) parts.final_norm = load.norm(layout.final_norm, config.norm, h, config.norm_eps);
 
-  // The head takes the run's format unless asked not to, or unless its shape does not fit the format
-  // (AWQ packs 8 outputs per int32: GPT-2's 50257-row head cannot); then it stays dense, and the
-  // result's lm_head_format says so.
+  // The head takes the run's format unless asked not to, or unless its shape does not fit the format (a
+  // format's quantize rejects it as invalid input); then it stays dense, and the result's lm_head_format says so.
   auto build_head = [&](const quant::WeightFormat& format) -> quant::LinearPtr {
     if (config.tie_word_embeddings) {
       if (format.name() == dense_head_format.name()) {

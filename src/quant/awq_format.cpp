@@ -26,13 +26,13 @@ std::string lower(std::string s) {
   return s;
 }
 
+// Groups run along in_features, so any out_features quantizes and runs (the device layouts take any N). Only
+// AutoAWQ's packed tensors need out % 8 == 0 (8 outputs per int32): awq_pack and awq_check_fits say so where a
+// checkpoint is written; GPT-2's 50257-row head is therefore awq at run time but never exported.
 void check_shape(int64_t out, int64_t in, int64_t group, const char* what) {
   QB_CHECK(group > 0, kInvalidInput, "awq {}: group size must be positive, got {}", what, group);
   QB_CHECK(in % group == 0, kInvalidInput,
            "awq {}: weight [{}, {}]: in_features {} is not a multiple of the group size {}", what, out, in, in, group);
-  QB_CHECK(out % 8 == 0, kInvalidInput,
-           "awq {}: weight [{}, {}]: out_features {} is not a multiple of 8 (AutoAWQ packs 8 outputs per int32)", what,
-           out, in, out);
 }
 
 // awq_quantize_rtn + awq_to_q4 on the layer's GPU (kernels/q4_quantize.cu, the same fp16 operations: equal codes,
