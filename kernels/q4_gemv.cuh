@@ -60,7 +60,7 @@ constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
 constexpr int kTableWords = 256 * 32;
 
-constexpr bool mode_uses_table(Q4ScaleMode mode) { return mode != Q4ScaleMode::kAffine; }
+constexpr bool mode_uses_table(Q4ScaleMode) { return true; }
 constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 16 : 64; }
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
@@ -111,25 +111,19 @@ __device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word
   return pair;
 }
 
-// awq: byte B of `word` as the exact pair ((code_hi - zero), (code_lo - zero)) * unit, unit = 1/16 (fp16) or 1
-// (bf16; q4_common.cuh says why), the scale carrying 1/unit. word_hi4 = word >> 4; neg_zero from
-// affine_neg_zero.
-template <typename Act, int B>
-__device__ __forceinline__ uint32_t affine_pair(uint32_t word, uint32_t word_hi4, uint32_t neg_zero) {
-  const uint32_t moved = __byte_perm(word_hi4, word, B | ((4 + B) << 8));  // hi nibble -> bits 0-3, lo -> 16-19
-  return ActOps<Act>::fma2((moved & 0x000F000Fu) | ActOps<Act>::kMagic, ActOps<Act>::kAffineMul, neg_zero);
-}
-
+// awq: the pair -(zero * unit) that code_pair adds to (code_hi, code_lo) * unit, unit = 1/16 (fp16) or 1 (bf16):
+// exact either way (q4_common.cuh says why fp16 codes are scaled).
 template <typename Act>
 __device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
-  const uint32_t z = word >> 16;  // zero point 0..15, in the lowest mantissa bits: exact
-  return ActOps<Act>::kAffineNegBase | z | (z << 16);
+  const float nz = -static_cast<float>(word >> 16) * ActOps<Act>::kAffineMul1;  // zero point 0..15
+  return ActOps<Act>::pack(nz, nz);
 }
 
 template <typename Act, Q4ScaleMode MODE, int B>
 __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word, uint32_t neg_zero) {
   if constexpr (MODE == Q4ScaleMode::kAffine) {
-    return affine_pair<Act, B>(word, word >> 4, neg_zero);
+    // The table holds the exact codes (awq's codebook is 0..15); one fma2 makes (code - zero) * unit, exact.
+    return ActOps<Act>::fma2(table_pair<B>(lane_base, word), ActOps<Act>::kAffineMul, neg_zero);
   } else {
     return table_pair<B>(lane_base, word);
   }
