@@ -34,8 +34,7 @@ struct ActOps<__half> {
   }
   static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
   static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
-  // Packed pair arithmetic for the CUDA-core decode path and the awq nibble trick.
-  static constexpr uint32_t kMagic = 0x64006400u;  // (1024, 1024): a nibble OR-ed in is 1024 + nibble, exactly
+  // Packed pair arithmetic for the CUDA-core decode path and awq's (code - zero).
   // awq codes enter fp16 sums as (code - zero) / 16 = fma(code, 1/16, -zero/16), exact; |(c - z) / 16| < 1 keeps
   // an 8-product fp16 partial finite up to |x| ~ 8700 (as nf4's codebook does), and the scale takes the 16 back
   // in fp32 (exact).
@@ -72,7 +71,6 @@ struct ActOps<__nv_bfloat16> {
   }
   static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
-  static constexpr uint32_t kMagic = 0x43004300u;  // (128, 128): 7 mantissa bits, so 128 + nibble is exact
   // bf16 has fp32's range: awq codes enter as (code - zero) = fma(code, 1, -zero), exact.
   static constexpr uint32_t kAffineMul = 0x3F803F80u;  // (1, 1)
   static constexpr float kAffineMul1 = 1.0f;

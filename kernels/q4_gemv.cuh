@@ -28,11 +28,12 @@
 // Per chunk lane (g, t) owns rows g, g+8 of the tile and columns 16t..16t+15 of the chunk: byte b (0..7) of a
 // row covers columns 16t+2b (high nibble) and 16t+2b+1 (low nibble). A byte becomes a pair of Act values
 // (column 2b in the low half):
-//   nf4/fp4: a [256 byte values][32 lanes] table of (codebook[hi], codebook[lo]) words in shared memory (lane l
-//            reads column l: no bank conflicts), shift + and-or + LDS; the codebook is rounded to Act once
-//            (fp16: <= 2^-12, bf16: <= 2^-9 relative).
-//   awq:     no table: PRMT puts the two nibbles in the low bits of the two halves, LOP3 ORs in the exponent of
-//            1024.0 (fp16) / 128.0 (bf16), one fma2 subtracts (magic + zero): (code - zero), exact.
+//   a [256 byte values][32 lanes] table of (codebook[hi], codebook[lo]) words in shared memory (lane l reads
+//   column l: no bank conflicts), PRMT + IMAD + LDS.
+//   nf4/fp4: the codebook is rounded to Act once (fp16: <= 2^-12, bf16: <= 2^-9 relative).
+//   awq:     the codebook is 0..15 (exact); one fma2 makes (code - zero) * unit, exact (unit: q4_common.cuh).
+//            (Was PRMT + LOP3 with a magic exponent + fma2, no table: the ALU pipe ran at 53% on gate_up and
+//            every awq shape took ~23% longer than nf4; through the table, 3-16% longer.)
 // Tensor cores (kCudaCores false, any M): mma.m16n8k16 with the lane's physical columns in the fragment's
 //   logical k slots (step j takes columns 16t + 4j + {0,1} as k {2t, 2t+1} and +{2,3} as {2t+8, 2t+9}; x is
 //   loaded to match: 16 consecutive values per lane and token), fp32 accumulation; each chunk's partial sum is
@@ -60,7 +61,6 @@ constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
 constexpr int kTableWords = 256 * 32;
 
-constexpr bool mode_uses_table(Q4ScaleMode) { return true; }
 constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 16 : 64; }
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
@@ -226,11 +226,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
-  constexpr bool kTable = mode_uses_table(MODE);
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
-  __shared__ __align__(16) uint32_t table[kTable ? kTableWords : 4];
+  __shared__ __align__(16) uint32_t table[kTableWords];
   extern __shared__ __align__(16) uint8_t dyn_smem[];
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -285,12 +284,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  if constexpr (kTable) {
-    for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {
-      const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
-      const uint32_t v = ActOps<Act>::pack(w.codebook[b >> 4], w.codebook[b & 15]);
-      reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
-    }
+  for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {
+    const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
+    const uint32_t v = ActOps<Act>::pack(w.codebook[b >> 4], w.codebook[b & 15]);
+    reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
   }
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
