@@ -20,7 +20,7 @@
 //  3. softmax: each warp finds max and sum over all scores (no barrier between the warps' copies).
 //  4. output: thread (r, c) with c = the 16-byte piece of a row and r = tid / pieces accumulates
 //     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight); the partial sums of
-//     the rows_per_pass groups are added in shared memory.
+//     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
 #include <cstdlib>
@@ -78,7 +78,13 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   T* values = v_cache + cache_base;
   const int pieces = head_dim / kVec;
   const int rows_per_pass = kThreads / pieces;
-  const int piece = threadIdx.x % pieces, r0 = threadIdx.x / pieces;
+  // Phase 4's thread (r, c): r varies fastest within a warp when rows_per_pass is a power of two that the block
+  // splits into evenly (every head_dim of 64, 128, 256), so the rows_per_pass partial sums of a piece meet in
+  // warp shuffles; otherwise (e.g. head_dim 80) c varies fastest and they meet in shared memory.
+  const bool shuffle_reduce = (rows_per_pass & (rows_per_pass - 1)) == 0 && rows_per_pass <= 32 &&
+                              pieces * rows_per_pass == kThreads;
+  const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
+  const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
 
   // ---- 0. before the PDL wait: the cached rows this thread reads first ----
   // Position and cache rows below it were written by kernels at least two launches back (the previous
@@ -116,6 +122,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;
+  // v is read with q and k (one round trip to L2 for the three, not two); head_dim <= kThreads (host-checked).
+  const T v_mine = threadIdx.x < head_dim ? v_in[threadIdx.x] : T{};
   for (int i = threadIdx.x; i < head_dim; i += kThreads) {
     q_s[i] = to_float(q_in[i]);
     k_raw[i] = to_float(k_in[i]);
@@ -132,7 +140,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const int d = threadIdx.x;
     q_s[d] = round_to<T>(q_rot);
     k_new[d] = from_float<T>(k_rot);
-    v_new[d] = v_in[d];
+    v_new[d] = v_mine;
     if (writes_cache) {
       keys[pos * head_dim + d] = k_new[d];
       values[pos * head_dim + d] = v_new[d];
@@ -201,11 +209,22 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
       }
     }
   }
+  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
+  if (shuffle_reduce) {  // block-uniform
+    for (int offset = rows_per_pass / 2; offset > 0; offset >>= 1) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) acc[j] += __shfl_xor_sync(0xFFFFFFFFu, acc[j], offset);
+    }
+    if (r0 == 0) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[j] * inv_sum);
+    }
+    return;
+  }
   __syncthreads();  // phase 1's k_raw in `partial` is dead
 #pragma unroll
   for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[j];
   __syncthreads();
-  T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += kThreads) {
     const int owner_piece = d / kVec, j = d % kVec;
     float total = 0.f;
