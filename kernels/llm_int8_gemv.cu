@@ -54,8 +54,6 @@ template <typename T, int MT, int KSPLIT, int UNROLL>
 __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt8GemvParams p) {
   using Traits = gemv::HalfTraits<T>;
   constexpr int kStepK = 64;
-  pdl_wait();  // launched with PDL (pdl.cuh): x and the outlier mask come from the kernels before
-  pdl_launch_dependents();
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;
@@ -90,6 +88,17 @@ __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt
       const bool in_k = step < steps && k < p.k_weights;
       wv0[u] = (in_k && has_row0) ? gemv::load_stream16(w_row0 + k) : make_uint4(0, 0, 0, 0);
       wv1[u] = (in_k && has_row1) ? gemv::load_stream16(w_row1 + k) : make_uint4(0, 0, 0, 0);
+    }
+    // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
+    // activation prep kernel, which lets this kernel launch at its own start; CA, SCA, the mask and x come
+    // from it (or from before it) and are read only after the wait (steps >= 1: K >= 1 is host-checked).
+    if (base == 0) {
+      pdl_wait();
+      pdl_launch_dependents();
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int step = base + warp + KSPLIT * u;
       // Both mask words of the step (every lane reads the same two words: a broadcast).
       step_mask[u] = step < steps ? (__ldg(p.mask + 2 * step) |
                                      ((2 * step + 1) * 32 < p.ld_ca ? __ldg(p.mask + 2 * step + 1) : 0u))

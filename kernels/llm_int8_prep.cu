@@ -23,6 +23,7 @@
 #include <algorithm>
 
 #include "gemv_mma_tile.cuh"
+#include "pdl.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_dequant.h"
 #include "quantbench/kernels/llm_int8.h"
@@ -80,7 +81,11 @@ __global__ void __launch_bounds__(1024) quantize_small_kernel(const T* __restric
   const int words = static_cast<int>(ld / 32);
   const int vecs = static_cast<int>(ld / 8);
   const bool split = threshold > 0.0f;
+  // Launched with PDL (pdl.cuh) and always followed by llm_int8_gemv, whose pre-wait part reads weights only
+  // (rule 3's exception): let it launch now, then wait for x.
+  pdl_launch_dependents();
   for (int w = threadIdx.x; w < words; w += blockDim.x) mask_words[w] = 0u;
+  pdl_wait();
   __syncthreads();
   for (int m = 0; m < M; ++m) {
     float local_max = 0.0f;
@@ -239,8 +244,8 @@ void quantize_typed(const void* x, int64_t ldx, int64_t M, int64_t K, float thre
                     cudaStream_t stream) {
   const T* xt = static_cast<const T*>(x);
   if (M <= kGemvMaxM && out.ld / 32 <= kSmallMaxWords) {
-    quantize_small_kernel<T><<<1, 1024, 0, stream>>>(xt, ldx, static_cast<int>(M), static_cast<int>(K), threshold,
-                                                     out.ca, out.ld, out.sca, out.outlier_mask);
+    launch_pdl(quantize_small_kernel<T>, 1, 1024, 0, stream, xt, ldx, static_cast<int>(M), static_cast<int>(K),
+               threshold, out.ca, out.ld, out.sca, out.outlier_mask);
     QB_CUDA_CHECK_LAUNCH();
     return;
   }
