@@ -15,6 +15,7 @@
 // 0-7 feed mma 0, bytes 8-15 mma 1, and the activation bytes are CA[g][k .. k+15] (one 16-byte
 // load). The outlier test is warp-uniform: both mask words of the step are read by every lane.
 #include "gemv_mma_tile.cuh"
+#include "llm_int8_quant.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/llm_int8.h"
 
@@ -35,7 +36,13 @@ struct LlmInt8GemvParams {
   void* y;
   int64_t ldy;
   int M, N, K, k_weights;
+  float threshold;  // the fused prep only (kFusedPrep)
 };
+
+// M = 1 with a row of at most kFusedMaxCols columns: each block quantizes the activation row itself (the same
+// helpers as the prep kernel, so CA, SCA and the mask are bit for bit the same) into shared memory, and the prep
+// launch disappears: on GPT-2 it was a fifth of the layer's kernels, each a dependent launch.
+constexpr int kFusedMaxCols = 20480;  // Qwen2-7B's 18944-wide down projection fits
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
@@ -50,10 +57,14 @@ __device__ __forceinline__ uint32_t keep_pair(uint32_t pair, uint32_t bits2) {
   return pair & ((bits2 & 1u ? 0x0000ffffu : 0u) | (bits2 & 2u ? 0xffff0000u : 0u));
 }
 
-template <typename T, int MT, int KSPLIT, int UNROLL>
+template <typename T, int MT, int KSPLIT, int UNROLL, bool kFusedPrep>
 __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt8GemvParams p) {
   using Traits = gemv::HalfTraits<T>;
   constexpr int kStepK = 64;
+  static_assert(!kFusedPrep || MT == 1, "the fused prep quantizes one row");
+  __shared__ __align__(16) int8_t ca_s[kFusedPrep ? kFusedMaxCols : 16];
+  __shared__ uint32_t mask_s[kFusedPrep ? kFusedMaxCols / 32 : 1];
+  __shared__ float sca_s[32];  // block_max scratch, then [0] = SCA
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;
@@ -95,14 +106,35 @@ __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt
     if (base == 0) {
       pdl_wait();
       pdl_launch_dependents();
+      if constexpr (kFusedPrep) {  // the prep kernel's work for this row, into shared memory
+        const int words = static_cast<int>(p.ld_ca / 32), vecs = static_cast<int>(p.ld_ca / 8);
+        for (int w = threadIdx.x; w < words; w += KSPLIT * 32) mask_s[w] = 0u;
+        __syncthreads();
+        float local_max = 0.0f;
+        for (int v = threadIdx.x; v < vecs && v * 8 < p.K; v += KSPLIT * 32) {
+          float vals[8];
+          llm_int8_quant::load8(x + v * 8, vals);
+          const uint32_t flags = llm_int8_quant::outlier_flags8(vals, p.threshold, local_max);
+          if (flags != 0) atomicOr(&mask_s[v / 4], flags << (8 * (v % 4)));
+        }
+        const float sca = llm_int8_quant::block_max(local_max, sca_s);  // also orders the atomicOr above
+        const float inv = llm_int8_quant::inv_row_scale(sca);
+        for (int v = threadIdx.x; v < vecs; v += KSPLIT * 32) {
+          const uint32_t flags = (mask_s[v / 4] >> (8 * (v % 4))) & 0xffu;
+          float vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          if (v * 8 < p.K) llm_int8_quant::load8(x + v * 8, vals);
+          *reinterpret_cast<uint2*>(ca_s + v * 8) = llm_int8_quant::quantize8(vals, flags, sca, inv);
+        }
+        if (threadIdx.x == 0) sca_s[0] = sca;
+        __syncthreads();
+      }
     }
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
       const int step = base + warp + KSPLIT * u;
       // Both mask words of the step (every lane reads the same two words: a broadcast).
-      step_mask[u] = step < steps ? (__ldg(p.mask + 2 * step) |
-                                     ((2 * step + 1) * 32 < p.ld_ca ? __ldg(p.mask + 2 * step + 1) : 0u))
-                                  : 0u;
+      const uint32_t* mask = kFusedPrep ? mask_s : p.mask;
+      step_mask[u] = step < steps ? (mask[2 * step] | ((2 * step + 1) * 32 < p.ld_ca ? mask[2 * step + 1] : 0u)) : 0u;
     }
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
@@ -112,13 +144,15 @@ __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt
 #pragma unroll
       for (int i = 0; i < MT; ++i) {
         const int m = i * 8 + g;
-        const uint4 qx = (m < p.M && k < p.ld_ca) ? gemv::load_cached16(p.ca + (int64_t)m * p.ld_ca + k)
-                                                  : make_uint4(0, 0, 0, 0);
+        uint4 qx = make_uint4(0, 0, 0, 0);
+        if (m < p.M && k < p.ld_ca) {
+          qx = kFusedPrep ? *reinterpret_cast<const uint4*>(ca_s + k) : gemv::load_cached16(p.ca + (int64_t)m * p.ld_ca + k);
+        }
         mma_s8(acc_int[i], wv0[u].x, wv1[u].x, wv0[u].y, wv1[u].y, qx.x, qx.y);
         mma_s8(acc_int[i], wv0[u].z, wv1[u].z, wv0[u].w, wv1[u].w, qx.z, qx.w);
       }
       if (step_mask[u] != 0u) {  // warp-uniform: this 64-wide step holds an outlier column
-        const uint32_t bits16 = k < p.ld_ca ? (__ldg(p.mask + k / 32) >> (k % 32)) & 0xffffu : 0u;
+        const uint32_t bits16 = k < p.ld_ca ? ((kFusedPrep ? mask_s[k / 32] : p.mask[k / 32]) >> (k % 32)) & 0xffffu : 0u;
         uint32_t a[4][4];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -174,7 +208,8 @@ __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt
       outlier += partial_out[w][m][r];
     }
     const float scb = __ldg(p.scb + n);
-    float v = static_cast<float>(dot) * (__ldg(p.sca + m) * scb) * kBnbInvScaleSquared;
+    const float sca = kFusedPrep ? sca_s[0] : __ldg(p.sca + m);
+    float v = static_cast<float>(dot) * (sca * scb) * kBnbInvScaleSquared;
     v += outlier * (scb * kBnbInvScale);
     if (bias != nullptr) v += Traits::to_float(bias[n]);
     y[(int64_t)m * p.ldy + n] = Traits::from_float(v);
@@ -187,15 +222,17 @@ void launch_tiles(const LlmInt8GemvParams& p, cudaStream_t stream) {
   // 16 warps x 2 steps as the int8 GEMV (its best decode shape); the four-tile variant keeps 8 warps
   // so that its two reduction buffers fit the 48 KB of static shared memory.
   if constexpr (MT <= 2) {
-    launch_pdl(llm_int8_gemv_kernel<T, MT, 16, 2>, blocks, 512, 0, stream, p);
+    launch_pdl(llm_int8_gemv_kernel<T, MT, 16, 2, false>, blocks, 512, 0, stream, p);
   } else {
-    launch_pdl(llm_int8_gemv_kernel<T, MT, 8, 4>, blocks, 256, 0, stream, p);
+    launch_pdl(llm_int8_gemv_kernel<T, MT, 8, 4, false>, blocks, 256, 0, stream, p);
   }
 }
 
 template <typename T>
 void launch_typed(const LlmInt8GemvParams& p, cudaStream_t stream) {
-  if (p.M <= 8) {
+  if (p.M == 1 && p.ld_ca <= kFusedMaxCols) {
+    launch_pdl(llm_int8_gemv_kernel<T, 1, 16, 2, true>, static_cast<unsigned>((p.N + 15) / 16), 512, 0, stream, p);
+  } else if (p.M <= 8) {
     launch_tiles<T, 1>(p, stream);
   } else if (p.M <= 16) {
     launch_tiles<T, 2>(p, stream);
@@ -222,7 +259,13 @@ void llm_int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights
            kInvalidInput, "llm_int8_gemv: workspace of {} bytes (256-byte aligned) needed, got {}", need,
            workspace_bytes);
   const LlmInt8Activations act = llm_int8_activation_layout(workspace, M, w.K);
-  llm_int8_quantize_activations(dtype, x, ldx, M, w.K, threshold, act, stream);  // checks x
+  const bool fused_prep = M == 1 && act.ld <= kFusedMaxCols;
+  if (fused_prep) {
+    QB_CHECK(w.K % 8 == 0 && ldx >= w.K && reinterpret_cast<uintptr_t>(x) % 16 == 0, kInvalidInput,
+             "llm_int8_gemv: x must be 16-byte aligned with K = {} a multiple of 8 (pad x first)", w.K);
+  } else {
+    llm_int8_quantize_activations(dtype, x, ldx, M, w.K, threshold, act, stream);  // checks x
+  }
 
   LlmInt8GemvParams p;
   p.ca = act.ca;
@@ -241,6 +284,7 @@ void llm_int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights
   p.N = static_cast<int>(w.N);
   p.K = static_cast<int>(w.K);
   p.k_weights = static_cast<int>(int8_padded_k(w.K));
+  p.threshold = threshold;
   if (dtype == HalfType::kF16) {
     launch_typed<__half>(p, stream);
   } else {

@@ -23,6 +23,7 @@
 #include <algorithm>
 
 #include "gemv_mma_tile.cuh"
+#include "llm_int8_quant.cuh"
 #include "pdl.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_dequant.h"
@@ -31,40 +32,11 @@
 namespace qb::kernels {
 namespace {
 
+using namespace llm_int8_quant;
+
 constexpr size_t kAlign = 256;
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-// bitsandbytes quantizes the fp16 cast of the activations.
-__device__ __forceinline__ float as_fp16_value(__half v) { return __half2float(v); }
-__device__ __forceinline__ float as_fp16_value(__nv_bfloat16 v) {
-  return __half2float(__float2half_rn(__bfloat162float(v)));
-}
-
-template <typename T>
-__device__ __forceinline__ void load8(const T* src, float (&out)[8]) {
-  const uint4 raw = gemv::load_cached16(src);
-  const T* v = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) out[e] = as_fp16_value(v[e]);
-}
-
-__device__ __forceinline__ int8_t quantize_value(float v, float inv_scale) {
-  const int q = __float2int_rn(v * inv_scale);
-  return static_cast<int8_t>(max(-127, min(127, q)));
-}
-
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  v = __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(v)));
-  const int warp = threadIdx.x >> 5;
-  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = 0.0f;
-  const int warps = blockDim.x >> 5;
-  for (int w = 0; w < warps; ++w) r = fmaxf(r, scratch[w]);
-  __syncthreads();
-  return r;
-}
 
 // Decode sizes: one block, one thread per 8 columns (a 16-byte load per row), the outlier mask
 // assembled in shared memory (kSmallMaxWords words: K up to 64K; larger K takes the multi-block path).
@@ -94,16 +66,7 @@ __global__ void __launch_bounds__(1024) quantize_small_kernel(const T* __restric
       if (k >= K) continue;
       float vals[8];
       load8(x + (int64_t)m * ldx + k, vals);
-      uint32_t flags = 0;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float a = fabsf(vals[e]);
-        if (split && a >= threshold) {
-          flags |= 1u << e;
-        } else {
-          local_max = fmaxf(local_max, a);
-        }
-      }
+      const uint32_t flags = outlier_flags8(vals, split ? threshold : 0.0f, local_max);
       if (flags != 0) atomicOr(&mask_words[v / 4], flags << (8 * (v % 4)));
     }
     const float row_max = block_max(local_max, scratch);  // also orders the atomicOr above
@@ -119,21 +82,9 @@ __global__ void __launch_bounds__(1024) quantize_small_kernel(const T* __restric
     const uint32_t flags = (mask_words[v / 4] >> (8 * (v % 4))) & 0xffu;
     for (int m = 0; m < M; ++m) {
       const float s = row_scale[m];
-      const float inv = s > 0.0f ? 127.0f * (1.0f / s) : 0.0f;
       float vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       if (k < K) load8(x + (int64_t)m * ldx + k, vals);
-      uint32_t lo = 0, hi = 0;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const bool outlier = (flags >> e) & 1u;
-        const uint32_t q = static_cast<uint8_t>(outlier || s <= 0.0f ? 0 : quantize_value(vals[e], inv));
-        if (e < 4) {
-          lo |= q << (8 * e);
-        } else {
-          hi |= q << (8 * (e - 4));
-        }
-      }
-      *reinterpret_cast<uint2*>(ca + (int64_t)m * ld + k) = make_uint2(lo, hi);
+      *reinterpret_cast<uint2*>(ca + (int64_t)m * ld + k) = quantize8(vals, flags, s, inv_row_scale(s));
     }
   }
 }
