@@ -18,7 +18,8 @@
 //  2. scores: one thread per cached position t, the dot product of K[t] (16-byte loads, 16 in
 //     flight) with q (shared-memory broadcasts), scaled, into scores[t] (shared).
 //  3. softmax: each warp finds max and sum over all scores (no barrier between the warps' copies).
-//  4. output: thread (r, c) with c = the 16-byte piece of a row and r = tid / pieces accumulates
+//  4. output: thread (r, c) with c = the 16-byte piece of a row (r = tid % rows_per_pass for the
+//     shuffle reduction, else r = tid / pieces) accumulates
 //     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight); the partial sums of
 //     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).

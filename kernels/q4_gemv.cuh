@@ -43,7 +43,8 @@
 //   partial: <= 8 u sum|products| (u = 2^-11 fp16, 2^-8 bf16), independent across the K/16 partials, so the
 //   result keeps a relative error of a few u (bound and test: tests/test_bnb_4bit_gpu.cpp). Range: fp16
 //   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4) or > 8735 (awq, whose fp16
-//   codes enter as (code - zero) / 16: |.| <= 15/16); below 2^-14 fp16 products are subnormal (2^-24 absolute).
+//   codes enter as (code - zero) / 16: |.| <= 15/16); products below 2^-14 are fp16 subnormals (2^-24 absolute
+//   error), which for awq starts at |x| ~ 2^-10 rather than 2^-14 (the price of the 1/16).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -164,6 +164,11 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
            int64_t{64} << w.unit_shift, w.K);
   QB_CHECK(w.mode != Q4ScaleMode::kAbsmaxNested || (w.nested != nullptr && w.nested_code != nullptr), kInvalidInput,
            "q4_tile_gemm: nested absmax needs the nested arrays");
+  if (w.mode == Q4ScaleMode::kAffine) {  // the kernel reads awq codes through the codebook table: it must be 0..15
+    for (int i = 0; i < 16; ++i)
+      QB_CHECK(w.codebook[i] == static_cast<float>(i), kInvalidInput,
+               "q4_tile_gemm: affine weights need the identity codebook 0..15 (entry {} is {})", i, w.codebook[i]);
+  }
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config);
   const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
   k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, stream);

@@ -117,9 +117,18 @@ TEST(Awq, ShapeErrorsNameTheConstraint) {
   options.group_size = 128;
   expect_invalid([&] { find_format("awq").quantize(at::randn({16, 200}), std::nullopt, options); },
                  ErrorKind::kInvalidInput, "not a multiple of the group size 128");
-  // Any out_features runs (groups run along in_features); only AutoAWQ's packing needs a multiple of 8.
-  const auto odd = find_format("awq").quantize(at::randn({13, 256}), std::nullopt, options);
-  EXPECT_EQ(odd->dequantize().sizes(), at::IntArrayRef({13, 256}));
+  // Any out_features runs (groups run along in_features) and dequantizes to (q - zero) * scale of the RTN
+  // quantization; only AutoAWQ's packing needs a multiple of 8, and two codes must share each byte.
+  const at::Tensor w13 = at::randn({13, 256});
+  const auto odd = find_format("awq").quantize(w13, std::nullopt, options);
+  const AwqUnpacked u = awq_quantize_rtn(w13, 128);
+  const at::Tensor expected = ((u.int_weight.to(at::kFloat).view({13, 2, 128}) - u.zeros.to(at::kFloat).unsqueeze(-1)) *
+                               u.scales.to(at::kFloat).unsqueeze(-1)).view({13, 256});
+  EXPECT_TRUE(at::equal(odd->dequantize().to(at::kFloat), expected));
+  FormatOptions g1;
+  g1.group_size = 1;
+  expect_invalid([&] { find_format("awq").quantize(at::randn({3, 5}), std::nullopt, g1); }, ErrorKind::kInvalidInput,
+                 "odd number of elements");
   expect_invalid([&] { awq_pack(at::zeros({12, 64}), at::zeros({12, 1}), at::zeros({12, 1})); },
                  ErrorKind::kInvalidInput, "multiple of 8");
 }

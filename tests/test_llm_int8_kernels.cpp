@@ -117,6 +117,48 @@ TEST(LlmInt8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   }
 }
 
+// At M = 1 the GEMV quantizes its row itself (no prep kernel); at M = 2 the prep kernel does. The same
+// 16-warp kernel shape then sums the same int8 products and outlier terms in the same order, so a row
+// computed alone equals, bit for bit, the same row computed twice at M = 2: this checks that the in-GEMV
+// quantization gives exactly the prep kernel's CA, SCA and mask (thresholds 6 and 0, K past one block's loads).
+TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(53);
+  const c10::Device cuda(c10::kCUDA);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    for (const int64_t k : {64, 3592, 18944}) {
+      const int64_t n = 77;
+      const LlmInt8Quantized q = quantize_llm_int8(at::randn({n, k}) * 0.05);
+      const int64_t padded = (k + 15) / 16 * 16;
+      const at::Tensor cb = at::constant_pad_nd(q.cb, {0, padded - k}, 0).to(cuda).contiguous();
+      const at::Tensor scb = q.scb.to(cuda);
+      kernels::Int8Weights w;
+      w.q = cb.data_ptr<int8_t>();
+      w.ldq = padded;
+      w.scales = scb.data_ptr<float>();
+      w.N = n;
+      w.K = k;
+      const at::Tensor row = activations(1, k).to(cuda, dtype);
+      const at::Tensor rows = row.expand({2, k}).contiguous();
+      for (const float threshold : {6.0f, 0.0f}) {
+        auto gemv = [&](const at::Tensor& x) {
+          const int64_t m = x.size(0);
+          const size_t bytes = kernels::llm_int8_activation_bytes(m, k);
+          at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+          at::Tensor y = at::full({m, n}, NAN, x.options());
+          kernels::llm_int8_gemv(half_of(dtype), x.data_ptr(), k, w, nullptr, y.data_ptr(), n, m, threshold,
+                                 scratch.data_ptr(), bytes, stream);
+          return y;
+        };
+        const at::Tensor one = gemv(row), two = gemv(rows);
+        EXPECT_TRUE(at::equal(one[0], two[0])) << c10::toString(dtype) << " K " << k << " threshold " << threshold;
+        EXPECT_TRUE(at::equal(two[0], two[1]));
+      }
+    }
+  }
+}
+
 #endif  // QB_HAVE_CUDA
 
 }  // namespace

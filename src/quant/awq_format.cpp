@@ -33,6 +33,8 @@ void check_shape(int64_t out, int64_t in, int64_t group, const char* what) {
   QB_CHECK(group > 0, kInvalidInput, "awq {}: group size must be positive, got {}", what, group);
   QB_CHECK(in % group == 0, kInvalidInput,
            "awq {}: weight [{}, {}]: in_features {} is not a multiple of the group size {}", what, out, in, in, group);
+  QB_CHECK((out * in) % 2 == 0, kInvalidInput,
+           "awq {}: weight [{}, {}] has an odd number of elements (two 4-bit codes share a byte)", what, out, in);
 }
 
 // awq_quantize_rtn + awq_to_q4 on the layer's GPU (kernels/q4_quantize.cu, the same fp16 operations: equal codes,

@@ -7,7 +7,9 @@
 //   y = (CA CB^T) * SCA SCB / 127^2 + x[:, outliers] (CB[:, outliers] * SCB / 127)^T + bias.
 // Decode (M <= kGemvMaxM): one single-block kernel quantizes x, then one GEMV streams CB once,
 // accumulating the int8 part in int32 (mma.sync s8) and the outlier part in fp32 (16-bit mma) only
-// for the 64-wide k steps that hold an outlier column.
+// for the 64-wide k steps that hold an outlier column. At M = 1 (K <= 20480) there is no quantizing
+// kernel: every GEMV block quantizes the row itself into shared memory, bit for bit the same, and the
+// workspace is not written.
 // Prefill: the same statistics by a multi-block kernel; x is rewritten as z = CA * SCA / 127 (or x
 // itself in outlier columns) so that y = z (CB * SCB/127)^T, which int8_prefill_matmul computes.
 #pragma once
@@ -38,7 +40,10 @@ size_t llm_int8_activation_bytes(int64_t M, int64_t K);
 LlmInt8Activations llm_int8_activation_layout(void* workspace, int64_t M, int64_t K);
 
 // Quantizes x [M, ldx] (K % 8 == 0, ldx % 8 == 0, 16-byte aligned) into `out`. threshold <= 0
-// disables the outlier split (every column goes through int8), as in bitsandbytes.
+// disables the outlier split (every column goes through int8), as in bitsandbytes. Launched with
+// programmatic dependent launch at decode sizes: the kernel launched next on the stream may start
+// before this one has read x, so if it is launched with PDL too it must read nothing but constants
+// before its own griddepcontrol.wait (kernels/pdl.cuh, rule 3); a plain launch is ordered as usual.
 void llm_int8_quantize_activations(HalfType dtype, const void* x, int64_t ldx, int64_t M, int64_t K, float threshold,
                                    const LlmInt8Activations& out, cudaStream_t stream);
 

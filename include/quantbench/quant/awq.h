@@ -20,7 +20,8 @@
 namespace qb::quant {
 
 // Round-to-nearest group quantization of weight [out, in] (any float dtype; converted to fp16 first).
-// Throws kInvalidInput when in % group_size != 0 or out % 8 != 0.
+// Throws kInvalidInput when in % group_size != 0 or out * in is odd; any out_features runs (only AutoAWQ's
+// packed tensors, awq_pack, need out % 8 == 0).
 AwqUnpacked awq_quantize_rtn(const at::Tensor& weight, int64_t group_size);
 Q4Weights awq_to_q4(const AwqUnpacked& unpacked);
 
