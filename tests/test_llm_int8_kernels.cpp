@@ -29,6 +29,25 @@ at::Tensor activations(int64_t m, int64_t k) {
   return x;
 }
 
+// CB (padded to a multiple of 16 columns) and SCB of q on the device, and the kernels' view of them.
+struct DeviceWeights {
+  at::Tensor cb, scb;
+  kernels::Int8Weights w;
+};
+
+DeviceWeights device_weights(const LlmInt8Quantized& q, int64_t n, int64_t k, const c10::Device& cuda) {
+  DeviceWeights d;
+  const int64_t padded = (k + 15) / 16 * 16;
+  d.cb = at::constant_pad_nd(q.cb, {0, padded - k}, 0).to(cuda).contiguous();
+  d.scb = q.scb.to(cuda);
+  d.w.q = d.cb.data_ptr<int8_t>();
+  d.w.ldq = padded;
+  d.w.scales = d.scb.data_ptr<float>();
+  d.w.N = n;
+  d.w.K = k;
+  return d;
+}
+
 TEST(LlmInt8KernelsGpu, ActivationSplitIsBitExact) {
   QB_REQUIRE_CUDA();
   at::manual_seed(51);
@@ -85,16 +104,9 @@ TEST(LlmInt8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
     for (const int64_t k : {64, 3592}) {
       const int64_t n = 301;
       const LlmInt8Quantized q = quantize_llm_int8(at::randn({n, k}) * 0.05);
-      const int64_t padded = (k + 15) / 16 * 16;
-      const at::Tensor cb = at::constant_pad_nd(q.cb, {0, padded - k}, 0).to(cuda).contiguous();
-      const at::Tensor scb = q.scb.to(cuda);
+      const DeviceWeights dw = device_weights(q, n, k, cuda);
+      const kernels::Int8Weights& w = dw.w;
       const at::Tensor bias = at::randn({n}).to(cuda, dtype);
-      kernels::Int8Weights w;
-      w.q = cb.data_ptr<int8_t>();
-      w.ldq = padded;
-      w.scales = scb.data_ptr<float>();
-      w.N = n;
-      w.K = k;
       for (const int64_t m : {1, 3, 8, 9, 17, 32, 33, 70}) {
         const at::Tensor x = activations(m, k).to(cuda, dtype);
         const at::Tensor ref = llm_int8_reference_matmul(x.to(at::kCPU), q.cb, q.scb, bias.to(at::kCPU), 6.0, at::kDouble);
@@ -129,16 +141,8 @@ TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     for (const int64_t k : {64, 3592, 18944}) {
       const int64_t n = 77;
-      const LlmInt8Quantized q = quantize_llm_int8(at::randn({n, k}) * 0.05);
-      const int64_t padded = (k + 15) / 16 * 16;
-      const at::Tensor cb = at::constant_pad_nd(q.cb, {0, padded - k}, 0).to(cuda).contiguous();
-      const at::Tensor scb = q.scb.to(cuda);
-      kernels::Int8Weights w;
-      w.q = cb.data_ptr<int8_t>();
-      w.ldq = padded;
-      w.scales = scb.data_ptr<float>();
-      w.N = n;
-      w.K = k;
+      const DeviceWeights dw = device_weights(quantize_llm_int8(at::randn({n, k}) * 0.05), n, k, cuda);
+      const kernels::Int8Weights& w = dw.w;
       const at::Tensor row = activations(1, k).to(cuda, dtype);
       const at::Tensor rows = row.expand({2, k}).contiguous();
       for (const float threshold : {6.0f, 0.0f}) {
