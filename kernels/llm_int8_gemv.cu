@@ -43,6 +43,7 @@ struct LlmInt8GemvParams {
 // helpers as the prep kernel, so CA, SCA and the mask are bit for bit the same) into shared memory, and the prep
 // launch disappears: on GPT-2 it was a fifth of the layer's kernels, each a dependent launch.
 constexpr int kFusedMaxCols = 20480;  // Qwen2-7B's 18944-wide down projection fits
+bool fused_prep(int64_t M, int64_t ld_ca) { return M == 1 && ld_ca <= kFusedMaxCols; }
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
@@ -110,21 +111,8 @@ __global__ void __launch_bounds__(KSPLIT * 32) llm_int8_gemv_kernel(const LlmInt
         const int words = static_cast<int>(p.ld_ca / 32), vecs = static_cast<int>(p.ld_ca / 8);
         for (int w = threadIdx.x; w < words; w += KSPLIT * 32) mask_s[w] = 0u;
         __syncthreads();
-        float local_max = 0.0f;
-        for (int v = threadIdx.x; v < vecs && v * 8 < p.K; v += KSPLIT * 32) {
-          float vals[8];
-          llm_int8_quant::load8(x + v * 8, vals);
-          const uint32_t flags = llm_int8_quant::outlier_flags8(vals, p.threshold, local_max);
-          if (flags != 0) atomicOr(&mask_s[v / 4], flags << (8 * (v % 4)));
-        }
-        const float sca = llm_int8_quant::block_max(local_max, sca_s);  // also orders the atomicOr above
-        const float inv = llm_int8_quant::inv_row_scale(sca);
-        for (int v = threadIdx.x; v < vecs; v += KSPLIT * 32) {
-          const uint32_t flags = (mask_s[v / 4] >> (8 * (v % 4))) & 0xffu;
-          float vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          if (v * 8 < p.K) llm_int8_quant::load8(x + v * 8, vals);
-          *reinterpret_cast<uint2*>(ca_s + v * 8) = llm_int8_quant::quantize8(vals, flags, sca, inv);
-        }
+        const float sca = llm_int8_quant::outlier_pass(x, p.K, vecs, p.threshold, mask_s, sca_s);
+        llm_int8_quant::quantize_pass(x, p.K, vecs, mask_s, sca, ca_s);
         if (threadIdx.x == 0) sca_s[0] = sca;
         __syncthreads();
       }
@@ -230,7 +218,7 @@ void launch_tiles(const LlmInt8GemvParams& p, cudaStream_t stream) {
 
 template <typename T>
 void launch_typed(const LlmInt8GemvParams& p, cudaStream_t stream) {
-  if (p.M == 1 && p.ld_ca <= kFusedMaxCols) {
+  if (fused_prep(p.M, p.ld_ca)) {
     launch_pdl(llm_int8_gemv_kernel<T, 1, 16, 2, true>, static_cast<unsigned>((p.N + 15) / 16), 512, 0, stream, p);
   } else if (p.M <= 8) {
     launch_tiles<T, 1>(p, stream);
@@ -259,8 +247,7 @@ void llm_int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights
            kInvalidInput, "llm_int8_gemv: workspace of {} bytes (256-byte aligned) needed, got {}", need,
            workspace_bytes);
   const LlmInt8Activations act = llm_int8_activation_layout(workspace, M, w.K);
-  const bool fused_prep = M == 1 && act.ld <= kFusedMaxCols;
-  if (fused_prep) {
+  if (fused_prep(M, act.ld)) {
     QB_CHECK(w.K % 8 == 0 && ldx >= w.K && reinterpret_cast<uintptr_t>(x) % 16 == 0, kInvalidInput,
              "llm_int8_gemv: x must be 16-byte aligned with K = {} a multiple of 8 (pad x first)", w.K);
   } else {

@@ -52,24 +52,14 @@ __global__ void __launch_bounds__(1024) quantize_small_kernel(const T* __restric
   __shared__ uint32_t mask_words[kSmallMaxWords];
   const int words = static_cast<int>(ld / 32);
   const int vecs = static_cast<int>(ld / 8);
-  const bool split = threshold > 0.0f;
   // Launched with PDL (pdl.cuh) and always followed by llm_int8_gemv, whose pre-wait part reads weights only
   // (rule 3's exception): let it launch now, then wait for x.
   pdl_launch_dependents();
   for (int w = threadIdx.x; w < words; w += blockDim.x) mask_words[w] = 0u;
   pdl_wait();
   __syncthreads();
-  for (int m = 0; m < M; ++m) {
-    float local_max = 0.0f;
-    for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
-      const int k = v * 8;
-      if (k >= K) continue;
-      float vals[8];
-      load8(x + (int64_t)m * ldx + k, vals);
-      const uint32_t flags = outlier_flags8(vals, split ? threshold : 0.0f, local_max);
-      if (flags != 0) atomicOr(&mask_words[v / 4], flags << (8 * (v % 4)));
-    }
-    const float row_max = block_max(local_max, scratch);  // also orders the atomicOr above
+  for (int m = 0; m < M; ++m) {  // every row's outliers first: a column is an outlier if any row has one there
+    const float row_max = outlier_pass(x + (int64_t)m * ldx, K, vecs, threshold, mask_words, scratch);
     if (threadIdx.x == 0) {
       sca[m] = row_max;
       row_scale[m] = row_max;
@@ -77,16 +67,7 @@ __global__ void __launch_bounds__(1024) quantize_small_kernel(const T* __restric
   }
   __syncthreads();
   for (int w = threadIdx.x; w < words; w += blockDim.x) mask[w] = mask_words[w];
-  for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
-    const int k = v * 8;
-    const uint32_t flags = (mask_words[v / 4] >> (8 * (v % 4))) & 0xffu;
-    for (int m = 0; m < M; ++m) {
-      const float s = row_scale[m];
-      float vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      if (k < K) load8(x + (int64_t)m * ldx + k, vals);
-      *reinterpret_cast<uint2*>(ca + (int64_t)m * ld + k) = quantize8(vals, flags, s, inv_row_scale(s));
-    }
-  }
+  for (int m = 0; m < M; ++m) quantize_pass(x + (int64_t)m * ldx, K, vecs, mask_words, row_scale[m], ca + (int64_t)m * ld);
 }
 
 constexpr int kStatsRows = 16;

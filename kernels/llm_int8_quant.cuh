@@ -76,4 +76,33 @@ __device__ __forceinline__ uint2 quantize8(const float (&vals)[8], uint32_t flag
   return make_uint2(lo, hi);
 }
 
+// The two passes over one activation row (K columns, `vecs` 8-column vectors up to ld = round_up(K, 32)), the
+// block's threads striding over the vectors. Pass 1 ORs the row's outlier columns into `mask` (shared memory,
+// zeroed by the caller) and returns SCA, the block-wide max of the other elements (block_max also orders the
+// atomicOr). Pass 2 writes the row's CA bytes (zero in outlier columns and past K).
+template <typename T>
+__device__ __forceinline__ float outlier_pass(const T* row, int K, int vecs, float threshold, uint32_t* mask,
+                                              float* scratch) {
+  float local_max = 0.0f;
+  for (int v = threadIdx.x; v < vecs && v * 8 < K; v += blockDim.x) {
+    float vals[8];
+    load8(row + v * 8, vals);
+    const uint32_t flags = outlier_flags8(vals, threshold, local_max);
+    if (flags != 0) atomicOr(&mask[v / 4], flags << (8 * (v % 4)));
+  }
+  return block_max(local_max, scratch);
+}
+
+template <typename T>
+__device__ __forceinline__ void quantize_pass(const T* row, int K, int vecs, const uint32_t* mask, float sca,
+                                              int8_t* ca) {
+  const float inv = inv_row_scale(sca);
+  for (int v = threadIdx.x; v < vecs; v += blockDim.x) {
+    const uint32_t flags = (mask[v / 4] >> (8 * (v % 4))) & 0xffu;
+    float vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (v * 8 < K) load8(row + v * 8, vals);
+    *reinterpret_cast<uint2*>(ca + v * 8) = quantize8(vals, flags, sca, inv);
+  }
+}
+
 }  // namespace qb::kernels::llm_int8_quant

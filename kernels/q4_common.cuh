@@ -40,7 +40,7 @@ struct ActOps<__half> {
   // in fp32 (exact).
   static constexpr uint32_t kAffineMul = 0x2C002C00u;  // (1/16, 1/16)
   static constexpr float kAffineMul1 = 0.0625f;
-  static constexpr float kAffineScale = 16.0f;
+  static constexpr float kAffineScale = 1.0f / kAffineMul1;
   static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
     uint32_t d;
     asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
@@ -74,7 +74,7 @@ struct ActOps<__nv_bfloat16> {
   // bf16 has fp32's range: awq codes enter as (code - zero) = fma(code, 1, -zero), exact.
   static constexpr uint32_t kAffineMul = 0x3F803F80u;  // (1, 1)
   static constexpr float kAffineMul1 = 1.0f;
-  static constexpr float kAffineScale = 1.0f;
+  static constexpr float kAffineScale = 1.0f / kAffineMul1;
   static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
     uint32_t d;
     asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
