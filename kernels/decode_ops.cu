@@ -10,7 +10,6 @@
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
-#include "quantbench/kernels/row_norm.h"
 
 namespace qb::kernels {
 namespace {
@@ -309,7 +308,7 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
   const int chunks = static_cast<int>((vecs + 1023) / 1024);
   if (dtype != DType::kF32 && hidden % 8 == 0 && chunks <= 4 && aligned(residual) && aligned(delta) &&
       aligned(weight) && aligned(bias) && aligned(out)) {
-    const int threads = row_norm_threads(hidden);  // the fused norm of the GEMVs reduces over the same threads
+    const int threads = static_cast<int>(((vecs + chunks - 1) / chunks + 31) / 32 * 32);
     const bool rms = norm == NormType::kRmsNorm;
     if (dtype == DType::kF16) {
       launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, stream);

@@ -7,7 +7,6 @@
 #include "gemv_mma_tile.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/dense_gemv.h"
-#include "quantbench/kernels/row_norm.h"
 
 namespace qb::kernels {
 namespace {
@@ -54,7 +53,7 @@ bool dense_gemv_supported(const void* x, int64_t ldx, const void* w, int64_t ldw
 }
 
 void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64_t ldw, const void* bias, void* y,
-                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream, const RowNorm* norm) {
+                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
   QB_CHECK(M >= 1 && M <= kGemvMaxM, kInvalidInput, "dense_gemv: M = {} outside 1..{}", M, kGemvMaxM);
   QB_CHECK(N >= 1 && N < (int64_t{1} << 31) && K >= 1 && K < (int64_t{1} << 31), kInvalidInput,
            "dense_gemv: N = {} and K = {} must be in 1..2^31-1", N, K);
@@ -62,13 +61,8 @@ void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64
   QB_CHECK(ldx >= K && ldx % 8 == 0 && ldw >= K && ldw % 8 == 0 && ldy >= N, kInvalidInput,
            "dense_gemv: strides ldx = {}, ldw = {} must be >= K = {} and multiples of 8; ldy = {} >= N = {}", ldx,
            ldw, K, ldy, N);
-  QB_CHECK((norm != nullptr || aligned16(x)) && aligned16(w), kInvalidInput,
-           "dense_gemv: x and W must be 16-byte aligned");
-  QB_CHECK(norm == nullptr || (M == 1 && norm->hidden == K && row_norm_supported(*norm)), kInvalidInput,
-           "dense_gemv: a fused norm needs M = 1 and a supported row of K = {} (got M = {}, hidden {})", K, M,
-           norm != nullptr ? norm->hidden : 0);
+  QB_CHECK(aligned16(x) && aligned16(w), kInvalidInput, "dense_gemv: x and W must be 16-byte aligned");
   GemvParams p;
-  if (norm != nullptr) p.norm = *norm;
   p.x = x;
   p.ldx = ldx;
   p.w = w;

@@ -38,7 +38,6 @@
 #include <cstdint>
 
 #include "pdl.cuh"
-#include "row_norm.cuh"
 
 namespace qb::kernels::gemv {
 
@@ -57,14 +56,7 @@ struct GemvParams {
   int64_t ldy = 0;
   int M = 0, N = 0, K = 0;
   int k_weights = 0;
-  // norm.weight != null: x is not read; the block normalises the row itself (M = 1, row_norm.h) into
-  // dynamic shared memory (gemv_norm_smem_bytes) and reads x from there.
-  RowNorm norm;
 };
-
-inline size_t gemv_norm_smem_bytes(const GemvParams& p) {
-  return p.norm.weight == nullptr ? 0 : (static_cast<size_t>(p.K) * 2 + 15) / 16 * 16 + kRowNormScratchFloats * 4;
-}
 
 // ---- small device helpers ---------------------------------------------------------------------
 
@@ -159,9 +151,6 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   const int t = lane & 3;
   const int n0 = blockIdx.x * kRows;
   const T* x = static_cast<const T*>(p.x);
-  extern __shared__ __align__(16) unsigned char norm_smem[];  // [K] T (padded to 16 bytes) | scratch floats
-  const bool fused_norm = p.norm.weight != nullptr;            // block-uniform
-  T* xs = reinterpret_cast<T*>(norm_smem);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
   const char* w_row[RT][2];
   bool has_row[RT][2];
@@ -224,9 +213,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 #pragma unroll
       for (int h = 0; h < kXVecs; ++h) {
         const int kh = k + 8 * h;
-        xv[h] = (m < p.M && kh < p.K)
-                    ? (fused_norm ? *reinterpret_cast<const uint4*>(xs + kh) : load_cached16(x + (int64_t)m * p.ldx + kh))
-                    : make_uint4(0, 0, 0, 0);
+        xv[h] = (m < p.M && kh < p.K) ? load_cached16(x + (int64_t)m * p.ldx + kh) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
@@ -264,10 +251,6 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
     if (base == 0) {
       pdl_wait();
       pdl_launch_dependents();
-      if (fused_norm) {
-        row_rms_norm<T>(p.norm, xs,
-                        reinterpret_cast<float*>(norm_smem + (static_cast<size_t>(p.K) * 2 + 15) / 16 * 16));
-      }
     }
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) {
@@ -308,8 +291,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
-  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, gemv_norm_smem_bytes(p),
-             stream, p);
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, 0, stream, p);
 }
 
 }  // namespace qb::kernels::gemv

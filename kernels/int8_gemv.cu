@@ -9,7 +9,6 @@
 #include "gemv_mma_tile.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_gemv.h"
-#include "quantbench/kernels/row_norm.h"
 
 namespace qb::kernels {
 namespace {
@@ -46,7 +45,7 @@ bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64
 }
 
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream, const RowNorm* norm) {
+               int64_t ldy, int64_t M, cudaStream_t stream) {
   QB_CHECK(M >= 1 && M <= kGemvMaxM, kInvalidInput, "int8_gemv: M = {} outside 1..{}", M, kGemvMaxM);
   QB_CHECK(w.N >= 1 && w.N < (int64_t{1} << 31) && w.K >= 1 && w.K < (int64_t{1} << 30), kInvalidInput,
            "int8_gemv: N = {} and K = {} out of range", w.N, w.K);
@@ -55,17 +54,12 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
            "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= N = {}", ldx, w.K, ldy, w.N);
   QB_CHECK(w.ldq >= int8_padded_k(w.K) && w.ldq % 16 == 0, kInvalidInput,
            "int8_gemv: ldq = {} must be a multiple of 16 and >= round_up(K = {}, 16)", w.ldq, w.K);
-  QB_CHECK((norm != nullptr || aligned16(x)) && aligned16(w.q), kInvalidInput,
-           "int8_gemv: x and q must be 16-byte aligned");
-  QB_CHECK(norm == nullptr || (M == 1 && norm->hidden == w.K && row_norm_supported(*norm)), kInvalidInput,
-           "int8_gemv: a fused norm needs M = 1 and a supported row of K = {} (got M = {}, hidden {})", w.K, M,
-           norm != nullptr ? norm->hidden : 0);
+  QB_CHECK(aligned16(x) && aligned16(w.q), kInvalidInput, "int8_gemv: x and q must be 16-byte aligned");
   QB_CHECK(w.group_size == 0 || (w.group_size % 64 == 0 && w.groups * w.group_size >= w.K), kInvalidInput,
            "int8_gemv: group size {} must be a multiple of 64 with groups = {} covering K = {}", w.group_size,
            w.groups, w.K);
   QB_CHECK(w.scale_multiplier == 1.0f, kInvalidInput, "int8_gemv: scale_multiplier must be 1 (fold it into scales)");
   GemvParams p;
-  if (norm != nullptr) p.norm = *norm;
   p.x = x;
   p.ldx = ldx;
   p.w = w.q;

@@ -40,12 +40,11 @@ int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
-                                                   int stages, int grid, const RowNorm* norm, cudaStream_t stream) {
+                                                   int stages, int grid, cudaStream_t stream) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
-  const size_t smem = gemv_dynamic_smem_bytes(MODE, NT, warps, stages) + (norm != nullptr ? gemv_norm_smem_bytes(w.K) : 0);
-  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32, smem, stream, w, static_cast<const Act*>(x),
-             ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
-             norm != nullptr ? *norm : RowNorm{});
+  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32,
+             gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream, w, static_cast<const Act*>(x), ldx,
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
   QB_CUDA_CHECK_LAUNCH();
 }
 

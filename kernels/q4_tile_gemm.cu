@@ -23,7 +23,7 @@ namespace {
 
 using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          const RowNorm*, cudaStream_t);
+                          cudaStream_t);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -151,14 +151,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 }
 
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config, const RowNorm* norm) {
-  QB_CHECK(norm == nullptr || (M == 1 && norm->hidden == w.K && row_norm_supported(*norm)), kInvalidInput,
-           "q4_tile_gemm: a fused norm needs M = 1 and a supported row of K = {} (got M = {}, hidden {})", w.K, M,
-           norm != nullptr ? norm->hidden : 0);
-  if (norm != nullptr) {  // x is not read: check the rest of the operands with a stand-in row
-    x = norm->residual;
-    ldx = w.K;
-  }
+                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config) {
   QB_CHECK(q4_tile_gemm_supported(dtype, x, ldx, M), kInvalidInput,
            "q4_tile_gemm: needs fp16/bf16 x, 1 <= M <= {} (got {}), ldx % 8 == 0 (got {}) and 16-byte aligned x",
            kQ4GemvMaxM, M, ldx);
@@ -178,7 +171,7 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   }
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config);
   const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, norm, stream);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, stream);
 }
 
 }  // namespace qb::kernels

@@ -54,7 +54,7 @@ fi
 if want ab; then
   # Batch-1 decode of the three speed models once per setting in QB_AB_ENVS (space-separated VAR=VALUE, e.g.
   # "QB_PDL=0 QB_ATTENTION_PREFETCH=0"): A/B of a switch against the speed part's default rows.
-  for setting in ${QB_AB_ENVS:-QB_FUSED_NORM=0}; do
+  for setting in ${QB_AB_ENVS:-QB_ATTENTION_PREFETCH=0}; do
     tag=$(echo "$setting" | tr 'A-Z=' 'a-z-'); var=${setting%%=*}
     export "$setting"
     run ab-$tag-gpt2 --model synthetic:gpt2 --precision fp16,int8,nf4,awq --batch 1 --prompt-len 128 --gen-len 128

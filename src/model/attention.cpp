@@ -17,20 +17,10 @@ Attention::Attention(const ModelConfig& config, quant::LinearPtr qkv, quant::Lin
 
 at::Tensor Attention::forward(const at::Tensor& x, KvCache* cache, int64_t layer, const StepPositions& where,
                               const RotaryTable& rope) const {
-  return attend_and_project(qkv_->forward(x), cache, layer, where, rope);
-}
-
-at::Tensor Attention::forward(const quant::NormedInput& x, KvCache* cache, int64_t layer, const StepPositions& where,
-                              const RotaryTable& rope) const {
-  return attend_and_project(qkv_->forward_normed(x), cache, layer, where, rope);
-}
-
-// qkv [B, T, (H + 2 Hkv) D]: q heads, k heads, v heads.
-at::Tensor Attention::attend_and_project(const at::Tensor& qkv, KvCache* cache, int64_t layer,
-                                         const StepPositions& where, const RotaryTable& rope) const {
+  const at::Tensor qkv = qkv_->forward(x);  // [B, T, (H + 2 Hkv) D]: q heads, k heads, v heads
   at::Tensor context;
 #ifdef QB_HAVE_CUDA
-  if (where.decode && qkv.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope);
+  if (where.decode && x.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope);
 #endif
   if (!context.defined()) context = attend_torch(qkv, cache, layer, where, rope);
   return out_->forward(context);

@@ -74,18 +74,16 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
       const at::Tensor mlp = layer.mlp->forward(residual);
       residual = layer.mlp_norm.add_forward(residual, mlp);
     } else {
-      // The norms go in as the next layer's input: a decode GEMV applies a plain RMSNorm itself.
-      const at::Tensor attn = layer.attention->forward(layer.attn_norm.input(residual, delta), cache, index, where, rope_);
-      delta = layer.mlp->forward(layer.mlp_norm.input(residual, attn));
+      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
+      const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
+      const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
+      delta = layer.mlp->forward(normed2);
     }
   }
   if (last_only && residual.size(1) > 1) {
     const int64_t last = residual.size(1) - 1;
     residual = residual.narrow(1, last, 1).contiguous();
     if (delta.defined()) delta = delta.narrow(1, last, 1).contiguous();
-  }
-  if (parts_.final_norm.defined() && parts_.project_out == nullptr) {
-    return parts_.lm_head->forward_normed(parts_.final_norm.input(residual, delta));
   }
   at::Tensor h;
   if (parts_.final_norm.defined()) {

@@ -10,8 +10,6 @@ Mlp::Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out)
 
 at::Tensor Mlp::forward(const at::Tensor& x) const { return out_->forward(activate(in_->forward(x))); }
 
-at::Tensor Mlp::forward(const quant::NormedInput& x) const { return out_->forward(activate(in_->forward_normed(x))); }
-
 // Gated: the fused gate_up output holds gate in the first half, up in the second.
 at::Tensor Mlp::activate(const at::Tensor& h) const {
   const int64_t inter = gated_ ? h.size(-1) / 2 : h.size(-1);

@@ -37,16 +37,6 @@ at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta) cons
   return weight_ * normed.to(residual.scalar_type());
 }
 
-quant::NormedInput Norm::input(at::Tensor& residual, const at::Tensor& delta) const {
-  quant::NormedInput in;
-  in.residual = &residual;
-  in.delta = delta;
-  if (kind_ == NormKind::kRmsNorm && !bias_.has_value()) in.weight = weight_;  // what a GEMV can fuse
-  in.eps = eps_;
-  in.materialize = [this, &residual, delta] { return add_forward(residual, delta); };
-  return in;
-}
-
 int64_t Norm::bytes() const {
   return static_cast<int64_t>(weight_.nbytes()) + (bias_.has_value() ? static_cast<int64_t>(bias_->nbytes()) : 0);
 }

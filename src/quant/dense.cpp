@@ -4,7 +4,6 @@
 
 #include "quantbench/core/error.h"
 #include "quantbench/quant/dense_matmul.h"
-#include "quantbench/quant/fused_norm.h"
 
 namespace qb::quant {
 namespace {
@@ -61,17 +60,6 @@ at::Tensor DenseLinear::forward(const at::Tensor& x) const {
            format_, x.size(-1), in_features());
   const at::Tensor input = x.scalar_type() == weight_.scalar_type() ? x : x.to(weight_.scalar_type());
   return dense_matmul(input, weight_, bias_);
-}
-
-at::Tensor DenseLinear::forward_normed(const NormedInput& in) const {
-  if (const auto fused = fused_norm_for(in); fused.has_value() && fused->x_like.size(-1) == in_features()) {
-    const at::Tensor y = dense_matmul_normed(*fused, weight_, bias_);
-    if (y.defined()) {
-      fused->commit(in);
-      return y;
-    }
-  }
-  return forward(in.materialize());
 }
 
 at::Tensor DenseLinear::dequantize() const { return weight_.to(at::kCPU, at::kFloat); }

@@ -8,7 +8,6 @@
 #include "quantbench/kernels/dense_gemv.h"
 #include "quantbench/kernels/pdl.h"
 #endif
-#include "quantbench/quant/fused_norm.h"
 
 namespace qb::quant {
 namespace {
@@ -63,28 +62,6 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::option
 #endif
 
 }  // namespace
-
-at::Tensor dense_matmul_normed(const FusedNorm& norm, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-#ifdef QB_HAVE_CUDA
-  const at::Tensor& x = norm.x_like;
-  const int64_t K = weight.size(1), N = weight.size(0);
-  if (!gemv_applies(x, weight, bias) || !kernels::dense_gemv_supported(x.data_ptr(), K, weight.data_ptr(), K, 1, K)) {
-    return at::Tensor();
-  }
-  at::Tensor b;
-  if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
-  at::Tensor y = at::empty(out_shape, x.options());
-  const auto type = x.scalar_type() == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
-  kernels::dense_gemv(type, nullptr, K, weight.data_ptr(), K, b.defined() ? b.data_ptr() : nullptr, y.data_ptr(), N, 1,
-                      N, K, at::cuda::getCurrentCUDAStream(), &norm.row);
-  return y;
-#else
-  (void)norm, (void)weight, (void)bias;
-  return at::Tensor();
-#endif
-}
 
 at::Tensor dense_matmul(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
 #ifdef QB_HAVE_CUDA

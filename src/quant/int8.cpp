@@ -4,7 +4,6 @@
 
 #include "int8_cuda.h"
 #include "quantbench/core/error.h"
-#include "quantbench/quant/fused_norm.h"
 
 namespace qb::quant {
 namespace {
@@ -119,26 +118,6 @@ Int8Linear::Int8Linear(int64_t in_features, Int8Quantized quantized, std::option
            kInternal, "int8: q must be int8 [out, round_up(in, 16)]");
   QB_CHECK(scales_.scalar_type() == at::kFloat && scales_.size(0) == q_.size(0), kInternal,
            "int8: scales must be fp32 with one row per output");
-}
-
-at::Tensor Int8Linear::forward_normed(const NormedInput& in) const {
-#ifdef QB_HAVE_CUDA
-  const auto fused = fused_norm_for(in);
-  if (fused.has_value() && fused->x_like.size(-1) == in_features() && in_features() % 8 == 0 &&
-      fused->x_like.device() == q_.device()) {
-    const at::Tensor& x = fused->x_like;
-    const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, in_features(), 1.0f);
-    if (kernels::int8_gemv_supported(x.data_ptr(), in_features(), w, 1)) {
-      const at::Tensor b = bias_.has_value() ? bias_->to(x.scalar_type()) : at::Tensor();
-      std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-      out_shape.back() = out_features();
-      const at::Tensor y = int8_cuda::int8_gemv_normed(fused->row, w, b, x);
-      fused->commit(in);
-      return y.view(out_shape);
-    }
-  }
-#endif
-  return forward(in.materialize());
 }
 
 at::Tensor Int8Linear::dequantize() const {

@@ -60,14 +60,6 @@ at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const
   return y;
 }
 
-at::Tensor int8_gemv_normed(const kernels::RowNorm& norm, const kernels::Int8Weights& w, const at::Tensor& bias,
-                            const at::Tensor& like) {
-  at::Tensor y = at::empty({1, w.N}, like.options());
-  kernels::int8_gemv(half_type(like.scalar_type()), nullptr, w.K, w, bias_ptr(bias), y.data_ptr(), w.N, 1, stream(),
-                     &norm);
-  return y;
-}
-
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
   const int64_t M = x2d.size(0);
   at::Tensor y = at::empty({M, w.N}, x2d.options());

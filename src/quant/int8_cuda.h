@@ -9,7 +9,6 @@
 #include <optional>
 
 #include "quantbench/kernels/int8_gemv.h"
-#include "quantbench/kernels/row_norm.h"
 
 namespace qb::quant::int8_cuda {
 
@@ -30,10 +29,6 @@ kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales,
 
 // y [M, N] in x2d's dtype. bias in x2d's dtype or undefined.
 at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias);
-// The GEMV with its input row normalised by the kernel itself (kernels/row_norm.h); like: a tensor of the
-// activation dtype and device.
-at::Tensor int8_gemv_normed(const kernels::RowNorm& norm, const kernels::Int8Weights& w, const at::Tensor& bias,
-                            const at::Tensor& like);
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias);
 at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
                          float threshold);

@@ -7,7 +7,6 @@
 
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/q4_layout.h"
-#include "quantbench/quant/fused_norm.h"
 
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -421,29 +420,6 @@ int64_t Q4Linear::weight_bytes() const {
                               &cpu_.group_scale, &cpu_.group_zero})
     total += nbytes_or_zero(*t);
   return total;
-}
-
-at::Tensor Q4Linear::forward_normed(const NormedInput& in) const {
-#ifdef QB_HAVE_CUDA
-  const auto fused = fused_norm_for(in);
-  if (fused.has_value() && device_ && device_->tiles && fused->x_like.size(-1) == in_features() &&
-      fused->x_like.device() == device_->codes.device()) {
-    namespace k = qb::kernels;
-    const at::Tensor& x = fused->x_like;
-    const auto st = x.scalar_type();
-    const k::DType dtype = st == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
-    at::Tensor bias;
-    if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);
-    std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-    out_shape.back() = out_features();
-    at::Tensor y = at::empty(out_shape, x.options());
-    k::q4_tile_gemm(dtype, device_->tw, nullptr, in_features(), bias.defined() ? bias.data_ptr() : nullptr,
-                    y.data_ptr(), out_features(), 1, at::cuda::getCurrentCUDAStream(), {}, &fused->row);
-    fused->commit(in);
-    return y;
-  }
-#endif
-  return forward(in.materialize());
 }
 
 at::Tensor Q4Linear::forward(const at::Tensor& x) const {

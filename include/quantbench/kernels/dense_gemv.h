@@ -11,8 +11,6 @@
 
 namespace qb::kernels {
 
-struct RowNorm;
-
 enum class HalfType { kF16, kBF16 };
 
 // Largest M the decode GEMV kernels (dense, int8, llm.int8) take: four 8-token mma tiles.
@@ -23,9 +21,8 @@ constexpr int64_t kGemvMaxM = 32;
 bool dense_gemv_supported(const void* x, int64_t ldx, const void* w, int64_t ldw, int64_t M, int64_t K);
 
 // x [M, ldx], W [N, ldw], bias [N] or null, y [M, ldy]: all of `dtype`, on the device. Throws
-// qb::Error (kInvalidInput) naming the violated precondition. norm (row_norm.h, M = 1 only): x is
-// ignored and the kernel normalises norm's row itself.
+// qb::Error (kInvalidInput) naming the violated precondition.
 void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64_t ldw, const void* bias, void* y,
-                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream, const RowNorm* norm = nullptr);
+                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream);
 
 }  // namespace qb::kernels

@@ -36,8 +36,7 @@ inline int64_t int8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
 // multiple of 16 when K % 8 != 0, and use the prefill path otherwise.)
 bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64_t M);
 
-// norm (row_norm.h, M = 1 only): x is ignored and the kernel normalises norm's row itself.
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream, const RowNorm* norm = nullptr);
+               int64_t ldy, int64_t M, cudaStream_t stream);
 
 }  // namespace qb::kernels

@@ -19,8 +19,6 @@ typedef struct cublasContext* cublasHandle_t;
 
 namespace qb::kernels {
 
-struct RowNorm;
-
 enum class Q4ScaleMode {
   kAbsmaxF32,     // scales: float absmax
   kAbsmaxNested,  // scales: uint8 code into nested_code; nested: (absmax, offset) per 256 flat blocks
@@ -77,10 +75,8 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 
 // Decode / small-batch path: y = x W^T (+ bias) straight from the tile layout. x [M, ldx], bias [N] or null,
 // y [M, ldy]. No allocation, no host sync: capturable in a CUDA graph. Deterministic (fixed-order sums).
-// norm (row_norm.h, M = 1 only): x is ignored; each block normalises norm's row itself.
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {},
-                  const RowNorm* norm = nullptr);
+                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {});
 
 // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
 // dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.

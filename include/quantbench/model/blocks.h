@@ -29,9 +29,6 @@ class Norm {
   at::Tensor forward(const at::Tensor& x) const;
   // residual += delta (delta may be undefined), then norm(residual); one kernel on CUDA.
   at::Tensor add_forward(at::Tensor& residual, const at::Tensor& delta) const;
-  // The same as the input of the layer that follows (quant::NormedInput): a plain RMSNorm can then be computed by
-  // that layer's decode GEMV; residual and delta must outlive the returned value.
-  quant::NormedInput input(at::Tensor& residual, const at::Tensor& delta) const;
   int64_t bytes() const;
   bool defined() const { return weight_.defined(); }
 
@@ -67,15 +64,10 @@ class Attention {
   // x [B, T, hidden] -> [B, T, hidden]; writes this pass's keys and values into the cache.
   at::Tensor forward(const at::Tensor& x, KvCache* cache, int64_t layer, const StepPositions& where,
                      const RotaryTable& rope) const;
-  // The same with x the output of the norm before (the qkv projection may fuse it).
-  at::Tensor forward(const quant::NormedInput& x, KvCache* cache, int64_t layer, const StepPositions& where,
-                     const RotaryTable& rope) const;
   const quant::Linear& qkv() const { return *qkv_; }
   const quant::Linear& out() const { return *out_; }
 
  private:
-  at::Tensor attend_and_project(const at::Tensor& qkv, KvCache* cache, int64_t layer, const StepPositions& where,
-                                const RotaryTable& rope) const;
   at::Tensor attend_torch(const at::Tensor& qkv, KvCache* cache, int64_t layer, const StepPositions& where,
                           const RotaryTable& rope) const;
   at::Tensor attend_fused_decode(const at::Tensor& qkv, KvCache& cache, int64_t layer, const StepPositions& where,
@@ -90,7 +82,6 @@ class Mlp {
  public:
   Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out);
   at::Tensor forward(const at::Tensor& x) const;
-  at::Tensor forward(const quant::NormedInput& x) const;  // x: the output of the norm before
   const quant::Linear& in() const { return *in_; }
   const quant::Linear& out() const { return *out_; }
 

@@ -10,9 +10,4 @@ namespace qb::quant {
 
 at::Tensor dense_matmul(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
 
-struct FusedNorm;
-// The decode GEMV with the RMSNorm before it fused in (fused_norm.h), when the GEMV takes this weight;
-// undefined otherwise (the caller then materialises the norm).
-at::Tensor dense_matmul_normed(const FusedNorm& norm, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
-
 }  // namespace qb::quant

@@ -10,25 +10,12 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace qb::quant {
-
-// The input of a layer that directly follows an RMSNorm (a pre-norm block's q/k/v or gate/up, the LM head after
-// the final norm): x = rmsnorm(residual + delta) * weight, and the block's residual becomes residual + delta.
-// A decode GEMV can compute x itself (kernels/row_norm.h, one launch fewer per norm); every other case calls
-// materialize(), which runs the norm kernel (updating *residual in place) and returns x.
-struct NormedInput {
-  at::Tensor* residual = nullptr;  // [..., hidden]; a fused layer replaces it with the updated residual
-  at::Tensor delta;                // [..., hidden] or undefined
-  at::Tensor weight;               // [hidden] RMSNorm weight; undefined when the norm is not a plain RMSNorm
-  double eps = 1e-6;
-  std::function<at::Tensor()> materialize;
-};
 
 class Linear {
  public:
@@ -38,8 +25,6 @@ class Linear {
   Linear& operator=(const Linear&) = delete;
 
   virtual at::Tensor forward(const at::Tensor& x) const = 0;
-  // forward(in.materialize()), or the same computed by one fused kernel (formats with a decode GEMV).
-  virtual at::Tensor forward_normed(const NormedInput& in) const { return forward(in.materialize()); }
   // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
   // reference (quantized formats return their dequantized values, not the original weight).
   virtual at::Tensor dequantize() const = 0;

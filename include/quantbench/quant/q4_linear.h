@@ -75,7 +75,6 @@ class Q4Linear final : public Linear {
   ~Q4Linear() override;
 
   at::Tensor forward(const at::Tensor& x) const override;
-  at::Tensor forward_normed(const NormedInput& in) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }
