@@ -27,50 +27,35 @@ constexpr size_t kAlign = 256;
 size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// kUnroll 16-byte pieces per thread per pass, their loads issued first: 1 for the normal grid (many blocks), 4
-// for a capped grid beside a GEMM (1024 threads x 4 x 16 bytes in flight per SM, so a few SMs move a large share
-// of the bandwidth).
-template <typename T, bool PER_GROUP, int kUnroll = 1>
-__global__ void __launch_bounds__(kUnroll > 1 ? 1024 : 256) dequant_chunk_kernel(const int8_t* __restrict__ q, int64_t ldq, const float* __restrict__ scales,
+template <typename T, bool PER_GROUP>
+__global__ void dequant_chunk_kernel(const int8_t* __restrict__ q, int64_t ldq, const float* __restrict__ scales,
                                      int64_t groups, int64_t group_size, float multiplier, int64_t N, int64_t k0,
                                      int64_t width, T* __restrict__ out, int64_t ld_out) {
   using Traits = gemv::HalfTraits<T>;
   const int64_t vecs_per_row = width / 16;
   const int64_t total = N * vecs_per_row;
-  const int64_t threads = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t base = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; base < total; base += threads * kUnroll) {
-    uint4 packed[kUnroll];
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t n = i / vecs_per_row;
+    const int64_t c = (i % vecs_per_row) * 16;
+    const uint4 packed = gemv::load_stream16(q + n * ldq + k0 + c);
+    uint32_t halves[8];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = base + u * threads;
-      if (i < total) packed[u] = gemv::load_stream16(q + (i / vecs_per_row) * ldq + k0 + (i % vecs_per_row) * 16);
-    }
+    for (int j = 0; j < 4; ++j) Traits::int8x4_to_pairs(gemv::word_of(packed, j), halves[2 * j], halves[2 * j + 1]);
+    // int8x4_to_pairs yields (e0,e1),(e2,e3): element order is preserved.
+    if constexpr (PER_GROUP) {
+      const float s = scales[n * groups + (k0 + c) / group_size] * multiplier;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t i = base + u * threads;
-      if (i >= total) break;
-      const int64_t n = i / vecs_per_row;
-      const int64_t c = (i % vecs_per_row) * 16;
-      uint32_t halves[8];
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-        Traits::int8x4_to_pairs(gemv::word_of(packed[u], j), halves[2 * j], halves[2 * j + 1]);
-      // int8x4_to_pairs yields (e0,e1),(e2,e3): element order is preserved.
-      if constexpr (PER_GROUP) {
-        const float s = scales[n * groups + (k0 + c) / group_size] * multiplier;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          T pair[2];
-          memcpy(pair, &halves[j], 4);
-          pair[0] = Traits::from_float(Traits::to_float(pair[0]) * s);
-          pair[1] = Traits::from_float(Traits::to_float(pair[1]) * s);
-          memcpy(&halves[j], pair, 4);
-        }
+      for (int j = 0; j < 8; ++j) {
+        T pair[2];
+        memcpy(pair, &halves[j], 4);
+        pair[0] = Traits::from_float(Traits::to_float(pair[0]) * s);
+        pair[1] = Traits::from_float(Traits::to_float(pair[1]) * s);
+        memcpy(&halves[j], pair, 4);
       }
-      uint4* dst = reinterpret_cast<uint4*>(out + n * ld_out + c);
-      dst[0] = make_uint4(halves[0], halves[1], halves[2], halves[3]);
-      dst[1] = make_uint4(halves[4], halves[5], halves[6], halves[7]);
     }
+    uint4* dst = reinterpret_cast<uint4*>(out + n * ld_out + c);
+    dst[0] = make_uint4(halves[0], halves[1], halves[2], halves[3]);
+    dst[1] = make_uint4(halves[4], halves[5], halves[6], halves[7]);
   }
 }
 
@@ -106,19 +91,8 @@ template <typename T>
 void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int64_t ld_out, cudaStream_t stream,
                     int max_blocks = 0) {
   const int64_t work = w.N * (width / 16);
-  if (max_blocks > 0) {  // fat blocks of 1024 threads, 4 pieces each in flight (one block per SM)
-    const unsigned grid = std::min(grid_for(work, 4096), static_cast<unsigned>(max_blocks));
-    if (w.group_size > 0) {
-      dequant_chunk_kernel<T, true, 4><<<grid, 1024, 0, stream>>>(w.q, w.ldq, w.scales, w.groups, w.group_size,
-                                                                  w.scale_multiplier, w.N, k0, width, out, ld_out);
-    } else {
-      dequant_chunk_kernel<T, false, 4><<<grid, 1024, 0, stream>>>(w.q, w.ldq, w.scales, w.groups, 1, 1.0f, w.N, k0,
-                                                                   width, out, ld_out);
-    }
-    QB_CUDA_CHECK_LAUNCH();
-    return;
-  }
-  const unsigned grid = grid_for(work, 256);
+  const unsigned grid = max_blocks > 0 ? std::min(grid_for(work, 256), static_cast<unsigned>(max_blocks))
+                                       : grid_for(work, 256);
   if (w.group_size > 0) {
     dequant_chunk_kernel<T, true><<<grid, 256, 0, stream>>>(w.q, w.ldq, w.scales, w.groups, w.group_size,
                                                             w.scale_multiplier, w.N, k0, width, out, ld_out);

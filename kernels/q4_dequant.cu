@@ -70,10 +70,8 @@ __device__ __forceinline__ void store16(Out* dst, const float (&v)[16], uint64_t
 // the kernel block-launch bound: NOTES-q4.md.)
 constexpr int kItemsPerWarp = 8;
 
-// kThreads 256: the normal grid (many small blocks). 768: a capped grid beside a GEMM, one fat block per SM
-// (24 warps: 8 x 512 bytes of codes in flight each), so that a few SMs move a large share of the bandwidth.
-template <typename Out, Q4ScaleMode MODE, bool kL2Hints, int kThreads>
-__global__ void __launch_bounds__(kThreads, 1) q4_tile_dequant_kernel(const __grid_constant__ Q4TileWeights w, int64_t row0,
+template <typename Out, Q4ScaleMode MODE, bool kL2Hints>
+__global__ void __launch_bounds__(256) q4_tile_dequant_kernel(const __grid_constant__ Q4TileWeights w, int64_t row0,
                                                               int64_t rows, int64_t col0, int64_t cols,
                                                               Out* __restrict__ out, int64_t ldo) {
   __shared__ float codebook[16];
@@ -172,41 +170,30 @@ __global__ void __launch_bounds__(256) q4_flat_dequant_kernel(const __grid_const
   }
 }
 
-template <typename Out, bool kL2Hints, int kThreads>
-void launch_tile_threads(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, Out* o,
-                         int64_t ldo, int64_t grid, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>(grid);
-  switch (w.mode) {
-    case Q4ScaleMode::kAbsmaxF32:
-      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAbsmaxF32, kL2Hints, kThreads>
-          <<<blocks, kThreads, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
-      break;
-    case Q4ScaleMode::kAbsmaxNested:
-      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAbsmaxNested, kL2Hints, kThreads>
-          <<<blocks, kThreads, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
-      break;
-    case Q4ScaleMode::kAffine:
-      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAffine, kL2Hints, kThreads>
-          <<<blocks, kThreads, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
-      break;
-  }
-  QB_CUDA_CHECK_LAUNCH();
-}
-
 template <typename Out, bool kL2Hints>
 void launch_tile(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, void* out,
                  int64_t ldo, int max_blocks, cudaStream_t stream) {
   const int64_t items = (rows + 15) / 16 * (cols / 64);
+  const int64_t per_block = 8 * kItemsPerWarp;
+  int64_t grid = (items + per_block - 1) / per_block;
+  if (max_blocks > 0) grid = std::min<int64_t>(grid, max_blocks);
+  const unsigned blocks = static_cast<unsigned>(grid);
   Out* o = static_cast<Out*>(out);
-  if (max_blocks > 0) {
-    const int64_t per_block = 24 * kItemsPerWarp;
-    const int64_t grid = std::min<int64_t>((items + per_block - 1) / per_block, max_blocks);
-    launch_tile_threads<Out, kL2Hints, 768>(w, row0, rows, col0, cols, o, ldo, grid, stream);
-  } else {
-    const int64_t per_block = 8 * kItemsPerWarp;
-    launch_tile_threads<Out, kL2Hints, 256>(w, row0, rows, col0, cols, o, ldo, (items + per_block - 1) / per_block,
-                                            stream);
+  switch (w.mode) {
+    case Q4ScaleMode::kAbsmaxF32:
+      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAbsmaxF32, kL2Hints>
+          <<<blocks, 256, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
+      break;
+    case Q4ScaleMode::kAbsmaxNested:
+      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAbsmaxNested, kL2Hints>
+          <<<blocks, 256, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
+      break;
+    case Q4ScaleMode::kAffine:
+      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAffine, kL2Hints>
+          <<<blocks, 256, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
+      break;
   }
+  QB_CUDA_CHECK_LAUNCH();
 }
 
 template <typename Out>
