@@ -88,11 +88,9 @@ unsigned grid_for(int64_t work, int threads) {
 }
 
 template <typename T>
-void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int64_t ld_out, cudaStream_t stream,
-                    int max_blocks = 0) {
+void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int64_t ld_out, cudaStream_t stream) {
   const int64_t work = w.N * (width / 16);
-  const unsigned grid = max_blocks > 0 ? std::min(grid_for(work, 256), static_cast<unsigned>(max_blocks))
-                                       : grid_for(work, 256);
+  const unsigned grid = grid_for(work, 256);
   if (w.group_size > 0) {
     dequant_chunk_kernel<T, true><<<grid, 256, 0, stream>>>(w.q, w.ldq, w.scales, w.groups, w.group_size,
                                                             w.scale_multiplier, w.N, k0, width, out, ld_out);
@@ -143,8 +141,7 @@ size_t int8_prefill_workspace_bytes(int64_t M, int64_t N, int64_t K, int64_t chu
   return align_up(static_cast<size_t>(N * chunk * 2)) + align_up(static_cast<size_t>(M * N * 4));
 }
 
-void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream,
-                     int max_blocks) {
+void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream) {
   check_weights(w, "int8_dequantize");
   const int64_t width = int8_padded_k(w.K);
   QB_CHECK(ld_out >= width && ld_out % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0, kInvalidInput,
@@ -156,9 +153,9 @@ void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld
     grouped.groups = 1;
   }
   if (dtype == HalfType::kF16) {
-    launch_dequant<__half>(grouped, 0, width, static_cast<__half*>(out), ld_out, stream, max_blocks);
+    launch_dequant<__half>(grouped, 0, width, static_cast<__half*>(out), ld_out, stream);
   } else {
-    launch_dequant<__nv_bfloat16>(grouped, 0, width, static_cast<__nv_bfloat16*>(out), ld_out, stream, max_blocks);
+    launch_dequant<__nv_bfloat16>(grouped, 0, width, static_cast<__nv_bfloat16*>(out), ld_out, stream);
   }
 }
 

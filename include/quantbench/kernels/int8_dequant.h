@@ -32,9 +32,7 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
                          int64_t chunk_k, cudaStream_t stream);
 
 // The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
-// out[n, k] = q[n, k] * scale (rounded once to 16 bits). max_blocks > 0 caps the grid (the
-// dequantize-ahead stream runs on a few SMs beside a GEMM).
-void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream,
-                     int max_blocks = 0);
+// out[n, k] = q[n, k] * scale (rounded once to 16 bits).
+void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);
 
 }  // namespace qb::kernels
