@@ -25,7 +25,6 @@
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
 #include <cstdlib>
-#include <cstring>
 
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
@@ -269,12 +268,14 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     return true;
   }();
   (void)configured;
-  // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
-  static const bool register_prefetch_allowed = [] {
+  // QB_ATTENTION_PREFETCH=0: the light variant everywhere; =2: the register prefetch only where a row fills its
+  // kInFlight<true> 16-byte loads (A/Bs of the register prefetch).
+  static const int prefetch_mode = [] {
     const char* flag = std::getenv("QB_ATTENTION_PREFETCH");
-    return flag == nullptr || std::strcmp(flag, "0") != 0;
+    return flag == nullptr ? 1 : std::atoi(flag);
   }();
-  const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
+  const bool fills_loads = head_dim * elem_bytes >= kInFlight<true> * 16;
+  const bool prefetch = prefetch_mode != 0 && (prefetch_mode != 2 || fills_loads) && batch * num_heads <= sm_count();
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = prefetch ? decode_attention_kernel<T, true> : decode_attention_kernel<T, false>;
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
