@@ -41,8 +41,9 @@ constexpr int kThreads = 256;
 constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
 constexpr int kMaxHeadDim = 256;
 // Independent 16-byte loads per thread in phases 2 and 4: a 128-dim bf16 row with the prefetch (which
-// takes 255 registers: one block per SM, right for a grid of at most one block per SM), 8 without it
-// (~70 registers, several blocks per SM for batched decode: batch 16 ran 7% slower with the prefetch).
+// takes 255 registers: one block per SM, right for a grid of at most one block per SM with rows of at least
+// 128 16-bit dims), 8 without it (~70 registers, several blocks per SM for batched decode: batch 16 ran 7%
+// slower with the prefetch; 64-dim heads ran faster without it).
 template <bool kPrefetch>
 constexpr int kInFlight = kPrefetch ? 16 : 8;
 
@@ -268,14 +269,17 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     return true;
   }();
   (void)configured;
-  // QB_ATTENTION_PREFETCH=0: the light variant everywhere; =2: the register prefetch only where a row fills its
-  // kInFlight<true> 16-byte loads (A/Bs of the register prefetch).
-  static const int prefetch_mode = [] {
+  // The register prefetch only where a K/V row fills its kInFlight<true> 16-byte loads (head_dim 128 in 16 bits)
+  // and the grid is at most one block per SM. Measured on H100 in one call against "wherever the grid fits"
+  // (BENCHMARKS.md): Qwen2-7B (head_dim 128) unchanged, TinyLlama / GPT-2 (64) nf4 +4%, awq +3%, gpt2 fp16 +8%
+  // (its 255-register blocks wait for whole free SMs; with half the loads unused they gain nothing for it).
+  // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
+  static const bool register_prefetch_allowed = [] {
     const char* flag = std::getenv("QB_ATTENTION_PREFETCH");
-    return flag == nullptr ? 1 : std::atoi(flag);
+    return flag == nullptr || std::atoi(flag) != 0;
   }();
   const bool fills_loads = head_dim * elem_bytes >= kInFlight<true> * 16;
-  const bool prefetch = prefetch_mode != 0 && (prefetch_mode != 2 || fills_loads) && batch * num_heads <= sm_count();
+  const bool prefetch = register_prefetch_allowed && fills_loads && batch * num_heads <= sm_count();
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = prefetch ? decode_attention_kernel<T, true> : decode_attention_kernel<T, false>;
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
