@@ -3,7 +3,6 @@
 // that the build compiles them in parallel.
 #pragma once
 
-#include <cstdlib>
 #include <mutex>
 
 #include "pdl.cuh"
@@ -26,11 +25,6 @@ void gemv_prepare_kernel() {
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        optin - static_cast<int>(attributes.sharedSizeBytes)));
-    // QB_Q4_SMEM_CARVEOUT=P (percent of the unified L1/shared memory): an experiment switch, whether a smaller
-    // shared-memory carveout lets the M = 16 variants keep x in L1.
-    if (const char* carveout = std::getenv("QB_Q4_SMEM_CARVEOUT"); carveout != nullptr) {
-      QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, std::atoi(carveout)));
-    }
   });
 }
 
