@@ -14,6 +14,8 @@
 // {4t..4t+3} and {16+4t..16+4t+3} of rows g, g+8 and B slots of token column g: the lane's bytes
 // 0-7 feed mma 0, bytes 8-15 mma 1, and the activation bytes are CA[g][k .. k+15] (one 16-byte
 // load). The outlier test is warp-uniform: both mask words of the step are read by every lane.
+#include <cstdlib>
+
 #include "gemv_mma_tile.cuh"
 #include "llm_int8_quant.cuh"
 #include "quantbench/kernels/cuda_check.h"
@@ -43,7 +45,19 @@ struct LlmInt8GemvParams {
 // helpers as the prep kernel, so CA, SCA and the mask are bit for bit the same) into shared memory, and the prep
 // launch disappears: on GPT-2 it was a fifth of the layer's kernels, each a dependent launch.
 constexpr int kFusedMaxCols = 20480;  // Qwen2-7B's 18944-wide down projection fits
-bool fused_prep(int64_t M, int64_t ld_ca) { return M == 1 && ld_ca <= kFusedMaxCols; }
+// Every block of the fused kernel quantizes the row again: on grids of many waves (a 50257-row head is 3142
+// blocks) that prologue repeats per wave. QB_LLM_INT8_FUSED_MAX_BLOCKS=B (experiment switch): above B blocks the
+// prep kernel runs once instead.
+int64_t fused_max_blocks() {
+  static const int64_t limit = [] {
+    const char* env = std::getenv("QB_LLM_INT8_FUSED_MAX_BLOCKS");
+    return env != nullptr ? std::atoll(env) : int64_t{1} << 40;
+  }();
+  return limit;
+}
+bool fused_prep(int64_t M, int64_t ld_ca, int64_t N) {
+  return M == 1 && ld_ca <= kFusedMaxCols && (N + 15) / 16 <= fused_max_blocks();
+}
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
@@ -218,7 +232,7 @@ void launch_tiles(const LlmInt8GemvParams& p, cudaStream_t stream) {
 
 template <typename T>
 void launch_typed(const LlmInt8GemvParams& p, cudaStream_t stream) {
-  if (fused_prep(p.M, p.ld_ca)) {
+  if (fused_prep(p.M, p.ld_ca, p.N)) {
     launch_pdl(llm_int8_gemv_kernel<T, 1, 16, 2, true>, static_cast<unsigned>((p.N + 15) / 16), 512, 0, stream, p);
   } else if (p.M <= 8) {
     launch_tiles<T, 1>(p, stream);
@@ -247,7 +261,7 @@ void llm_int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights
            kInvalidInput, "llm_int8_gemv: workspace of {} bytes (256-byte aligned) needed, got {}", need,
            workspace_bytes);
   const LlmInt8Activations act = llm_int8_activation_layout(workspace, M, w.K);
-  if (fused_prep(M, act.ld)) {
+  if (fused_prep(M, act.ld, w.N)) {
     QB_CHECK(w.K % 8 == 0 && ldx >= w.K && reinterpret_cast<uintptr_t>(x) % 16 == 0, kInvalidInput,
              "llm_int8_gemv: x must be 16-byte aligned with K = {} a multiple of 8 (pad x first)", w.K);
   } else {
