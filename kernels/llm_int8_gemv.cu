@@ -14,11 +14,10 @@
 // {4t..4t+3} and {16+4t..16+4t+3} of rows g, g+8 and B slots of token column g: the lane's bytes
 // 0-7 feed mma 0, bytes 8-15 mma 1, and the activation bytes are CA[g][k .. k+15] (one 16-byte
 // load). The outlier test is warp-uniform: both mask words of the step are read by every lane.
-#include <cstdlib>
-
 #include "gemv_mma_tile.cuh"
 #include "llm_int8_quant.cuh"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/llm_int8.h"
 
 namespace qb::kernels {
@@ -45,18 +44,12 @@ struct LlmInt8GemvParams {
 // helpers as the prep kernel, so CA, SCA and the mask are bit for bit the same) into shared memory, and the prep
 // launch disappears: on GPT-2 it was a fifth of the layer's kernels, each a dependent launch.
 constexpr int kFusedMaxCols = 20480;  // Qwen2-7B's 18944-wide down projection fits
-// Every block of the fused kernel quantizes the row again: on grids of many waves (a 50257-row head is 3142
-// blocks) that prologue repeats per wave. QB_LLM_INT8_FUSED_MAX_BLOCKS=B (experiment switch): above B blocks the
-// prep kernel runs once instead.
-int64_t fused_max_blocks() {
-  static const int64_t limit = [] {
-    const char* env = std::getenv("QB_LLM_INT8_FUSED_MAX_BLOCKS");
-    return env != nullptr ? std::atoll(env) : int64_t{1} << 40;
-  }();
-  return limit;
-}
+// Every block of the fused kernel quantizes the row again, so on grids of many waves that prologue repeats per
+// wave: above 16 blocks per SM the prep kernel runs once instead. Measured on H100 (BENCHMARKS.md; one call,
+// caps of 1024 and 2400 blocks against none): gpt2 llm.int8 3410-3422 -> 3547-3552 tok/s (its 50257-row head is
+// 3142 blocks), qwen2-7b llm.int8 302 either way (its gate_up is 2368 blocks, its head 9504).
 bool fused_prep(int64_t M, int64_t ld_ca, int64_t N) {
-  return M == 1 && ld_ca <= kFusedMaxCols && (N + 15) / 16 <= fused_max_blocks();
+  return M == 1 && ld_ca <= kFusedMaxCols && (N + 15) / 16 <= 16 * static_cast<int64_t>(sm_count());
 }
 
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
