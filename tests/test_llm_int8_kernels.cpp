@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "quantbench/core/error.h"
 #include "quantbench/quant/llm_int8.h"
 #include "test_support.h"
@@ -133,14 +135,15 @@ TEST(LlmInt8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
 // 16-warp kernel shape then sums the same int8 products and outlier terms in the same order, so a row
 // computed alone equals, bit for bit, the same row computed twice at M = 2: this checks that the in-GEMV
 // quantization gives exactly the prep kernel's CA, SCA and mask (thresholds 6 and 0, K past one block's loads).
+// A grid of more than 16 blocks per SM (40000 rows, an LM head's size) runs the prep kernel at M = 1 too.
 TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
   QB_REQUIRE_CUDA();
   at::manual_seed(53);
   const c10::Device cuda(c10::kCUDA);
   const auto stream = at::cuda::getCurrentCUDAStream();
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
-    for (const int64_t k : {64, 3592, 18944}) {
-      const int64_t n = 77;
+    for (const auto& kn : {std::pair<int64_t, int64_t>{64, 77}, {3592, 77}, {18944, 77}, {64, 40000}}) {
+      const int64_t k = kn.first, n = kn.second;
       const DeviceWeights dw = device_weights(quantize_llm_int8(at::randn({n, k}) * 0.05), n, k, cuda);
       const kernels::Int8Weights& w = dw.w;
       const at::Tensor row = activations(1, k).to(cuda, dtype);
@@ -156,7 +159,8 @@ TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
           return y;
         };
         const at::Tensor one = gemv(row), two = gemv(rows);
-        EXPECT_TRUE(at::equal(one[0], two[0])) << c10::toString(dtype) << " K " << k << " threshold " << threshold;
+        EXPECT_TRUE(at::equal(one[0], two[0])) << c10::toString(dtype) << " K " << k << " N " << n << " threshold "
+                                               << threshold;
         EXPECT_TRUE(at::equal(two[0], two[1]));
       }
     }
