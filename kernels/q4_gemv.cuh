@@ -66,7 +66,7 @@ constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode:
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
 // only), the warps' rings [S][stages][kStageBytes].
-__host__ __device__ inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages) {
+inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages) {
   return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0)) +
          static_cast<size_t>(warps) * stages * kStageBytes;
 }
@@ -131,16 +131,10 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
 }
 
 // One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
-// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros);
-// x_shared: x was staged in shared memory (plain loads there, not __ldg).
-__device__ __forceinline__ uint4 load_x16(const void* p, bool x_shared) {
-  return x_shared ? *reinterpret_cast<const uint4*>(p) : load_cached16(p);
-}
-
+// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
-                                           const bool (&x_valid)[NT], bool x_shared, uint4 wv, const uint8_t* rec,
-                                           int chunk,
+                                           const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
                                            int64_t tile, int units, int g, uint32_t lane_base,
                                            const float* nested_code, float (&acc)[NT][4]) {
   float sg, sg8;
@@ -164,7 +158,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
   }
   if constexpr (kCudaCores) {
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
-    const uint4 x0 = load_x16(xp, x_shared), x1 = load_x16(xp + 8, x_shared);
+    const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
     const uint32_t xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -188,8 +182,8 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     for (int nt = 0; nt < NT; ++nt) {
       if (x_valid[nt]) {
         const Act* xp = x_lane[nt] + chunk * 64;
-        xv[nt][0] = load_x16(xp, x_shared);
-        xv[nt][1] = load_x16(xp + 8, x_shared);
+        xv[nt][0] = load_cached16(xp);
+        xv[nt][1] = load_cached16(xp + 8);
       } else {
         xv[nt][0] = xv[nt][1] = make_uint4(0, 0, 0, 0);
       }
@@ -231,8 +225,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   int x_smem_ld) {
+                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -305,23 +298,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // they overlap the tail of the kernel that writes x; x is read only after this.
   pdl_wait();
   pdl_launch_dependents();
-  // x_smem_ld > 0: the M rows of x are staged once into shared memory (row stride x_smem_ld, 8 elements past K:
-  // a quarter-warp's 16-byte reads of rows g, g + 1 then fall in distinct banks). Every 16-row tile reads all of
-  // x; at M >= 9 that is 2-4x the tile's weight bytes, which from L2 (x does not stay in L1 beside the rings)
-  // limited the kernel (NOTES-q4.md).
-  const bool x_shared = x_smem_ld > 0;  // block-uniform
-  if (x_shared) {
-    Act* xs = reinterpret_cast<Act*>(dyn_smem + gemv_dynamic_smem_bytes(MODE, NT, S, stages));
-    const int vecs = static_cast<int>(w.K >> 3);
-    for (int i = tid; i < M * vecs; i += static_cast<int>(blockDim.x)) {
-      const int m = i / vecs, v = i - m * vecs;
-      *reinterpret_cast<uint4*>(xs + static_cast<int64_t>(m) * x_smem_ld + 8 * v) =
-          load_cached16(x + static_cast<int64_t>(m) * ldx + 8 * v);
-    }
-    __syncthreads();
-    x = xs;
-    ldx = x_smem_ld;
-  }
   const uint32_t lane_base = pinned(smem_address(table) + static_cast<uint32_t>(lane) * 4);
   const Act* x_lane[NT];
   bool x_valid[NT];
@@ -346,11 +322,11 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint8_t* stage = ring + p_off;
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
-      gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, x_shared, wv0, stage + 2 * kChunkCodeBytes, chunk,
-                                            c_tile, units, g, lane_base, nested_code, acc);
+      gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
+                                            units, g, lane_base, nested_code, acc);
       if (chunk + 1 < C) {
-        gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, x_shared, wv1, stage + 2 * kChunkCodeBytes + 64,
-                                              chunk + 1, c_tile, units, g, lane_base, nested_code, acc);
+        gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
+                                              c_tile, units, g, lane_base, nested_code, acc);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
@@ -395,12 +371,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 // Host side of one instantiation (defined in q4_gemv_launch.cuh, instantiated per activation type).
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 struct GemvKernel {
-  // Blocks of `warps` warps with a `stages`-deep ring and extra_smem bytes of staged x resident per SM (0 when
-  // the block does not fit).
-  static int resident_blocks(int warps, int stages, int extra_smem);
-  // x_smem_ld > 0: x staged in shared memory with that row stride (M * x_smem_ld * 2 bytes more per block).
+  // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
+  static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, int x_smem_ld, cudaStream_t stream);
+                     int warps, int stages, int grid, cudaStream_t stream);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

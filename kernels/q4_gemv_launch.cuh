@@ -29,27 +29,22 @@ void gemv_prepare_kernel() {
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
-int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages, int extra_smem) {
+int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
-  const size_t smem = gemv_dynamic_smem_bytes(MODE, NT, warps, stages) + static_cast<size_t>(extra_smem);
-  cudaFuncAttributes attributes{};
-  QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, q4_gemv_kernel<Act, MODE, NT, kCudaCores>));
-  if (smem > static_cast<size_t>(attributes.maxDynamicSharedSizeBytes)) return 0;
   int blocks = 0;
-  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>,
-                                                              warps * 32, smem));
+  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages)));
   return blocks;
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
-                                                   int stages, int grid, int x_smem_ld, cudaStream_t stream) {
+                                                   int stages, int grid, cudaStream_t stream) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
-  const size_t smem =
-      gemv_dynamic_smem_bytes(MODE, NT, warps, stages) + static_cast<size_t>(M) * static_cast<size_t>(x_smem_ld) * 2;
-  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32, smem, stream, w, static_cast<const Act*>(x),
-             ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, x_smem_ld);
+  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32,
+             gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream, w, static_cast<const Act*>(x), ldx,
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
   QB_CUDA_CHECK_LAUNCH();
 }
 

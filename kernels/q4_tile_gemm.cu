@@ -21,9 +21,9 @@
 namespace qb::kernels {
 namespace {
 
-using ResidentFn = int (*)(int warps, int stages, int extra_smem);
+using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          int, cudaStream_t);
+                          cudaStream_t);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -65,18 +65,18 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
 // Occupancy queries are host calls of a few microseconds; a decode step makes hundreds of launches.
-int resident_cached(ResidentFn fn, int warps, int stages, int extra_smem) {
+int resident_cached(ResidentFn fn, int warps, int stages) {
   static std::mutex mutex;
-  static std::map<std::tuple<ResidentFn, int, int, int, int>, int> cache;
+  static std::map<std::tuple<ResidentFn, int, int, int>, int> cache;
   int device = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(fn, warps, stages, extra_smem, device);
+  const auto key = std::make_tuple(fn, warps, stages, device);
   {
     std::lock_guard<std::mutex> lock(mutex);
     const auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const int blocks = fn(warps, stages, extra_smem);
+  const int blocks = fn(warps, stages);
   std::lock_guard<std::mutex> lock(mutex);
   cache[key] = blocks;
   return blocks;
@@ -90,15 +90,6 @@ bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) 
 }
 
 // QB_Q4_GEMV_STAGES=N overrides the default ring depth (for A/B runs of whole models; read once).
-// QB_Q4_X_SMEM=0 turns off staging x in shared memory (A/B runs; read once).
-static bool x_smem_allowed() {
-  static const bool allowed = [] {
-    const char* env = std::getenv("QB_Q4_X_SMEM");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
-  return allowed;
-}
-
 static int default_stages() {
   static const int stages = [] {
     const char* env = std::getenv("QB_Q4_GEMV_STAGES");
@@ -131,26 +122,14 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);
   const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores);
   const int64_t tiles = q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
-  // x in shared memory (q4_gemv.cuh) for the tensor-core path at M >= 9, where every tile's re-read of x from L2
-  // outweighs its weights, when the block still fits (x of Qwen2-7B's K = 3584 at M = 16: 115 KB; not K = 18944).
-  if (c.x_smem_ld < 0) c.x_smem_ld = !cuda_cores && nt >= 2 && x_smem_allowed() ? static_cast<int>(w.K + 8) : 0;
-  QB_CHECK(c.x_smem_ld == 0 || c.x_smem_ld >= w.K, kInvalidInput, "q4_tile_gemm: x row stride {} < K = {}",
-           c.x_smem_ld, w.K);
-  int extra = static_cast<int>(M * c.x_smem_ld * 2);
-  if (extra > 0) {  // falls back to x through L1/L2 when the block shape (requested, or any) does not fit beside x
-    bool fits = false;
-    for (int s = c.warps > 0 ? c.warps : max_warps(nt); s >= (c.warps > 0 ? c.warps : 1) && !fits; --s)
-      fits = resident_cached(k.resident, s, c.stages, extra) > 0;
-    if (!fits) c.x_smem_ld = extra = 0;
-  }
   auto grid_for = [&](int warps) -> int64_t {
-    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages, extra)) * sms;
+    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
     double best = -1;
     for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
-      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages, extra));
+      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
       const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
@@ -192,7 +171,7 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   }
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config);
   const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, c.x_smem_ld, stream);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, stream);
 }
 
 }  // namespace qb::kernels

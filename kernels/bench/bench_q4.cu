@@ -752,21 +752,15 @@ int main(int argc, char** argv) {
           const double gbps = bytes / (us * 1e-6) / 1e9;
           char line[320];
           std::snprintf(line, sizeof(line),
-                        "| %-8s | %-8s | %-4s | %2s%s w%-2d s%d g%-4d | %3lld | %8.2f | %6.0f | %5.1f%% | %5.2fx |",
-                        s.name, fmt_name(f), dt == DType::kF16 ? "f16" : "bf16",
-                        c.compute == Q4GemvCompute::kCudaCores ? "cc" : "tc", c.x_smem_ld > 0 ? "x" : " ", c.warps,
-                        c.stages, c.grid, (long long)M,
+                        "| %-8s | %-8s | %-4s | %2s w%-2d s%d g%-4d | %3lld | %8.2f | %6.0f | %5.1f%% | %5.2fx |", s.name,
+                        fmt_name(f), dt == DType::kF16 ? "f16" : "bf16",
+                        c.compute == Q4GemvCompute::kCudaCores ? "cc" : "tc", c.warps, c.stages, c.grid, (long long)M,
                         us, gbps, 100 * gbps / copy_gbps, cub[mi] / us);
           std::printf("time %s%s\n", line, is_auto ? " auto" : "");
           (is_auto ? table : sweep_table).push_back(line);
           return us;
         };
         run(DType::kBF16, {}, true);
-        if (M >= 9) {  // the same with x read through L1/L2 instead of staged in shared memory ("tcx" above)
-          Q4GemvConfig through_l2;
-          through_l2.x_smem_ld = 0;
-          run(DType::kBF16, through_l2, false);
-        }
         if (!sweep || (M != 1 && M != 16)) continue;
         std::vector<Q4GemvConfig> variants;
         for (Q4GemvCompute comp : {Q4GemvCompute::kTensorCores, Q4GemvCompute::kCudaCores}) {

@@ -69,8 +69,6 @@ struct Q4GemvConfig {
                    // 1..8 for M <= 32, 1..4 above
   int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
-  int x_smem_ld = -1;  // x staged in shared memory with this row stride (>= K); 0 = read through L1/L2; -1 = the
-                       // rule: staged (K + 8) on tensor cores at M >= 9 when it fits (QB_Q4_X_SMEM=0 turns it off)
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included).
 Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request = {});
