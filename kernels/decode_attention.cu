@@ -25,6 +25,7 @@
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
 #include <cstdlib>
+#include <cstring>
 
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
@@ -276,7 +277,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
   static const bool register_prefetch_allowed = [] {
     const char* flag = std::getenv("QB_ATTENTION_PREFETCH");
-    return flag == nullptr || std::atoi(flag) != 0;
+    return flag == nullptr || std::strcmp(flag, "0") != 0;
   }();
   const bool fills_loads = head_dim * elem_bytes >= kInFlight<true> * 16;
   const bool prefetch = register_prefetch_allowed && fills_loads && batch * num_heads <= sm_count();

@@ -50,6 +50,18 @@ DeviceWeights device_weights(const LlmInt8Quantized& q, int64_t n, int64_t k, co
   return d;
 }
 
+// y = llm_int8_gemv(x) with x [M, K] on the device, the workspace sized for M, y poisoned with NaN first.
+at::Tensor run_gemv(const at::Tensor& x, const kernels::Int8Weights& w, const at::Tensor& bias, float threshold) {
+  const int64_t m = x.size(0);
+  const size_t bytes = kernels::llm_int8_activation_bytes(m, w.K);
+  at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+  at::Tensor y = at::full({m, w.N}, NAN, x.options());
+  kernels::llm_int8_gemv(half_of(x.scalar_type()), x.data_ptr(), w.K, w, bias.defined() ? bias.data_ptr() : nullptr,
+                         y.data_ptr(), w.N, m, threshold, scratch.data_ptr(), bytes,
+                         at::cuda::getCurrentCUDAStream());
+  return y;
+}
+
 TEST(LlmInt8KernelsGpu, ActivationSplitIsBitExact) {
   QB_REQUIRE_CUDA();
   at::manual_seed(51);
@@ -113,11 +125,7 @@ TEST(LlmInt8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
         const at::Tensor x = activations(m, k).to(cuda, dtype);
         const at::Tensor ref = llm_int8_reference_matmul(x.to(at::kCPU), q.cb, q.scb, bias.to(at::kCPU), 6.0, at::kDouble);
         if (m <= kernels::kGemvMaxM) {
-          const size_t bytes = kernels::llm_int8_activation_bytes(m, k);
-          at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
-          at::Tensor y = at::full({m, n}, NAN, x.options());
-          kernels::llm_int8_gemv(half_of(dtype), x.data_ptr(), k, w, bias.data_ptr(), y.data_ptr(), n, m, 6.0f,
-                                 scratch.data_ptr(), bytes, stream);
+          const at::Tensor y = run_gemv(x, w, bias, 6.0f);
           EXPECT_LT(test::relative_error(y, ref), dtype == at::kHalf ? 2e-3 : 8e-3) << "gemv K " << k << " M " << m;
         }
         const size_t bytes = kernels::llm_int8_prefill_workspace_bytes(m, n, k, 1024);
@@ -140,7 +148,6 @@ TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
   QB_REQUIRE_CUDA();
   at::manual_seed(53);
   const c10::Device cuda(c10::kCUDA);
-  const auto stream = at::cuda::getCurrentCUDAStream();
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     for (const auto& kn : {std::pair<int64_t, int64_t>{64, 77}, {3592, 77}, {18944, 77}, {64, 40000}}) {
       const int64_t k = kn.first, n = kn.second;
@@ -149,16 +156,8 @@ TEST(LlmInt8KernelsGpu, RowQuantizedInsideTheGemvMatchesThePrepKernel) {
       const at::Tensor row = activations(1, k).to(cuda, dtype);
       const at::Tensor rows = row.expand({2, k}).contiguous();
       for (const float threshold : {6.0f, 0.0f}) {
-        auto gemv = [&](const at::Tensor& x) {
-          const int64_t m = x.size(0);
-          const size_t bytes = kernels::llm_int8_activation_bytes(m, k);
-          at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
-          at::Tensor y = at::full({m, n}, NAN, x.options());
-          kernels::llm_int8_gemv(half_of(dtype), x.data_ptr(), k, w, nullptr, y.data_ptr(), n, m, threshold,
-                                 scratch.data_ptr(), bytes, stream);
-          return y;
-        };
-        const at::Tensor one = gemv(row), two = gemv(rows);
+        const at::Tensor one = run_gemv(row, w, at::Tensor(), threshold);
+        const at::Tensor two = run_gemv(rows, w, at::Tensor(), threshold);
         EXPECT_TRUE(at::equal(one[0], two[0])) << c10::toString(dtype) << " K " << k << " N " << n << " threshold "
                                                << threshold;
         EXPECT_TRUE(at::equal(two[0], two[1]));
