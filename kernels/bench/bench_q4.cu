@@ -8,7 +8,9 @@
 //      the weights; median over samples. Per shape / format / M: the automatic dispatch of q4_tile_gemm (and, at
 //      M = 1 and 16, a sweep of its variants: tensor vs CUDA cores, warps per block, ring depth), its time, GB/s
 //      of the bytes it must move (codes + scales + x + y), % of the copy probe, and cuBLAS bf16 time / ours.
-// Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep]
+//   --prefill: instead of the decode timing, M = 512 (and 128, 2048) on the same shapes: cuBLAS bf16 on a dense
+//   weight, the dequantize + cuBLAS path and the fused sm_90a kernel (q4_tile_gemm_wgmma), with TFLOP/s.
+// Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep] [--prefill]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -261,7 +263,8 @@ CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const s
 }
 
 // path 0: q4_tile_gemm automatic (or flat + cuBLAS when the shape needs it), 1: prefill rows, 2: prefill cols,
-// 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1
+// 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1,
+// 7: the fused sm_90a prefill kernel
 bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
   HostWeight h = make_host_weight(fmt, N, K, rng);
   DeviceWeight d;
@@ -283,6 +286,9 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     what = "flat+cublas";
     CK(cudaMalloc(&scratch, N * K * 2));
     q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
+  } else if (path == 7) {
+    what = "wgmma";
+    q4_tile_gemm_wgmma(dt, d.tw, dx, K, db, dy, N, M, 0);
   } else if (path == 0 || path >= 4) {
     Q4GemvConfig cfg;
     what = "gemv-auto";
@@ -636,13 +642,86 @@ struct Shape {
 
 }  // namespace
 
+// ---- prefill timing: M rows at once, the dequantize + cuBLAS path against the fused kernel ------------------------
+template <typename Bind>
+void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
+  struct PShape {
+    const char* name;
+    int64_t K, N;
+  };
+  std::vector<PShape> shapes = {{"qkv", 3584, 4608}, {"o", 3584, 3584}, {"gate_up", 3584, 37888}, {"down", 18944, 3584}};
+  std::vector<int64_t> Ms = {512, 128, 2048};
+  if (quick) Ms = {512};
+  const int64_t l2_guard = int64_t{200} << 20;
+  std::vector<std::string> rows;
+  for (const PShape& s : shapes) {
+    const int64_t wbytes16 = s.N * s.K * 2, max_m = Ms.back() > 512 ? Ms.back() : 512;
+    const int copies16 = static_cast<int>(std::max<int64_t>(2, (l2_guard + wbytes16 - 1) / wbytes16));
+    std::vector<void*> w16(copies16);
+    for (int c = 0; c < copies16; ++c) {
+      CK(cudaMalloc(&w16[c], wbytes16));
+      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w16[c]), s.N * s.K, 77 + c, true);
+    }
+    void *dx, *dy, *scratch;
+    CK(cudaMalloc(&dx, max_m * s.K * 2));
+    CK(cudaMalloc(&dy, max_m * s.N * 2));
+    CK(cudaMalloc(&scratch, s.N * s.K * 2));
+    fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(dx), max_m * s.K, 5, true);
+    for (int64_t M : Ms) {
+      const double flop = 2.0 * M * s.N * s.K;
+      const double cub = time_us([&](int i, cudaStream_t st) {
+        bind(st);
+        const float alpha = 1.f, beta = 0.f;
+        CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, s.N, M, s.K, &alpha, w16[i % copies16], CUDA_R_16BF, s.K,
+                        dx, CUDA_R_16BF, s.K, &beta, dy, CUDA_R_16BF, s.N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      });
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | 1.00x |", s.name, "bf16",
+                    (long long)M, "cublas", cub, flop / cub * 1e-6);
+      rows.push_back(line);
+      std::printf("prefill %s\n", line);
+      for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq}) {
+        TimedWeight tw;
+        const int64_t one = q4_tile_bytes(s.N, s.K);
+        const int copies = static_cast<int>(std::max<int64_t>(2, (l2_guard + one - 1) / one));
+        make_timed(f, s.N, s.K, copies, tw);
+        const Q4PrefillPlan plan = q4_default_prefill_plan(M, s.N, s.K);
+        const double two_pass = time_us([&](int i, cudaStream_t st) {
+          bind(st);
+          q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], plan, dx, s.K, nullptr, dy, s.N, M,
+                                scratch, nullptr, st);
+        });
+        const double fused = time_us([&](int i, cudaStream_t st) {
+          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st);
+        });
+        for (int v = 0; v < 2; ++v) {
+          const double us = v == 0 ? two_pass : fused;
+          std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | %4.2fx |", s.name,
+                        fmt_name(f), (long long)M, v == 0 ? "dequant+cublas" : "wgmma fused", us, flop / us * 1e-6,
+                        us / cub);
+          rows.push_back(line);
+          std::printf("prefill %s\n", line);
+        }
+      }
+    }
+    for (void* p : w16) cudaFree(p);
+    cudaFree(dx);
+    cudaFree(dy);
+    cudaFree(scratch);
+  }
+  std::printf("\nprefill (bf16 activations; time / cuBLAS bf16 time on a dense weight):\n"
+              "| shape | format | M | path | us | TFLOP/s | vs cuBLAS |\n");
+  for (const auto& r : rows) std::printf("%s\n", r.c_str());
+}
+
 int main(int argc, char** argv) {
-  bool quick = false, only_check = false, probes = false, sweep = true;
+  bool quick = false, only_check = false, probes = false, sweep = true, prefill = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--no-sweep")) sweep = false;
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
+    if (!std::strcmp(argv[i], "--prefill")) prefill = true;
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -682,12 +761,28 @@ int main(int argc, char** argv) {
       failures += !run_check(f, 77, 256, 7, dt, 3, handle, rng);     // flat layout
     }
   }
+  if (prop.major == 9 && prop.minor == 0) {  // the fused prefill kernel (sm_90a only)
+    for (DType dt : dts) {
+      for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
+        if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, 7, handle, rng);  // 5 steps, partial tiles
+        failures += !run_check(f, 300, 1024, 257, dt, 7, handle, rng);  // rings wrap, 3 N blocks
+        failures += !run_check(f, 4608, 3584, 512, dt, 7, handle, rng);  // a real shape, sampled rows
+        failures += !run_check(f, 96, 18944, 200, dt, 7, handle, rng);   // long K
+      }
+    }
+  }
   // blocks straddling rows: nf4 bs64 with K = 96 (flat), fp4 bs128 with K = 192 (tiles, per-64 absmax)
   failures += !run_check(Fmt::kNf4, 50, 96, 4, DType::kBF16, 0, handle, rng);
   failures += !run_check(Fmt::kFp4B128, 50, 192, 12, DType::kF16, 0, handle, rng);
   std::printf("correctness: %d failure(s)\n", failures);
   if (only_check) return failures == 0 ? 0 : 1;
   if (probes) run_probes(copy_gbps);
+
+  if (prefill) {
+    run_prefill_timing(handle, bind, quick);
+    cublasDestroy(handle);
+    return failures == 0 ? 0 : 1;
+  }
 
   // ---- timing ----
   std::vector<Shape> shapes = {{"qkv", 3584, 4608}, {"o", 3584, 3584}, {"gate_up", 3584, 37888},

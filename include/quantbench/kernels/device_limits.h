@@ -5,5 +5,6 @@ namespace qb::kernels {
 
 int sm_count();                    // streaming multiprocessors
 int max_shared_per_block_optin();  // bytes of shared memory a block may opt in to
+int compute_capability();          // 10 * major + minor (90 = Hopper)
 
 }  // namespace qb::kernels

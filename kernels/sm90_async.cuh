@@ -1,0 +1,128 @@
+// Hopper (sm_90a) building blocks for the fused dequantize-GEMM kernels: shared-memory mbarriers, cp.async
+// with zero fill, proxy fences and warpgroup MMA (wgmma) with 128-byte-swizzled K-major operands.
+// Only meaningful in translation units compiled for sm_90a (the *_sm90a.cu files; CMakeLists.txt builds them
+// for that target alone); the wrappers are plain PTX so the file stays torch- and CUTLASS-free.
+//
+// Operand layout every wrapper here assumes (what wgmma's descriptor with swizzle mode "128B" reads):
+//   a tile of R rows x 64 16-bit elements (128 bytes per row, K contiguous), 1024-byte aligned; the 16-byte
+//   chunk c (elements 8c..8c+7) of row r sits at r * 128 + ((c ^ (r % 8)) * 16). Eight rows form one
+//   1024-byte swizzle atom (the descriptor's stride byte offset); stepping K by 16 elements inside the atom
+//   is +32 bytes on the start address (the hardware applies the XOR after adding).
+#pragma once
+
+#include <cstdint>
+
+namespace qb::kernels::sm90 {
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Byte offset of chunk c (16 bytes) of row r in a 128B-swizzled tile.
+__device__ __forceinline__ uint32_t swizzled_offset(uint32_t r, uint32_t c) { return r * 128u + ((c ^ (r & 7u)) << 4); }
+
+// ---- mbarrier ------------------------------------------------------------------------------------------------
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+// Arrives once this thread's cp.async copies issued so far have landed (the pending count is not raised:
+// the barrier's expected count includes these arrivals).
+__device__ __forceinline__ void mbar_arrive_on_cp_async(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  const uint32_t addr = smem_addr(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.acquire.cta.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(addr), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// ---- cp.async ------------------------------------------------------------------------------------------------
+// 16 bytes global -> shared through L2 only; src_bytes = 0 writes 16 zero bytes (rows past M).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t src_bytes = 16) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// Generic-proxy writes to shared memory (st.shared, cp.async) made visible to the async proxy (wgmma).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+// ---- wgmma -----------------------------------------------------------------------------------------------------
+// Descriptor of a 128B-swizzled K-major tile at `smem` (1024-byte aligned): leading byte offset unused (16),
+// stride byte offset 1024 (one 8-row atom), swizzle mode 1 (128B) in bits 62-63.
+__device__ __forceinline__ uint64_t make_desc(const void* smem) {
+  const uint64_t addr = smem_addr(smem);
+  return ((addr & 0x3FFFFu) >> 4) | (uint64_t{16 >> 4} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+// d[64] += A (64 x 16, K-major, desc_a) * B (16 x 128, stored 128 rows of K: desc_b), fp32 accumulators.
+// Fragment of d (per thread of the warpgroup, warp w, lane l): d[4i + 2j + c] is row 16w + l/4 + 8j, column
+// 8i + 2(l%4) + c, for i = 0..15, j, c in {0, 1}.
+#define QB_WGMMA_M64N128K16(TYPE)                                                                                      \
+  asm volatile(                                                                                                       \
+      "{\n"                                                                                                           \
+      ".reg .pred p;\n"                                                                                              \
+      "setp.ne.b32 p, %66, 0;\n"                                                                                     \
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " "                                              \
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                     \
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                            \
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                             \
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "                            \
+      "%64, %65, p, 1, 1, 0, 0;\n"                                                                                    \
+      "}\n"                                                                                                           \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),  \
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),       \
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),      \
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),      \
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),      \
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),      \
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                    \
+      : "l"(desc_a), "l"(desc_b), "r"(1))
+
+template <typename Act>
+struct Wgmma;
+
+template <>
+struct Wgmma<__half> {
+  static __device__ __forceinline__ void m64n128k16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+    QB_WGMMA_M64N128K16("f16");
+  }
+};
+
+template <>
+struct Wgmma<__nv_bfloat16> {
+  static __device__ __forceinline__ void m64n128k16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
+    QB_WGMMA_M64N128K16("bf16");
+  }
+};
+
+#undef QB_WGMMA_M64N128K16
+
+}  // namespace qb::kernels::sm90
