@@ -4,7 +4,8 @@
 // ~1.5x the cuBLAS time on Qwen2-7B shapes) never exists. Compiled for sm_90a only (CMakeLists.txt).
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
-//   x 16-byte aligned with ldx % 8 == 0, y 4-byte aligned with ldy % 2 == 0 (q4_tile_gemm_wgmma_supported).
+//   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
+//   32-bit word when ldy is even and y 4-byte aligned, else one by one).
 //   Weight values are computed exactly as q4_tile_dequant computes them (fp32 product, one rounding to the
 //   16-bit type), so W is bit-identical to the two-pass path; only the fp32 summation order differs.
 //
@@ -239,7 +240,7 @@ struct Producer {
 // ---- consumers ------------------------------------------------------------------------------------------------
 template <typename Act>
 __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, int64_t N, const Act* __restrict__ bias,
-                                        Act* __restrict__ y, int64_t ldy) {
+                                        Act* __restrict__ y, int64_t ldy, bool pair_stores) {
   const int ct = threadIdx.x - kProducers, wg = ct >> 7, warp = (ct >> 5) & 3, lane = ct & 31;
   float d[64];
 #pragma unroll
@@ -266,7 +267,7 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
   for (int i = 0; i < 16; ++i) {
     const int64_t col = col0 + 8 * i;
     if (col >= N) continue;
-    const bool pair = col + 1 < N;
+    const bool pair = col + 1 < N, store_pair = pair && pair_stores;
     float b0 = 0.f, b1 = 0.f;
     if (bias != nullptr) {
       b0 = ActOps<Act>::to_float(bias[col]);
@@ -278,10 +279,11 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
       if (row >= M) continue;
       Act* dst = y + static_cast<int64_t>(row) * ldy + col;
       const float v0 = d[4 * i + 2 * j] + b0, v1 = d[4 * i + 2 * j + 1] + b1;
-      if (pair) {
+      if (store_pair) {
         *reinterpret_cast<uint32_t*>(dst) = ActOps<Act>::pack(v0, v1);
       } else {
-        *dst = ActOps<Act>::from_float(v0);
+        dst[0] = ActOps<Act>::from_float(v0);
+        if (pair) dst[1] = ActOps<Act>::from_float(v1);
       }
     }
   }
@@ -290,7 +292,7 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
 template <typename Act, Q4ScaleMode MODE>
 __global__ void __launch_bounds__(kProducers + kConsumers, 1)
     q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M) {
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const Smem s = carve<MODE>(smem_raw);
@@ -313,7 +315,7 @@ __global__ void __launch_bounds__(kProducers + kConsumers, 1)
   if (threadIdx.x < kProducers) {
     Producer<Act, MODE>(w, x, ldx, M, bc, s).run();
   } else {
-    consume<Act>(s, bc, M, w.N, bias, y, ldy);
+    consume<Act>(s, bc, M, w.N, bias, y, ldy, pair_stores);
   }
 #endif
 }
@@ -330,7 +332,7 @@ void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias
   const int64_t blocks = (M + kBM - 1) / kBM * ((w.N + kBN - 1) / kBN);
   kernel<<<static_cast<unsigned>(blocks), kProducers + kConsumers, smem, stream>>>(
       w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
-      static_cast<int>(M));
+      static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0);
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -358,7 +360,7 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
   }();
   return enabled && compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
          w.tiles != nullptr && w.K > 0 && w.K % kBK == 0 && w.N > 0 && M > 0 && M <= INT_MAX - kBM &&
-         aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 4) && ldy % 2 == 0 && ldy >= w.N &&
+         aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N &&
          max_shared_per_block_optin() >= dynamic_smem_bytes(w.mode);
 }
 
