@@ -43,18 +43,19 @@ using q4::ActOps;
 
 constexpr int kBM = 128, kBN = 128, kBK = 64;
 constexpr int kTilesPerBlock = kBN / 16;                      // 16-row weight tiles per block
-constexpr int kStages = 4;                                    // A + B stages in shared memory
+constexpr int kStages = 5;                                    // A + B stages in shared memory
 constexpr int kPackedSteps = 6;                               // depth of the packed-code ring
 constexpr int kOperandBytes = kBM * kBK * 2;                  // one 16-bit 128 x 64 tile
 constexpr int kStageBytes = 2 * kOperandBytes;                // A, then B
 constexpr int kCodesBytes = kTilesPerBlock * 512;             // one tile chunk per weight tile
-constexpr int kProducers = 128, kConsumers = 256;
+constexpr int kConsumers = 256;
+constexpr int kScaleRecords = 2 * 128;                      // (producer lane, weight tile) pairs per step
 
 // Per producer lane and weight tile, the scale record copied with the codes: fp32 absmax pair / awq word pair
 // (rows g, g + 8) in 8 bytes; nested: the 4-byte word holding the two code bytes, then the two rows' (nested
 // absmax, offset) at +8 and +16.
 constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 24 : 8; }
-constexpr int packed_step_bytes(Q4ScaleMode mode) { return kCodesBytes + kProducers * 2 * scale_record_bytes(mode); }
+constexpr int packed_step_bytes(Q4ScaleMode mode) { return kCodesBytes + kScaleRecords * scale_record_bytes(mode); }
 constexpr int tables_bytes = (16 + 256) * 4;
 constexpr int dynamic_smem_bytes(Q4ScaleMode mode) {
   return 1024 /* alignment slack */ + kStages * kStageBytes + kPackedSteps * packed_step_bytes(mode) + tables_bytes +
@@ -90,8 +91,10 @@ struct BlockCoords {
 };
 
 // ---- producer -------------------------------------------------------------------------------------------------
-template <typename Act, Q4ScaleMode MODE>
+// PW producer warps (4 or 8): warp pw converts weight tiles pw * (8 / PW) .. + 8 / PW.
+template <typename Act, Q4ScaleMode MODE, int PW>
 struct Producer {
+  static constexpr int kThreads = 32 * PW, kTilesPerWarp = kTilesPerBlock / PW;
   const Q4TileWeights& w;
   const Act* x;
   int64_t ldx;
@@ -112,14 +115,14 @@ struct Producer {
     units = w.K >> (6 + w.unit_shift);
   }
 
-  // x[m0 + r, 64 step + 8c ..] -> A stage, chunk (r, c): this thread takes r = tid / 8 + 16 i, c = tid % 8, so a
-  // warp reads four whole 128-byte rows. The barrier arrival fires once these copies have landed.
+  // x[m0 + r, 64 step + 8c ..] -> A stage, chunk (r, c): this thread takes r = tid / 8 + (kThreads / 8) i,
+  // c = tid % 8, so a warp reads four whole 128-byte rows. The barrier arrival fires once these copies landed.
   __device__ __forceinline__ void issue_a(int step) {
     uint8_t* dst = s.stages + (step % kStages) * kStageBytes;
     const int c = tid & 7;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int r = (tid >> 3) + 16 * i, m = bc.m0 + r;
+    for (int i = 0; i < kBM * 8 / kThreads; ++i) {
+      const int r = (tid >> 3) + (kThreads / 8) * i, m = bc.m0 + r;
       const Act* src = m < M ? x + static_cast<int64_t>(m) * ldx + step * kBK + c * 8 : x;
       sm90::cp_async16(dst + sm90::swizzled_offset(r, c), src, m < M ? 16u : 0u);
     }
@@ -127,15 +130,15 @@ struct Producer {
   }
 
   __device__ __forceinline__ uint8_t* record(uint8_t* slot, int jj) const {
-    return slot + kCodesBytes + (tid * 2 + jj) * scale_record_bytes(MODE);
+    return slot + kCodesBytes + (tid * kTilesPerWarp + jj) * scale_record_bytes(MODE);
   }
 
   __device__ __forceinline__ void issue_packed(int step) {
     uint8_t* slot = s.packed + (step % kPackedSteps) * packed_step_bytes(MODE);
     const int64_t unit = step >> w.unit_shift;
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const int j = 2 * warp + jj;
+    for (int jj = 0; jj < kTilesPerWarp; ++jj) {
+      const int j = kTilesPerWarp * warp + jj;
       const int64_t tile = bc.tile0 + j;
       if (tile >= n_tiles) continue;
       sm90::cp_async16(slot + j * 512 + lane * 16, w.tiles + ((tile * bc.k_steps + step) * 32 + lane) * 16);
@@ -160,8 +163,8 @@ struct Producer {
     uint8_t* slot = s.packed + (step % kPackedSteps) * packed_step_bytes(MODE);
     uint8_t* b = s.stages + (step % kStages) * kStageBytes + kOperandBytes;
 #pragma unroll
-    for (int jj = 0; jj < 2; ++jj) {
-      const int j = 2 * warp + jj;
+    for (int jj = 0; jj < kTilesPerWarp; ++jj) {
+      const int j = kTilesPerWarp * warp + jj;
       uint4 codes = make_uint4(0, 0, 0, 0);
       float scale[2] = {0.f, 0.f}, zero[2] = {0.f, 0.f};
       if (bc.tile0 + j < n_tiles) {
@@ -211,11 +214,12 @@ struct Producer {
     }
   }
 
-  // Step k: wait for its packed data, convert it, publish the stage; then claim the stage step k + kStages - 1
-  // will use (its previous user, step k - 1, released by the consumers) for that step's A, and queue the packed
-  // data of step k + kPackedSteps - 1. One cp.async group per step keeps the wait count fixed.
+  // Step k: wait for its packed data, convert it, publish the stage; then claim the stage that step
+  // k + kStages - 2 will use (its previous user, step k - 2, was released while this thread converted k - 1 and
+  // k: waiting for step k - 1 instead would put a consumer round trip on every step) for that step's A, and
+  // queue the packed data of step k + kPackedSteps - 1. One cp.async group per step keeps the wait count fixed.
   __device__ void run() {
-    for (int step = 0; step < kStages - 1 && step < bc.k_steps; ++step) issue_a(step);
+    for (int step = 0; step < kStages - 2 && step < bc.k_steps; ++step) issue_a(step);
     for (int step = 0; step < kPackedSteps - 1; ++step) {
       if (step < bc.k_steps) issue_packed(step);
       sm90::cp_async_commit();
@@ -225,9 +229,9 @@ struct Producer {
       convert(k);
       sm90::fence_proxy_async();
       sm90::mbar_arrive(&s.full[k % kStages]);
-      const int next_a = k + kStages - 1;
+      const int next_a = k + kStages - 2;
       if (next_a < bc.k_steps) {
-        if (k >= 1) sm90::mbar_wait(&s.empty[(k - 1) % kStages], ((k - 1) / kStages) & 1);
+        if (k >= 2) sm90::mbar_wait(&s.empty[(k - 2) % kStages], ((k - 2) / kStages) & 1);
         issue_a(next_a);
       }
       if (k + kPackedSteps - 1 < bc.k_steps) issue_packed(k + kPackedSteps - 1);
@@ -238,10 +242,10 @@ struct Producer {
 };
 
 // ---- consumers ------------------------------------------------------------------------------------------------
-template <typename Act>
+template <typename Act, int PW>
 __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, int64_t N, const Act* __restrict__ bias,
                                         Act* __restrict__ y, int64_t ldy, bool pair_stores) {
-  const int ct = threadIdx.x - kProducers, wg = ct >> 7, warp = (ct >> 5) & 3, lane = ct & 31;
+  const int ct = threadIdx.x - 32 * PW, wg = ct >> 7, warp = (ct >> 5) & 3, lane = ct & 31;
   float d[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
@@ -289,8 +293,8 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
   }
 }
 
-template <typename Act, Q4ScaleMode MODE>
-__global__ void __launch_bounds__(kProducers + kConsumers, 1)
+template <typename Act, Q4ScaleMode MODE, int PW>
+__global__ void __launch_bounds__(32 * PW + kConsumers, 1)
     q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -307,33 +311,48 @@ __global__ void __launch_bounds__(kProducers + kConsumers, 1)
   }
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
-      sm90::mbar_init(&s.full[i], kProducers * 2);
+      sm90::mbar_init(&s.full[i], 2 * 32 * PW);
       sm90::mbar_init(&s.empty[i], kConsumers);
     }
   }
   __syncthreads();
-  if (threadIdx.x < kProducers) {
-    Producer<Act, MODE>(w, x, ldx, M, bc, s).run();
+  if (threadIdx.x < 32 * PW) {
+    Producer<Act, MODE, PW>(w, x, ldx, M, bc, s).run();
   } else {
-    consume<Act>(s, bc, M, w.N, bias, y, ldy, pair_stores);
+    consume<Act, PW>(s, bc, M, w.N, bias, y, ldy, pair_stores);
   }
 #endif
 }
 
-template <typename Act, Q4ScaleMode MODE>
-void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
-            cudaStream_t stream) {
-  auto kernel = q4_gemm_sm90a_kernel<Act, MODE>;
+template <typename Act, Q4ScaleMode MODE, int PW>
+void launch_pw(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
+               cudaStream_t stream) {
+  auto kernel = q4_gemm_sm90a_kernel<Act, MODE, PW>;
   constexpr int smem = dynamic_smem_bytes(MODE);
   static std::once_flag once;
   std::call_once(once, [&] {
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
   const int64_t blocks = (M + kBM - 1) / kBM * ((w.N + kBN - 1) / kBN);
-  kernel<<<static_cast<unsigned>(blocks), kProducers + kConsumers, smem, stream>>>(
+  kernel<<<static_cast<unsigned>(blocks), 32 * PW + kConsumers, smem, stream>>>(
       w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
       static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0);
   QB_CUDA_CHECK_LAUNCH();
+}
+
+// QB_Q4_WGMMA_PRODUCERS=8: eight producer warps instead of four (an A/B of the conversion's latency hiding).
+template <typename Act, Q4ScaleMode MODE>
+void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
+            cudaStream_t stream) {
+  static const int producers = [] {
+    const char* v = std::getenv("QB_Q4_WGMMA_PRODUCERS");
+    return v != nullptr && std::strcmp(v, "8") == 0 ? 8 : 4;
+  }();
+  if (producers == 8) {
+    launch_pw<Act, MODE, 8>(w, x, ldx, bias, y, ldy, M, stream);
+  } else {
+    launch_pw<Act, MODE, 4>(w, x, ldx, bias, y, ldy, M, stream);
+  }
 }
 
 template <typename Act>
