@@ -9,17 +9,18 @@
 //   Weight values are computed exactly as q4_tile_dequant computes them (fp32 product, one rounding to the
 //   16-bit type), so W is bit-identical to the two-pass path; only the fp32 summation order differs.
 //
-// Block (384 threads, one per SM): output tile 128 (M) x 128 (N), K in steps of 64.
-//   warpgroup 0, the producer: per step, cp.async of x[m0 .. m0+128, k .. k+64] into the step's A stage
-//     (rows past M zero-filled), cp.async of the packed codes and scales kPackedSteps - 1 steps ahead into a
-//     ring that each lane reads back only where it wrote (no cross-lane sync), then the dequantized B stage.
-//     Lane (g, t) of producer warp pw converts weight tiles 2pw, 2pw + 1 (16 rows each): rows g and g + 8,
-//     columns 16t .. 16t + 16 of the step, i.e. the 16 bytes the tile layout gives it.
-//   warpgroups 1, 2, the consumers: rows 0-63 / 64-127 of the tile, 4 x wgmma m64n128k16 per step, fp32
-//     accumulators in registers, one step of wgmma kept in flight.
+// Block (one per SM): output tile 128 (M) x 128 (N), K in steps of 64; warp-specialized:
+//   loader warp: every global -> shared copy (cp.async): x[m0 .. m0+128, k .. k+64] into the step's A stage (rows
+//     past M zero-filled) and the step's packed codes + scales into a ring of kPackedSteps slots.
+//   converter warps (8; QB_Q4_WGMMA_CONVERTERS=4 for 4): dequantize a packed slot into the step's B stage. They
+//     issue no copies, so their proxy fence before publishing B never waits on loads in flight (with copies
+//     and conversion in the same threads, the fence held every step to the latency of the newest copy).
+//   two consumer warpgroups: rows 0-63 / 64-127 of the tile, 4 x wgmma m64n128k16 per step, fp32 accumulators
+//     in registers, one step of wgmma kept in flight.
 // Stages (kStages, 32 KB each): A 128 x 64 then B 128 x 64, 16-bit, 128B-swizzled (kernels/sm90_async.cuh).
-// Barriers per stage: full (128 arrivals from the A copies landing + 128 after the B stores), empty (256
-//   consumer threads, once the wgmmas that read the stage have retired).
+// Barriers: full[stage] (32 loader lanes' copies landed + every converter thread after its B stores),
+//   empty[stage] (256 consumer threads once their wgmmas on the stage retired), packed_full[slot] (loader copies
+//   landed), packed_empty[slot] (every converter thread read it).
 // Grid: one block per (M tile, N tile), M tiles fastest, so the blocks that share a weight tile run together
 //   and all but the first read its codes from L2.
 #include <cuda_bf16.h>
@@ -49,17 +50,18 @@ constexpr int kOperandBytes = kBM * kBK * 2;                  // one 16-bit 128 
 constexpr int kStageBytes = 2 * kOperandBytes;                // A, then B
 constexpr int kCodesBytes = kTilesPerBlock * 512;             // one tile chunk per weight tile
 constexpr int kConsumers = 256;
-constexpr int kScaleRecords = 2 * 128;                      // (producer lane, weight tile) pairs per step
 
-// Per producer lane and weight tile, the scale record copied with the codes: fp32 absmax pair / awq word pair
-// (rows g, g + 8) in 8 bytes; nested: the 4-byte word holding the two code bytes, then the two rows' (nested
-// absmax, offset) at +8 and +16.
-constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 24 : 8; }
-constexpr int packed_step_bytes(Q4ScaleMode mode) { return kCodesBytes + kScaleRecords * scale_record_bytes(mode); }
+// A packed step: the 8 tile chunks' codes (4 KB), then the scales of the step's unit for the block's 128 rows,
+// as the tile layout stores them: fp32 absmax / awq words [8 tiles][8 g][2 h] (512 bytes); nested: the code
+// bytes [8][8][2] (128 bytes), then each row's (nested absmax, offset) pair [128 rows] (1 KB).
+constexpr int kNestedValuesOffset = kCodesBytes + 128;
+constexpr int packed_step_bytes(Q4ScaleMode mode) {
+  return mode == Q4ScaleMode::kAbsmaxNested ? kNestedValuesOffset + kBN * 8 : kCodesBytes + kBN * 4;
+}
 constexpr int tables_bytes = (16 + 256) * 4;
 constexpr int dynamic_smem_bytes(Q4ScaleMode mode) {
   return 1024 /* alignment slack */ + kStages * kStageBytes + kPackedSteps * packed_step_bytes(mode) + tables_bytes +
-         2 * kStages * 8;
+         (2 * kStages + 2 * kPackedSteps) * 8;
 }
 
 struct Smem {
@@ -67,8 +69,10 @@ struct Smem {
   uint8_t* packed;
   float* codebook;
   float* nested_code;
-  uint64_t* full;
-  uint64_t* empty;
+  uint64_t* full;           // [kStages]: A landed and B converted
+  uint64_t* empty;          // [kStages]: the consumers' wgmmas on the stage retired
+  uint64_t* packed_full;    // [kPackedSteps]: the loader's copies landed
+  uint64_t* packed_empty;   // [kPackedSteps]: the converters read the slot
 };
 
 template <Q4ScaleMode MODE>
@@ -81,6 +85,8 @@ __device__ __forceinline__ Smem carve(uint8_t* raw) {
   s.nested_code = s.codebook + 16;
   s.full = reinterpret_cast<uint64_t*>(s.nested_code + 256);
   s.empty = s.full + kStages;
+  s.packed_full = s.empty + kStages;
+  s.packed_empty = s.packed_full + kPackedSteps;
   return s;
 }
 
@@ -90,102 +96,99 @@ struct BlockCoords {
   int k_steps;      // K / 64
 };
 
-// ---- producer -------------------------------------------------------------------------------------------------
-// PW producer warps (4 or 8): warp pw converts weight tiles pw * (8 / PW) .. + 8 / PW.
-template <typename Act, Q4ScaleMode MODE, int PW>
-struct Producer {
-  static constexpr int kThreads = 32 * PW, kTilesPerWarp = kTilesPerBlock / PW;
-  const Q4TileWeights& w;
-  const Act* x;
-  int64_t ldx;
-  int M;
-  BlockCoords bc;
-  const Smem& s;
-  int tid, lane, warp, g, t;
-  int64_t n_tiles, units;
-
-  __device__ Producer(const Q4TileWeights& w_, const Act* x_, int64_t ldx_, int M_, BlockCoords bc_, const Smem& s_)
-      : w(w_), x(x_), ldx(ldx_), M(M_), bc(bc_), s(s_) {
-    tid = threadIdx.x;
-    lane = tid & 31;
-    warp = tid >> 5;
-    g = lane >> 2;
-    t = lane & 3;
-    n_tiles = (w.N + 15) / 16;
-    units = w.K >> (6 + w.unit_shift);
-  }
-
-  // x[m0 + r, 64 step + 8c ..] -> A stage, chunk (r, c): this thread takes r = tid / 8 + (kThreads / 8) i,
-  // c = tid % 8, so a warp reads four whole 128-byte rows. The barrier arrival fires once these copies landed.
-  __device__ __forceinline__ void issue_a(int step) {
-    uint8_t* dst = s.stages + (step % kStages) * kStageBytes;
-    const int c = tid & 7;
+// ---- loader warp ------------------------------------------------------------------------------------------------
+// Issues every global -> shared copy: x into the A stages (as soon as the consumers release a stage) and the packed
+// codes + scales into the ring (as soon as the converters release a slot). Its barrier arrivals fire when its
+// copies land, so no other warp ever has a copy in flight (a converter's proxy fence then waits on nothing).
+template <typename Act, Q4ScaleMode MODE>
+__device__ __forceinline__ void load(const Q4TileWeights& w, const Act* __restrict__ x, int64_t ldx, int M,
+                                     BlockCoords bc, const Smem& s) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n_tiles = (w.N + 15) / 16, units = w.K >> (6 + w.unit_shift);
+  for (int k = 0; k < bc.k_steps; ++k) {
+    // Step k's packed data (slot free once the converters read step k - kPackedSteps), then its A (stage free
+    // once the consumers retired step k - kStages): the loader runs up to kStages steps ahead of the MMAs.
+    const int slot = k % kPackedSteps;
+    if (k >= kPackedSteps) sm90::mbar_wait(&s.packed_empty[slot], ((k / kPackedSteps) - 1) & 1);
+    uint8_t* dst = s.packed + slot * packed_step_bytes(MODE);
+    const int64_t unit = k >> w.unit_shift;
 #pragma unroll
-    for (int i = 0; i < kBM * 8 / kThreads; ++i) {
-      const int r = (tid >> 3) + (kThreads / 8) * i, m = bc.m0 + r;
-      const Act* src = m < M ? x + static_cast<int64_t>(m) * ldx + step * kBK + c * 8 : x;
-      sm90::cp_async16(dst + sm90::swizzled_offset(r, c), src, m < M ? 16u : 0u);
+    for (int i = 0; i < kCodesBytes / 16 / 32; ++i) {  // chunk q = lane + 32 i: tile q / 32, 16 bytes q % 32
+      const int q = lane + 32 * i, tile = q >> 5;
+      if (bc.tile0 + tile < n_tiles)
+        sm90::cp_async16(dst + q * 16, w.tiles + (((bc.tile0 + tile) * bc.k_steps + k) * 32 + (q & 31)) * 16);
     }
-    sm90::mbar_arrive_on_cp_async(&s.full[step % kStages]);
-  }
-
-  __device__ __forceinline__ uint8_t* record(uint8_t* slot, int jj) const {
-    return slot + kCodesBytes + (tid * kTilesPerWarp + jj) * scale_record_bytes(MODE);
-  }
-
-  __device__ __forceinline__ void issue_packed(int step) {
-    uint8_t* slot = s.packed + (step % kPackedSteps) * packed_step_bytes(MODE);
-    const int64_t unit = step >> w.unit_shift;
+    if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
+      if (lane < kTilesPerBlock && bc.tile0 + lane < n_tiles)  // 16 code bytes per (tile, unit)
+        sm90::cp_async16(dst + kCodesBytes + lane * 16,
+                         static_cast<const uint8_t*>(w.scales) + ((bc.tile0 + lane) * units + unit) * 16);
 #pragma unroll
-    for (int jj = 0; jj < kTilesPerWarp; ++jj) {
-      const int j = kTilesPerWarp * warp + jj;
-      const int64_t tile = bc.tile0 + j;
-      if (tile >= n_tiles) continue;
-      sm90::cp_async16(slot + j * 512 + lane * 16, w.tiles + ((tile * bc.k_steps + step) * 32 + lane) * 16);
-      uint8_t* rec = record(slot, jj);
-      const int64_t sidx = ((tile * units + unit) * 8 + g) * 2;  // [tile][unit][g][h], h = 0
-      if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
-        sm90::cp_async8(rec, static_cast<const float*>(w.scales) + sidx);
-      } else if constexpr (MODE == Q4ScaleMode::kAffine) {
-        sm90::cp_async8(rec, static_cast<const uint32_t*>(w.scales) + sidx);
-      } else {
-        sm90::cp_async4(rec, static_cast<const uint8_t*>(w.scales) + (sidx & ~int64_t{3}));
-        // Rows past N (tile padding) have no nested entry: any in-range one serves, their outputs are dropped.
-        const int64_t n = tile * 16 + g, last = w.N - 1;
-        sm90::cp_async8(rec + 8, w.nested + ((min(n, last) * units + unit) >> 8));
-        sm90::cp_async8(rec + 16, w.nested + ((min(n + 8, last) * units + unit) >> 8));
+      for (int i = 0; i < kBN / 32; ++i) {  // row r of the block: tile r / 16, g = r % 8, h = r / 8 % 2
+        const int r = lane + 32 * i;
+        const int64_t n = min(bc.tile0 * 16 + r, w.N - 1);  // padding rows: any in-range entry (outputs dropped)
+        sm90::cp_async8(dst + kNestedValuesOffset + r * 8, w.nested + ((n * units + unit) >> 8));
       }
+    } else {  // 64 bytes per (tile, unit): 4 chunks, lane -> tile lane / 4
+      const int tile = lane >> 2;
+      if (bc.tile0 + tile < n_tiles)
+        sm90::cp_async16(dst + kCodesBytes + lane * 16,
+                         static_cast<const uint8_t*>(w.scales) + ((bc.tile0 + tile) * units + unit) * 64 + (lane & 3) * 16);
     }
-  }
+    sm90::mbar_arrive_on_cp_async(&s.packed_full[slot]);
 
-  // The packed step -> 16-bit B stage. Same arithmetic as q4_tile_dequant_kernel (kernels/q4_dequant.cu).
-  __device__ __forceinline__ void convert(int step) {
-    uint8_t* slot = s.packed + (step % kPackedSteps) * packed_step_bytes(MODE);
-    uint8_t* b = s.stages + (step % kStages) * kStageBytes + kOperandBytes;
+    const int stage = k % kStages;
+    if (k >= kStages) sm90::mbar_wait(&s.empty[stage], ((k / kStages) - 1) & 1);
+    uint8_t* a = s.stages + stage * kStageBytes;
+    const int c = lane & 7;
+#pragma unroll 8
+    for (int i = 0; i < kBM * 8 / 32; ++i) {  // row r = lane / 8 + 4 i: a warp reads 4 whole 128-byte rows
+      const int r = (lane >> 3) + 4 * i, m = bc.m0 + r;
+      const Act* src = m < M ? x + static_cast<int64_t>(m) * ldx + k * kBK + c * 8 : x;
+      sm90::cp_async16(a + sm90::swizzled_offset(r, c), src, m < M ? 16u : 0u);
+    }
+    sm90::mbar_arrive_on_cp_async(&s.full[stage]);
+  }
+  sm90::cp_async_wait<0>();
+}
+
+// ---- converters -------------------------------------------------------------------------------------------------
+// CW converter warps (4 or 8): warp cw dequantizes weight tiles cw * (8 / CW) .. + 8 / CW of each packed step into
+// the B stage. Lane (g, t) takes rows g and g + 8 of a tile, columns 16t .. 16t + 16: the 16 bytes the tile layout
+// gives it. Same arithmetic as q4_tile_dequant_kernel (kernels/q4_dequant.cu).
+template <typename Act, Q4ScaleMode MODE, int CW>
+__device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, const Smem& s) {
+  constexpr int kTilesPerWarp = kTilesPerBlock / CW;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int64_t n_tiles = (w.N + 15) / 16;
+  for (int k = 0; k < bc.k_steps; ++k) {
+    const int slot = k % kPackedSteps, stage = k % kStages;
+    sm90::mbar_wait(&s.packed_full[slot], (k / kPackedSteps) & 1);
+    if (k >= kStages) sm90::mbar_wait(&s.empty[stage], ((k / kStages) - 1) & 1);
+    const uint8_t* src = s.packed + slot * packed_step_bytes(MODE);
+    uint8_t* b = s.stages + stage * kStageBytes + kOperandBytes;
 #pragma unroll
     for (int jj = 0; jj < kTilesPerWarp; ++jj) {
       const int j = kTilesPerWarp * warp + jj;
       uint4 codes = make_uint4(0, 0, 0, 0);
       float scale[2] = {0.f, 0.f}, zero[2] = {0.f, 0.f};
       if (bc.tile0 + j < n_tiles) {
-        codes = *reinterpret_cast<const uint4*>(slot + j * 512 + lane * 16);
-        const uint8_t* rec = record(slot, jj);
+        codes = *reinterpret_cast<const uint4*>(src + j * 512 + lane * 16);
         if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
-          const float2 v = *reinterpret_cast<const float2*>(rec);
+          const float2 v = *reinterpret_cast<const float2*>(src + kCodesBytes + j * 64 + g * 8);
           scale[0] = v.x;
           scale[1] = v.y;
         } else if constexpr (MODE == Q4ScaleMode::kAffine) {
-          const uint2 v = *reinterpret_cast<const uint2*>(rec);
+          const uint2 v = *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
           scale[0] = q4::affine_scale(v.x);
           zero[0] = q4::affine_zero(v.x);
           scale[1] = q4::affine_scale(v.y);
           zero[1] = q4::affine_zero(v.y);
         } else {
-          const uint32_t word = *reinterpret_cast<const uint32_t*>(rec);
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            const uint32_t code = (word >> (8 * (2 * (g & 1) + h))) & 0xFFu;
-            scale[h] = q4::nested_absmax(s.nested_code[code], *reinterpret_cast<const float2*>(rec + 8 + 8 * h));
+            const uint32_t code = src[kCodesBytes + j * 16 + g * 2 + h];
+            scale[h] = q4::nested_absmax(
+                s.nested_code[code], *reinterpret_cast<const float2*>(src + kNestedValuesOffset + (16 * j + g + 8 * h) * 8));
           }
         }
       }
@@ -212,34 +215,11 @@ struct Producer {
             make_uint4(out[4], out[5], out[6], out[7]);
       }
     }
+    sm90::mbar_arrive(&s.packed_empty[slot]);
+    sm90::fence_proxy_async();
+    sm90::mbar_arrive(&s.full[stage]);
   }
-
-  // Step k: wait for its packed data, convert it, publish the stage; then claim the stage that step
-  // k + kStages - 2 will use (its previous user, step k - 2, was released while this thread converted k - 1 and
-  // k: waiting for step k - 1 instead would put a consumer round trip on every step) for that step's A, and
-  // queue the packed data of step k + kPackedSteps - 1. One cp.async group per step keeps the wait count fixed.
-  __device__ void run() {
-    for (int step = 0; step < kStages - 2 && step < bc.k_steps; ++step) issue_a(step);
-    for (int step = 0; step < kPackedSteps - 1; ++step) {
-      if (step < bc.k_steps) issue_packed(step);
-      sm90::cp_async_commit();
-    }
-    for (int k = 0; k < bc.k_steps; ++k) {
-      sm90::cp_async_wait<kPackedSteps - 2>();
-      convert(k);
-      sm90::fence_proxy_async();
-      sm90::mbar_arrive(&s.full[k % kStages]);
-      const int next_a = k + kStages - 2;
-      if (next_a < bc.k_steps) {
-        if (k >= 2) sm90::mbar_wait(&s.empty[(k - 2) % kStages], ((k - 2) / kStages) & 1);
-        issue_a(next_a);
-      }
-      if (k + kPackedSteps - 1 < bc.k_steps) issue_packed(k + kPackedSteps - 1);
-      sm90::cp_async_commit();
-    }
-    sm90::cp_async_wait<0>();
-  }
-};
+}
 
 // ---- consumers ------------------------------------------------------------------------------------------------
 template <typename Act, int PW>
@@ -293,8 +273,9 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
   }
 }
 
-template <typename Act, Q4ScaleMode MODE, int PW>
-__global__ void __launch_bounds__(32 * PW + kConsumers, 1)
+// Warps 0 .. CW-1 convert, warps CW .. CW+7 (two aligned warpgroups) multiply, warp CW+8 loads.
+template <typename Act, Q4ScaleMode MODE, int CW>
+__global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
     q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -311,15 +292,22 @@ __global__ void __launch_bounds__(32 * PW + kConsumers, 1)
   }
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
-      sm90::mbar_init(&s.full[i], 2 * 32 * PW);
+      sm90::mbar_init(&s.full[i], 32 + 32 * CW);  // the loader lanes' copies + the converter threads
       sm90::mbar_init(&s.empty[i], kConsumers);
+    }
+    for (int i = 0; i < kPackedSteps; ++i) {
+      sm90::mbar_init(&s.packed_full[i], 32);
+      sm90::mbar_init(&s.packed_empty[i], 32 * CW);
     }
   }
   __syncthreads();
-  if (threadIdx.x < 32 * PW) {
-    Producer<Act, MODE, PW>(w, x, ldx, M, bc, s).run();
+  const int warp = threadIdx.x >> 5;
+  if (warp < CW) {
+    convert<Act, MODE, CW>(w, bc, s);
+  } else if (warp < CW + kConsumers / 32) {
+    consume<Act, CW>(s, bc, M, w.N, bias, y, ldy, pair_stores);
   } else {
-    consume<Act, PW>(s, bc, M, w.N, bias, y, ldy, pair_stores);
+    load<Act, MODE>(w, x, ldx, M, bc, s);
   }
 #endif
 }
@@ -334,19 +322,19 @@ void launch_pw(const Q4TileWeights& w, const void* x, int64_t ldx, const void* b
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
   const int64_t blocks = (M + kBM - 1) / kBM * ((w.N + kBN - 1) / kBN);
-  kernel<<<static_cast<unsigned>(blocks), 32 * PW + kConsumers, smem, stream>>>(
+  kernel<<<static_cast<unsigned>(blocks), 32 * PW + kConsumers + 32, smem, stream>>>(
       w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
       static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0);
   QB_CUDA_CHECK_LAUNCH();
 }
 
-// QB_Q4_WGMMA_PRODUCERS=8: eight producer warps instead of four (an A/B of the conversion's latency hiding).
+// QB_Q4_WGMMA_CONVERTERS=4: four converter warps instead of eight (an A/B of the conversion's latency hiding).
 template <typename Act, Q4ScaleMode MODE>
 void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
             cudaStream_t stream) {
   static const int producers = [] {
-    const char* v = std::getenv("QB_Q4_WGMMA_PRODUCERS");
-    return v != nullptr && std::strcmp(v, "8") == 0 ? 8 : 4;
+    const char* v = std::getenv("QB_Q4_WGMMA_CONVERTERS");
+    return v != nullptr && std::strcmp(v, "4") == 0 ? 4 : 8;
   }();
   if (producers == 8) {
     launch_pw<Act, MODE, 8>(w, x, ldx, bias, y, ldy, M, stream);
