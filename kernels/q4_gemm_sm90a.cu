@@ -156,7 +156,7 @@ __device__ __forceinline__ void load(const Q4TileWeights& w, const Act* __restri
 // the B stage. Lane (g, t) takes rows g and g + 8 of a tile, columns 16t .. 16t + 16: the 16 bytes the tile layout
 // gives it. Same arithmetic as q4_tile_dequant_kernel (kernels/q4_dequant.cu).
 template <typename Act, Q4ScaleMode MODE, int CW>
-__device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, const Smem& s) {
+__device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, const Smem& s, int probe) {
   constexpr int kTilesPerWarp = kTilesPerBlock / CW;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int64_t n_tiles = (w.N + 15) / 16;
@@ -168,6 +168,7 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
     uint8_t* b = s.stages + stage * kStageBytes + kOperandBytes;
 #pragma unroll
     for (int jj = 0; jj < kTilesPerWarp; ++jj) {
+      if (probe == 1) break;
       const int j = kTilesPerWarp * warp + jj;
       uint4 codes = make_uint4(0, 0, 0, 0);
       float scale[2] = {0.f, 0.f}, zero[2] = {0.f, 0.f};
@@ -216,7 +217,7 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
       }
     }
     sm90::mbar_arrive(&s.packed_empty[slot]);
-    sm90::fence_proxy_async();
+    if (probe != 3) sm90::fence_proxy_async();
     sm90::mbar_arrive(&s.full[stage]);
   }
 }
@@ -224,7 +225,7 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
 // ---- consumers ------------------------------------------------------------------------------------------------
 template <typename Act, int PW>
 __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, int64_t N, const Act* __restrict__ bias,
-                                        Act* __restrict__ y, int64_t ldy, bool pair_stores) {
+                                        Act* __restrict__ y, int64_t ldy, bool pair_stores, int probe) {
   const int ct = threadIdx.x - 32 * PW, wg = ct >> 7, warp = (ct >> 5) & 3, lane = ct & 31;
   float d[64];
 #pragma unroll
@@ -232,12 +233,14 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
   for (int k = 0; k < bc.k_steps; ++k) {
     const int stage = k % kStages;
     sm90::mbar_wait(&s.full[stage], (k / kStages) & 1);
-    sm90::fence_proxy_async();
+    if (probe != 3) sm90::fence_proxy_async();
     const uint8_t* base = s.stages + stage * kStageBytes;
     const uint64_t desc_a = sm90::make_desc(base + wg * 64 * 128), desc_b = sm90::make_desc(base + kOperandBytes);
     sm90::wgmma_fence();
+    if (probe != 2) {
 #pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) sm90::Wgmma<Act>::m64n128k16(d, desc_a + 2 * kk, desc_b + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) sm90::Wgmma<Act>::m64n128k16(d, desc_a + 2 * kk, desc_b + 2 * kk);
+    }
     sm90::wgmma_commit();
     sm90::wgmma_wait<1>();
     if (k >= 1) sm90::mbar_arrive(&s.empty[(k - 1) % kStages]);
@@ -277,7 +280,8 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
 template <typename Act, Q4ScaleMode MODE, int CW>
 __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
     q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores) {
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores,
+                         int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const Smem s = carve<MODE>(smem_raw);
@@ -303,9 +307,9 @@ __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
   __syncthreads();
   const int warp = threadIdx.x >> 5;
   if (warp < CW) {
-    convert<Act, MODE, CW>(w, bc, s);
+    convert<Act, MODE, CW>(w, bc, s, probe);
   } else if (warp < CW + kConsumers / 32) {
-    consume<Act, CW>(s, bc, M, w.N, bias, y, ldy, pair_stores);
+    consume<Act, CW>(s, bc, M, w.N, bias, y, ldy, pair_stores, probe);
   } else {
     load<Act, MODE>(w, x, ldx, M, bc, s);
   }
@@ -322,9 +326,14 @@ void launch_pw(const Q4TileWeights& w, const void* x, int64_t ldx, const void* b
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
   const int64_t blocks = (M + kBM - 1) / kBM * ((w.N + kBN - 1) / kBN);
+  // Development probe (wrong results): 1 = no conversion, 2 = no wgmma, 3 = no proxy fences.
+  static const int probe = [] {
+    const char* v = std::getenv("QB_Q4_WGMMA_PROBE");
+    return v == nullptr ? 0 : std::atoi(v);
+  }();
   kernel<<<static_cast<unsigned>(blocks), 32 * PW + kConsumers + 32, smem, stream>>>(
       w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
-      static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0);
+      static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0, probe);
   QB_CUDA_CHECK_LAUNCH();
 }
 
