@@ -23,6 +23,8 @@
 //   landed), packed_empty[slot] (every converter thread read it).
 // Grid: one block per (M tile, N tile), M tiles fastest, so the blocks that share a weight tile run together
 //   and all but the first read its codes from L2.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -53,10 +55,16 @@ constexpr int kConsumers = 256;
 
 // A packed step: the 8 tile chunks' codes (4 KB), then the scales of the step's unit for the block's 128 rows,
 // as the tile layout stores them: fp32 absmax / awq words [8 tiles][8 g][2 h] (512 bytes); nested: the code
-// bytes [8][8][2] (128 bytes), then each row's (nested absmax, offset) pair [128 rows] (1 KB).
+// bytes [8][8][2] (128 bytes), then the (nested absmax, offset) pairs the 128 rows use, a contiguous run of the
+// nested array starting at an even index (at most kNestedRun entries: q4_tile_gemm_wgmma_supported checks).
 constexpr int kNestedValuesOffset = kCodesBytes + 128;
+constexpr int kNestedRun = 512;
 constexpr int packed_step_bytes(Q4ScaleMode mode) {
-  return mode == Q4ScaleMode::kAbsmaxNested ? kNestedValuesOffset + kBN * 8 : kCodesBytes + kBN * 4;
+  return mode == Q4ScaleMode::kAbsmaxNested ? kNestedValuesOffset + kNestedRun * 8 : kCodesBytes + kBN * 4;
+}
+// First nested index of the run a block's rows [row0, row0 + 128) use at unit u, aligned down to 16 bytes.
+__host__ __device__ constexpr int64_t nested_run_start(int64_t row0, int64_t units, int64_t u) {
+  return ((row0 * units + u) >> 8) & ~int64_t{1};
 }
 constexpr int tables_bytes = (16 + 256) * 4;
 constexpr int dynamic_smem_bytes(Q4ScaleMode mode) {
@@ -97,58 +105,54 @@ struct BlockCoords {
 };
 
 // ---- loader warp ------------------------------------------------------------------------------------------------
-// Issues every global -> shared copy: x into the A stages (as soon as the consumers release a stage) and the packed
-// codes + scales into the ring (as soon as the converters release a slot). Its barrier arrivals fire when its
-// copies land, so no other warp ever has a copy in flight (a converter's proxy fence then waits on nothing).
-template <typename Act, Q4ScaleMode MODE>
-__device__ __forceinline__ void load(const Q4TileWeights& w, const Act* __restrict__ x, int64_t ldx, int M,
-                                     BlockCoords bc, const Smem& s) {
-  const int lane = threadIdx.x & 31;
+// Lane 0 issues every global -> shared copy through the copy engine: x's 128 x 64 box into the step's A stage by
+// the tensor map (swizzled on the way, rows past M zero-filled) once the consumers release the stage, and the
+// step's packed codes + scales into the ring once the converters release the slot. Completion is counted in
+// bytes on the stage's / slot's barrier. (With cp.async from the threads instead, the issuing warps' load
+// throughput held every step to ~1-2 us: NOTES-q4.md.)
+template <Q4ScaleMode MODE>
+__device__ __forceinline__ void load(const Q4TileWeights& w, const void* x_map, int M, BlockCoords bc, const Smem& s) {
+  if ((threadIdx.x & 31) != 0) return;
   const int64_t n_tiles = (w.N + 15) / 16, units = w.K >> (6 + w.unit_shift);
+  const int valid_tiles = static_cast<int>(min(static_cast<int64_t>(kTilesPerBlock), n_tiles - bc.tile0));
   for (int k = 0; k < bc.k_steps; ++k) {
-    // Step k's packed data (slot free once the converters read step k - kPackedSteps), then its A (stage free
-    // once the consumers retired step k - kStages): the loader runs up to kStages steps ahead of the MMAs.
     const int slot = k % kPackedSteps;
     if (k >= kPackedSteps) sm90::mbar_wait(&s.packed_empty[slot], ((k / kPackedSteps) - 1) & 1);
     uint8_t* dst = s.packed + slot * packed_step_bytes(MODE);
+    uint64_t* bar = &s.packed_full[slot];
     const int64_t unit = k >> w.unit_shift;
-#pragma unroll
-    for (int i = 0; i < kCodesBytes / 16 / 32; ++i) {  // chunk q = lane + 32 i: tile q / 32, 16 bytes q % 32
-      const int q = lane + 32 * i, tile = q >> 5;
-      if (bc.tile0 + tile < n_tiles)
-        sm90::cp_async16(dst + q * 16, w.tiles + (((bc.tile0 + tile) * bc.k_steps + k) * 32 + (q & 31)) * 16);
-    }
+    uint32_t bytes = valid_tiles * (512 + (MODE == Q4ScaleMode::kAbsmaxNested ? 16 : 64));
+    int64_t run0 = 0, run_bytes = 0, tail = -1;
     if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
-      if (lane < kTilesPerBlock && bc.tile0 + lane < n_tiles)  // 16 code bytes per (tile, unit)
-        sm90::cp_async16(dst + kCodesBytes + lane * 16,
-                         static_cast<const uint8_t*>(w.scales) + ((bc.tile0 + lane) * units + unit) * 16);
-#pragma unroll
-      for (int i = 0; i < kBN / 32; ++i) {  // row r of the block: tile r / 16, g = r % 8, h = r / 8 % 2
-        const int r = lane + 32 * i;
-        const int64_t n = min(bc.tile0 * 16 + r, w.N - 1);  // padding rows: any in-range entry (outputs dropped)
-        sm90::cp_async8(dst + kNestedValuesOffset + r * 8, w.nested + ((n * units + unit) >> 8));
-      }
-    } else {  // 64 bytes per (tile, unit): 4 chunks, lane -> tile lane / 4
-      const int tile = lane >> 2;
-      if (bc.tile0 + tile < n_tiles)
-        sm90::cp_async16(dst + kCodesBytes + lane * 16,
-                         static_cast<const uint8_t*>(w.scales) + ((bc.tile0 + tile) * units + unit) * 64 + (lane & 3) * 16);
+      const int64_t row0 = bc.tile0 * 16, last_row = min(row0 + kBN, w.N) - 1;
+      run0 = nested_run_start(row0, units, unit);
+      const int64_t entries = ((last_row * units + unit) >> 8) - run0 + 1;
+      run_bytes = (entries & ~int64_t{1}) * 8;        // whole 16-byte pairs by the copy engine,
+      if (entries & 1) tail = run0 + entries - 1;     // an odd last entry by this lane (never read past the array)
+      bytes += static_cast<uint32_t>(run_bytes);
     }
-    sm90::mbar_arrive_on_cp_async(&s.packed_full[slot]);
+    if (tail >= 0) {
+      *reinterpret_cast<float2*>(dst + kNestedValuesOffset + (tail - run0) * 8) = w.nested[tail];
+    }
+    sm90::mbar_arrive_expect_tx(bar, bytes);
+    for (int j = 0; j < valid_tiles; ++j) {
+      const int64_t tile = bc.tile0 + j;
+      sm90::bulk_load(dst + j * 512, w.tiles + (tile * bc.k_steps + k) * 512, 512, bar);
+      if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
+        sm90::bulk_load(dst + kCodesBytes + j * 16, static_cast<const uint8_t*>(w.scales) + (tile * units + unit) * 16,
+                        16, bar);
+      } else {
+        sm90::bulk_load(dst + kCodesBytes + j * 64, static_cast<const uint8_t*>(w.scales) + (tile * units + unit) * 64,
+                        64, bar);
+      }
+    }
+    if (run_bytes > 0) sm90::bulk_load(dst + kNestedValuesOffset, w.nested + run0, static_cast<uint32_t>(run_bytes), bar);
 
     const int stage = k % kStages;
     if (k >= kStages) sm90::mbar_wait(&s.empty[stage], ((k / kStages) - 1) & 1);
-    uint8_t* a = s.stages + stage * kStageBytes;
-    const int c = lane & 7;
-#pragma unroll 8
-    for (int i = 0; i < kBM * 8 / 32; ++i) {  // row r = lane / 8 + 4 i: a warp reads 4 whole 128-byte rows
-      const int r = (lane >> 3) + 4 * i, m = bc.m0 + r;
-      const Act* src = m < M ? x + static_cast<int64_t>(m) * ldx + k * kBK + c * 8 : x;
-      sm90::cp_async16(a + sm90::swizzled_offset(r, c), src, m < M ? 16u : 0u);
-    }
-    sm90::mbar_arrive_on_cp_async(&s.full[stage]);
+    sm90::mbar_arrive_expect_tx(&s.full[stage], kOperandBytes);
+    sm90::tma_load_2d(s.stages + stage * kStageBytes, x_map, k * kBK, bc.m0, &s.full[stage]);
   }
-  sm90::cp_async_wait<0>();
 }
 
 // ---- converters -------------------------------------------------------------------------------------------------
@@ -156,19 +160,19 @@ __device__ __forceinline__ void load(const Q4TileWeights& w, const Act* __restri
 // the B stage. Lane (g, t) takes rows g and g + 8 of a tile, columns 16t .. 16t + 16: the 16 bytes the tile layout
 // gives it. Same arithmetic as q4_tile_dequant_kernel (kernels/q4_dequant.cu).
 template <typename Act, Q4ScaleMode MODE, int CW>
-__device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, const Smem& s, int probe) {
+__device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, const Smem& s) {
   constexpr int kTilesPerWarp = kTilesPerBlock / CW;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int64_t n_tiles = (w.N + 15) / 16;
+  const int64_t n_tiles = (w.N + 15) / 16, units = w.K >> (6 + w.unit_shift);
   for (int k = 0; k < bc.k_steps; ++k) {
     const int slot = k % kPackedSteps, stage = k % kStages;
     sm90::mbar_wait(&s.packed_full[slot], (k / kPackedSteps) & 1);
     if (k >= kStages) sm90::mbar_wait(&s.empty[stage], ((k / kStages) - 1) & 1);
     const uint8_t* src = s.packed + slot * packed_step_bytes(MODE);
     uint8_t* b = s.stages + stage * kStageBytes + kOperandBytes;
+    const int64_t unit = k >> w.unit_shift, run0 = nested_run_start(bc.tile0 * 16, units, unit);
 #pragma unroll
     for (int jj = 0; jj < kTilesPerWarp; ++jj) {
-      if (probe == 1) break;
       const int j = kTilesPerWarp * warp + jj;
       uint4 codes = make_uint4(0, 0, 0, 0);
       float scale[2] = {0.f, 0.f}, zero[2] = {0.f, 0.f};
@@ -188,8 +192,10 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const uint32_t code = src[kCodesBytes + j * 16 + g * 2 + h];
-            scale[h] = q4::nested_absmax(
-                s.nested_code[code], *reinterpret_cast<const float2*>(src + kNestedValuesOffset + (16 * j + g + 8 * h) * 8));
+            const int64_t n = min(bc.tile0 * 16 + 16 * j + g + 8 * h, w.N - 1);
+            const int64_t entry = ((n * units + unit) >> 8) - run0;
+            scale[h] = q4::nested_absmax(s.nested_code[code],
+                                         *reinterpret_cast<const float2*>(src + kNestedValuesOffset + entry * 8));
           }
         }
       }
@@ -217,7 +223,7 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
       }
     }
     sm90::mbar_arrive(&s.packed_empty[slot]);
-    if (probe != 3) sm90::fence_proxy_async();
+    sm90::fence_proxy_async();
     sm90::mbar_arrive(&s.full[stage]);
   }
 }
@@ -225,7 +231,7 @@ __device__ __forceinline__ void convert(const Q4TileWeights& w, BlockCoords bc, 
 // ---- consumers ------------------------------------------------------------------------------------------------
 template <typename Act, int PW>
 __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, int64_t N, const Act* __restrict__ bias,
-                                        Act* __restrict__ y, int64_t ldy, bool pair_stores, int probe) {
+                                        Act* __restrict__ y, int64_t ldy, bool pair_stores) {
   const int ct = threadIdx.x - 32 * PW, wg = ct >> 7, warp = (ct >> 5) & 3, lane = ct & 31;
   float d[64];
 #pragma unroll
@@ -233,14 +239,11 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
   for (int k = 0; k < bc.k_steps; ++k) {
     const int stage = k % kStages;
     sm90::mbar_wait(&s.full[stage], (k / kStages) & 1);
-    if (probe != 3) sm90::fence_proxy_async();
     const uint8_t* base = s.stages + stage * kStageBytes;
     const uint64_t desc_a = sm90::make_desc(base + wg * 64 * 128), desc_b = sm90::make_desc(base + kOperandBytes);
     sm90::wgmma_fence();
-    if (probe != 2) {
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) sm90::Wgmma<Act>::m64n128k16(d, desc_a + 2 * kk, desc_b + 2 * kk);
-    }
+    for (int kk = 0; kk < kBK / 16; ++kk) sm90::Wgmma<Act>::m64n128k16(d, desc_a + 2 * kk, desc_b + 2 * kk);
     sm90::wgmma_commit();
     sm90::wgmma_wait<1>();
     if (k >= 1) sm90::mbar_arrive(&s.empty[(k - 1) % kStages]);
@@ -279,9 +282,8 @@ __device__ __forceinline__ void consume(const Smem& s, BlockCoords bc, int M, in
 // Warps 0 .. CW-1 convert, warps CW .. CW+7 (two aligned warpgroups) multiply, warp CW+8 loads.
 template <typename Act, Q4ScaleMode MODE, int CW>
 __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
-    q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores,
-                         int probe) {
+    q4_gemm_sm90a_kernel(const __grid_constant__ Q4TileWeights w, const __grid_constant__ CUtensorMap x_map,
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, bool pair_stores) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const Smem s = carve<MODE>(smem_raw);
@@ -296,24 +298,47 @@ __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
   }
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
-      sm90::mbar_init(&s.full[i], 32 + 32 * CW);  // the loader lanes' copies + the converter threads
+      sm90::mbar_init(&s.full[i], 1 + 32 * CW);  // the loader's expect-tx arrival + the converter threads
       sm90::mbar_init(&s.empty[i], kConsumers);
     }
     for (int i = 0; i < kPackedSteps; ++i) {
-      sm90::mbar_init(&s.packed_full[i], 32);
+      sm90::mbar_init(&s.packed_full[i], 1);
       sm90::mbar_init(&s.packed_empty[i], 32 * CW);
     }
   }
   __syncthreads();
   const int warp = threadIdx.x >> 5;
   if (warp < CW) {
-    convert<Act, MODE, CW>(w, bc, s, probe);
+    convert<Act, MODE, CW>(w, bc, s);
   } else if (warp < CW + kConsumers / 32) {
-    consume<Act, CW>(s, bc, M, w.N, bias, y, ldy, pair_stores, probe);
+    consume<Act, CW>(s, bc, M, w.N, bias, y, ldy, pair_stores);
   } else {
-    load<Act, MODE>(w, x, ldx, M, bc, s);
+    load<MODE>(w, &x_map, M, bc, s);
   }
 #endif
+}
+
+// x [M, K] (row stride ldx elements, 16-bit) as a tensor map: boxes of 64 columns x 128 rows, 128B-swizzled (the
+// A-stage layout), rows past M read as zeros. The driver entry point is looked up once (no libcuda link).
+CUtensorMap activation_map(const void* x, int64_t ldx, int64_t K, int64_t M) {
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult status{};
+    QB_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &status));
+    QB_CHECK(fn != nullptr && status == cudaDriverEntryPointSuccess, kDevice,
+             "q4_tile_gemm_wgmma: the driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(M)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ldx) * 2};
+  const cuuint32_t box[2] = {kBK, kBM}, element_strides[2] = {1, 1};
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<void*>(x), dims, strides, box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  QB_CHECK(r == CUDA_SUCCESS, kDevice, "q4_tile_gemm_wgmma: cuTensorMapEncodeTiled failed ({}) for x [{}, {}] ld {}",
+           static_cast<int>(r), M, K, ldx);
+  return map;
 }
 
 template <typename Act, Q4ScaleMode MODE, int PW>
@@ -326,14 +351,10 @@ void launch_pw(const Q4TileWeights& w, const void* x, int64_t ldx, const void* b
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
   const int64_t blocks = (M + kBM - 1) / kBM * ((w.N + kBN - 1) / kBN);
-  // Development probe (wrong results): 1 = no conversion, 2 = no wgmma, 3 = no proxy fences.
-  static const int probe = [] {
-    const char* v = std::getenv("QB_Q4_WGMMA_PROBE");
-    return v == nullptr ? 0 : std::atoi(v);
-  }();
+  const CUtensorMap x_map = activation_map(x, ldx, w.K, M);
   kernel<<<static_cast<unsigned>(blocks), 32 * PW + kConsumers + 32, smem, stream>>>(
-      w, static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
-      static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0, probe);
+      w, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy,
+      static_cast<int>(M), ldy % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0);
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -377,7 +398,9 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
   return enabled && compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
          w.tiles != nullptr && w.K > 0 && w.K % kBK == 0 && w.N > 0 && M > 0 && M <= INT_MAX - kBM &&
          aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N &&
-         max_shared_per_block_optin() >= dynamic_smem_bytes(w.mode);
+         max_shared_per_block_optin() >= dynamic_smem_bytes(w.mode) &&
+         (w.mode != Q4ScaleMode::kAbsmaxNested ||
+          (kBN * (w.K >> (6 + w.unit_shift))) / 256 + 3 <= kNestedRun);  // a block's nested run fits its slot
 }
 
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,

@@ -45,6 +45,29 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   } while (!done);
 }
 
+// Arrives and raises the barrier's expected transaction count by `bytes` (the bulk copies below complete them).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+// ---- bulk copies (the copy engine: one instruction moves a whole tile) ----------------------------------------
+// Box (c0 = inner coordinate, c1 = row) of a 2-D tensor map -> shared memory, swizzled as the map says; rows or
+// columns outside the tensor arrive as zeros. Completion: `bytes` of the box on `bar`'s transaction count.
+__device__ __forceinline__ void tma_load_2d(void* dst, const void* tensor_map, int c0, int c1, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
+          smem_addr(dst)),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(smem_addr(bar))
+      : "memory");
+}
+// Contiguous bytes (multiple of 16, both addresses 16-byte aligned) -> shared memory.
+__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
+
 // ---- cp.async ------------------------------------------------------------------------------------------------
 // 16 bytes global -> shared through L2 only; src_bytes = 0 writes 16 zero bytes (rows past M).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t src_bytes = 16) {
