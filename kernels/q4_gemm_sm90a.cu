@@ -1,7 +1,9 @@
 // 4-bit weights at large M (prefill) on Hopper: y[M, N] = x[M, K] W[N, K]^T (+ bias) in one kernel. Each
 // weight tile is dequantized into shared memory inside the GEMM main loop and multiplied there by wgmma, so
 // the 16-bit copy of W that the dequantize + cuBLAS path writes to DRAM and reads back (kernels/q4_prefill.cu,
-// ~1.5x the cuBLAS time on Qwen2-7B shapes) never exists. Compiled for sm_90a only (CMakeLists.txt).
+// 1.8-2.1x the cuBLAS bf16 time on Qwen2-7B shapes at M = 512) never exists. Compiled for sm_90a only
+// (CMakeLists.txt). Status (NOTES-q4.md, "Fused prefill"): opt-in (QB_Q4_WGMMA=1); the cp.async versions were
+// exact but 3-10x cuBLAS, limited by the copies' issue; this copy-engine version has not run on a GPU yet.
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
@@ -10,17 +12,17 @@
 //   16-bit type), so W is bit-identical to the two-pass path; only the fp32 summation order differs.
 //
 // Block (one per SM): output tile 128 (M) x 128 (N), K in steps of 64; warp-specialized:
-//   loader warp: every global -> shared copy (cp.async): x[m0 .. m0+128, k .. k+64] into the step's A stage (rows
-//     past M zero-filled) and the step's packed codes + scales into a ring of kPackedSteps slots.
-//   converter warps (8; QB_Q4_WGMMA_CONVERTERS=4 for 4): dequantize a packed slot into the step's B stage. They
-//     issue no copies, so their proxy fence before publishing B never waits on loads in flight (with copies
-//     and conversion in the same threads, the fence held every step to the latency of the newest copy).
+//   loader warp (lane 0): every global -> shared copy through the copy engine: x[m0 .. m0+128, k .. k+64] by a
+//     tensor map into the step's A stage (rows past M zero-filled), the step's packed codes + scales by bulk
+//     copies into a ring of kPackedSteps slots.
+//   converter warps (8; QB_Q4_WGMMA_CONVERTERS=4 for 4): dequantize a packed slot into the step's B stage.
 //   two consumer warpgroups: rows 0-63 / 64-127 of the tile, 4 x wgmma m64n128k16 per step, fp32 accumulators
 //     in registers, one step of wgmma kept in flight.
 // Stages (kStages, 32 KB each): A 128 x 64 then B 128 x 64, 16-bit, 128B-swizzled (kernels/sm90_async.cuh).
-// Barriers: full[stage] (32 loader lanes' copies landed + every converter thread after its B stores),
-//   empty[stage] (256 consumer threads once their wgmmas on the stage retired), packed_full[slot] (loader copies
-//   landed), packed_empty[slot] (every converter thread read it).
+// Barriers: full[stage] (the loader's expect-tx arrival + A's bytes + every converter thread after its B stores
+//   and proxy fence), empty[stage] (256 consumer threads once their wgmmas on the stage retired),
+//   packed_full[slot] (expect-tx arrival + the bulk copies' bytes), packed_empty[slot] (every converter thread
+//   read it).
 // Grid: one block per (M tile, N tile), M tiles fastest, so the blocks that share a weight tile run together
 //   and all but the first read its codes from L2.
 #include <cuda.h>
@@ -388,14 +390,17 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 
 }  // namespace
 
-bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
-                                  int64_t ldy, int64_t M) {
-  // QB_Q4_WGMMA=0 keeps the dequantize + cuBLAS path (the A/B switch of the benchmarks).
+bool q4_tile_gemm_wgmma_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("QB_Q4_WGMMA");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return v != nullptr && std::strcmp(v, "1") == 0;
   }();
-  return enabled && compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
+  return enabled;
+}
+
+bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
+                                  int64_t ldy, int64_t M) {
+  return compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
          w.tiles != nullptr && w.K > 0 && w.K % kBK == 0 && w.N > 0 && M > 0 && M <= INT_MAX - kBM &&
          aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N &&
          max_shared_per_block_optin() >= dynamic_smem_bytes(w.mode) &&

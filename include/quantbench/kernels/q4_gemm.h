@@ -113,8 +113,10 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 // Large-M path on Hopper (sm_90a, kernels/q4_gemm_sm90a.cu): one kernel, each weight tile dequantized into
 // shared memory inside the GEMM main loop (wgmma, fp32 accumulation); W's values are bit-identical to
 // q4_tile_dequant's. No scratch, no allocation, no host sync. Supported: compute capability 9.0, fp16/bf16,
-// tile layout, x 16-byte aligned with ldx % 8 == 0, any ldy; QB_Q4_WGMMA=0 turns it off (the dequantize +
-// cuBLAS path then runs).
+// tile layout, x 16-byte aligned with ldx % 8 == 0, any ldy.
+// Not yet the default: the versions measured on the H100 were slower than dequantize + cuBLAS (NOTES-q4.md), so
+// Q4Linear takes this path only when q4_tile_gemm_wgmma_enabled() (QB_Q4_WGMMA=1).
+bool q4_tile_gemm_wgmma_enabled();
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M);
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
