@@ -400,7 +400,10 @@ bool q4_tile_gemm_wgmma_enabled() {
 
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M) {
-  return compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
+  // The bulk copies need 16-byte aligned sources (every offset into these arrays is a multiple of 16).
+  const bool weights_aligned = aligned(w.tiles, 16) && aligned(w.scales, 16) &&
+                               (w.mode != Q4ScaleMode::kAbsmaxNested || aligned(w.nested, 16));
+  return weights_aligned && compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
          w.tiles != nullptr && w.K > 0 && w.K % kBK == 0 && w.N > 0 && M > 0 && M <= INT_MAX - kBM &&
          aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N &&
          max_shared_per_block_optin() >= dynamic_smem_bytes(w.mode) &&
