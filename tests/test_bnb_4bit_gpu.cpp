@@ -247,6 +247,10 @@ TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t
   return c;
 }
 
+struct TileShape {
+  int64_t N, K, block;
+};
+
 const char* mode_name(kernels::Q4ScaleMode mode) {
   return mode == kernels::Q4ScaleMode::kAbsmaxF32 ? "absmax" : mode == kernels::Q4ScaleMode::kAbsmaxNested ? "nested" : "awq";
 }
@@ -269,11 +273,8 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pad = 8;
-  struct Shape {
-    int64_t N, K, block;
-  };
   for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
-    for (const Shape& sh : {Shape{77, 320, 64}, Shape{40, 1024, 128}}) {
+    for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{40, 1024, 128}}) {
       TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block);
       const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
@@ -341,11 +342,8 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pad = 8;
-  struct Shape {
-    int64_t N, K, block;
-  };
   for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
-    for (const Shape& sh : {Shape{77, 320, 64}, Shape{300, 1024, 128}, Shape{77, 64, 64}}) {
+    for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{300, 1024, 128}, TileShape{77, 64, 64}}) {
       TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block);
       const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -489,6 +490,28 @@ double time_us(Body body) {
   return samples[samples.size() / 2];
 }
 
+// Enough copies of a random bf16 weight [N, K] that rotating over them keeps L2 (50 MB) from holding the one in
+// use, and cuBLAS bf16 y[M, N] = x W^T on copy i: the dense reference every 4-bit timing is compared with.
+struct DenseCopies {
+  std::vector<void*> w;
+  DenseCopies(int64_t N, int64_t K, int64_t l2_guard) {
+    const int64_t bytes = N * K * 2;
+    w.resize(static_cast<size_t>(std::max<int64_t>(2, (l2_guard + bytes - 1) / bytes)));
+    for (size_t c = 0; c < w.size(); ++c) {
+      CK(cudaMalloc(&w[c], bytes));
+      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w[c]), N * K, 77 + static_cast<uint32_t>(c), true);
+    }
+  }
+  ~DenseCopies() {
+    for (void* p : w) cudaFree(p);
+  }
+  void gemm(cublasHandle_t handle, int i, const void* x, void* y, int64_t N, int64_t K, int64_t M) const {
+    const float alpha = 1.f, beta = 0.f;
+    CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w[i % w.size()], CUDA_R_16BF, K, x,
+                    CUDA_R_16BF, K, &beta, y, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+};
+
 double copy_bandwidth_gbps() {
   const size_t bytes = size_t{1} << 30;
   void *a, *b;
@@ -655,13 +678,8 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
   const int64_t l2_guard = int64_t{200} << 20;
   std::vector<std::string> rows;
   for (const PShape& s : shapes) {
-    const int64_t wbytes16 = s.N * s.K * 2, max_m = Ms.back() > 512 ? Ms.back() : 512;
-    const int copies16 = static_cast<int>(std::max<int64_t>(2, (l2_guard + wbytes16 - 1) / wbytes16));
-    std::vector<void*> w16(copies16);
-    for (int c = 0; c < copies16; ++c) {
-      CK(cudaMalloc(&w16[c], wbytes16));
-      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w16[c]), s.N * s.K, 77 + c, true);
-    }
+    const int64_t max_m = Ms.back() > 512 ? Ms.back() : 512;
+    const DenseCopies dense(s.N, s.K, l2_guard);
     void *dx, *dy, *scratch;
     CK(cudaMalloc(&dx, max_m * s.K * 2));
     CK(cudaMalloc(&dy, max_m * s.N * 2));
@@ -671,9 +689,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
       const double flop = 2.0 * M * s.N * s.K;
       const double cub = time_us([&](int i, cudaStream_t st) {
         bind(st);
-        const float alpha = 1.f, beta = 0.f;
-        CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, s.N, M, s.K, &alpha, w16[i % copies16], CUDA_R_16BF, s.K,
-                        dx, CUDA_R_16BF, s.K, &beta, dy, CUDA_R_16BF, s.N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        dense.gemm(handle, i, dx, dy, s.N, s.K, M);
       });
       char line[256];
       std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | 1.00x |", s.name, "bf16",
@@ -704,7 +720,6 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
         }
       }
     }
-    for (void* p : w16) cudaFree(p);
     cudaFree(dx);
     cudaFree(dy);
     cudaFree(scratch);
@@ -803,12 +818,7 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     // bf16 reference: cuBLAS with rotation
     const int64_t wbytes16 = s.N * s.K * 2;
-    const int copies16 = static_cast<int>(std::max<int64_t>(2, (l2_guard + wbytes16 - 1) / wbytes16));
-    std::vector<void*> w16(copies16);
-    for (int c = 0; c < copies16; ++c) {
-      CK(cudaMalloc(&w16[c], wbytes16));
-      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(w16[c]), s.N * s.K, 77 + c, true);
-    }
+    auto dense = std::make_unique<DenseCopies>(s.N, s.K, l2_guard);
     void *dx, *dy, *scratch;
     CK(cudaMalloc(&dx, 512 * s.K * 2));
     CK(cudaMalloc(&dy, 512 * s.N * 2));
@@ -817,9 +827,7 @@ int main(int argc, char** argv) {
     auto cublas_us = [&](int64_t M) {
       return time_us([&](int i, cudaStream_t st) {
         bind(st);
-        const float alpha = 1.f, beta = 0.f;
-        CB(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, s.N, M, s.K, &alpha, w16[i % copies16], CUDA_R_16BF, s.K,
-                        dx, CUDA_R_16BF, s.K, &beta, dy, CUDA_R_16BF, s.N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        dense->gemm(handle, i, dx, dy, s.N, s.K, M);
       });
     };
     std::vector<double> cub(Ms.size());
@@ -829,7 +837,7 @@ int main(int argc, char** argv) {
       std::printf("time %-8s %-9s M=%-4lld %8.1f us %6.0f GB/s %5.1f%% copy\n", s.name, "cublas16", (long long)Ms[i],
                   cub[i], gbps, 100 * gbps / copy_gbps);
     }
-    for (int c = 0; c < copies16; ++c) cudaFree(w16[c]);
+    dense.reset();  // the 4-bit copies below need the memory
 
     for (Fmt f : fmts) {
       TimedWeight tw;
