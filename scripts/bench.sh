@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmarks behind BENCHMARKS.md, run on the GPU machine from the repository root after a
 # build (scripts/device-test.sh calls it). Records and logs go under OUT; tables are printed last.
-# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [ab] [q4stages] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
+# Usage: scripts/bench.sh BUILD_DIR OUT_DIR [speed] [nopdl] [ab] [prefill] [q4stages] [archs] [seeds] [peers] [quality] [kernels]   (default: speed)
 set -uo pipefail
 BUILD="${1:-build}"; OUT="${2:-results}"; shift 2 || true
 PARTS=("$@"); [ ${#PARTS[@]} -eq 0 ] && PARTS=(speed)
@@ -50,6 +50,19 @@ if want nopdl; then
   QB_PDL=0 run nopdl-tinyllama --model synthetic:tinyllama-1.1b --precision fp16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   QB_PDL=0 run nopdl-qwen2-7b --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 128
   "$QB" report "$OUT"/nopdl-*.json --format md | tee "$OUT/nopdl.md"
+fi
+if want prefill; then
+  # The fused 4-bit prefill kernel (kernels/q4_gemm_sm90a.cu, opt-in: QB_Q4_WGMMA=1): its checks and M = 512
+  # timings against dequantize + cuBLAS with 8 and 4 converter warps, then Qwen2-7B prefill of 512 end to end,
+  # default path against the fused one.
+  for cw in 8 4; do
+    QB_Q4_WGMMA_CONVERTERS=$cw timeout "${QB_KERNEL_BENCH_TIMEOUT:-120}" "$BUILD/qb_bench_q4" --prefill --quick \
+      > "$OUT/prefill-cw$cw.log" 2>&1 || { echo "prefill cw$cw: exit $?"; status=1; }
+    grep -E "FAIL|correctness" "$OUT/prefill-cw$cw.log"; grep -A40 "^prefill (bf16" "$OUT/prefill-cw$cw.log"
+  done
+  run prefill-default-qwen2-7b --model synthetic:qwen2-7b --precision fp16,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
+  QB_Q4_WGMMA=1 run prefill-wgmma-qwen2-7b --model synthetic:qwen2-7b --precision nf4,awq --batch 1 --prompt-len 512 --gen-len 2
+  "$QB" report "$OUT"/prefill-*.json --format md | tee "$OUT/prefill.md"
 fi
 if want ab; then
   # Batch-1 decode of the three speed models once per setting in QB_AB_ENVS (space-separated VAR=VALUE, e.g.

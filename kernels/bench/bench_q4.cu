@@ -8,8 +8,9 @@
 //      the weights; median over samples. Per shape / format / M: the automatic dispatch of q4_tile_gemm (and, at
 //      M = 1 and 16, a sweep of its variants: tensor vs CUDA cores, warps per block, ring depth), its time, GB/s
 //      of the bytes it must move (codes + scales + x + y), % of the copy probe, and cuBLAS bf16 time / ours.
-//   --prefill: instead of the decode timing, M = 512 (and 128, 2048) on the same shapes: cuBLAS bf16 on a dense
-//   weight, the dequantize + cuBLAS path and the fused sm_90a kernel (q4_tile_gemm_wgmma), with TFLOP/s.
+//   --prefill: instead of the decode checks and timing, the prefill paths' checks, then M = 512 (and 128, 2048
+//   without --quick) on the same shapes: cuBLAS bf16 on a dense weight, the dequantize + cuBLAS path and the
+//   fused sm_90a kernel (q4_tile_gemm_wgmma), with TFLOP/s.
 // Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep] [--prefill]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -759,6 +760,7 @@ int main(int argc, char** argv) {
   int failures = 0;
   const DType dts[2] = {DType::kF16, DType::kBF16};
   for (DType dt : dts) {
+    if (prefill) break;  // --prefill checks only the kernels it times
     for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
       for (int64_t M : {1, 2, 3, 5, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
       for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);
@@ -786,9 +788,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // blocks straddling rows: nf4 bs64 with K = 96 (flat), fp4 bs128 with K = 192 (tiles, per-64 absmax)
-  failures += !run_check(Fmt::kNf4, 50, 96, 4, DType::kBF16, 0, handle, rng);
-  failures += !run_check(Fmt::kFp4B128, 50, 192, 12, DType::kF16, 0, handle, rng);
+  if (prefill) {  // the two-pass path it compares against
+    for (DType dt : dts) failures += !run_check(Fmt::kNf4, 300, 1024, 257, dt, 1, handle, rng);
+  } else {  // blocks straddling rows: nf4 bs64 with K = 96 (flat), fp4 bs128 with K = 192 (tiles, per-64 absmax)
+    failures += !run_check(Fmt::kNf4, 50, 96, 4, DType::kBF16, 0, handle, rng);
+    failures += !run_check(Fmt::kFp4B128, 50, 192, 12, DType::kF16, 0, handle, rng);
+  }
   std::printf("correctness: %d failure(s)\n", failures);
   if (only_check) return failures == 0 ? 0 : 1;
   if (probes) run_probes(copy_gbps);

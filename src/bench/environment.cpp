@@ -80,6 +80,18 @@ std::string utc_timestamp() {
   return text;
 }
 
+// Every QB_* variable of the process (name -> value): the kernels' switches (QB_PDL, QB_Q4_WGMMA,
+// QB_ATTENTION_PREFETCH, ...) change what runs, so a result names the ones that were set.
+nlohmann::json qb_switches() {
+  nlohmann::json out = nlohmann::json::object();
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string text(*entry);
+    const size_t eq = text.find('=');
+    if (text.rfind("QB_", 0) == 0 && eq != std::string::npos) out[text.substr(0, eq)] = text.substr(eq + 1);
+  }
+  return out;
+}
+
 nlohmann::json capture_environment(c10::Device device, const std::string& command_line) {
   struct utsname uts {};
   uname(&uts);
@@ -96,6 +108,7 @@ nlohmann::json capture_environment(c10::Device device, const std::string& comman
       {"cpu", cpu_model()},
       {"cpu_threads", std::thread::hardware_concurrency()},
       {"device", device.is_cuda() ? "cuda" : "cpu"},
+      {"switches", qb_switches()},
   };
 #ifdef QB_HAVE_CUDA
   if (device.is_cuda()) {
