@@ -307,6 +307,7 @@ __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
       sm90::mbar_init(&s.packed_full[i], 1);
       sm90::mbar_init(&s.packed_empty[i], 32 * CW);
     }
+    sm90::mbar_init_fence();
   }
   __syncthreads();
   const int warp = threadIdx.x >> 5;
