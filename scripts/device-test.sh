@@ -45,9 +45,10 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   fi
   timeout "${QB_GPU_TEST_TIMEOUT:-240}" "$BUILD/quantbench_tests" --gtest_filter='*Gpu*:*Cuda*' \
     > "$OUT/gpu-tests.log" 2>&1 || { rc=$?; status=1; echo "gpu tests: exit $rc"; }
-  # The 4-bit layers once more with the opt-in fused prefill kernel behind Q4Linear (QB_Q4_WGMMA=1).
-  QB_Q4_WGMMA=1 timeout 120 "$BUILD/quantbench_tests" --gtest_filter='Q4Gpu.*' > "$OUT/gpu-tests-q4-wgmma.log" 2>&1 \
-    || { rc=$?; status=1; echo "gpu tests with QB_Q4_WGMMA=1: exit $rc"; grep -E "^\[  FAILED" "$OUT/gpu-tests-q4-wgmma.log"; }
+  # The 4-bit and int8 layers once more with the opt-in fused prefill kernels behind them.
+  QB_Q4_WGMMA=1 QB_INT8_WGMMA=1 timeout 120 "$BUILD/quantbench_tests" --gtest_filter='Q4Gpu.*:Int8*Gpu*:*Int8*Cuda*' \
+    > "$OUT/gpu-tests-wgmma.log" 2>&1 \
+    || { rc=$?; status=1; echo "gpu tests with QB_Q4_WGMMA=1 QB_INT8_WGMMA=1: exit $rc"; grep -E "^\[  FAILED" "$OUT/gpu-tests-wgmma.log"; }
   grep -E "^\[  FAILED|Failure|error" -A4 "$OUT/gpu-tests.log" | head -60
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests? ran|golden \]" "$OUT/gpu-tests.log" | tail -40
 fi

@@ -12,6 +12,7 @@
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
+#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/int8_dequant.h"
 #include "quantbench/kernels/int8_gemv.h"
 #endif
@@ -101,6 +102,66 @@ TEST(Int8KernelsGpu, DequantizeMatchesCpu) {
     EXPECT_LT(test::relative_error(out.narrow(1, 0, K), ref), 1e-3);
     EXPECT_TRUE(at::equal(out.narrow(1, K, 8).to(at::kCPU), at::zeros({N, 8}, at::kHalf)));
   }
+}
+
+// The fused Hopper prefill kernel (kernels/int8_gemm_sm90a.cu) on fresh random per-channel weights: K = 200 (four
+// 64-column steps, the last one past K: zeros from both x and q), 1024 (16 steps: both rings wrap), 64 (one step);
+// N = 77 (one partial block), 300 (three blocks); M = 1, 65, 130, 257; a scale multiplier of 1 and 0.5; fp16 and
+// bf16, with and without bias; outputs poisoned with NaN, ldy = N + 8 (odd and even). Against float64 on the exact
+// q * s (the usual bound) and on q * s rounded once to 16 bits, the operand the kernel multiplies (only the fp32
+// summation and y's rounding remain: a misplaced weight would show as an error near 1).
+TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
+  QB_REQUIRE_CUDA();
+  if (kernels::compute_capability() != 90) {
+    GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is "
+                 << kernels::compute_capability();
+  }
+  at::manual_seed(23);
+  const c10::Device cuda(c10::kCUDA);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t pad = 8;
+  for (const int64_t K : {int64_t{200}, int64_t{1024}, int64_t{64}}) {
+    for (const int64_t N : {int64_t{77}, int64_t{300}}) {
+      const Int8Quantized q = quantize_int8((at::randn({N, K}) * 0.02).to(cuda), 0);
+      for (const float multiplier : {1.0f, 0.5f}) {
+        kernels::Int8Weights w = view(q, K);
+        w.scale_multiplier = multiplier;
+        const at::Tensor wd = dequantized(q, K) * static_cast<double>(multiplier);
+        for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+          const at::Tensor w16 = wd.to(dtype).to(at::kDouble);
+          for (const int64_t M : {1, 65, 130, 257}) {
+            for (const bool with_bias : {true, false}) {
+              const at::Tensor x = at::randn({M, K}).to(cuda, dtype);
+              const at::Tensor bias = at::randn({N}).to(cuda, dtype);
+              at::Tensor y = at::full({M, N + pad}, NAN, x.options());
+              ASSERT_TRUE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), K, w, y.data_ptr(), N + pad, M));
+              kernels::int8_gemm_wgmma(half_of(dtype), x.data_ptr(), K, w, with_bias ? bias.data_ptr() : nullptr,
+                                       y.data_ptr(), N + pad, M, stream);
+              const at::Tensor xd = x.to(at::kCPU, at::kDouble), bd = bias.to(at::kCPU, at::kDouble);
+              const at::Tensor ref = with_bias ? at::linear(xd, wd, bd) : at::linear(xd, wd);
+              const at::Tensor ref16 = with_bias ? at::linear(xd, w16, bd) : at::linear(xd, w16);
+              const at::Tensor got = y.narrow(1, 0, N);
+              const std::string what = "K " + std::to_string(K) + " N " + std::to_string(N) + " M " +
+                                       std::to_string(M) + " mult " + std::to_string(multiplier) + " " +
+                                       c10::toString(dtype) + (with_bias ? " bias" : "");
+              EXPECT_LT(test::relative_error(got, ref), dtype == at::kHalf ? 2e-3 : 8e-3) << what;
+              EXPECT_LT(test::relative_error(got, ref16), dtype == at::kHalf ? 1e-3 : 6e-3) << what;
+              EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
+              EXPECT_TRUE(at::isnan(y.narrow(1, N, pad)).all().item<bool>()) << "wrote past N: " << what;
+            }
+          }
+        }
+      }
+    }
+  }
+  // Per-group scales are not taken (they keep the two-pass path).
+  const Int8Quantized grouped = quantize_int8(at::randn({16, 128}).to(cuda), 64);
+  const at::Tensor x = at::randn({130, 128}).to(cuda, at::kHalf);
+  at::Tensor y = at::empty({130, 16}, x.options());
+  EXPECT_FALSE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), 128, view(grouped, 128), y.data_ptr(), 16, 130));
+  EXPECT_THROW(kernels::int8_gemm_wgmma(kernels::HalfType::kF16, x.data_ptr(), 128, view(grouped, 128), nullptr,
+                                        y.data_ptr(), 16, 130, stream),
+               Error);
 }
 
 TEST(Int8KernelsGpu, WrappersRejectBadOperands) {

@@ -385,6 +385,25 @@ int main() {
                     chunk == 0 ? "direct" : ("chunk " + std::to_string(std::min<int64_t>(chunk, Kp))).c_str(), t,
                     2.0 * kMaxM * N * K / (t * 1e-6) / 1e12, t / prefill_cublas_us, spread);
       }
+      int device = 0, major = 0, minor = 0;
+      BENCH_CUDA(cudaGetDevice(&device));
+      BENCH_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+      BENCH_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+      if (major == 9 && minor == 0) {  // the fused sm_90a kernel (opt-in in the layers: QB_INT8_WGMMA=1)
+        BENCH_CUDA(cudaMemset(y, 0xff, kMaxM * N * 2));
+        qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(0), nullptr, y, N, kMaxM, stream);
+        BENCH_CUDA(cudaStreamSynchronize(stream));
+        ok &= require(check_int8(weights(0), x, y, kMaxM, N, 31, 8), 8e-3, "int8 wgmma prefill", shape, kMaxM);
+        const double t = bench::time_graph_us(
+            [&](int i, cudaStream_t s) {
+              qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(i), nullptr, y, N, kMaxM, s);
+            },
+            10, 10, stream, &spread);
+        std::printf("%-8s K=%-6lld N=%-7lld M=%-4lld int8 prefill %-14s %9.2f us %7.0f TFLOP/s  x%.3f of cuBLAS bf16 "
+                    "(spread %.3f)\n",
+                    shape.name, (long long)K, (long long)N, (long long)kMaxM, "wgmma fused", t,
+                    2.0 * kMaxM * N * K / (t * 1e-6) / 1e12, t / prefill_cublas_us, spread);
+      }
       {
         BENCH_CUDA(cudaMemset(y, 0xff, kMaxM * N * 2));
         qb::kernels::llm_int8_prefill(handle, HalfType::kBF16, x, K, weights(0), nullptr, y, N, kMaxM, 6.0f, ws,

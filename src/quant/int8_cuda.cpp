@@ -63,6 +63,12 @@ at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
   const int64_t M = x2d.size(0);
   at::Tensor y = at::empty({M, w.N}, x2d.options());
+  if (kernels::int8_gemm_wgmma_enabled() &&
+      kernels::int8_gemm_wgmma_supported(x2d.data_ptr(), x2d.size(1), w, y.data_ptr(), w.N, M)) {
+    kernels::int8_gemm_wgmma(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias),
+                             y.data_ptr(), w.N, M, stream());
+    return y;
+  }
   const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);
   at::Tensor scratch = workspace(x2d, bytes);
   kernels::int8_prefill_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()), x2d.data_ptr(),

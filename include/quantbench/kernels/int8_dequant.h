@@ -31,6 +31,18 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
                          const void* bias, void* y, int64_t ldy, int64_t M, void* workspace, size_t workspace_bytes,
                          int64_t chunk_k, cudaStream_t stream);
 
+// Large-M path on Hopper (sm_90a, kernels/int8_gemm_sm90a.cu): one kernel, each 64-column step of W converted to
+// 16 bits in shared memory inside the GEMM main loop (wgmma, fp32 accumulation), values bit-identical to
+// int8_dequantize's. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
+// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No workspace, no host sync. Not yet the default:
+// not measured on a GPU yet (NOTES-int8.md); the int8 layers take it only when int8_gemm_wgmma_enabled()
+// (QB_INT8_WGMMA=1).
+bool int8_gemm_wgmma_enabled();
+bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
+                               int64_t M);
+void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
+                     int64_t ldy, int64_t M, cudaStream_t stream);
+
 // The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
 // out[n, k] = q[n, k] * scale (rounded once to 16 bits).
 void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);

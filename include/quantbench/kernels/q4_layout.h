@@ -28,6 +28,12 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__CUDACC__)
+#define QB_Q4_HOST_DEVICE __host__ __device__
+#else
+#define QB_Q4_HOST_DEVICE
+#endif
+
 namespace qb::kernels {
 
 constexpr int64_t kQ4TileRows = 16;
@@ -90,6 +96,25 @@ std::vector<T> q4_untile_scales(const T* tiled, int64_t N, int64_t units) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t u = 0; u < units; ++u) out[n * units + u] = tiled[q4_tile_scale_index(n, u, units)];
   return out;
+}
+
+// Double-quantized absmax (kAbsmaxNested, unit U == blocksize): the (nested absmax, offset) pair of row n at unit u
+// is entry (n * units + u) / 256 of the nested array (bitsandbytes' nested blocks of 256 flat absmax blocks).
+QB_Q4_HOST_DEVICE inline int64_t q4_nested_index(int64_t n, int64_t units, int64_t u) { return (n * units + u) >> 8; }
+
+// The entries rows [row_begin, row_end) use at unit u: a contiguous run of the nested array, started at an even
+// index so that it can be copied in 16-byte pieces (the fused prefill kernel copies it per 64-column step).
+struct Q4NestedRun {
+  int64_t first, count;
+};
+QB_Q4_HOST_DEVICE inline Q4NestedRun q4_nested_run(int64_t row_begin, int64_t row_end, int64_t units, int64_t u) {
+  const int64_t first = q4_nested_index(row_begin, units, u) & ~int64_t{1};
+  return {first, q4_nested_index(row_end - 1, units, u) - first + 1};
+}
+// An upper bound of q4_nested_run(...).count for any `rows` consecutive rows and any unit: the run spans at most
+// (rows - 1) * units / 256 + 1 boundaries, plus its first entry and the even alignment.
+QB_Q4_HOST_DEVICE inline int64_t q4_nested_run_bound(int64_t rows, int64_t units) {
+  return (rows - 1) * units / 256 + 3;
 }
 
 // The awq tile scale word: fp16 scale bits in the low half, the zero point (0..15) in the high half.

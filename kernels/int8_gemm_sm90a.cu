@@ -1,0 +1,122 @@
+// INT8 weights at large M (prefill) on Hopper: y[M, N] = x[M, K] W^T (+ bias), W = q * scale per output channel,
+// in one kernel: the block skeleton of kernels/fused_gemm_sm90a.cuh with the int8 matrix as its weight source, so
+// the 16-bit copy of W that int8_prefill_matmul writes to DRAM and reads back never exists. sm_90a only.
+// Status: opt-in (QB_INT8_WGMMA=1), written after the 4-bit kernel's measurements and not yet run on a GPU.
+//
+// Contract: x, y, bias fp16 or bf16; per-channel scales only (group_size == 0: a per-group scale would change
+//   inside a block's step and cannot ride the copy engine in 16-byte pieces; those weights keep the two-pass path);
+//   K % 8 == 0 (x's rows 16-byte aligned for the tensor map), q 16-byte aligned with ldq % 16 == 0; columns past K
+//   read as zeros from both x and q. Weight values: float(q) * (scale * multiplier), one rounding to 16 bits,
+//   exactly as int8_dequantize folds them: bit-identical W, only the fp32 summation order differs.
+// Packed step: q[n0 .. n0+128, 64k .. 64k+64] as the tensor map writes it, [128 rows][64 bytes] (8 KB). Converter
+// lane (g, t) of a 16-row group takes rows g and g + 8, columns 16t .. 16t + 16 (one 16-byte load per row; a
+// quarter warp reads 8 distinct 16-byte chunks of two rows: conflict-free).
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "fused_gemm_sm90a.cuh"
+#include "q4_common.cuh"
+#include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
+#include "quantbench/kernels/int8_dequant.h"
+
+namespace qb::kernels {
+namespace {
+
+using fused::kBK;
+using fused::aligned;
+using fused::kBN;
+using q4::ActOps;
+
+struct Int8Tables {
+  float scale[kBN];  // scale * multiplier of the block's rows (0 past N)
+};
+
+struct Int8Source {
+  static constexpr int kPackedStepBytes = kBN * kBK;
+  using Shared = Int8Tables;
+  CUtensorMap q_map;  // q [N, K] int8, boxes of 64 columns x 128 rows, no swizzle
+  const float* scales;
+  float multiplier;
+  int64_t N, K;
+
+  __device__ __forceinline__ int64_t n() const { return N; }
+  __device__ __forceinline__ int k_steps() const { return static_cast<int>((K + kBK - 1) / kBK); }
+
+  __device__ __forceinline__ void init_shared(Int8Tables& t, int64_t n0) const {
+    for (int i = threadIdx.x; i < kBN; i += blockDim.x) t.scale[i] = n0 + i < N ? scales[n0 + i] * multiplier : 0.f;
+  }
+
+  __device__ __forceinline__ void load_step(int k, int64_t n0, uint8_t* dst, uint64_t* bar) const {
+    sm90::mbar_arrive_expect_tx(bar, kPackedStepBytes);
+    sm90::tma_load_2d(dst, &q_map, k * kBK, static_cast<int>(n0), bar);
+  }
+
+  template <typename Act, int CW>
+  __device__ __forceinline__ void convert_step(int /*k*/, int64_t /*n0*/, const uint8_t* src, uint8_t* b,
+                                               const Int8Tables& t, int warp, int lane) const {
+    constexpr int kGroupsPerWarp = (kBN / 16) / CW;
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int jj = 0; jj < kGroupsPerWarp; ++jj) {
+      const int j = kGroupsPerWarp * warp + jj;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = 16 * j + g + 8 * h;
+        const uint4 v = *reinterpret_cast<const uint4*>(src + r * kBK + 16 * q);
+        const float s = t.scale[r];
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+        uint32_t out[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const uint32_t word = words[i >> 1];
+          const int shift = 16 * (i & 1);
+          const float first = static_cast<float>(static_cast<int8_t>((word >> shift) & 0xFFu)) * s;
+          const float second = static_cast<float>(static_cast<int8_t>((word >> (shift + 8)) & 0xFFu)) * s;
+          out[i] = ActOps<Act>::pack(first, second);
+        }
+        *reinterpret_cast<uint4*>(b + sm90::swizzled_offset(r, 2 * q)) = make_uint4(out[0], out[1], out[2], out[3]);
+        *reinterpret_cast<uint4*>(b + sm90::swizzled_offset(r, 2 * q + 1)) =
+            make_uint4(out[4], out[5], out[6], out[7]);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+bool int8_gemm_wgmma_enabled() {
+  static const bool enabled = fused::env_is_one("QB_INT8_WGMMA");
+  return enabled;
+}
+
+bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
+                               int64_t M) {
+  return compute_capability() == 90 && w.q != nullptr && w.scales != nullptr && w.group_size == 0 && w.N > 0 &&
+         w.N < INT_MAX && w.K > 0 && w.K % 8 == 0 && w.ldq >= w.K && w.ldq % 16 == 0 && aligned(w.q, 16) &&
+         M > 0 && M <= INT_MAX - fused::kBM && aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) &&
+         ldy >= w.N && max_shared_per_block_optin() >= fused::dynamic_smem_bytes<Int8Source>();
+}
+
+void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
+                     int64_t ldy, int64_t M, cudaStream_t stream) {
+  QB_CHECK(int8_gemm_wgmma_supported(x, ldx, w, y, ldy, M), kInvalidInput,
+           "int8_gemm_wgmma: operands not supported (per-channel scales, alignment, K % 8, M={}, ldx={}, ldy={}, or "
+           "not sm_90)",
+           M, ldx, ldy);
+  Int8Source src;
+  src.q_map = fused::tensor_map_2d(w.q, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, w.N, w.K, w.ldq, kBK, kBN,
+                                   CU_TENSOR_MAP_SWIZZLE_NONE, "int8 weight");
+  src.scales = w.scales;
+  src.multiplier = w.scale_multiplier;
+  src.N = w.N;
+  src.K = w.K;
+  if (dtype == HalfType::kF16) {
+    fused::launch<__half>(src, x, ldx, w.K, bias, y, ldy, M, stream);
+  } else {
+    fused::launch<__nv_bfloat16>(src, x, ldx, w.K, bias, y, ldy, M, stream);
+  }
+}
+
+}  // namespace qb::kernels
