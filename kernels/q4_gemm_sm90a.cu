@@ -14,7 +14,8 @@
 // Packed step (one 64-column step of a block's 128 rows = 8 weight tiles): the 8 tile chunks' codes (4 KB, as the
 // tile layout stores them), then the scales of the step's unit: fp32 absmax / awq words [8 tiles][8 g][2 h]
 // (512 bytes); nested: the code bytes [8][8][2] (128 bytes), then the run of (nested absmax, offset) pairs the 128
-// rows use (contiguous in the nested array from an even index; q4_nested_run). Converter lane (g, t) of a warp
+// rows use (contiguous in the nested array from an even index; q4_nested_run). The loader copies it with two
+// tensor-map copies (codes, scales) and one bulk copy (the nested run). Converter lane (g, t) of a warp
 // takes rows g and g + 8 of a weight tile, columns 16t .. 16t + 16: the 16 bytes the tile layout gives it.
 #include <climits>
 #include <cstdlib>
@@ -50,6 +51,8 @@ struct Q4Source {
   static constexpr int kPackedStepBytes =
       MODE == Q4ScaleMode::kAbsmaxNested ? kNestedValuesOffset + kNestedRun * 8 : kCodesBytes + kBN * 4;
   using Shared = Q4Tables;
+  CUtensorMap codes_map;   // tiles as [n_tiles][k_chunks x 128] uint32, boxes of 128 x 8 (8 tiles' 512-byte chunks)
+  CUtensorMap scales_map;  // tile scales as [n_tiles][units x 16] (uint32, or uint8 for nested), boxes of 16 x 8
   Q4TileWeights w;
 
   __device__ __forceinline__ int64_t n() const { return w.N; }
@@ -66,33 +69,28 @@ struct Q4Source {
     }
   }
 
+  // Three copy-engine instructions per step: the 8 tiles' code chunks (tensor map over [n_tiles][k_chunks x 512
+  // bytes]), their scale records of the unit (tensor map over [n_tiles][units x 16 values]), and for nested the
+  // run of (nested absmax, offset) pairs (a bulk copy of its whole 16-byte pairs; an odd last entry stored by
+  // this lane). Tiles past n_tiles arrive as zeros. (One bulk copy per tile and record would put 16-17 issues per
+  // step on this one thread.)
   __device__ __forceinline__ void load_step(int k, int64_t n0, uint8_t* dst, uint64_t* bar) const {
-    const int tiles = valid_tiles(n0);
-    const int64_t unit = k >> w.unit_shift, units_ = units(), tile0 = n0 / 16;
-    uint32_t bytes = tiles * (512 + (MODE == Q4ScaleMode::kAbsmaxNested ? 16 : 64));
+    const int64_t unit = k >> w.unit_shift, tile0 = n0 / 16;
+    uint32_t bytes = kCodesBytes + kTilesPerBlock * (MODE == Q4ScaleMode::kAbsmaxNested ? 16 : 64);
     int64_t run_bytes = 0;
     Q4NestedRun run{};
     if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
-      run = q4_nested_run(n0, min(n0 + kBN, w.N), units_, unit);
-      run_bytes = (run.count & ~int64_t{1}) * 8;  // whole 16-byte pairs by the copy engine,
-      if (run.count & 1) {                        // an odd last entry by this lane (never read past the array)
+      run = q4_nested_run(n0, min(n0 + kBN, w.N), units(), unit);
+      run_bytes = (run.count & ~int64_t{1}) * 8;
+      if (run.count & 1) {
         const int64_t last = run.first + run.count - 1;
         *reinterpret_cast<float2*>(dst + kNestedValuesOffset + (last - run.first) * 8) = w.nested[last];
       }
       bytes += static_cast<uint32_t>(run_bytes);
     }
     sm90::mbar_arrive_expect_tx(bar, bytes);
-    for (int j = 0; j < tiles; ++j) {
-      const int64_t tile = tile0 + j;
-      sm90::bulk_load(dst + j * 512, w.tiles + (tile * k_steps() + k) * 512, 512, bar);
-      if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
-        sm90::bulk_load(dst + kCodesBytes + j * 16,
-                        static_cast<const uint8_t*>(w.scales) + (tile * units_ + unit) * 16, 16, bar);
-      } else {
-        sm90::bulk_load(dst + kCodesBytes + j * 64,
-                        static_cast<const uint8_t*>(w.scales) + (tile * units_ + unit) * 64, 64, bar);
-      }
-    }
+    sm90::tma_load_2d(dst, &codes_map, k * 128, static_cast<int>(tile0), bar);
+    sm90::tma_load_2d(dst + kCodesBytes, &scales_map, static_cast<int>(unit * 16), static_cast<int>(tile0), bar);
     if (run_bytes > 0)
       sm90::bulk_load(dst + kNestedValuesOffset, w.nested + run.first, static_cast<uint32_t>(run_bytes), bar);
   }
@@ -161,16 +159,33 @@ struct Q4Source {
   }
 };
 
+template <Q4ScaleMode MODE>
+Q4Source<MODE> make_source(const Q4TileWeights& w) {
+  Q4Source<MODE> src;
+  const int64_t n_tiles = (w.N + 15) / 16, k_chunks = w.K / 64, units = w.K >> (6 + w.unit_shift);
+  src.codes_map = fused::tensor_map_2d(w.tiles, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, n_tiles, k_chunks * 128,
+                                       k_chunks * 128, 128, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "4-bit codes");
+  if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
+    src.scales_map = fused::tensor_map_2d(w.scales, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n_tiles, units * 16, units * 16,
+                                          16, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "nested absmax codes");
+  } else {
+    src.scales_map = fused::tensor_map_2d(w.scales, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, n_tiles, units * 16,
+                                          units * 16, 16, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "4-bit scales");
+  }
+  src.w = w;
+  return src;
+}
+
 template <typename Act>
 void dispatch_mode(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy,
                    int64_t M, cudaStream_t stream) {
   switch (w.mode) {
     case Q4ScaleMode::kAbsmaxF32:
-      return fused::launch<Act>(Q4Source<Q4ScaleMode::kAbsmaxF32>{w}, x, ldx, w.K, bias, y, ldy, M, stream);
+      return fused::launch<Act>(make_source<Q4ScaleMode::kAbsmaxF32>(w), x, ldx, w.K, bias, y, ldy, M, stream);
     case Q4ScaleMode::kAbsmaxNested:
-      return fused::launch<Act>(Q4Source<Q4ScaleMode::kAbsmaxNested>{w}, x, ldx, w.K, bias, y, ldy, M, stream);
+      return fused::launch<Act>(make_source<Q4ScaleMode::kAbsmaxNested>(w), x, ldx, w.K, bias, y, ldy, M, stream);
     case Q4ScaleMode::kAffine:
-      return fused::launch<Act>(Q4Source<Q4ScaleMode::kAffine>{w}, x, ldx, w.K, bias, y, ldy, M, stream);
+      return fused::launch<Act>(make_source<Q4ScaleMode::kAffine>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }
 }
 
