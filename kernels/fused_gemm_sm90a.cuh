@@ -4,7 +4,8 @@
 // copied packed into shared memory and converted there by the format's Source, which provides
 //   kPackedStepBytes                 bytes one step occupies in the packed ring (a multiple of 128)
 //   Shared                           tables the converters read (codebooks), filled by init_shared
-//   n() / k_steps()                  W's rows / 64-column steps
+//   n() / k_steps()                  W's rows (__host__ __device__: the launch sizes the grid with it) / 64-column
+//                                    steps
 //   init_shared(Shared&, n0)         every thread of the block, before the role split (strided loops)
 //   load_step(k, n0, dst, bar)       the loader lane: mbarrier expect-tx on bar, then the copy-engine copies of
 //                                    step k of rows [n0, n0 + 128) into dst (plain stores allowed before the

@@ -41,7 +41,7 @@ struct Int8Source {
   float multiplier;
   int64_t N, K;
 
-  __device__ __forceinline__ int64_t n() const { return N; }
+  __host__ __device__ __forceinline__ int64_t n() const { return N; }
   __device__ __forceinline__ int k_steps() const { return static_cast<int>((K + kBK - 1) / kBK); }
 
   __device__ __forceinline__ void init_shared(Int8Tables& t, int64_t n0) const {

@@ -55,7 +55,7 @@ struct Q4Source {
   CUtensorMap scales_map;  // tile scales as [n_tiles][units x 16] (uint32, or uint8 for nested), boxes of 16 x 8
   Q4TileWeights w;
 
-  __device__ __forceinline__ int64_t n() const { return w.N; }
+  __host__ __device__ __forceinline__ int64_t n() const { return w.N; }
   __device__ __forceinline__ int k_steps() const { return static_cast<int>(w.K / kBK); }
   __device__ __forceinline__ int64_t units() const { return w.K >> (6 + w.unit_shift); }
   __device__ __forceinline__ int valid_tiles(int64_t n0) const {
