@@ -49,8 +49,16 @@
 namespace qb::kernels::fused {
 
 constexpr int kBM = 128, kBN = 128, kBK = 64;
-constexpr int kStages = 5;                      // A + B stages in shared memory
-constexpr int kPackedSteps = 6;                 // depth of the packed-weight ring
+// Pipeline depths; QB_FUSED_STAGES / QB_FUSED_PACKED_STEPS at compile time for depth experiments (shared memory:
+// stages x 32 KB + packed steps x the source's step must stay under the 227 KB a block may use).
+#ifndef QB_FUSED_STAGES
+#define QB_FUSED_STAGES 5
+#endif
+#ifndef QB_FUSED_PACKED_STEPS
+#define QB_FUSED_PACKED_STEPS 6
+#endif
+constexpr int kStages = QB_FUSED_STAGES;              // A + B stages in shared memory
+constexpr int kPackedSteps = QB_FUSED_PACKED_STEPS;   // depth of the packed-weight ring
 constexpr int kOperandBytes = kBM * kBK * 2;    // one 16-bit 128 x 64 tile
 constexpr int kStageBytes = 2 * kOperandBytes;  // A, then B
 constexpr int kConsumers = 256;
