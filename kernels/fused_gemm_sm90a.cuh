@@ -15,7 +15,7 @@
 //                                    128 rows x 64 columns, 16-bit, 128B-swizzled (sm90::swizzled_offset)
 //
 // Block (one per SM; 32 CW + 288 threads): output tile 128 (M) x 128 (N), K in steps of 64, warp-specialized:
-//   warps 0 .. CW-1, converters: the packed step -> B stage.
+//   warps 0 .. CW-1, converters in kConverterGroups groups taking turns by step: the packed step -> B stage.
 //   warps CW .. CW+7 (two aligned warpgroups), consumers: rows 0-63 / 64-127 of the tile, 4 x wgmma m64n128k16 per
 //     step, fp32 accumulators in registers, one step of wgmma kept in flight; then the epilogue (+ bias, round).
 //   warp CW+8, the loader (lane 0): every global -> shared copy through the copy engine: the step's packed W
@@ -23,9 +23,10 @@
 //     map (128B-swizzled on the way, rows and columns outside x zero-filled). (With per-thread cp.async the
 //     copies' issue held a block to ~1-2 us per step whatever it computed: NOTES-q4.md, "Fused prefill".)
 // Stages (kStages, 32 KB each): A 128 x 64 then B 128 x 64, 16-bit, 128B-swizzled.
-// Barriers: full[stage] (the loader's expect-tx arrival + A's bytes + every converter thread after its B stores
-//   and proxy fence), empty[stage] (256 consumer threads once their wgmmas on the stage retired),
-//   packed_full[slot] (expect-tx arrival + the step's bytes), packed_empty[slot] (every converter thread read it).
+// Barriers: full[stage] (the loader's expect-tx arrival + A's bytes + every thread of the step's converter group
+//   after its B stores and proxy fence), empty[stage] (256 consumer threads once their wgmmas on the stage
+//   retired), packed_full[slot] (expect-tx arrival + the step's bytes), packed_empty[slot] (the step's converter
+//   group read it).
 //   A stage is claimed for step k by the loader and by the converters once step k - kStages retired; a slot
 //   once the converters read step k - kPackedSteps. No waiter can see a barrier two phases ahead of the one it
 //   waits for (each next phase needs the waiter's own work), so parity waits are exact.
@@ -57,6 +58,13 @@ constexpr int kBM = 128, kBN = 128, kBK = 64;
 #ifndef QB_FUSED_PACKED_STEPS
 #define QB_FUSED_PACKED_STEPS 6
 #endif
+// Converter warps form kConverterGroups groups; group g converts steps g, g + kConverterGroups, ... (each step by
+// all the warps of one group), so that one group's proxy fence and barrier round trip overlap the other groups'
+// conversions instead of adding to every step.
+#ifndef QB_FUSED_CONVERTER_GROUPS
+#define QB_FUSED_CONVERTER_GROUPS 4
+#endif
+constexpr int kConverterGroups = QB_FUSED_CONVERTER_GROUPS;
 constexpr int kStages = QB_FUSED_STAGES;              // A + B stages in shared memory
 constexpr int kPackedSteps = QB_FUSED_PACKED_STEPS;   // depth of the packed-weight ring
 constexpr int kOperandBytes = kBM * kBK * 2;    // one 16-bit 128 x 64 tile
@@ -112,15 +120,20 @@ __device__ __forceinline__ void load(const Source& src, const void* x_map, int m
 // ---- converters ----------------------------------------------------------------------------------------------------
 template <typename Act, class Source, int CW>
 __device__ __forceinline__ void convert(const Source& src, int64_t n0, const Smem<Source>& s) {
+  static_assert(CW % kConverterGroups == 0, "converter warps must split evenly into groups");
+  constexpr int kWarpsPerGroup = CW / kConverterGroups;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int k = 0; k < src.k_steps(); ++k) {
+  for (int k = warp / kWarpsPerGroup; k < src.k_steps(); k += kConverterGroups) {
     const int slot = k % kPackedSteps, stage = k % kStages;
     sm90::mbar_wait(&s.packed_full[slot], (k / kPackedSteps) & 1);
     if (k >= kStages) sm90::mbar_wait(&s.empty[stage], ((k / kStages) - 1) & 1);
-    src.template convert_step<Act, CW>(k, n0, s.packed + slot * Source::kPackedStepBytes,
-                                       s.stages + stage * kStageBytes + kOperandBytes, *s.tables, warp, lane);
+    src.template convert_step<Act, kWarpsPerGroup>(k, n0, s.packed + slot * Source::kPackedStepBytes,
+                                                   s.stages + stage * kStageBytes + kOperandBytes, *s.tables,
+                                                   warp % kWarpsPerGroup, lane);
     sm90::mbar_arrive(&s.packed_empty[slot]);
+#ifndef QB_FUSED_NO_FENCE  // (development probe only: without it the B stores are not ordered for wgmma)
     sm90::fence_proxy_async();  // the B stores, visible to wgmma (async proxy) before the stage is published
+#endif
     sm90::mbar_arrive(&s.full[stage]);
   }
 }
@@ -191,12 +204,12 @@ __global__ void __launch_bounds__(32 * CW + kConsumers + 32, 1)
   src.init_shared(*s.tables, n0);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) {
-      sm90::mbar_init(&s.full[i], 1 + 32 * CW);  // the loader's expect-tx arrival + the converter threads
+      sm90::mbar_init(&s.full[i], 1 + 32 * CW / kConverterGroups);  // the loader's expect-tx + one converter group
       sm90::mbar_init(&s.empty[i], kConsumers);
     }
     for (int i = 0; i < kPackedSteps; ++i) {
       sm90::mbar_init(&s.packed_full[i], 1);
-      sm90::mbar_init(&s.packed_empty[i], 32 * CW);
+      sm90::mbar_init(&s.packed_empty[i], 32 * CW / kConverterGroups);
     }
     sm90::mbar_init_fence();
   }
