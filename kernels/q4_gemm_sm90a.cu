@@ -2,8 +2,8 @@
 // skeleton of kernels/fused_gemm_sm90a.cuh with the 4-bit tile layout as its weight source. The 16-bit copy of W
 // that the dequantize + cuBLAS path writes to DRAM and reads back (kernels/q4_prefill.cu, 1.8-2.1x the cuBLAS
 // bf16 time on Qwen2-7B shapes at M = 512) never exists. Compiled for sm_90a only (CMakeLists.txt).
-// Status (NOTES-q4.md, "Fused prefill"): opt-in (QB_Q4_WGMMA=1); the cp.async versions were exact but 3-10x
-// cuBLAS, bound by the copies' issue; this copy-engine version has not run on a GPU yet.
+// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): opt-in (QB_Q4_WGMMA=1). Exact; on the H100 at M = 512 it
+// equals dequantize + cuBLAS on the large Qwen2-7B shapes and loses on the small ones (wave quantization).
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one

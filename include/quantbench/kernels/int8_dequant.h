@@ -34,9 +34,9 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
 // Large-M path on Hopper (sm_90a, kernels/int8_gemm_sm90a.cu): one kernel, each 64-column step of W converted to
 // 16 bits in shared memory inside the GEMM main loop (wgmma, fp32 accumulation), values bit-identical to
 // int8_dequantize's. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
-// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No workspace, no host sync. Not yet the default:
-// not measured on a GPU yet (NOTES-int8.md); the int8 layers take it only when int8_gemm_wgmma_enabled()
-// (QB_INT8_WGMMA=1).
+// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No workspace, no host sync. Not the default: on the
+// H100 it measured slower than the two-pass path (NOTES-int8.md); the int8 layers take it only when
+// int8_gemm_wgmma_enabled() (QB_INT8_WGMMA=1).
 bool int8_gemm_wgmma_enabled();
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
                                int64_t M);

@@ -114,8 +114,8 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 // shared memory inside the GEMM main loop (wgmma, fp32 accumulation); W's values are bit-identical to
 // q4_tile_dequant's. No scratch, no allocation, no host sync. Supported: compute capability 9.0, fp16/bf16,
 // tile layout, x 16-byte aligned with ldx % 8 == 0, any ldy.
-// Not yet the default: the versions measured on the H100 were slower than dequantize + cuBLAS (NOTES-q4.md), so
-// Q4Linear takes this path only when q4_tile_gemm_wgmma_enabled() (QB_Q4_WGMMA=1).
+// Not the default: on the H100 it at best equals dequantize + cuBLAS (NOTES-q4.md), so Q4Linear takes this path
+// only when q4_tile_gemm_wgmma_enabled() (QB_Q4_WGMMA=1).
 bool q4_tile_gemm_wgmma_enabled();
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M);
