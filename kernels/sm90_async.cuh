@@ -1,5 +1,5 @@
-// Hopper (sm_90a) building blocks for the fused dequantize-GEMM kernels: shared-memory mbarriers, cp.async
-// with zero fill, proxy fences and warpgroup MMA (wgmma) with 128-byte-swizzled K-major operands.
+// Hopper (sm_90a) building blocks for the fused dequantize-GEMM kernels: shared-memory mbarriers, copy-engine
+// copies (tensor maps, bulk), proxy fences and warpgroup MMA (wgmma) with 128-byte-swizzled K-major operands.
 // Only meaningful in translation units compiled for sm_90a (the *_sm90a.cu files; CMakeLists.txt builds them
 // for that target alone); the wrappers are plain PTX so the file stays torch- and CUTLASS-free.
 //
@@ -32,11 +32,6 @@ __device__ __forceinline__ void mbar_init_fence() {
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-// Arrives once this thread's cp.async copies issued so far have landed (the pending count is not raised:
-// the barrier's expected count includes these arrivals).
-__device__ __forceinline__ void mbar_arrive_on_cp_async(uint64_t* bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar)) : "memory");
 }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   const uint32_t addr = smem_addr(bar);
@@ -73,25 +68,7 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t b
                : "memory");
 }
 
-// ---- cp.async ------------------------------------------------------------------------------------------------
-// 16 bytes global -> shared through L2 only; src_bytes = 0 writes 16 zero bytes (rows past M).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, uint32_t src_bytes = 16) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-// Generic-proxy writes to shared memory (st.shared, cp.async) made visible to the async proxy (wgmma).
+// Generic-proxy writes to shared memory (st.shared) made visible to the async proxy (wgmma).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
 // ---- wgmma -----------------------------------------------------------------------------------------------------
