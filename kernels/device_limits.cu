@@ -7,13 +7,18 @@
 namespace qb::kernels {
 namespace {
 
-// One slot per device index (a benign race: every writer stores the same value).
+// One slot per device index (a benign race: every writer stores the same value). A slot holds value + 1, so that
+// 0 means "not queried" even for attributes that can be 0 (a compute capability's minor number).
 int cached_attribute(cudaDeviceAttr attribute, int (&slots)[64]) {
   int device = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
   if (device >= 64) device = 63;
-  if (slots[device] == 0) QB_CUDA_CHECK(cudaDeviceGetAttribute(&slots[device], attribute, device));
-  return slots[device];
+  if (slots[device] == 0) {
+    int value = 0;
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+    slots[device] = value + 1;
+  }
+  return slots[device] - 1;
 }
 
 }  // namespace
@@ -24,18 +29,9 @@ int sm_count() {
 }
 
 int compute_capability() {
-  // Stored as 10 * major + minor + 1 so that 0 still means "not queried".
-  static int slots[64] = {};
-  int device = 0;
-  QB_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 64) device = 63;
-  if (slots[device] == 0) {
-    int major = 0, minor = 0;
-    QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    QB_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    slots[device] = 10 * major + minor + 1;
-  }
-  return slots[device] - 1;
+  static int major[64] = {}, minor[64] = {};
+  return 10 * cached_attribute(cudaDevAttrComputeCapabilityMajor, major) +
+         cached_attribute(cudaDevAttrComputeCapabilityMinor, minor);
 }
 
 int max_shared_per_block_optin() {

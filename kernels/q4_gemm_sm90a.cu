@@ -207,7 +207,7 @@ bool q4_tile_gemm_wgmma_enabled() {
 
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M) {
-  // The bulk copies need 16-byte aligned sources (every offset into these arrays is a multiple of 16).
+  // The copy engine needs 16-byte aligned sources (tensor maps over tiles and scales, the nested run's bulk copy).
   const bool weights_aligned = aligned(w.tiles, 16) && aligned(w.scales, 16) &&
                                (w.mode != Q4ScaleMode::kAbsmaxNested || aligned(w.nested, 16));
   const int64_t units = w.K > 0 ? w.K >> (6 + w.unit_shift) : 0;
