@@ -261,6 +261,11 @@ inline bool env_is_one(const char* name) {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
+inline bool env_equals(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
+
 // QB_WGMMA_CONVERTERS=4: four converter warps instead of eight (an A/B of the conversion's latency hiding).
 inline int converter_warps() {
   static const int warps = [] {

@@ -92,6 +92,28 @@ struct ActOps<float> {
   static __device__ __forceinline__ float from_float(float v) { return v; }
 };
 
+// The [256 byte values][32 lanes] pair table of (codebook[hi], codebook[lo]) words in shared memory (lane l reads
+// column l: no bank conflicts): byte B of `word` looked up at shared address value * 128 + lane_base, with
+// lane_base = table + lane * 4 (PRMT to isolate the byte, IMAD for the address, LDS: 3 instructions).
+constexpr int kPairTableWords = 256 * 32;
+template <int B>
+__device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word) {
+  const uint32_t value = __byte_perm(word, 0u, 0x4440u | B);
+  uint32_t pair;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(pair) : "r"(value * 128u + lane_base));
+  return pair;
+}
+
+// Fills a pair table (every thread of the block, strided; the caller synchronizes).
+template <typename Act>
+__device__ __forceinline__ void fill_pair_table(uint32_t* table, const float (&codebook)[16]) {
+  for (int i = threadIdx.x; i < kPairTableWords / 4; i += blockDim.x) {
+    const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
+    const uint32_t v = ActOps<Act>::pack(codebook[b >> 4], codebook[b & 15]);
+    reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
+  }
+}
+
 // Weights are read once: keep them out of L1 so that the activations (re-read by every warp) stay.
 __device__ __forceinline__ uint4 load_stream16(const void* ptr) {
   uint4 v;

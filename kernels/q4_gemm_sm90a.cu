@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/cuda_check.h"
@@ -95,44 +96,50 @@ struct Q4Source {
       sm90::bulk_load(dst + kNestedValuesOffset, w.nested + run.first, static_cast<uint32_t>(run_bytes), bar);
   }
 
+  // The scales of rows g and g + 8 (lane = 4g + t) of weight tile j at step k, from the packed step src: absmax
+  // (nested absmax resolved as bitsandbytes rounds it) or awq's scale and zero point. Tiles past the weight: 0.
+  __device__ __forceinline__ void row_scales(int k, int64_t n0, const uint8_t* src, const Q4Tables& t, int j, int lane,
+                                             float (&scale)[2], float (&zero)[2]) const {
+    const int g = lane >> 2;
+    scale[0] = scale[1] = zero[0] = zero[1] = 0.f;
+    if (j >= valid_tiles(n0)) return;
+    if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
+      const float2 v = *reinterpret_cast<const float2*>(src + kCodesBytes + j * 64 + g * 8);
+      scale[0] = v.x;
+      scale[1] = v.y;
+    } else if constexpr (MODE == Q4ScaleMode::kAffine) {
+      const uint2 v = *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
+      scale[0] = q4::affine_scale(v.x);
+      zero[0] = q4::affine_zero(v.x);
+      scale[1] = q4::affine_scale(v.y);
+      zero[1] = q4::affine_zero(v.y);
+    } else {
+      const int64_t unit = k >> w.unit_shift, units_ = units();
+      const int64_t run_first = q4_nested_run(n0, min(n0 + kBN, w.N), units_, unit).first;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint32_t code = src[kCodesBytes + j * 16 + g * 2 + h];
+        const int64_t n = min(n0 + 16 * j + g + 8 * h, w.N - 1);  // padding rows: any entry (dropped)
+        const int64_t entry = q4_nested_index(n, units_, unit) - run_first;
+        scale[h] = q4::nested_absmax(t.nested_code[code],
+                                     *reinterpret_cast<const float2*>(src + kNestedValuesOffset + entry * 8));
+      }
+    }
+  }
+
   // Same arithmetic as q4_tile_dequant_kernel (kernels/q4_dequant.cu). Warp cw takes tiles cw * (8 / CW) ...
   template <typename Act, int CW>
   __device__ __forceinline__ void convert_step(int k, int64_t n0, const uint8_t* src, uint8_t* b,
                                                const Q4Tables& t, int warp, int lane) const {
     constexpr int kTilesPerWarp = kTilesPerBlock / CW;
     const int g = lane >> 2, q = lane & 3;
-    const int tiles = valid_tiles(n0);
-    const int64_t unit = k >> w.unit_shift, units_ = units();
-    int64_t run_first = 0;
-    if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) run_first = q4_nested_run(n0, min(n0 + kBN, w.N), units_, unit).first;
 #pragma unroll
     for (int jj = 0; jj < kTilesPerWarp; ++jj) {
       const int j = kTilesPerWarp * warp + jj;
-      uint4 codes = make_uint4(0, 0, 0, 0);
-      float scale[2] = {0.f, 0.f}, zero[2] = {0.f, 0.f};
-      if (j < tiles) {
-        codes = *reinterpret_cast<const uint4*>(src + j * 512 + lane * 16);
-        if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
-          const float2 v = *reinterpret_cast<const float2*>(src + kCodesBytes + j * 64 + g * 8);
-          scale[0] = v.x;
-          scale[1] = v.y;
-        } else if constexpr (MODE == Q4ScaleMode::kAffine) {
-          const uint2 v = *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
-          scale[0] = q4::affine_scale(v.x);
-          zero[0] = q4::affine_zero(v.x);
-          scale[1] = q4::affine_scale(v.y);
-          zero[1] = q4::affine_zero(v.y);
-        } else {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const uint32_t code = src[kCodesBytes + j * 16 + g * 2 + h];
-            const int64_t n = min(n0 + 16 * j + g + 8 * h, w.N - 1);  // padding rows: any entry (dropped)
-            const int64_t entry = q4_nested_index(n, units_, unit) - run_first;
-            scale[h] = q4::nested_absmax(t.nested_code[code],
-                                         *reinterpret_cast<const float2*>(src + kNestedValuesOffset + entry * 8));
-          }
-        }
-      }
+      float scale[2], zero[2];
+      row_scales(k, n0, src, t, j, lane, scale, zero);
+      const uint4 codes =
+          j < valid_tiles(n0) ? *reinterpret_cast<const uint4*>(src + j * 512 + lane * 16) : make_uint4(0, 0, 0, 0);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t lo_word = h ? codes.z : codes.x, hi_word = h ? codes.w : codes.y;
@@ -159,6 +166,77 @@ struct Q4Source {
   }
 };
 
+// The same weights as the A operand of the register form (fused_gemm_rs_sm90a.cuh).
+struct Q4RsTables {
+  Q4Tables base;
+  uint32_t pairs[q4::kPairTableWords];  // (codebook[hi], codebook[lo]) in Act, per lane (q4_common.cuh)
+};
+
+// A pair of codes (Act, the earlier column in the low half) times the row's scale, in fp32, rounded once.
+template <typename Act, Q4ScaleMode MODE>
+__device__ __forceinline__ uint32_t scaled_pair(uint32_t pair, float scale, float zero) {
+  const float2 c = ActOps<Act>::to_float2(pair);
+  if constexpr (MODE == Q4ScaleMode::kAffine) {
+    return ActOps<Act>::pack((c.x - zero) * scale, (c.y - zero) * scale);
+  } else {
+    return ActOps<Act>::pack(__fmul_rn(c.x, scale), __fmul_rn(c.y, scale));
+  }
+}
+
+template <Q4ScaleMode MODE>
+struct Q4RsSource : Q4Source<MODE> {
+  using Shared = Q4RsTables;
+  using Q4Source<MODE>::w;
+
+  template <typename Act>
+  __device__ __forceinline__ void init_shared(Q4RsTables& t) const {
+    Q4Source<MODE>::init_shared(t.base, 0);
+    q4::fill_pair_table<Act>(t.pairs, w.codebook);
+  }
+
+  // Weight values: awq's exactly q4_tile_dequant's ((code - zero) * scale in fp32, one rounding); nf4 / fp4 from
+  // the codebook rounded to Act (the pair table), times the fp32 absmax, rounded: within 2 roundings of the
+  // dequantized weight.
+  // The tile layout gives lane (g, t) columns 16t .. 16t + 15 of rows g and g + 8 (byte b of a row: columns 16t +
+  // 2b, 16t + 2b + 1), wgmma's k16 step kk wants from it columns 16kk + {2t, 2t + 1, 2t + 8, 2t + 9}: byte t and
+  // t + 4 of lane (g, kk)'s rows. So the quad (t = 0..3) transposes: locally, word y[u] = byte u of each of the
+  // lane's four code words (PRMT); then across the quad, lane t gathers y[t] of lanes kk = 0..3 (two
+  // butterfly exchanges, shuffles by lane ^ 2 then lane ^ 1).
+  template <typename Act>
+  __device__ __forceinline__ void fragments(int k, int64_t n0, const uint8_t* src, const Q4RsTables& t, int j,
+                                            int lane, uint32_t (&a)[4][4]) const {
+    float scale[2], zero[2];
+    this->row_scales(k, n0, src, t.base, j, lane, scale, zero);
+    const uint4 codes = *reinterpret_cast<const uint4*>(src + j * 512 + lane * 16);
+    // codes.x / .y: row g bytes 0-3 / 4-7; .z / .w: row g + 8. y[u] = (x.b[u], y.b[u], z.b[u], w.b[u]).
+    const uint32_t t0 = __byte_perm(codes.x, codes.y, 0x5140), t1 = __byte_perm(codes.x, codes.y, 0x7362);
+    const uint32_t t2 = __byte_perm(codes.z, codes.w, 0x5140), t3 = __byte_perm(codes.z, codes.w, 0x7362);
+    uint32_t y[4] = {__byte_perm(t0, t2, 0x5410), __byte_perm(t0, t2, 0x7632), __byte_perm(t1, t3, 0x5410),
+                     __byte_perm(t1, t3, 0x7632)};
+    {  // lanes t and t ^ 2 swap the halves of y that belong to the other
+      const bool hi = lane & 2;
+      const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[0] : y[2], 2);
+      const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[1] : y[3], 2);
+      if (hi) { y[0] = r0; y[1] = r1; } else { y[2] = r0; y[3] = r1; }
+    }
+    {  // then t and t ^ 1 the odd / even entries
+      const bool odd = lane & 1;
+      const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[0] : y[1], 1);
+      const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[2] : y[3], 1);
+      if (odd) { y[0] = r0; y[2] = r1; } else { y[1] = r0; y[3] = r1; }
+    }
+    // y[kk]: bytes (row g: t, t + 4; row g + 8: t, t + 4) of lane (g, kk)'s columns.
+    const uint32_t lane_base = sm90::smem_addr(t.pairs) + static_cast<uint32_t>(lane) * 4u;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      a[kk][0] = scaled_pair<Act, MODE>(q4::table_pair<0>(lane_base, y[kk]), scale[0], zero[0]);
+      a[kk][1] = scaled_pair<Act, MODE>(q4::table_pair<2>(lane_base, y[kk]), scale[1], zero[1]);
+      a[kk][2] = scaled_pair<Act, MODE>(q4::table_pair<1>(lane_base, y[kk]), scale[0], zero[0]);
+      a[kk][3] = scaled_pair<Act, MODE>(q4::table_pair<3>(lane_base, y[kk]), scale[1], zero[1]);
+    }
+  }
+};
+
 template <Q4ScaleMode MODE>
 Q4Source<MODE> make_source(const Q4TileWeights& w) {
   Q4Source<MODE> src;
@@ -176,37 +254,68 @@ Q4Source<MODE> make_source(const Q4TileWeights& w) {
   return src;
 }
 
-template <typename Act>
-void dispatch_mode(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy,
-                   int64_t M, cudaStream_t stream) {
-  switch (w.mode) {
-    case Q4ScaleMode::kAbsmaxF32:
-      return fused::launch<Act>(make_source<Q4ScaleMode::kAbsmaxF32>(w), x, ldx, w.K, bias, y, ldy, M, stream);
-    case Q4ScaleMode::kAbsmaxNested:
-      return fused::launch<Act>(make_source<Q4ScaleMode::kAbsmaxNested>(w), x, ldx, w.K, bias, y, ldy, M, stream);
-    case Q4ScaleMode::kAffine:
-      return fused::launch<Act>(make_source<Q4ScaleMode::kAffine>(w), x, ldx, w.K, bias, y, ldy, M, stream);
+template <template <Q4ScaleMode> class Source, Q4ScaleMode MODE>
+Source<MODE> make_source(const Q4TileWeights& w) {
+  Source<MODE> src;
+  static_cast<Q4Source<MODE>&>(src) = make_source<MODE>(w);
+  return src;
+}
+
+template <typename Act, Q4ScaleMode MODE>
+void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
+                 int64_t ldy, int64_t M, cudaStream_t stream) {
+  if (form == Q4WgmmaForm::kRegisterA) {
+    fused::launch_rs<Act>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
+  } else {
+    fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }
 }
 
-int smem_bytes(Q4ScaleMode mode) {
+template <typename Act>
+void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
+                   int64_t ldy, int64_t M, cudaStream_t stream) {
+  switch (w.mode) {
+    case Q4ScaleMode::kAbsmaxF32:
+      return launch_mode<Act, Q4ScaleMode::kAbsmaxF32>(form, w, x, ldx, bias, y, ldy, M, stream);
+    case Q4ScaleMode::kAbsmaxNested:
+      return launch_mode<Act, Q4ScaleMode::kAbsmaxNested>(form, w, x, ldx, bias, y, ldy, M, stream);
+    case Q4ScaleMode::kAffine:
+      return launch_mode<Act, Q4ScaleMode::kAffine>(form, w, x, ldx, bias, y, ldy, M, stream);
+  }
+}
+
+template <Q4ScaleMode MODE>
+int smem_bytes_of(Q4WgmmaForm form) {
+  return form == Q4WgmmaForm::kRegisterA ? fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>>()
+                                          : fused::dynamic_smem_bytes<Q4Source<MODE>>();
+}
+
+int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
   switch (mode) {
-    case Q4ScaleMode::kAbsmaxF32: return fused::dynamic_smem_bytes<Q4Source<Q4ScaleMode::kAbsmaxF32>>();
-    case Q4ScaleMode::kAbsmaxNested: return fused::dynamic_smem_bytes<Q4Source<Q4ScaleMode::kAbsmaxNested>>();
-    case Q4ScaleMode::kAffine: return fused::dynamic_smem_bytes<Q4Source<Q4ScaleMode::kAffine>>();
+    case Q4ScaleMode::kAbsmaxF32: return smem_bytes_of<Q4ScaleMode::kAbsmaxF32>(form);
+    case Q4ScaleMode::kAbsmaxNested: return smem_bytes_of<Q4ScaleMode::kAbsmaxNested>(form);
+    case Q4ScaleMode::kAffine: return smem_bytes_of<Q4ScaleMode::kAffine>(form);
   }
   return INT_MAX;
 }
 
 }  // namespace
 
+// QB_Q4_WGMMA=1 (or rs): the register-A form; QB_Q4_WGMMA=ss: the shared-B form.
 bool q4_tile_gemm_wgmma_enabled() {
-  static const bool enabled = fused::env_is_one("QB_Q4_WGMMA");
+  static const bool enabled = fused::env_is_one("QB_Q4_WGMMA") || fused::env_equals("QB_Q4_WGMMA", "rs") ||
+                              fused::env_equals("QB_Q4_WGMMA", "ss");
   return enabled;
 }
 
+Q4WgmmaForm q4_tile_gemm_wgmma_form() {
+  static const Q4WgmmaForm form =
+      fused::env_equals("QB_Q4_WGMMA", "ss") ? Q4WgmmaForm::kSharedB : Q4WgmmaForm::kRegisterA;
+  return form;
+}
+
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
-                                  int64_t ldy, int64_t M) {
+                                  int64_t ldy, int64_t M, Q4WgmmaForm form) {
   // The copy engine needs 16-byte aligned sources (tensor maps over tiles and scales, the nested run's bulk copy).
   const bool weights_aligned = aligned(w.tiles, 16) && aligned(w.scales, 16) &&
                                (w.mode != Q4ScaleMode::kAbsmaxNested || aligned(w.nested, 16));
@@ -214,19 +323,19 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
   return weights_aligned && compute_capability() == 90 && (dtype == DType::kF16 || dtype == DType::kBF16) &&
          w.tiles != nullptr && w.K > 0 && w.K % kBK == 0 && w.N > 0 && M > 0 && M <= INT_MAX - fused::kBM &&
          aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N &&
-         max_shared_per_block_optin() >= smem_bytes(w.mode) &&
+         max_shared_per_block_optin() >= smem_bytes(w.mode, form) &&
          (w.mode != Q4ScaleMode::kAbsmaxNested || q4_nested_run_bound(kBN, units) <= kNestedRun);
 }
 
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                        int64_t ldy, int64_t M, cudaStream_t stream) {
-  QB_CHECK(q4_tile_gemm_wgmma_supported(dtype, w, x, ldx, y, ldy, M), kInvalidInput,
+                        int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form) {
+  QB_CHECK(q4_tile_gemm_wgmma_supported(dtype, w, x, ldx, y, ldy, M, form), kInvalidInput,
            "q4_tile_gemm_wgmma: operands not supported (dtype, alignment, M={}, ldx={}, ldy={}, or not sm_90)", M,
            ldx, ldy);
   if (dtype == DType::kF16) {
-    dispatch_mode<__half>(w, x, ldx, bias, y, ldy, M, stream);
+    dispatch_mode<__half>(form, w, x, ldx, bias, y, ldy, M, stream);
   } else {
-    dispatch_mode<__nv_bfloat16>(w, x, ldx, bias, y, ldy, M, stream);
+    dispatch_mode<__nv_bfloat16>(form, w, x, ldx, bias, y, ldy, M, stream);
   }
 }
 

@@ -60,7 +60,6 @@ namespace qb::kernels::q4 {
 
 constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
-constexpr int kTableWords = 256 * 32;
 
 constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 16 : 64; }
 
@@ -100,16 +99,6 @@ __device__ __forceinline__ void cp_async_wait_pending(int pending) {
     case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
     default: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
   }
-}
-
-// Byte B of `word` looked up in the [256][32] pair table: shared address value * 128 + lane_base, with
-// lane_base = table + lane * 4 (PRMT to isolate the byte, IMAD for the address, LDS: 3 instructions).
-template <int B>
-__device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word) {
-  const uint32_t value = __byte_perm(word, 0u, 0x4440u | B);
-  uint32_t pair;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(pair) : "r"(value * 128u + lane_base));
-  return pair;
 }
 
 // awq: the pair -(zero * unit) that code_pair adds to (code_hi, code_lo) * unit, unit = 1/16 (fp16) or 1 (bf16):
@@ -230,7 +219,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
-  __shared__ __align__(16) uint32_t table[kTableWords];
+  __shared__ __align__(16) uint32_t table[kPairTableWords];
   extern __shared__ __align__(16) uint8_t dyn_smem[];
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -285,11 +274,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  for (int i = tid; i < kTableWords / 4; i += static_cast<int>(blockDim.x)) {
-    const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
-    const uint32_t v = ActOps<Act>::pack(w.codebook[b >> 4], w.codebook[b & 15]);
-    reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
-  }
+  fill_pair_table<Act>(table, w.codebook);
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }

@@ -323,14 +323,15 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   }
 }
 
-// The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu) on fresh random weights of the three scale schemes,
+// The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu), both forms (register-A, shared-B), on fresh random weights of the three scale schemes,
 // fp16 and bf16, with and without bias. Shapes: K = 320 (5 steps of 64: fewer than the stage and ring depths),
 // K = 1024 with 128-column units (16 steps: both rings wrap), K = 64 (one step); N = 77 (one partial block of
 // 128 rows, a partial 16-row tile), N = 300 (three blocks, the last partial). M = 1, 65, 130, 257 (partial
 // 128-row M tiles). Outputs poisoned with NaN with a wider leading dimension: every output written, padding never.
 // Two references: float64 on the exact dequantized weight (the usual bound), and float64 on that weight rounded
 // to the activation type, the operand the kernel multiplies: against it only the fp32 summation and y's rounding
-// remain (0.5 ulp of y, ~2.4e-4 relative rms for fp16, ~2e-3 for bf16), so a misplaced weight or a swizzle
+// remain (0.5 ulp of y, ~2.4e-4 relative rms for fp16, ~2e-3 for bf16; the register-A form's nf4 / fp4 weights
+// may differ from it by one rounding of the codebook, well inside the bound), so a misplaced weight or a swizzle
 // error (relative error ~1) cannot hide under the weight-rounding part of the first bound.
 TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
   QB_REQUIRE_CUDA();
@@ -353,21 +354,25 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
           for (bool with_bias : {true, false}) {
             const at::Tensor x = at::randn({M, sh.K}).to(at::kCUDA, act);
             const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
-            at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
-            ASSERT_TRUE(k::q4_tile_gemm_wgmma_supported(dt, c.tw, x.data_ptr(), sh.K, y.data_ptr(), sh.N + pad, M));
-            k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, with_bias ? bias.data_ptr() : nullptr, y.data_ptr(),
-                                  sh.N + pad, M, stream);
             const at::Tensor xd = x.to(at::kCPU, at::kDouble);
             const at::Tensor bd = bias.to(at::kCPU, at::kDouble);
             const at::Tensor ref = with_bias ? at::linear(xd, dense, bd) : at::linear(xd, dense);
             const at::Tensor ref16 = with_bias ? at::linear(xd, rounded, bd) : at::linear(xd, rounded);
-            const std::string what = fmt::format("{} N={} K={} M={} {} bias={}", mode_name(mode), sh.N, sh.K, M,
-                                                 c10::toString(act), with_bias);
-            const at::Tensor got = y.narrow(1, 0, sh.N);
-            EXPECT_LT(test::relative_error(got, ref), bound_for(act)) << what;
-            EXPECT_LT(test::relative_error(got, ref16), act == at::kHalf ? 1e-3 : 6e-3) << what;
-            EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
-            EXPECT_TRUE(at::isnan(y.narrow(1, sh.N, pad)).all().item<bool>()) << "wrote past N: " << what;
+            for (k::Q4WgmmaForm form : {k::Q4WgmmaForm::kRegisterA, k::Q4WgmmaForm::kSharedB}) {
+              at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
+              ASSERT_TRUE(
+                  k::q4_tile_gemm_wgmma_supported(dt, c.tw, x.data_ptr(), sh.K, y.data_ptr(), sh.N + pad, M, form));
+              k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, with_bias ? bias.data_ptr() : nullptr,
+                                    y.data_ptr(), sh.N + pad, M, stream, form);
+              const std::string what =
+                  fmt::format("{} N={} K={} M={} {} bias={} form={}", mode_name(mode), sh.N, sh.K, M,
+                              c10::toString(act), with_bias, form == k::Q4WgmmaForm::kRegisterA ? "rs" : "ss");
+              const at::Tensor got = y.narrow(1, 0, sh.N);
+              EXPECT_LT(test::relative_error(got, ref), bound_for(act)) << what;
+              EXPECT_LT(test::relative_error(got, ref16), act == at::kHalf ? 1e-3 : 6e-3) << what;
+              EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
+              EXPECT_TRUE(at::isnan(y.narrow(1, sh.N, pad)).all().item<bool>()) << "wrote past N: " << what;
+            }
           }
         }
       }

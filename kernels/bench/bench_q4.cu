@@ -266,7 +266,7 @@ CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const s
 
 // path 0: q4_tile_gemm automatic (or flat + cuBLAS when the shape needs it), 1: prefill rows, 2: prefill cols,
 // 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1,
-// 7: the fused sm_90a prefill kernel
+// 7 / 8: the fused sm_90a prefill kernel, register-A / shared-B form
 bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
   HostWeight h = make_host_weight(fmt, N, K, rng);
   DeviceWeight d;
@@ -288,9 +288,10 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     what = "flat+cublas";
     CK(cudaMalloc(&scratch, N * K * 2));
     q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
-  } else if (path == 7) {
-    what = "wgmma";
-    q4_tile_gemm_wgmma(dt, d.tw, dx, K, db, dy, N, M, 0);
+  } else if (path == 7 || path == 8) {
+    const Q4WgmmaForm form = path == 7 ? Q4WgmmaForm::kRegisterA : Q4WgmmaForm::kSharedB;
+    what = path == 7 ? "wgmma-rs" : "wgmma-ss";
+    q4_tile_gemm_wgmma(dt, d.tw, dx, K, db, dy, N, M, 0, form);
   } else if (path == 0 || path >= 4) {
     Q4GemvConfig cfg;
     what = "gemv-auto";
@@ -708,14 +709,19 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
           q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], plan, dx, s.K, nullptr, dy, s.N, M,
                                 scratch, nullptr, st);
         });
-        const double fused = time_us([&](int i, cudaStream_t st) {
-          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st);
+        const double fused_rs = time_us([&](int i, cudaStream_t st) {
+          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
+                             Q4WgmmaForm::kRegisterA);
         });
-        for (int v = 0; v < 2; ++v) {
-          const double us = v == 0 ? two_pass : fused;
+        const double fused_ss = time_us([&](int i, cudaStream_t st) {
+          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
+                             Q4WgmmaForm::kSharedB);
+        });
+        const char* names[3] = {"dequant+cublas", "wgmma rs (regs)", "wgmma ss (smem)"};
+        for (int v = 0; v < 3; ++v) {
+          const double us = v == 0 ? two_pass : v == 1 ? fused_rs : fused_ss;
           std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | %4.2fx |", s.name,
-                        fmt_name(f), (long long)M, v == 0 ? "dequant+cublas" : "wgmma fused", us, flop / us * 1e-6,
-                        us / cub);
+                        fmt_name(f), (long long)M, names[v], us, flop / us * 1e-6, us / cub);
           rows.push_back(line);
           std::printf("prefill %s\n", line);
         }
@@ -781,10 +787,12 @@ int main(int argc, char** argv) {
   if (prop.major == 9 && prop.minor == 0) {  // the fused prefill kernel (sm_90a only)
     for (DType dt : dts) {
       for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
-        if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, 7, handle, rng);  // 5 steps, partial tiles
-        failures += !run_check(f, 300, 1024, 257, dt, 7, handle, rng);  // rings wrap, 3 N blocks
-        failures += !run_check(f, 4608, 3584, 512, dt, 7, handle, rng);  // a real shape, sampled rows
-        failures += !run_check(f, 96, 18944, 200, dt, 7, handle, rng);   // long K
+        for (int path : {7, 8}) {
+          if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, path, handle, rng);  // 5 steps, partial tiles
+          failures += !run_check(f, 300, 1024, 257, dt, path, handle, rng);  // rings wrap, 3 N blocks
+          failures += !run_check(f, 4608, 3584, 512, dt, path, handle, rng);  // a real shape, sampled rows
+          failures += !run_check(f, 96, 18944, 200, dt, path, handle, rng);   // long K
+        }
       }
     }
   }

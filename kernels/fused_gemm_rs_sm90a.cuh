@@ -1,0 +1,184 @@
+// Dequantize-in-the-GEMM on Hopper (sm_90a), second form: the weight is the A operand, dequantized straight into
+// the registers wgmma reads ("RS" wgmma), so a converted weight never touches shared memory.
+//   y[M, N] = x[M, K] W[N, K]^T (+ bias), computed as D = W x^T per block: D's rows are W's rows (128 per block,
+//   64 per consumer warpgroup, 16 per consumer warp = one weight tile of the 4-bit tile layout), D's columns are
+//   tokens (128 per block). x, y, bias fp16 or bf16; fp32 accumulation.
+// Why (NOTES-q4.md, "Fused prefill"): the first form (fused_gemm_sm90a.cuh) converts W into a 16-bit B stage in
+// shared memory; its stores, their re-reads by two warpgroups and the converters' table reads kept the shared-memory
+// pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
+// operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
+// the 16-bit bytes), plus the conversion's table lookups.
+//
+// The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
+//   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of
+//                                    the block's 128 rows, copied by the copy engine with expect-tx on bar)
+//   Shared, init_shared(Shared&)     tables in shared memory (every thread, strided loops, before the role split)
+//   fragments<Act>(k, n0, packed, shared, tile, lane, a)
+//                                    the consumer warp's 16 rows (weight tile `tile` of the block's 8) x 64 columns
+//                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
+//                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
+//
+// Block (288 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
+// step k's four wgmma m64n128k16 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
+// 128 x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
+// Stage s (kRsStages of them, 1024-aligned): x box 16 KB, then the packed step. Barriers: full[s] (two expect-tx
+// arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage retired
+// and its fragments were built). Parity waits are exact: no waiter can fall two phases behind.
+// Grid: one block per (token tile, weight-row tile), token tiles fastest, so the blocks that share W's rows run
+// together and all but the first read them from L2.
+#pragma once
+
+#include "fused_gemm_sm90a.cuh"  // tensor maps, alignment and switch helpers, kBK
+
+namespace qb::kernels::fused {
+
+#ifndef QB_FUSED_RS_STAGES
+#define QB_FUSED_RS_STAGES 4
+#endif
+constexpr int kRsStages = QB_FUSED_RS_STAGES;
+constexpr int kRsRows = 128;    // W rows per block (D's M: two warpgroups x 64)
+constexpr int kRsTokens = 128;  // tokens per block (D's N)
+constexpr int kRsXBytes = kRsTokens * kBK * 2;
+constexpr int kRsConsumerWarps = 8;
+
+template <class Source>
+constexpr int rs_stage_bytes() {
+  return (kRsXBytes + Source::kPackedStepBytes + 1023) / 1024 * 1024;
+}
+template <class Source>
+constexpr int rs_dynamic_smem_bytes() {
+  return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source>() +
+         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8;
+}
+
+template <class Source>
+struct RsSmem {
+  uint8_t* stages;
+  typename Source::Shared* tables;
+  uint64_t* full;   // [kRsStages]
+  uint64_t* empty;  // [kRsStages]
+
+  __device__ explicit RsSmem(uint8_t* raw) {
+    const uint32_t pad = (1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u;
+    stages = raw + pad;
+    tables = reinterpret_cast<typename Source::Shared*>(stages + kRsStages * rs_stage_bytes<Source>());
+    full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(tables) +
+                                       (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16);
+    empty = full + kRsStages;
+  }
+  __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source>(); }
+  __device__ uint8_t* packed(int stage) const { return x(stage) + kRsXBytes; }
+};
+
+template <class Source>
+__device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0,
+                                        const RsSmem<Source>& s) {
+  for (int k = 0; k < src.k_steps(); ++k) {
+    const int stage = k % kRsStages;
+    if (k >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((k / kRsStages) - 1) & 1);
+    src.load_step(k, n0, s.packed(stage), &s.full[stage]);
+    sm90::mbar_arrive_expect_tx(&s.full[stage], kRsXBytes);
+    sm90::tma_load_2d(s.x(stage), x_map, k * kBK, m0, &s.full[stage]);
+  }
+}
+
+template <typename Act, class Source>
+__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source>& s, int m0, int64_t n0, int M,
+                                           const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy) {
+  using q4::ActOps;
+  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int tile = 4 * wg + warp;
+  const int steps = src.k_steps();
+  float d[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) d[i] = 0.f;
+  uint32_t a[4][4];
+  sm90::mbar_wait(&s.full[0], 0);
+  src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, a);
+  for (int k = 0; k < steps; ++k) {
+    const int stage = k % kRsStages;
+    const uint64_t desc_b = sm90::make_desc(s.x(stage));
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, a[kk], desc_b + 2 * kk);
+    sm90::wgmma_commit();
+    uint32_t next[4][4];
+    if (k + 1 < steps) {
+      const int stage1 = (k + 1) % kRsStages;
+      sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
+      src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, next);
+    }
+    sm90::wgmma_wait<0>();
+    __syncwarp();
+    if (lane == 0) sm90::mbar_arrive(&s.empty[stage]);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[kk][r] = next[kk][r];
+  }
+
+  // d[4i + 2j + c]: D row (W row) 16 warp + lane / 4 + 8 j of this warpgroup's 64, D column (token)
+  // 8 i + 2 (lane % 4) + c.
+  const int64_t N = src.n();
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int64_t n = n0 + 64 * wg + 16 * warp + g + 8 * j;
+    if (n >= N) continue;
+    const float b = bias != nullptr ? ActOps<Act>::to_float(bias[n]) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int m = m0 + 8 * i + 2 * t + c;
+        if (m < M) y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(d[4 * i + 2 * j + c] + b);
+      }
+  }
+}
+
+template <typename Act, class Source>
+__global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
+    fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ uint8_t smem_raw[];
+  const RsSmem<Source> s(smem_raw);
+  const int m_tiles = (M + kRsTokens - 1) / kRsTokens;
+  const int m0 = static_cast<int>(blockIdx.x % m_tiles) * kRsTokens;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x / m_tiles) * kRsRows;
+  src.template init_shared<Act>(*s.tables);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kRsStages; ++i) {
+      sm90::mbar_init(&s.full[i], 2);  // the packed step's and x's expect-tx arrivals
+      sm90::mbar_init(&s.empty[i], kRsConsumerWarps);
+    }
+    sm90::mbar_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x < 32 * kRsConsumerWarps) {
+    rs_consume<Act, Source>(src, s, m0, n0, M, bias, y, ldy);
+  } else if (threadIdx.x == 32 * kRsConsumerWarps) {
+    rs_load<Source>(src, &x_map, m0, n0, s);
+  }
+#endif
+}
+
+// x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W.
+template <typename Act, class Source>
+void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
+               int64_t M, cudaStream_t stream) {
+  auto kernel = fused_gemm_rs_kernel<Act, Source>;
+  constexpr int smem = rs_dynamic_smem_bytes<Source>();
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  });
+  const CUtensorMap x_map =
+      tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, kRsTokens, CU_TENSOR_MAP_SWIZZLE_128B, "x");
+  const int64_t blocks = (M + kRsTokens - 1) / kRsTokens * ((src.n() + kRsRows - 1) / kRsRows);
+  kernel<<<static_cast<unsigned>(blocks), 32 * kRsConsumerWarps + 32, smem, stream>>>(
+      src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qb::kernels::fused
