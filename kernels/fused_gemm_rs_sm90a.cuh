@@ -84,7 +84,8 @@ __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, in
 
 template <typename Act, class Source>
 __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source>& s, int m0, int64_t n0, int M,
-                                           const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy) {
+                                           const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
+                                           int probe) {
   using q4::ActOps;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int tile = 4 * wg + warp;
@@ -94,21 +95,42 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
   uint32_t a[4][4];
   sm90::mbar_wait(&s.full[0], 0);
-  src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, a);
+  if (probe != 1) src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, a);
+  if (probe == 1) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[kk][r] = 0x3C003C00u + lane;
+  }
   for (int k = 0; k < steps; ++k) {
     const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
+    sm90::fence_operands(a);
     sm90::wgmma_fence();
+    if (probe != 2) {
 #pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, a[kk], desc_b + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, a[kk], desc_b + 2 * kk);
+    } else {
+      d[k & 63] += __uint_as_float(a[k & 3][0] ^ a[1][k & 3]);
+    }
     sm90::wgmma_commit();
     uint32_t next[4][4];
     if (k + 1 < steps) {
       const int stage1 = (k + 1) % kRsStages;
       sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
-      src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, next);
+      if (probe != 1) {
+        src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, next);
+      } else {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int r = 0; r < 4; ++r) next[kk][r] = a[kk][r];
+      }
     }
     sm90::wgmma_wait<0>();
+    // a stays live (and its registers untouched) until the wgmmas that read it retired: without this the
+    // compiler may build `next` in a's registers while the MMAs still read them.
+    sm90::fence_operands(a);
     __syncwarp();
     if (lane == 0) sm90::mbar_arrive(&s.empty[stage]);
 #pragma unroll
@@ -116,6 +138,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 #pragma unroll
       for (int r = 0; r < 4; ++r) a[kk][r] = next[kk][r];
   }
+  sm90::fence_operands(d);
 
   // d[4i + 2j + c]: D row (W row) 16 warp + lane / 4 + 8 j of this warpgroup's 64, D column (token)
   // 8 i + 2 (lane % 4) + c.
@@ -139,7 +162,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 template <typename Act, class Source>
 __global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
-                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M) {
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const RsSmem<Source> s(smem_raw);
@@ -156,11 +179,21 @@ __global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
   }
   __syncthreads();
   if (threadIdx.x < 32 * kRsConsumerWarps) {
-    rs_consume<Act, Source>(src, s, m0, n0, M, bias, y, ldy);
+    rs_consume<Act, Source>(src, s, m0, n0, M, bias, y, ldy, probe);
   } else if (threadIdx.x == 32 * kRsConsumerWarps) {
     rs_load<Source>(src, &x_map, m0, n0, s);
   }
 #endif
+}
+
+// Diagnostic probes (QB_FUSED_PROBE, results wrong by design): 1 = constant A fragments (no conversion),
+// 2 = no wgmma.
+inline int rs_probe() {
+  static const int probe = [] {
+    const char* v = std::getenv("QB_FUSED_PROBE");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  return probe;
 }
 
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W.
@@ -177,7 +210,7 @@ void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const v
       tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, kRsTokens, CU_TENSOR_MAP_SWIZZLE_128B, "x");
   const int64_t blocks = (M + kRsTokens - 1) / kRsTokens * ((src.n() + kRsRows - 1) / kRsRows);
   kernel<<<static_cast<unsigned>(blocks), 32 * kRsConsumerWarps + 32, smem, stream>>>(
-      src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M));
+      src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), rs_probe());
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,7 +11,7 @@
 //   --prefill: instead of the decode checks and timing, the prefill paths' checks, then M = 512 (and 128, 2048
 //   without --quick) on the same shapes: cuBLAS bf16 on a dense weight, the dequantize + cuBLAS path and the
 //   fused sm_90a kernel (q4_tile_gemm_wgmma), with TFLOP/s.
-// Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep] [--prefill]
+// Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep] [--prefill] [--prefill-shape qkv|o|gate_up|down]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -669,7 +669,7 @@ struct Shape {
 
 // ---- prefill timing: M rows at once, the dequantize + cuBLAS path against the fused kernel ------------------------
 template <typename Bind>
-void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
+void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char* only_shape) {
   struct PShape {
     const char* name;
     int64_t K, N;
@@ -680,6 +680,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
   const int64_t l2_guard = int64_t{200} << 20;
   std::vector<std::string> rows;
   for (const PShape& s : shapes) {
+    if (only_shape != nullptr && std::strcmp(only_shape, s.name) != 0) continue;
     const int64_t max_m = Ms.back() > 512 ? Ms.back() : 512;
     const DenseCopies dense(s.N, s.K, l2_guard);
     void *dx, *dy, *scratch;
@@ -738,13 +739,16 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick) {
 
 int main(int argc, char** argv) {
   bool quick = false, only_check = false, probes = false, sweep = true, prefill = false;
+  const char* prefill_shape = nullptr;  // --prefill-shape NAME: no checks, that shape's prefill timing alone (ncu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--no-sweep")) sweep = false;
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
     if (!std::strcmp(argv[i], "--prefill")) prefill = true;
+    if (!std::strcmp(argv[i], "--prefill-shape") && i + 1 < argc) prefill_shape = argv[++i];
   }
+  prefill = prefill || prefill_shape != nullptr;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -784,7 +788,7 @@ int main(int argc, char** argv) {
       failures += !run_check(f, 77, 256, 7, dt, 3, handle, rng);     // flat layout
     }
   }
-  if (prop.major == 9 && prop.minor == 0) {  // the fused prefill kernel (sm_90a only)
+  if (prop.major == 9 && prop.minor == 0 && !prefill_shape) {  // the fused prefill kernel (sm_90a only)
     for (DType dt : dts) {
       for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
         for (int path : {7, 8}) {
@@ -796,7 +800,7 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (prefill) {  // the two-pass path it compares against
+  if (prefill && !prefill_shape) {  // the two-pass path it compares against
     for (DType dt : dts) failures += !run_check(Fmt::kNf4, 300, 1024, 257, dt, 1, handle, rng);
   } else {  // blocks straddling rows: nf4 bs64 with K = 96 (flat), fp4 bs128 with K = 192 (tiles, per-64 absmax)
     failures += !run_check(Fmt::kNf4, 50, 96, 4, DType::kBF16, 0, handle, rng);
@@ -807,7 +811,7 @@ int main(int argc, char** argv) {
   if (probes) run_probes(copy_gbps);
 
   if (prefill) {
-    run_prefill_timing(handle, bind, quick);
+    run_prefill_timing(handle, bind, quick, prefill_shape);
     cublasDestroy(handle);
     return failures == 0 ? 0 : 1;
   }
