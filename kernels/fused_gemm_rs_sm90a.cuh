@@ -111,7 +111,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 #pragma unroll
       for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, a[kk], desc_b + 2 * kk);
     } else {
-      d[k & 63] += __uint_as_float(a[k & 3][0] ^ a[1][k & 3]);
+      d[0] += __uint_as_float(a[0][0] ^ a[1][1] ^ a[2][2] ^ a[3][3]);  // (static indices: a stays in registers)
     }
     sm90::wgmma_commit();
     uint32_t next[4][4];
