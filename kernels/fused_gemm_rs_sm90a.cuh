@@ -18,7 +18,7 @@
 //                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
 //                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
 //
-// Block (288 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
+// Block (288 threads, one per SM unless QB_FUSED_RS_MIN_BLOCKS): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
 // step k's four wgmma m64n128k16 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
 // 128 x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
 // Stage s (kRsStages of them, 1024-aligned): x box 16 KB, then the packed step. Barriers: full[s] (two expect-tx
@@ -34,6 +34,11 @@ namespace qb::kernels::fused {
 
 #ifndef QB_FUSED_RS_STAGES
 #define QB_FUSED_RS_STAGES 4
+#endif
+// Blocks per SM the kernel is compiled for (2: registers capped at 112 per thread, with 3 stages the shared memory
+// of two blocks fits): more warps per scheduler to hide the conversion's latency.
+#ifndef QB_FUSED_RS_MIN_BLOCKS
+#define QB_FUSED_RS_MIN_BLOCKS 1
 #endif
 constexpr int kRsStages = QB_FUSED_RS_STAGES;
 constexpr int kRsRows = 128;    // W rows per block (D's M: two warpgroups x 64)
@@ -160,7 +165,11 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 }
 
 template <typename Act, class Source>
+#if QB_FUSED_RS_MIN_BLOCKS > 1
+__global__ void __maxnreg__(112)
+#else
 __global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
+#endif
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
