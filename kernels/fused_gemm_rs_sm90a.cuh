@@ -8,6 +8,10 @@
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
 // operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
 // the 16-bit bytes), plus the conversion's table lookups.
+// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in, and slower than both the shared-B
+// form and dequantize + cuBLAS (gate_up nf4 438 us = 2.35x cuBLAS; with constant A fragments 308 us, without the
+// wgmma 287 us: the per-warp chain convert -> wait -> issue does not overlap, and even without conversion a step
+// takes ~1200 cycles against 512 of MMA). Two blocks per SM (112 registers, 3 stages) measured the same.
 //
 // The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
 //   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of
@@ -18,7 +22,7 @@
 //                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
 //                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
 //
-// Block (288 threads, one per SM unless QB_FUSED_RS_MIN_BLOCKS): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
+// Block (288 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
 // step k's four wgmma m64n128k16 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
 // 128 x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
 // Stage s (kRsStages of them, 1024-aligned): x box 16 KB, then the packed step. Barriers: full[s] (two expect-tx
@@ -34,11 +38,6 @@ namespace qb::kernels::fused {
 
 #ifndef QB_FUSED_RS_STAGES
 #define QB_FUSED_RS_STAGES 4
-#endif
-// Blocks per SM the kernel is compiled for (2: registers capped at 112 per thread, with 3 stages the shared memory
-// of two blocks fits): more warps per scheduler to hide the conversion's latency.
-#ifndef QB_FUSED_RS_MIN_BLOCKS
-#define QB_FUSED_RS_MIN_BLOCKS 1
 #endif
 constexpr int kRsStages = QB_FUSED_RS_STAGES;
 constexpr int kRsRows = 128;    // W rows per block (D's M: two warpgroups x 64)
@@ -165,11 +164,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 }
 
 template <typename Act, class Source>
-#if QB_FUSED_RS_MIN_BLOCKS > 1
-__global__ void __maxnreg__(112)
-#else
 __global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
-#endif
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
