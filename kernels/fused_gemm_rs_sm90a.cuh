@@ -97,25 +97,33 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   float d[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
-  uint32_t a[4][4];
+  // Three A register sets: cur (step k, issued now), prev (step k - 1, possibly still in flight), next (step k + 1,
+  // built under both). A set stays live (fenced) until the wgmma that reads it has retired, so the compiler cannot
+  // build another set in its registers meanwhile; one group of wgmmas stays in flight across steps (wait<1>).
+  uint32_t cur[4][4], prev[4][4];
   sm90::mbar_wait(&s.full[0], 0);
-  if (probe != 1) src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, a);
-  if (probe == 1) {
+  if (probe != 1) {
+    src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, cur);
+  } else {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a[kk][r] = 0x3C003C00u + lane;
+      for (int r = 0; r < 4; ++r) cur[kk][r] = 0x3C003C00u + lane;
   }
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) prev[kk][r] = 0u;
   for (int k = 0; k < steps; ++k) {
     const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
-    sm90::fence_operands(a);
+    sm90::fence_operands(cur);
     sm90::wgmma_fence();
     if (probe != 2) {
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, a[kk], desc_b + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, cur[kk], desc_b + 2 * kk);
     } else {
-      d[0] += __uint_as_float(a[0][0] ^ a[1][1] ^ a[2][2] ^ a[3][3]);  // (static indices: a stays in registers)
+      d[0] += __uint_as_float(cur[0][0] ^ cur[1][1] ^ cur[2][2] ^ cur[3][3]);  // (static indices: registers)
     }
     sm90::wgmma_commit();
     uint32_t next[4][4];
@@ -128,20 +136,25 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-          for (int r = 0; r < 4; ++r) next[kk][r] = a[kk][r];
+          for (int r = 0; r < 4; ++r) next[kk][r] = cur[kk][r];
       }
     }
-    sm90::wgmma_wait<0>();
-    // a stays live (and its registers untouched) until the wgmmas that read it retired: without this the
-    // compiler may build `next` in a's registers while the MMAs still read them.
-    sm90::fence_operands(a);
-    __syncwarp();
-    if (lane == 0) sm90::mbar_arrive(&s.empty[stage]);
+    sm90::wgmma_wait<1>();  // step k - 1's wgmmas retired: prev is free, its stage too
+    sm90::fence_operands(prev);
+    if (k >= 1) {
+      __syncwarp();
+      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kRsStages]);
+    }
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a[kk][r] = next[kk][r];
+      for (int r = 0; r < 4; ++r) {
+        prev[kk][r] = cur[kk][r];
+        cur[kk][r] = next[kk][r];
+      }
   }
+  sm90::wgmma_wait<0>();
+  sm90::fence_operands(prev);
   sm90::fence_operands(d);
 
   // d[4i + 2j + c]: D row (W row) 16 warp + lane / 4 + 8 j of this warpgroup's 64, D column (token)
