@@ -97,64 +97,68 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   float d[64];
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = 0.f;
-  // Three A register sets: cur (step k, issued now), prev (step k - 1, possibly still in flight), next (step k + 1,
-  // built under both). A set stays live (fenced) until the wgmma that reads it has retired, so the compiler cannot
-  // build another set in its registers meanwhile; one group of wgmmas stays in flight across steps (wait<1>).
-  uint32_t cur[4][4], prev[4][4];
+  // Three A register sets in rotation: step k issues from c, builds step k + 1 into n under its wgmmas, and after
+  // wait<1> (step k - 1 retired) releases p, the set of step k - 1. A set stays live (fenced) until the wgmma that
+  // reads it has retired, and the rotation is unrolled by hand so no set is ever copied: wgmma reads its registers
+  // when it executes, so a copy would leave the in-flight MMA reading registers the compiler considers free.
+  uint32_t sa[4][4], sb[4][4], sc[4][4];
   sm90::mbar_wait(&s.full[0], 0);
   if (probe != 1) {
-    src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, cur);
+    src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, sa);
   } else {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) cur[kk][r] = 0x3C003C00u + lane;
+      for (int r = 0; r < 4; ++r) sa[kk][r] = 0x3C003C00u + lane;
   }
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) prev[kk][r] = 0u;
-  for (int k = 0; k < steps; ++k) {
+    for (int r = 0; r < 4; ++r) sb[kk][r] = sc[kk][r] = 0u;
+  auto step = [&](int k, uint32_t(&c)[4][4], uint32_t(&n)[4][4], uint32_t(&p)[4][4]) {
     const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
-    sm90::fence_operands(cur);
+    sm90::fence_operands(c);
     sm90::wgmma_fence();
     if (probe != 2) {
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, cur[kk], desc_b + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, c[kk], desc_b + 2 * kk);
     } else {
-      d[0] += __uint_as_float(cur[0][0] ^ cur[1][1] ^ cur[2][2] ^ cur[3][3]);  // (static indices: registers)
+      d[0] += __uint_as_float(c[0][0] ^ c[1][1] ^ c[2][2] ^ c[3][3]);  // (static indices: registers)
     }
     sm90::wgmma_commit();
-    uint32_t next[4][4];
     if (k + 1 < steps) {
       const int stage1 = (k + 1) % kRsStages;
       sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
       if (probe != 1) {
-        src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, next);
+        src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
       } else {
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-          for (int r = 0; r < 4; ++r) next[kk][r] = cur[kk][r];
+          for (int r = 0; r < 4; ++r) n[kk][r] = c[kk][r] ^ 1u;
       }
     }
-    sm90::wgmma_wait<1>();  // step k - 1's wgmmas retired: prev is free, its stage too
-    sm90::fence_operands(prev);
+    sm90::wgmma_wait<1>();  // step k - 1's wgmmas retired: p and its stage are free
+    sm90::fence_operands(p);
+    sm90::fence_operands(c);
     if (k >= 1) {
       __syncwarp();
       if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kRsStages]);
     }
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        prev[kk][r] = cur[kk][r];
-        cur[kk][r] = next[kk][r];
-      }
+  };
+  int k = 0;
+  for (; k + 3 <= steps; k += 3) {
+    step(k, sa, sb, sc);
+    step(k + 1, sb, sc, sa);
+    step(k + 2, sc, sa, sb);
   }
+  if (k < steps) step(k++, sa, sb, sc);
+  if (k < steps) step(k, sb, sc, sa);
   sm90::wgmma_wait<0>();
-  sm90::fence_operands(prev);
+  sm90::fence_operands(sa);
+  sm90::fence_operands(sb);
+  sm90::fence_operands(sc);
   sm90::fence_operands(d);
 
   // d[4i + 2j + c]: D row (W row) 16 warp + lane / 4 + 8 j of this warpgroup's 64, D column (token)
