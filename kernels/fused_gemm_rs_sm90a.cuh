@@ -8,10 +8,9 @@
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
 // operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
 // the 16-bit bytes), plus the conversion's table lookups.
-// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in, and slower than both the shared-B
-// form and dequantize + cuBLAS (gate_up nf4 438 us = 2.35x cuBLAS; with constant A fragments 308 us, without the
-// wgmma 287 us: the per-warp chain convert -> wait -> issue does not overlap, and even without conversion a step
-// takes ~1200 cycles against 512 of MMA). Two blocks per SM (112 registers, 3 stages) measured the same.
+// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in, slower than dequantize + cuBLAS
+// (gate_up nf4 410 us = 2.12x cuBLAS against 369 us; with constant A fragments 285 us = 1.48x: the structure
+// itself, one 128 x 128 tile per block with two consumer warpgroups, is not yet at cuBLAS's rate).
 //
 // The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
 //   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of
@@ -23,11 +22,11 @@
 //                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
 //
 // Block (288 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
-// step k's four wgmma m64n128k16 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
+// the wgmmas of steps k and k - 1 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
 // 128 x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
 // Stage s (kRsStages of them, 1024-aligned): x box 16 KB, then the packed step. Barriers: full[s] (two expect-tx
-// arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage retired
-// and its fragments were built). Parity waits are exact: no waiter can fall two phases behind.
+// arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage
+// retired, i.e. one step later). Parity waits are exact: no waiter can fall two phases behind.
 // Grid: one block per (token tile, weight-row tile), token tiles fastest, so the blocks that share W's rows run
 // together and all but the first read them from L2.
 #pragma once

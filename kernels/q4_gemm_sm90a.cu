@@ -2,8 +2,11 @@
 // skeleton of kernels/fused_gemm_sm90a.cuh with the 4-bit tile layout as its weight source. The 16-bit copy of W
 // that the dequantize + cuBLAS path writes to DRAM and reads back (kernels/q4_prefill.cu, 1.8-2.1x the cuBLAS
 // bf16 time on Qwen2-7B shapes at M = 512) never exists. Compiled for sm_90a only (CMakeLists.txt).
-// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): opt-in (QB_Q4_WGMMA=1). Exact; on the H100 at M = 512 it
-// equals dequantize + cuBLAS on the large Qwen2-7B shapes and loses on the small ones (wave quantization).
+// Two forms over the same packed steps: the shared-B skeleton (fused_gemm_sm90a.cuh, Q4Source::convert_step) and the
+// register-A one (fused_gemm_rs_sm90a.cuh, Q4RsSource::fragments).
+// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): opt-in (QB_Q4_WGMMA=1|rs, ss). On the H100 at M = 512 the
+// shared-B form equals dequantize + cuBLAS on the large Qwen2-7B shapes, the register-A form is 10-20% behind, and
+// both lose on the small ones (wave quantization).
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
