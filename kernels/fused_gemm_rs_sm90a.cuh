@@ -2,7 +2,7 @@
 // the registers wgmma reads ("RS" wgmma), so a converted weight never touches shared memory.
 //   y[M, N] = x[M, K] W[N, K]^T (+ bias), computed as D = W x^T per block: D's rows are W's rows (128 per block,
 //   64 per consumer warpgroup, 16 per consumer warp = one weight tile of the 4-bit tile layout), D's columns are
-//   tokens (128 per block). x, y, bias fp16 or bf16; fp32 accumulation.
+//   tokens (BT = 128 per block, or 256 with QB_FUSED_RS_TOKENS=256). x, y, bias fp16 or bf16; fp32 accumulation.
 // Why (NOTES-q4.md, "Fused prefill"): the first form (fused_gemm_sm90a.cuh) converts W into a 16-bit B stage in
 // shared memory; its stores, their re-reads by two warpgroups and the converters' table reads kept the shared-memory
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
@@ -21,10 +21,10 @@
 //                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
 //                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
 //
-// Block (288 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
-// the wgmmas of steps k and k - 1 run), warp 8 the loader (lane 0): per step, the Source's packed step and x's
-// 128 x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
-// Stage s (kRsStages of them, 1024-aligned): x box 16 KB, then the packed step. Barriers: full[s] (two expect-tx
+// Block (384 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
+// the wgmmas of steps k and k - 1 run), warps 8-11 the producer warpgroup, of which one lane loads: per step, the Source's packed step and x's
+// BT x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
+// Stage s (kRsStages of them, 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
 // arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage
 // retired, i.e. one step later). Parity waits are exact: no waiter can fall two phases behind.
 // Grid: one block per (token tile, weight-row tile), token tiles fastest, so the blocks that share W's rows run
@@ -39,22 +39,30 @@ namespace qb::kernels::fused {
 #define QB_FUSED_RS_STAGES 4
 #endif
 constexpr int kRsStages = QB_FUSED_RS_STAGES;
-constexpr int kRsRows = 128;    // W rows per block (D's M: two warpgroups x 64)
-constexpr int kRsTokens = 128;  // tokens per block (D's N)
-constexpr int kRsXBytes = kRsTokens * kBK * 2;
+constexpr int kRsRows = 128;  // W rows per block (D's M: two warpgroups x 64)
 constexpr int kRsConsumerWarps = 8;
-
-template <class Source>
-constexpr int rs_stage_bytes() {
-  return (kRsXBytes + Source::kPackedStepBytes + 1023) / 1024 * 1024;
+// A whole producer warpgroup (only one lane of it loads): setmaxnreg works per warpgroup, and with 12 warps the
+// consumers can take 232 registers (BT = 256 needs 128 accumulators + three A sets) while the producers give theirs
+// back (40). (With 9 warps one scheduler holds 3 of them and a thread gets at most 168.)
+constexpr int kRsThreads = 32 * kRsConsumerWarps + 128;
+// BT, the tokens per block (D's N), is a template parameter: 128 (wgmma m64n128k16, 64 accumulators per thread) or
+// 256 (m64n256k16, 128 accumulators: each converted A fragment feeds twice the MMA work).
+template <int BT>
+constexpr int rs_x_bytes() {
+  return BT * kBK * 2;
 }
-template <class Source>
+
+template <class Source, int BT>
+constexpr int rs_stage_bytes() {
+  return (rs_x_bytes<BT>() + Source::kPackedStepBytes + 1023) / 1024 * 1024;
+}
+template <class Source, int BT>
 constexpr int rs_dynamic_smem_bytes() {
-  return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source>() +
+  return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source, BT>() +
          (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8;
 }
 
-template <class Source>
+template <class Source, int BT>
 struct RsSmem {
   uint8_t* stages;
   typename Source::Shared* tables;
@@ -64,38 +72,38 @@ struct RsSmem {
   __device__ explicit RsSmem(uint8_t* raw) {
     const uint32_t pad = (1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u;
     stages = raw + pad;
-    tables = reinterpret_cast<typename Source::Shared*>(stages + kRsStages * rs_stage_bytes<Source>());
+    tables = reinterpret_cast<typename Source::Shared*>(stages + kRsStages * rs_stage_bytes<Source, BT>());
     full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(tables) +
                                        (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16);
     empty = full + kRsStages;
   }
-  __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source>(); }
-  __device__ uint8_t* packed(int stage) const { return x(stage) + kRsXBytes; }
+  __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source, BT>(); }
+  __device__ uint8_t* packed(int stage) const { return x(stage) + rs_x_bytes<BT>(); }
 };
 
-template <class Source>
+template <class Source, int BT>
 __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0,
-                                        const RsSmem<Source>& s) {
+                                        const RsSmem<Source, BT>& s) {
   for (int k = 0; k < src.k_steps(); ++k) {
     const int stage = k % kRsStages;
     if (k >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((k / kRsStages) - 1) & 1);
     src.load_step(k, n0, s.packed(stage), &s.full[stage]);
-    sm90::mbar_arrive_expect_tx(&s.full[stage], kRsXBytes);
+    sm90::mbar_arrive_expect_tx(&s.full[stage], rs_x_bytes<BT>());
     sm90::tma_load_2d(s.x(stage), x_map, k * kBK, m0, &s.full[stage]);
   }
 }
 
-template <typename Act, class Source>
-__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source>& s, int m0, int64_t n0, int M,
+template <typename Act, class Source, int BT>
+__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT>& s, int m0, int64_t n0, int M,
                                            const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
                                            int probe) {
   using q4::ActOps;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int tile = 4 * wg + warp;
   const int steps = src.k_steps();
-  float d[64];
+  float d[BT / 2];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = 0.f;
+  for (int i = 0; i < BT / 2; ++i) d[i] = 0.f;
   // Three A register sets in rotation: step k issues from c, builds step k + 1 into n under its wgmmas, and after
   // wait<1> (step k - 1 retired) releases p, the set of step k - 1. A set stays live (fenced) until the wgmma that
   // reads it has retired, and the rotation is unrolled by hand so no set is ever copied: wgmma reads its registers
@@ -121,7 +129,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     sm90::wgmma_fence();
     if (probe != 2) {
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::m64n128k16(d, c[kk], desc_b + 2 * kk);
+      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
     } else {
       d[0] += __uint_as_float(c[0][0] ^ c[1][1] ^ c[2][2] ^ c[3][3]);  // (static indices: registers)
     }
@@ -170,7 +178,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     if (n >= N) continue;
     const float b = bias != nullptr ? ActOps<Act>::to_float(bias[n]) : 0.f;
 #pragma unroll
-    for (int i = 0; i < 16; ++i)
+    for (int i = 0; i < BT / 8; ++i)
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int m = m0 + 8 * i + 2 * t + c;
@@ -179,15 +187,15 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   }
 }
 
-template <typename Act, class Source>
-__global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
+template <typename Act, class Source, int BT>
+__global__ void __launch_bounds__(kRsThreads, 1)
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
-  const RsSmem<Source> s(smem_raw);
-  const int m_tiles = (M + kRsTokens - 1) / kRsTokens;
-  const int m0 = static_cast<int>(blockIdx.x % m_tiles) * kRsTokens;
+  const RsSmem<Source, BT> s(smem_raw);
+  const int m_tiles = (M + BT - 1) / BT;
+  const int m0 = static_cast<int>(blockIdx.x % m_tiles) * BT;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x / m_tiles) * kRsRows;
   src.template init_shared<Act>(*s.tables);
   if (threadIdx.x == 0) {
@@ -199,9 +207,11 @@ __global__ void __launch_bounds__(32 * kRsConsumerWarps + 32, 1)
   }
   __syncthreads();
   if (threadIdx.x < 32 * kRsConsumerWarps) {
-    rs_consume<Act, Source>(src, s, m0, n0, M, bias, y, ldy, probe);
-  } else if (threadIdx.x == 32 * kRsConsumerWarps) {
-    rs_load<Source>(src, &x_map, m0, n0, s);
+    sm90::setmaxnreg_inc<232>();
+    rs_consume<Act, Source, BT>(src, s, m0, n0, M, bias, y, ldy, probe);
+  } else {
+    sm90::setmaxnreg_dec<40>();
+    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT>(src, &x_map, m0, n0, s);
   }
 #endif
 }
@@ -216,22 +226,38 @@ inline int rs_probe() {
   return probe;
 }
 
-// x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W.
-template <typename Act, class Source>
-void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-               int64_t M, cudaStream_t stream) {
-  auto kernel = fused_gemm_rs_kernel<Act, Source>;
-  constexpr int smem = rs_dynamic_smem_bytes<Source>();
+// QB_FUSED_RS_TOKENS=256: blocks of 256 tokens (m64n256k16) instead of 128.
+inline int rs_tokens() {
+  static const int tokens = env_equals("QB_FUSED_RS_TOKENS", "256") ? 256 : 128;
+  return tokens;
+}
+
+// x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block.
+template <typename Act, class Source, int BT>
+void launch_rs_bt(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
+                  int64_t M, cudaStream_t stream) {
+  auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
+  constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
   static std::once_flag once;
   std::call_once(once, [&] {
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   });
   const CUtensorMap x_map =
-      tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, kRsTokens, CU_TENSOR_MAP_SWIZZLE_128B, "x");
-  const int64_t blocks = (M + kRsTokens - 1) / kRsTokens * ((src.n() + kRsRows - 1) / kRsRows);
-  kernel<<<static_cast<unsigned>(blocks), 32 * kRsConsumerWarps + 32, smem, stream>>>(
+      tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, BT, CU_TENSOR_MAP_SWIZZLE_128B, "x");
+  const int64_t blocks = (M + BT - 1) / BT * ((src.n() + kRsRows - 1) / kRsRows);
+  kernel<<<static_cast<unsigned>(blocks), kRsThreads, smem, stream>>>(
       src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), rs_probe());
   QB_CUDA_CHECK_LAUNCH();
+}
+
+template <typename Act, class Source>
+void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
+               int64_t M, cudaStream_t stream) {
+  if (rs_tokens() == 256) {
+    launch_rs_bt<Act, Source, 256>(src, x, ldx, K, bias, y, ldy, M, stream);
+  } else {
+    launch_rs_bt<Act, Source, 128>(src, x, ldx, K, bias, y, ldy, M, stream);
+  }
 }
 
 }  // namespace qb::kernels::fused

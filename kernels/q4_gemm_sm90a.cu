@@ -289,8 +289,9 @@ void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int6
 
 template <Q4ScaleMode MODE>
 int smem_bytes_of(Q4WgmmaForm form) {
-  return form == Q4WgmmaForm::kRegisterA ? fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>>()
-                                          : fused::dynamic_smem_bytes<Q4Source<MODE>>();
+  if (form == Q4WgmmaForm::kSharedB) return fused::dynamic_smem_bytes<Q4Source<MODE>>();
+  return fused::rs_tokens() == 256 ? fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 256>()
+                                   : fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 128>();
 }
 
 int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
