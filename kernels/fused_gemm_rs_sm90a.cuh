@@ -8,9 +8,9 @@
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
 // operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
 // the 16-bit bytes), plus the conversion's table lookups.
-// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in, slower than dequantize + cuBLAS
-// (gate_up nf4 410 us = 2.12x cuBLAS against 369 us; with constant A fragments 285 us = 1.48x: the structure
-// itself, one 128 x 128 tile per block with two consumer warpgroups, is not yet at cuBLAS's rate).
+// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in. gate_up nf4: 256-token blocks
+// 328 us = 1.61x cuBLAS, faster than dequantize + cuBLAS (368 us); 128-token blocks 397 us. The small shapes (qkv,
+// o) and down (K-long, 56 blocks of 256 tokens) still lose to dequantize + cuBLAS.
 //
 // The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
 //   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of

@@ -5,8 +5,8 @@
 // Two forms over the same packed steps: the shared-B skeleton (fused_gemm_sm90a.cuh, Q4Source::convert_step) and the
 // register-A one (fused_gemm_rs_sm90a.cuh, Q4RsSource::fragments).
 // Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): opt-in (QB_Q4_WGMMA=1|rs, ss). On the H100 at M = 512 the
-// shared-B form equals dequantize + cuBLAS on the large Qwen2-7B shapes, the register-A form is 10-20% behind, and
-// both lose on the small ones (wave quantization).
+// shared-B form equals dequantize + cuBLAS on the large Qwen2-7B shapes; the register-A form with 256-token blocks
+// beats it on gate_up nf4 (1.61x cuBLAS against 1.80x); both lose on the small shapes.
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
