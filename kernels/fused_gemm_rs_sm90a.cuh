@@ -2,7 +2,7 @@
 // the registers wgmma reads ("RS" wgmma), so a converted weight never touches shared memory.
 //   y[M, N] = x[M, K] W[N, K]^T (+ bias), computed as D = W x^T per block: D's rows are W's rows (128 per block,
 //   64 per consumer warpgroup, 16 per consumer warp = one weight tile of the 4-bit tile layout), D's columns are
-//   tokens (BT = 128 per block, or 256 with QB_FUSED_RS_TOKENS=256). x, y, bias fp16 or bf16; fp32 accumulation.
+//   tokens (BT = 128 or 256 per block). x, y, bias fp16 or bf16; fp32 accumulation.
 // Why (NOTES-q4.md, "Fused prefill"): the first form (fused_gemm_sm90a.cuh) converts W into a 16-bit B stage in
 // shared memory; its stores, their re-reads by two warpgroups and the converters' table reads kept the shared-memory
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
@@ -226,15 +226,9 @@ inline int rs_probe() {
   return probe;
 }
 
-// QB_FUSED_RS_TOKENS=256: blocks of 256 tokens (m64n256k16) instead of 128.
-inline int rs_tokens() {
-  static const int tokens = env_equals("QB_FUSED_RS_TOKENS", "256") ? 256 : 128;
-  return tokens;
-}
-
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block.
 template <typename Act, class Source, int BT>
-void launch_rs_bt(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
+void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
                   int64_t M, cudaStream_t stream) {
   auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
   constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
@@ -248,16 +242,6 @@ void launch_rs_bt(const Source& src, const void* x, int64_t ldx, int64_t K, cons
   kernel<<<static_cast<unsigned>(blocks), kRsThreads, smem, stream>>>(
       src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), rs_probe());
   QB_CUDA_CHECK_LAUNCH();
-}
-
-template <typename Act, class Source>
-void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-               int64_t M, cudaStream_t stream) {
-  if (rs_tokens() == 256) {
-    launch_rs_bt<Act, Source, 256>(src, x, ldx, K, bias, y, ldy, M, stream);
-  } else {
-    launch_rs_bt<Act, Source, 128>(src, x, ldx, K, bias, y, ldy, M, stream);
-  }
 }
 
 }  // namespace qb::kernels::fused

@@ -267,8 +267,12 @@ Source<MODE> make_source(const Q4TileWeights& w) {
 template <typename Act, Q4ScaleMode MODE>
 void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                  int64_t ldy, int64_t M, cudaStream_t stream) {
-  if (form == Q4WgmmaForm::kRegisterA) {
-    fused::launch_rs<Act>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
+  if (form == Q4WgmmaForm::kRegisterA128) {
+    fused::launch_rs<Act, Q4RsSource<MODE>, 128>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
+                                                 stream);
+  } else if (form == Q4WgmmaForm::kRegisterA256) {
+    fused::launch_rs<Act, Q4RsSource<MODE>, 256>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
+                                                 stream);
   } else {
     fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }
@@ -289,9 +293,12 @@ void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int6
 
 template <Q4ScaleMode MODE>
 int smem_bytes_of(Q4WgmmaForm form) {
-  if (form == Q4WgmmaForm::kSharedB) return fused::dynamic_smem_bytes<Q4Source<MODE>>();
-  return fused::rs_tokens() == 256 ? fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 256>()
-                                   : fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 128>();
+  switch (form) {
+    case Q4WgmmaForm::kRegisterA128: return fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 128>();
+    case Q4WgmmaForm::kRegisterA256: return fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 256>();
+    case Q4WgmmaForm::kSharedB: return fused::dynamic_smem_bytes<Q4Source<MODE>>();
+  }
+  return INT_MAX;
 }
 
 int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
@@ -305,7 +312,8 @@ int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
 
 }  // namespace
 
-// QB_Q4_WGMMA=1 (or rs): the register-A form; QB_Q4_WGMMA=ss: the shared-B form.
+// QB_Q4_WGMMA=1 (or rs): the register-A form (QB_FUSED_RS_TOKENS=256: 256-token blocks); QB_Q4_WGMMA=ss: the
+// shared-B form.
 bool q4_tile_gemm_wgmma_enabled() {
   static const bool enabled = fused::env_is_one("QB_Q4_WGMMA") || fused::env_equals("QB_Q4_WGMMA", "rs") ||
                               fused::env_equals("QB_Q4_WGMMA", "ss");
@@ -313,8 +321,9 @@ bool q4_tile_gemm_wgmma_enabled() {
 }
 
 Q4WgmmaForm q4_tile_gemm_wgmma_form() {
-  static const Q4WgmmaForm form =
-      fused::env_equals("QB_Q4_WGMMA", "ss") ? Q4WgmmaForm::kSharedB : Q4WgmmaForm::kRegisterA;
+  static const Q4WgmmaForm form = fused::env_equals("QB_Q4_WGMMA", "ss")             ? Q4WgmmaForm::kSharedB
+                                  : fused::env_equals("QB_FUSED_RS_TOKENS", "256") ? Q4WgmmaForm::kRegisterA256
+                                                                                   : Q4WgmmaForm::kRegisterA128;
   return form;
 }
 

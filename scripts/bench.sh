@@ -58,7 +58,7 @@ if want prefill; then
   for cw in 8 4; do
     QB_WGMMA_CONVERTERS=$cw timeout "${QB_KERNEL_BENCH_TIMEOUT:-120}" "$BUILD/qb_bench_q4" --prefill --quick \
       > "$OUT/prefill-cw$cw.log" 2>&1 || { echo "prefill cw$cw: exit $?"; status=1; }
-    grep -E "FAIL|correctness" "$OUT/prefill-cw$cw.log"; grep -A40 "^prefill (bf16" "$OUT/prefill-cw$cw.log"
+    grep -E "FAIL|correctness" "$OUT/prefill-cw$cw.log"; grep -A60 "^prefill (bf16" "$OUT/prefill-cw$cw.log"
   done
   timeout "${QB_KERNEL_BENCH_TIMEOUT:-120}" "$BUILD/qb_bench_int8" > "$OUT/prefill-int8.log" 2>&1 \
     || { echo "bench_int8: exit $?"; status=1; }

@@ -323,7 +323,8 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   }
 }
 
-// The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu), both forms (register-A, shared-B), on fresh random weights of the three scale schemes,
+// The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu), every form (register-A with 128- and 256-token blocks,
+// shared-B), on fresh random weights of the three scale schemes,
 // fp16 and bf16, with and without bias. Shapes: K = 320 (5 steps of 64: fewer than the stage and ring depths),
 // K = 1024 with 128-column units (16 steps: both rings wrap), K = 64 (one step); N = 77 (one partial block of
 // 128 rows, a partial 16-row tile), N = 300 (three blocks, the last partial). M = 1, 65, 130, 257 (partial
@@ -358,7 +359,8 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
             const at::Tensor bd = bias.to(at::kCPU, at::kDouble);
             const at::Tensor ref = with_bias ? at::linear(xd, dense, bd) : at::linear(xd, dense);
             const at::Tensor ref16 = with_bias ? at::linear(xd, rounded, bd) : at::linear(xd, rounded);
-            for (k::Q4WgmmaForm form : {k::Q4WgmmaForm::kRegisterA, k::Q4WgmmaForm::kSharedB}) {
+            for (k::Q4WgmmaForm form :
+                 {k::Q4WgmmaForm::kRegisterA128, k::Q4WgmmaForm::kRegisterA256, k::Q4WgmmaForm::kSharedB}) {
               at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
               ASSERT_TRUE(
                   k::q4_tile_gemm_wgmma_supported(dt, c.tw, x.data_ptr(), sh.K, y.data_ptr(), sh.N + pad, M, form));
@@ -366,7 +368,10 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
                                     y.data_ptr(), sh.N + pad, M, stream, form);
               const std::string what =
                   fmt::format("{} N={} K={} M={} {} bias={} form={}", mode_name(mode), sh.N, sh.K, M,
-                              c10::toString(act), with_bias, form == k::Q4WgmmaForm::kRegisterA ? "rs" : "ss");
+                              c10::toString(act), with_bias,
+                              form == k::Q4WgmmaForm::kRegisterA128   ? "rs128"
+                              : form == k::Q4WgmmaForm::kRegisterA256 ? "rs256"
+                                                                      : "ss");
               const at::Tensor got = y.narrow(1, 0, sh.N);
               EXPECT_LT(test::relative_error(got, ref), bound_for(act)) << what;
               EXPECT_LT(test::relative_error(got, ref16), act == at::kHalf ? 1e-3 : 6e-3) << what;

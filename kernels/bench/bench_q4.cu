@@ -266,7 +266,7 @@ CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const s
 
 // path 0: q4_tile_gemm automatic (or flat + cuBLAS when the shape needs it), 1: prefill rows, 2: prefill cols,
 // 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1,
-// 7 / 8: the fused sm_90a prefill kernel, register-A / shared-B form
+// 7 / 9 / 8: the fused sm_90a prefill kernel, register-A form with 128 / 256 tokens per block, shared-B form
 bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
   HostWeight h = make_host_weight(fmt, N, K, rng);
   DeviceWeight d;
@@ -288,9 +288,11 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     what = "flat+cublas";
     CK(cudaMalloc(&scratch, N * K * 2));
     q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
-  } else if (path == 7 || path == 8) {
-    const Q4WgmmaForm form = path == 7 ? Q4WgmmaForm::kRegisterA : Q4WgmmaForm::kSharedB;
-    what = path == 7 ? "wgmma-rs" : "wgmma-ss";
+  } else if (path == 7 || path == 8 || path == 9) {
+    const Q4WgmmaForm form = path == 7   ? Q4WgmmaForm::kRegisterA128
+                             : path == 9 ? Q4WgmmaForm::kRegisterA256
+                                         : Q4WgmmaForm::kSharedB;
+    what = path == 7 ? "wgmma-rs128" : path == 9 ? "wgmma-rs256" : "wgmma-ss";
     q4_tile_gemm_wgmma(dt, d.tw, dx, K, db, dy, N, M, 0, form);
   } else if (path == 0 || path >= 4) {
     Q4GemvConfig cfg;
@@ -712,15 +714,20 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
         });
         const double fused_rs = time_us([&](int i, cudaStream_t st) {
           q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
-                             Q4WgmmaForm::kRegisterA);
+                             Q4WgmmaForm::kRegisterA128);
+        });
+        const double fused_rs256 = time_us([&](int i, cudaStream_t st) {
+          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
+                             Q4WgmmaForm::kRegisterA256);
         });
         const double fused_ss = time_us([&](int i, cudaStream_t st) {
           q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
                              Q4WgmmaForm::kSharedB);
         });
-        const char* names[3] = {"dequant+cublas", "wgmma rs (regs)", "wgmma ss (smem)"};
-        for (int v = 0; v < 3; ++v) {
-          const double us = v == 0 ? two_pass : v == 1 ? fused_rs : fused_ss;
+        const char* names[4] = {"dequant+cublas", "wgmma rs 128", "wgmma rs 256", "wgmma ss (smem)"};
+        const double times[4] = {two_pass, fused_rs, fused_rs256, fused_ss};
+        for (int v = 0; v < 4; ++v) {
+          const double us = times[v];
           std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | %4.2fx |", s.name,
                         fmt_name(f), (long long)M, names[v], us, flop / us * 1e-6, us / cub);
           rows.push_back(line);
@@ -791,7 +798,7 @@ int main(int argc, char** argv) {
   if (prop.major == 9 && prop.minor == 0 && !prefill_shape) {  // the fused prefill kernel (sm_90a only)
     for (DType dt : dts) {
       for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
-        for (int path : {7, 8}) {
+        for (int path : {7, 9, 8}) {
           if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, path, handle, rng);  // 5 steps, partial tiles
           failures += !run_check(f, 300, 1024, 257, dt, path, handle, rng);  // rings wrap, 3 N blocks
           failures += !run_check(f, 4608, 3584, 512, dt, path, handle, rng);  // a real shape, sampled rows

@@ -113,12 +113,13 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 // Large-M path on Hopper (sm_90a, kernels/q4_gemm_sm90a.cu): one kernel, W dequantized inside the GEMM main loop
 // (wgmma, fp32 accumulation). No scratch, no allocation, no host sync. Supported: compute capability 9.0,
 // fp16/bf16, tile layout, x 16-byte aligned with ldx % 8 == 0, any ldy. Two forms:
-//   kRegisterA (kernels/fused_gemm_rs_sm90a.cuh): each warp dequantizes its weight rows into wgmma's A registers;
-//     awq values bit-identical to q4_tile_dequant's, nf4 / fp4 within 2 roundings (the codebook in 16 bits).
+//   kRegisterA128 / kRegisterA256 (kernels/fused_gemm_rs_sm90a.cuh): each warp dequantizes its weight rows into
+//     wgmma's A registers, blocks of 128 or 256 tokens; awq values bit-identical to q4_tile_dequant's, nf4 / fp4
+//     within 2 roundings (the codebook in 16 bits).
 //   kSharedB (kernels/fused_gemm_sm90a.cuh): converter warps write W into a shared-memory B stage; bit-identical.
 // Not the default (NOTES-q4.md): Q4Linear takes this path only when q4_tile_gemm_wgmma_enabled()
-// (QB_Q4_WGMMA=1 or rs: register-A; QB_Q4_WGMMA=ss: shared-B).
-enum class Q4WgmmaForm { kRegisterA, kSharedB };
+// (QB_Q4_WGMMA=1 or rs: register-A, 128 tokens, or 256 with QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B).
+enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 bool q4_tile_gemm_wgmma_enabled();
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
