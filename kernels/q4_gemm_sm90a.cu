@@ -312,6 +312,19 @@ int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
 
 }  // namespace
 
+bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form) {
+  static const bool automatic = fused::env_equals("QB_Q4_WGMMA", "auto");
+  if (q4_tile_gemm_wgmma_enabled()) {
+    *form = q4_tile_gemm_wgmma_form();
+    return true;
+  }
+  if (automatic && compute_capability() == 90 && q4_fused_prefill_preferred(w.mode, M, w.N, sm_count())) {
+    *form = Q4WgmmaForm::kRegisterA256;
+    return true;
+  }
+  return false;
+}
+
 // QB_Q4_WGMMA=1 (or rs): the register-A form (QB_FUSED_RS_TOKENS=256: 256-token blocks); QB_Q4_WGMMA=ss: the
 // shared-B form.
 bool q4_tile_gemm_wgmma_enabled() {

@@ -151,6 +151,23 @@ TEST(Q4Gpu, FusedLayersMatchParts) {
 }
 
 #ifdef QB_HAVE_CUDA
+// The large-M policy (a host function, no GPU needed): the fused kernel only where it measured faster than dequantize +
+// cuBLAS on the H100 (Qwen2-7B at M = 512: gate_up with fp32 absmax), two-pass everywhere else.
+TEST(Q4PrefillPolicy, FusedOnlyWhereMeasuredFaster) {
+  namespace k = qb::kernels;
+  using k::Q4ScaleMode;
+  const int sms = 132;
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, sms));       // gate_up: 592 blocks
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxNested, 512, 37888, sms));   // measured equal
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAffine, 512, 37888, sms));         // measured equal
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 4608, sms));       // qkv: 72 blocks
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 3584, sms));       // o, down: 56
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 128, 37888, sms));      // 296 < 4 waves
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 4608, sms));      // 36 x 8 = 288
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 18944, sms));      // 148 x 8 = 1184
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, 0));        // no device
+}
+
 // forward captured in a CUDA graph (decode path and prefill path) replays to the eager result.
 TEST(Q4Gpu, ForwardIsGraphCapturable) {
   QB_REQUIRE_CUDA();

@@ -455,9 +455,9 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   if (d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM) {
     if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
-  } else if (d.tiles && k::q4_tile_gemm_wgmma_enabled() &&
-             k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M)) {
-    k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
+  } else if (k::Q4WgmmaForm form{}; d.tiles && k::q4_prefill_fused_form(d.tw, M, &form) &&
+             k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form)) {
+    k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form);
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));

@@ -122,6 +122,17 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 bool q4_tile_gemm_wgmma_enabled();
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
+
+// Whether the register-A kernel with 256-token blocks measured faster than dequantize + cuBLAS at these sizes (H100,
+// M = 512, Qwen2-7B shapes; NOTES-q4.md, "Register-A form"): only grids of at least four waves of 256-token blocks
+// (gate_up: 592 blocks on 132 SMs; qkv, o and down, at 56-72 blocks, lost) with plain fp32 absmax (nf4 / fp4; awq
+// and double-quantized nf4 measured equal, not faster). A pure function of its arguments (CPU-tested).
+bool q4_fused_prefill_preferred(Q4ScaleMode mode, int64_t M, int64_t N, int sm_count);
+
+// The fused form Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss force the fused kernel
+// on every large-M call (q4_tile_gemm_wgmma_form()); QB_Q4_WGMMA=auto takes the 256-token register-A form where
+// q4_fused_prefill_preferred says so; unset, none. (Not the default until measured faster end to end.)
+bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form);
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
