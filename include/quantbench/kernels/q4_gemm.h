@@ -117,8 +117,8 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 //     wgmma's A registers, blocks of 128 or 256 tokens; awq values bit-identical to q4_tile_dequant's, nf4 / fp4
 //     within 2 roundings (the codebook in 16 bits).
 //   kSharedB (kernels/fused_gemm_sm90a.cuh): converter warps write W into a shared-memory B stage; bit-identical.
-// Not the default (NOTES-q4.md): Q4Linear takes this path only when q4_tile_gemm_wgmma_enabled()
-// (QB_Q4_WGMMA=1 or rs: register-A, 128 tokens, or 256 with QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B).
+// Not the default (NOTES-q4.md): Q4Linear takes this path only through q4_prefill_fused_form (QB_Q4_WGMMA=1 or rs:
+// register-A, 128 tokens, or 256 with QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B; QB_Q4_WGMMA=auto: below).
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 bool q4_tile_gemm_wgmma_enabled();
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
