@@ -229,15 +229,11 @@ inline int rs_probe() {
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block.
 template <typename Act, class Source, int BT>
 void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-                  int64_t M, cudaStream_t stream) {
-  auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
+               int64_t M, cudaStream_t stream) {
+  constexpr auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
   constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  });
-  const CUtensorMap x_map =
-      tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, BT, CU_TENSOR_MAP_SWIZZLE_128B, "x");
+  allow_dynamic_smem<kernel>(smem);
+  const CUtensorMap x_map = x_tensor_map(x, M, K, ldx, BT);
   const int64_t blocks = (M + BT - 1) / BT * ((src.n() + kRsRows - 1) / kRsRows);
   kernel<<<static_cast<unsigned>(blocks), kRsThreads, smem, stream>>>(
       src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), rs_probe());

@@ -255,38 +255,43 @@ inline CUtensorMap tensor_map_2d(const void* base, CUtensorMapDataType type, int
 
 inline bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Whether the environment variable `name` is "1" (the opt-in switches of the fused kernels).
-inline bool env_is_one(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, "1") == 0;
-}
-
+// Whether the environment variable `name` is set to `value` (the switches of the fused kernels).
 inline bool env_equals(const char* name, const char* value) {
   const char* v = std::getenv(name);
   return v != nullptr && std::strcmp(v, value) == 0;
 }
+inline bool env_is_one(const char* name) { return env_equals(name, "1"); }
 
 // QB_WGMMA_CONVERTERS=4: four converter warps instead of eight (an A/B of the conversion's latency hiding).
 inline int converter_warps() {
-  static const int warps = [] {
-    const char* v = std::getenv("QB_WGMMA_CONVERTERS");
-    return v != nullptr && std::strcmp(v, "4") == 0 ? 4 : 8;
-  }();
+  static const int warps = env_equals("QB_WGMMA_CONVERTERS", "4") ? 4 : 8;
   return warps;
+}
+
+// Lets `Kernel` take `bytes` of dynamic shared memory (once per process: device 0's limit is every device's here).
+template <auto Kernel>
+void allow_dynamic_smem(int bytes) {
+  static std::once_flag once;
+  std::call_once(once, [bytes] {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  });
+}
+
+// x [M, K] (16-bit, row stride ldx) as the fused kernels' tensor map: boxes of 64 columns x box_rows rows,
+// 128B-swizzled (the wgmma operand layout), rows past M read as zeros.
+inline CUtensorMap x_tensor_map(const void* x, int64_t M, int64_t K, int64_t ldx, int box_rows) {
+  return tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, box_rows, CU_TENSOR_MAP_SWIZZLE_128B,
+                       "x");
 }
 
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, one block per tile.
 template <typename Act, class Source, int CW>
 void launch_cw(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
                int64_t M, cudaStream_t stream) {
-  auto kernel = fused_gemm_kernel<Act, Source, CW>;
+  constexpr auto kernel = fused_gemm_kernel<Act, Source, CW>;
   constexpr int smem = dynamic_smem_bytes<Source>();
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  });
-  const CUtensorMap x_map =
-      tensor_map_2d(x, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, M, K, ldx, kBK, kBM, CU_TENSOR_MAP_SWIZZLE_128B, "x");
+  allow_dynamic_smem<kernel>(smem);
+  const CUtensorMap x_map = x_tensor_map(x, M, K, ldx, kBM);
   const int64_t blocks = (M + kBM - 1) / kBM * ((src.n() + kBN - 1) / kBN);
   kernel<<<static_cast<unsigned>(blocks), 32 * CW + kConsumers + 32, smem, stream>>>(
       src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M),

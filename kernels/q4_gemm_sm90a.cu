@@ -310,6 +310,14 @@ int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
   return INT_MAX;
 }
 
+// QB_Q4_WGMMA=1 (or rs): the register-A form (QB_FUSED_RS_TOKENS=256: 256-token blocks); QB_Q4_WGMMA=ss: the
+// shared-B form.
+bool q4_tile_gemm_wgmma_enabled() {
+  static const bool enabled = fused::env_is_one("QB_Q4_WGMMA") || fused::env_equals("QB_Q4_WGMMA", "rs") ||
+                              fused::env_equals("QB_Q4_WGMMA", "ss");
+  return enabled;
+}
+
 }  // namespace
 
 bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form) {
@@ -323,14 +331,6 @@ bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form)
     return true;
   }
   return false;
-}
-
-// QB_Q4_WGMMA=1 (or rs): the register-A form (QB_FUSED_RS_TOKENS=256: 256-token blocks); QB_Q4_WGMMA=ss: the
-// shared-B form.
-bool q4_tile_gemm_wgmma_enabled() {
-  static const bool enabled = fused::env_is_one("QB_Q4_WGMMA") || fused::env_equals("QB_Q4_WGMMA", "rs") ||
-                              fused::env_equals("QB_Q4_WGMMA", "ss");
-  return enabled;
 }
 
 Q4WgmmaForm q4_tile_gemm_wgmma_form() {

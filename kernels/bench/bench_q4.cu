@@ -712,20 +712,14 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
           q4_tile_matmul_cublas(handle, DType::kBF16, tw.copies[i % copies], plan, dx, s.K, nullptr, dy, s.N, M,
                                 scratch, nullptr, st);
         });
-        const double fused_rs = time_us([&](int i, cudaStream_t st) {
-          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
-                             Q4WgmmaForm::kRegisterA128);
-        });
-        const double fused_rs256 = time_us([&](int i, cudaStream_t st) {
-          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
-                             Q4WgmmaForm::kRegisterA256);
-        });
-        const double fused_ss = time_us([&](int i, cudaStream_t st) {
-          q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
-                             Q4WgmmaForm::kSharedB);
-        });
         const char* names[4] = {"dequant+cublas", "wgmma rs 128", "wgmma rs 256", "wgmma ss (smem)"};
-        const double times[4] = {two_pass, fused_rs, fused_rs256, fused_ss};
+        const Q4WgmmaForm forms[3] = {Q4WgmmaForm::kRegisterA128, Q4WgmmaForm::kRegisterA256, Q4WgmmaForm::kSharedB};
+        double times[4] = {two_pass};
+        for (int v = 1; v < 4; ++v) {
+          times[v] = time_us([&](int i, cudaStream_t st) {
+            q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, forms[v - 1]);
+          });
+        }
         for (int v = 0; v < 4; ++v) {
           const double us = times[v];
           std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | %-16s | %8.1f | %6.0f | %4.2fx |", s.name,

@@ -120,7 +120,7 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 // Not the default (NOTES-q4.md): Q4Linear takes this path only through q4_prefill_fused_form (QB_Q4_WGMMA=1 or rs:
 // register-A, 128 tokens, or 256 with QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B; QB_Q4_WGMMA=auto: below).
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
-bool q4_tile_gemm_wgmma_enabled();
+// The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 
 // Whether the register-A kernel with 256-token blocks measured faster than dequantize + cuBLAS at these sizes (H100,
