@@ -135,6 +135,17 @@ __device__ __forceinline__ float nested_absmax(float code_value, float2 nested) 
   return __fadd_rn(__fmul_rn(code_value, nested.x), nested.y);
 }
 
+// Bytes of one (tile, unit) scale record of the tile layout (quantbench/kernels/q4_layout.h): 16 values.
+constexpr int scale_record_bytes(Q4ScaleMode mode) {
+  return mode == Q4ScaleMode::kAbsmaxNested ? 16 : mode == Q4ScaleMode::kAbsmax16 ? 32 : 64;
+}
+
+// kAbsmax16: the 16 bits of an absmax (bf16, or fp16 when f16) as the fp32 value they store exactly.
+__device__ __forceinline__ float absmax16(uint32_t bits, bool f16) {
+  bits &= 0xFFFFu;
+  return f16 ? __half2float(__ushort_as_half(static_cast<unsigned short>(bits))) : __uint_as_float(bits << 16);
+}
+
 __device__ __forceinline__ float affine_scale(uint32_t packed) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(packed & 0xFFFFu)));
 }

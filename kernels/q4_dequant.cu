@@ -113,6 +113,8 @@ __global__ void __launch_bounds__(256) q4_tile_dequant_kernel(const __grid_const
       float scale, zero = 0.f;
       if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
         scale = static_cast<const float*>(w.scales)[sidx];
+      } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+        scale = q4::absmax16(static_cast<const uint16_t*>(w.scales)[sidx], w.absmax_f16);
       } else if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
         scale = q4::nested_absmax(nested_code[static_cast<const uint8_t*>(w.scales)[sidx]],
                                   w.nested[(n * units + unit) >> 8]);
@@ -184,6 +186,10 @@ void launch_tile(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col
       break;
     case Q4ScaleMode::kAffine:
       q4_tile_dequant_kernel<Out, Q4ScaleMode::kAffine, kL2Hints>
+          <<<blocks, 256, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
+      break;
+    case Q4ScaleMode::kAbsmax16:
+      q4_tile_dequant_kernel<Out, Q4ScaleMode::kAbsmax16, kL2Hints>
           <<<blocks, 256, 0, stream>>>(w, row0, rows, col0, cols, o, ldo);
       break;
   }

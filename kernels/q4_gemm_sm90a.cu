@@ -4,9 +4,10 @@
 // bf16 time on Qwen2-7B shapes at M = 512) never exists. Compiled for sm_90a only (CMakeLists.txt).
 // Two forms over the same packed steps: the shared-B skeleton (fused_gemm_sm90a.cuh, Q4Source::convert_step) and the
 // register-A one (fused_gemm_rs_sm90a.cuh, Q4RsSource::fragments).
-// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): opt-in (QB_Q4_WGMMA=1|rs, ss). On the H100 at M = 512 the
-// shared-B form equals dequantize + cuBLAS on the large Qwen2-7B shapes; the register-A form with 256-token blocks
-// beats it on gate_up nf4 (1.61x cuBLAS against 1.80x); both lose on the small shapes.
+// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): the 256-token register-A form is the default where
+// q4_fused_prefill_preferred says it measured faster (nf4 / fp4 gate_up-sized grids: 1.61x cuBLAS against 1.80x for
+// dequantize + cuBLAS; Qwen2-7B nf4 prefill of 512 22.83 -> 21.83 ms); QB_Q4_WGMMA=1|rs|ss force a form everywhere,
+// QB_Q4_WGMMA=0 turns it off. The shared-B form equals dequantize + cuBLAS on the large shapes; both lose on small ones.
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
@@ -80,7 +81,7 @@ struct Q4Source {
   // step on this one thread.)
   __device__ __forceinline__ void load_step(int k, int64_t n0, uint8_t* dst, uint64_t* bar) const {
     const int64_t unit = k >> w.unit_shift, tile0 = n0 / 16;
-    uint32_t bytes = kCodesBytes + kTilesPerBlock * (MODE == Q4ScaleMode::kAbsmaxNested ? 16 : 64);
+    uint32_t bytes = kCodesBytes + kTilesPerBlock * q4::scale_record_bytes(MODE);
     int64_t run_bytes = 0;
     Q4NestedRun run{};
     if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
@@ -110,6 +111,10 @@ struct Q4Source {
       const float2 v = *reinterpret_cast<const float2*>(src + kCodesBytes + j * 64 + g * 8);
       scale[0] = v.x;
       scale[1] = v.y;
+    } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+      const uint32_t v = *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + g * 4);
+      scale[0] = q4::absmax16(v, w.absmax_f16);
+      scale[1] = q4::absmax16(v >> 16, w.absmax_f16);
     } else if constexpr (MODE == Q4ScaleMode::kAffine) {
       const uint2 v = *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
       scale[0] = q4::affine_scale(v.x);
@@ -249,6 +254,9 @@ Q4Source<MODE> make_source(const Q4TileWeights& w) {
   if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
     src.scales_map = fused::tensor_map_2d(w.scales, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n_tiles, units * 16, units * 16,
                                           16, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "nested absmax codes");
+  } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+    src.scales_map = fused::tensor_map_2d(w.scales, CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, n_tiles, units * 16, units * 16,
+                                          16, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "16-bit absmax");
   } else {
     src.scales_map = fused::tensor_map_2d(w.scales, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, n_tiles, units * 16,
                                           units * 16, 16, kTilesPerBlock, CU_TENSOR_MAP_SWIZZLE_NONE, "4-bit scales");
@@ -288,6 +296,8 @@ void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int6
       return launch_mode<Act, Q4ScaleMode::kAbsmaxNested>(form, w, x, ldx, bias, y, ldy, M, stream);
     case Q4ScaleMode::kAffine:
       return launch_mode<Act, Q4ScaleMode::kAffine>(form, w, x, ldx, bias, y, ldy, M, stream);
+    case Q4ScaleMode::kAbsmax16:
+      return launch_mode<Act, Q4ScaleMode::kAbsmax16>(form, w, x, ldx, bias, y, ldy, M, stream);
   }
 }
 
@@ -306,6 +316,7 @@ int smem_bytes(Q4ScaleMode mode, Q4WgmmaForm form) {
     case Q4ScaleMode::kAbsmaxF32: return smem_bytes_of<Q4ScaleMode::kAbsmaxF32>(form);
     case Q4ScaleMode::kAbsmaxNested: return smem_bytes_of<Q4ScaleMode::kAbsmaxNested>(form);
     case Q4ScaleMode::kAffine: return smem_bytes_of<Q4ScaleMode::kAffine>(form);
+    case Q4ScaleMode::kAbsmax16: return smem_bytes_of<Q4ScaleMode::kAbsmax16>(form);
   }
   return INT_MAX;
 }
@@ -321,7 +332,8 @@ bool q4_tile_gemm_wgmma_enabled() {
 }  // namespace
 
 bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form) {
-  static const bool automatic = fused::env_equals("QB_Q4_WGMMA", "auto");
+  // Unset (or auto): the measured policy. 0: never (dequantize + cuBLAS everywhere, the A/B baseline).
+  static const bool automatic = std::getenv("QB_Q4_WGMMA") == nullptr || fused::env_equals("QB_Q4_WGMMA", "auto");
   if (q4_tile_gemm_wgmma_enabled()) {
     *form = q4_tile_gemm_wgmma_form();
     return true;

@@ -8,6 +8,7 @@
 //       kAbsmaxF32    float absmax                      w = codebook[c] * absmax
 //       kAbsmaxNested uint8 code, nested (abs, off)     w = codebook[c] * (nested_code[u8] * abs + off)
 //       kAffine       uint32 fp16 scale | zero << 16     w = (c - zero) * scale      (codebook 0..15)
+//       kAbsmax16     uint16 absmax (bf16 or fp16 bits)  w = codebook[c] * absmax   (the same fp32 absmax)
 //   bias [N] Act or null; y [M, ldy] Act; rows >= N and columns >= M of y are never written.
 //   Deterministic: every sum is taken in a fixed order. No allocation; capturable in a CUDA graph.
 //
@@ -61,7 +62,6 @@ namespace qb::kernels::q4 {
 constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
 
-constexpr int scale_record_bytes(Q4ScaleMode mode) { return mode == Q4ScaleMode::kAbsmaxNested ? 16 : 64; }
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
 // only), the warps' rings [S][stages][kStageBytes].
@@ -132,6 +132,10 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     const float2 s = *reinterpret_cast<const float2*>(rec + g * 8);
     sg = s.x;
     sg8 = s.y;
+  } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+    const uint32_t s = *reinterpret_cast<const uint32_t*>(rec + g * 4);  // row g low half, row g + 8 high
+    sg = absmax16(s, w.absmax_f16);
+    sg8 = absmax16(s >> 16, w.absmax_f16);
   } else if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
     const uint32_t codes = *reinterpret_cast<const uint16_t*>(rec + g * 2);
     const int64_t unit = chunk >> w.unit_shift;
@@ -372,9 +376,11 @@ struct GemvKernel {
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxF32)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxNested)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAffine)
+QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmax16)
 QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAbsmaxF32)
 QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAbsmaxNested)
 QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAffine)
+QB_Q4_GEMV_EXTERN(__nv_bfloat16, Q4ScaleMode::kAbsmax16)
 #undef QB_Q4_GEMV_EXTERN
 
 }  // namespace qb::kernels::q4

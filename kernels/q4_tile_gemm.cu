@@ -52,6 +52,7 @@ KernelFns fns_for(Q4ScaleMode mode, int nt, bool cuda_cores) {
     case Q4ScaleMode::kAbsmaxF32: return fns_for<Act, Q4ScaleMode::kAbsmaxF32>(nt, cuda_cores);
     case Q4ScaleMode::kAbsmaxNested: return fns_for<Act, Q4ScaleMode::kAbsmaxNested>(nt, cuda_cores);
     case Q4ScaleMode::kAffine: return fns_for<Act, Q4ScaleMode::kAffine>(nt, cuda_cores);
+    case Q4ScaleMode::kAbsmax16: return fns_for<Act, Q4ScaleMode::kAbsmax16>(nt, cuda_cores);
   }
   return {};
 }

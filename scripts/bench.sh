@@ -52,11 +52,11 @@ if want nopdl; then
   "$QB" report "$OUT"/nopdl-*.json --format md | tee "$OUT/nopdl.md"
 fi
 if want prefill; then
-  # The fused prefill kernels (kernels/{q4,int8}_gemm_sm90a.cu, opt-in): 4-bit checks and M = 512 timings of every
-  # form (register-A with 128 / 256 tokens, shared-B) against dequantize + cuBLAS, the int8 bench's prefill rows
-  # (its fused row included), then Qwen2-7B prefill of 512 end to end: default paths, QB_Q4_WGMMA=auto (the
-  # 256-token register-A kernel only where q4_fused_prefill_preferred says it measured faster) and every large-M
-  # layer forced onto the fused kernels.
+  # The fused prefill kernels (kernels/{q4,int8}_gemm_sm90a.cu): 4-bit checks and M = 512 timings of every form
+  # (register-A with 128 / 256 tokens, shared-B) against dequantize + cuBLAS, the int8 bench's prefill rows (its
+  # fused row included), then Qwen2-7B prefill of 512 end to end: default paths (the 256-token register-A kernel
+  # where q4_fused_prefill_preferred says it measured faster), QB_Q4_WGMMA=0 (dequantize + cuBLAS everywhere) and
+  # every large-M layer forced onto the fused kernels.
   timeout "${QB_KERNEL_BENCH_TIMEOUT:-120}" "$BUILD/qb_bench_q4" --prefill --quick > "$OUT/prefill-q4.log" 2>&1 \
     || { echo "prefill q4: exit $?"; status=1; }
   grep -E "FAIL|correctness" "$OUT/prefill-q4.log"; grep -A60 "^prefill (bf16" "$OUT/prefill-q4.log"
@@ -64,7 +64,7 @@ if want prefill; then
     || { echo "bench_int8: exit $?"; status=1; }
   grep -E "prefill|FAIL" "$OUT/prefill-int8.log"
   run prefill-default-qwen2-7b --model synthetic:qwen2-7b --precision fp16,int8,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
-  QB_Q4_WGMMA=auto run prefill-auto-qwen2-7b --model synthetic:qwen2-7b --precision nf4,awq --batch 1 --prompt-len 512 --gen-len 2
+  QB_Q4_WGMMA=0 run prefill-twopass-qwen2-7b --model synthetic:qwen2-7b --precision nf4,awq --batch 1 --prompt-len 512 --gen-len 2
   QB_Q4_WGMMA=1 QB_INT8_WGMMA=1 run prefill-wgmma-qwen2-7b --model synthetic:qwen2-7b --precision int8,nf4,awq --batch 1 --prompt-len 512 --gen-len 2
   "$QB" report "$OUT"/prefill-*.json --format md | tee "$OUT/prefill.md"
 fi

@@ -130,6 +130,37 @@ TEST(Q4Gpu, DeviceLayoutRoundTripsExactly) {
   }
 }
 
+// 16-bit weights give absmax values that 16 bits hold exactly: the layer keeps them as 16 bits (kAbsmax16, half
+// the scale bytes) and is still the canonical weight bit for bit, in every kernel: the decode GEMV (M = 1, 9) and
+// the prefill path (M = 130) give what the fp32 weights of the same values give, within the usual bound of the
+// float64 reference on the exact dequantized weight.
+TEST(Q4Gpu, SixteenBitAbsmaxIsTheSameWeight) {
+  QB_REQUIRE_CUDA();
+  namespace k = qb::kernels;
+  at::manual_seed(7);
+  const int64_t N = 200, K = 512, T = k::q4_n_tiles(N);
+  for (const char* format : {"nf4", "fp4"}) {
+    for (at::ScalarType wdt : {at::kBFloat16, at::kHalf}) {
+      const Variant v{format, false, 64};
+      const at::Tensor weight = (at::randn({N, K}) * 0.05).to(wdt);
+      FormatOptions cpu;
+      cpu.blocksize = 64;
+      auto on_cpu = find_format(format).quantize(weight.to(at::kFloat), std::nullopt, cpu);
+      for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
+        auto on_gpu = find_format(format).quantize(weight.to(at::kCUDA), std::nullopt, cuda_options(act, v));
+        const std::string what = fmt::format("{} weights {} act {}", format, c10::toString(wdt), c10::toString(act));
+        EXPECT_EQ(on_gpu->weight_bytes(), k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 2) << what;  // 16-bit absmax
+        EXPECT_TRUE(at::equal(on_cpu->dequantize(), on_gpu->dequantize())) << what;
+        for (int64_t M : {1, 9, 130}) {
+          const at::Tensor x = at::randn({M, K}).to(at::kCUDA, act);
+          EXPECT_LT(test::relative_error(on_gpu->forward(x), reference(x, *on_cpu, std::nullopt)), bound_for(act))
+              << what << " M=" << M;
+        }
+      }
+    }
+  }
+}
+
 // Fused q/k/v-style layers on the GPU equal the parts side by side.
 TEST(Q4Gpu, FusedLayersMatchParts) {
   QB_REQUIRE_CUDA();
@@ -158,6 +189,7 @@ TEST(Q4PrefillPolicy, FusedOnlyWhereMeasuredFaster) {
   using k::Q4ScaleMode;
   const int sms = 132;
   EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, sms));       // gate_up: 592 blocks
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmax16, 512, 37888, sms));        // the same values
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxNested, 512, 37888, sms));   // measured equal
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAffine, 512, 37888, sms));         // measured equal
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 4608, sms));       // qkv: 72 blocks
@@ -204,7 +236,8 @@ struct TileCase {
   kernels::Q4TileWeights tw;
 };
 
-TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t block) {
+// kAbsmax16: absmax values exact in bf16 (or fp16 with absmax_f16), stored as those 16 bits.
+TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t block, bool absmax_f16 = false) {
   namespace k = qb::kernels;
   TileCase c;
   Q4Weights& w = c.canonical;
@@ -220,9 +253,10 @@ TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t
     w.group_zero = at::randint(0, 16, {N, units}, at::kByte);
   } else {
     w.codebook = {-1.f, -0.7f, -0.5f, -0.4f, -0.3f, -0.2f, -0.1f, 0.f, 0.1f, 0.2f, 0.25f, 0.3f, 0.45f, 0.55f, 0.7f, 1.f};
-    if (mode == k::Q4ScaleMode::kAbsmaxF32) {
+    if (mode == k::Q4ScaleMode::kAbsmaxF32 || mode == k::Q4ScaleMode::kAbsmax16) {
       w.scales = Q4Scales::kBlockAbsmax;
       w.absmax = at::rand({N * units}) * 0.1 + 0.01;
+      if (mode == k::Q4ScaleMode::kAbsmax16) w.absmax = w.absmax.to(absmax_f16 ? at::kHalf : at::kBFloat16).to(at::kFloat);
     } else {
       w.scales = Q4Scales::kBlockAbsmaxNested;
       const int64_t nested = (N * units + 255) / 256;
@@ -241,6 +275,7 @@ TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t
   tw.N = N;
   tw.K = K;
   tw.mode = mode;
+  tw.absmax_f16 = absmax_f16;
   tw.unit_shift = block == 64 ? 0 : block == 128 ? 1 : 2;
   std::copy(w.codebook.begin(), w.codebook.end(), tw.codebook);
   if (mode == k::Q4ScaleMode::kAffine) {
@@ -252,6 +287,10 @@ TileCase make_tile_case(kernels::Q4ScaleMode mode, int64_t N, int64_t K, int64_t
   } else if (mode == k::Q4ScaleMode::kAbsmaxF32) {
     auto tiled = k::q4_tile_scales(w.absmax.data_ptr<float>(), N, units, 0.f);
     c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kFloat).to(at::kCUDA);
+  } else if (mode == k::Q4ScaleMode::kAbsmax16) {
+    const at::Tensor bits = w.absmax.to(absmax_f16 ? at::kHalf : at::kBFloat16).view(at::kShort).contiguous();
+    auto tiled = k::q4_tile_scales(bits.data_ptr<int16_t>(), N, units, int16_t{0});
+    c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kShort).to(at::kCUDA);
   } else {
     auto tiled = k::q4_tile_scales(w.absmax.data_ptr<uint8_t>(), N, units, uint8_t{0});
     c.scales = at::from_blob(tiled.data(), {static_cast<int64_t>(tiled.size())}, at::kByte).to(at::kCUDA);
@@ -269,7 +308,29 @@ struct TileShape {
 };
 
 const char* mode_name(kernels::Q4ScaleMode mode) {
-  return mode == kernels::Q4ScaleMode::kAbsmaxF32 ? "absmax" : mode == kernels::Q4ScaleMode::kAbsmaxNested ? "nested" : "awq";
+  switch (mode) {
+    case kernels::Q4ScaleMode::kAbsmaxF32: return "absmax";
+    case kernels::Q4ScaleMode::kAbsmaxNested: return "nested";
+    case kernels::Q4ScaleMode::kAffine: return "awq";
+    case kernels::Q4ScaleMode::kAbsmax16: return "absmax16";
+  }
+  return "?";
+}
+
+std::string scheme_name(kernels::Q4ScaleMode mode, bool absmax_f16) {
+  return std::string(mode_name(mode)) + (absmax_f16 ? "-f16" : "");
+}
+
+// Every scale scheme of the tile layout; the 16-bit absmax in both of its flavours (bf16, fp16 bits).
+struct SchemeCase {
+  kernels::Q4ScaleMode mode;
+  bool absmax_f16;
+};
+const std::vector<SchemeCase>& all_schemes() {
+  using M = kernels::Q4ScaleMode;
+  static const std::vector<SchemeCase> schemes = {
+      {M::kAbsmaxF32, false}, {M::kAbsmaxNested, false}, {M::kAffine, false}, {M::kAbsmax16, false}, {M::kAbsmax16, true}};
+  return schemes;
 }
 
 // Every decode-kernel variant through the host API, on fresh random weights and inputs: tensor cores for every M
@@ -290,9 +351,9 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pad = 8;
-  for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
+  for (const auto& [mode, absmax_f16] : all_schemes()) {
     for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{40, 1024, 128}}) {
-      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block);
+      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block, absmax_f16);
       const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
         const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
@@ -328,7 +389,7 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
           const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), dense, bias.to(at::kCPU, at::kDouble));
           const auto chosen = k::q4_tile_gemm_config(dt, c.tw, M, cfg);
           const std::string what = fmt::format("{} N={} K={} M={} {} compute={} warps={} stages={} grid={}",
-                                               mode_name(mode), sh.N, sh.K, M, c10::toString(act),
+                                               scheme_name(mode, absmax_f16), sh.N, sh.K, M, c10::toString(act),
                                                static_cast<int>(chosen.compute), chosen.warps, chosen.stages,
                                                chosen.grid);
           EXPECT_LT(test::relative_error(y.narrow(1, 0, sh.N), ref), bound) << what;
@@ -361,9 +422,9 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pad = 8;
-  for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
+  for (const auto& [mode, absmax_f16] : all_schemes()) {
     for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{300, 1024, 128}, TileShape{77, 64, 64}}) {
-      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block);
+      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block, absmax_f16);
       const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
         const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
@@ -384,7 +445,7 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
               k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, with_bias ? bias.data_ptr() : nullptr,
                                     y.data_ptr(), sh.N + pad, M, stream, form);
               const std::string what =
-                  fmt::format("{} N={} K={} M={} {} bias={} form={}", mode_name(mode), sh.N, sh.K, M,
+                  fmt::format("{} N={} K={} M={} {} bias={} form={}", scheme_name(mode, absmax_f16), sh.N, sh.K, M,
                               c10::toString(act), with_bias,
                               form == k::Q4WgmmaForm::kRegisterA128   ? "rs128"
                               : form == k::Q4WgmmaForm::kRegisterA256 ? "rs256"
@@ -410,17 +471,17 @@ TEST(Q4Gpu, TileDequantWritesExactlyTheRange) {
   at::manual_seed(32);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const int64_t pad = 8;
-  for (k::Q4ScaleMode mode : {k::Q4ScaleMode::kAbsmaxF32, k::Q4ScaleMode::kAbsmaxNested, k::Q4ScaleMode::kAffine}) {
-    TileCase c = make_tile_case(mode, 77, 320, 64);
+  for (const auto& [mode, absmax_f16] : all_schemes()) {
+    TileCase c = make_tile_case(mode, 77, 320, 64, absmax_f16);
     const at::Tensor dense = c.canonical.dequantize();
     at::Tensor out = at::full({48, 128 + pad}, nan, at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
     k::q4_tile_dequant(k::DType::kF32, c.tw, 16, 45, 64, 128, out.data_ptr(), 128 + pad,
                        at::cuda::getCurrentCUDAStream());
     const at::Tensor got = out.to(at::kCPU);
     EXPECT_TRUE(at::equal(got.narrow(0, 0, 45).narrow(1, 0, 128), dense.narrow(0, 16, 45).narrow(1, 64, 128)))
-        << mode_name(mode);
-    EXPECT_TRUE(at::isnan(got.narrow(0, 45, 3)).all().item<bool>()) << mode_name(mode);
-    EXPECT_TRUE(at::isnan(got.narrow(1, 128, pad)).all().item<bool>()) << mode_name(mode);
+        << scheme_name(mode, absmax_f16);
+    EXPECT_TRUE(at::isnan(got.narrow(0, 45, 3)).all().item<bool>()) << scheme_name(mode, absmax_f16);
+    EXPECT_TRUE(at::isnan(got.narrow(1, 128, pad)).all().item<bool>()) << scheme_name(mode, absmax_f16);
   }
 }
 
@@ -433,20 +494,24 @@ TEST(Q4Gpu, WeightBytesAreTheDeviceBytes) {
   struct Case {
     const char* format;
     bool double_quant;
+    at::ScalarType weight_dtype;  // bf16 / fp16 weights: every absmax is exact in 16 bits (kAbsmax16)
     int64_t expected;
   };
   const int64_t T = k::q4_n_tiles(N);
   const std::vector<Case> cases = {
-      {"nf4", false, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 4 + N * 2},
-      {"nf4", true, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) + (N * K / 64 + 255) / 256 * 8 + 256 * 4 + N * 2},
-      {"awq", false, k::q4_tile_bytes(N, K) + T * 16 * (K / 128) * 4 + N * 2}};
+      {"nf4", false, at::kFloat, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 4 + N * 2},
+      {"nf4", false, at::kBFloat16, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 2 + N * 2},
+      {"fp4", false, at::kHalf, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) * 2 + N * 2},
+      {"nf4", true, at::kFloat, k::q4_tile_bytes(N, K) + T * 16 * (K / 64) + (N * K / 64 + 255) / 256 * 8 + 256 * 4 + N * 2},
+      {"awq", false, at::kFloat, k::q4_tile_bytes(N, K) + T * 16 * (K / 128) * 4 + N * 2}};
   for (const Case& cs : cases) {
     const Variant v{cs.format, cs.double_quant, std::string(cs.format) == "awq" ? 128 : 64};
     const FormatOptions options = cuda_options(at::kHalf, v);
-    const at::Tensor weight = (at::randn({N, K}) * 0.05).to(at::kCUDA);
+    const at::Tensor weight = (at::randn({N, K}) * 0.05).to(at::kCUDA, cs.weight_dtype);
     const at::Tensor bias = at::randn({N}).to(at::kCUDA);
     auto linear = find_format(cs.format).quantize(weight, bias, options);
-    EXPECT_EQ(linear->weight_bytes(), cs.expected) << cs.format << " dq=" << cs.double_quant;
+    EXPECT_EQ(linear->weight_bytes(), cs.expected) << cs.format << " dq=" << cs.double_quant << " "
+                                                    << c10::toString(cs.weight_dtype);
   }
 }
 

@@ -57,10 +57,12 @@ constexpr float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -
                             0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                             0.7229568362236023f, 1.0f};
 
-enum class Fmt { kNf4, kNf4Dq, kFp4B128, kAwq };
+// kNf4A16: nf4 whose absmax values are bf16-exact (as from bf16 weights), stored as 16 bits (kAbsmax16).
+enum class Fmt { kNf4, kNf4A16, kNf4Dq, kFp4B128, kAwq };
 const char* fmt_name(Fmt f) {
   switch (f) {
     case Fmt::kNf4: return "nf4";
+    case Fmt::kNf4A16: return "nf4-a16";
     case Fmt::kNf4Dq: return "nf4-dq";
     case Fmt::kFp4B128: return "fp4-b128";
     case Fmt::kAwq: return "awq-g128";
@@ -151,6 +153,8 @@ HostWeight make_host_weight(Fmt fmt, int64_t N, int64_t K, std::mt19937& rng) {
     }
   } else {
     for (auto& a : h.absmax) a = 0.02f + 0.08f * uni(rng);
+    if (fmt == Fmt::kNf4A16)
+      for (auto& a : h.absmax) a = h2f(f2h(a, DType::kBF16), DType::kBF16);  // exact in bf16
   }
   return h;
 }
@@ -232,6 +236,15 @@ void to_device(const HostWeight& h, DeviceWeight& d, bool force_flat = false) {
     std::vector<float> per(N * units);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t u = 0; u < units; ++u) per[n * units + u] = h.absmax[(n * K + u * unit) / h.bs];
+    if (h.fmt == Fmt::kNf4A16) {
+      std::vector<uint16_t> bits(per.size());
+      for (size_t i = 0; i < per.size(); ++i) bits[i] = f2h(per[i], DType::kBF16);
+      auto tiled = q4_tile_scales(bits.data(), N, units, uint16_t{0});
+      t.mode = Q4ScaleMode::kAbsmax16;
+      t.scales = upload(d, tiled);
+      d.bytes += static_cast<int64_t>(tiled.size() * 2);
+      return;
+    }
     auto tiled = q4_tile_scales(per.data(), N, units, 0.f);
     t.mode = Q4ScaleMode::kAbsmaxF32;
     t.scales = upload(d, tiled);
@@ -401,6 +414,12 @@ __global__ void fill_scales_kernel(float* p, int64_t n, float lo, float hi) {
     p[i] = lo + (hi - lo) * static_cast<float>((i * 2654435761u) & 1023) / 1024.f;
 }
 
+__global__ void fill_absmax16_kernel(uint16_t* p, int64_t n) {  // bf16 bits of 0.02 .. 0.1
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    p[i] = __bfloat16_as_ushort(__float2bfloat16_rn(0.02f + 0.08f * static_cast<float>((i * 2654435761u) & 1023) / 1024.f));
+}
+
 __global__ void fill_affine_kernel(uint32_t* p, int64_t n) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -442,6 +461,12 @@ void make_timed(Fmt fmt, int64_t N, int64_t K, int copies, TimedWeight& t) {
       CK(cudaMemcpy(dc, dyn.data(), 1024, cudaMemcpyHostToDevice));
       w.nested_code = static_cast<float*>(dc);
       t.bytes += scale_count + nested * 8 + 1024;
+    } else if (fmt == Fmt::kNf4A16) {
+      w.mode = Q4ScaleMode::kAbsmax16;
+      void* s = dalloc(t, scale_count * 2, 0);
+      fill_absmax16_kernel<<<1024, 256>>>(static_cast<uint16_t*>(s), scale_count);
+      w.scales = s;
+      t.bytes += scale_count * 2;
     } else {
       w.mode = Q4ScaleMode::kAbsmaxF32;
       void* s = dalloc(t, scale_count * 4, 0);
@@ -701,7 +726,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
                     (long long)M, "cublas", cub, flop / cub * 1e-6);
       rows.push_back(line);
       std::printf("prefill %s\n", line);
-      for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq}) {
+      for (Fmt f : {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kAwq}) {
         TimedWeight tw;
         const int64_t one = q4_tile_bytes(s.N, s.K);
         const int copies = static_cast<int>(std::max<int64_t>(2, (l2_guard + one - 1) / one));
@@ -772,7 +797,7 @@ int main(int argc, char** argv) {
   const DType dts[2] = {DType::kF16, DType::kBF16};
   for (DType dt : dts) {
     if (prefill) break;  // --prefill checks only the kernels it times
-    for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
+    for (Fmt f : {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
       for (int64_t M : {1, 2, 3, 5, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
       for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);
       // CUDA cores, odd chunk count (awq needs K % group == 0: 320 is not a multiple of 128)
@@ -791,7 +816,7 @@ int main(int argc, char** argv) {
   }
   if (prop.major == 9 && prop.minor == 0 && !prefill_shape) {  // the fused prefill kernel (sm_90a only)
     for (DType dt : dts) {
-      for (Fmt f : {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
+      for (Fmt f : {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
         for (int path : {7, 9, 8}) {
           if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, path, handle, rng);  // 5 steps, partial tiles
           failures += !run_check(f, 300, 1024, 257, dt, path, handle, rng);  // rings wrap, 3 N blocks
@@ -821,14 +846,14 @@ int main(int argc, char** argv) {
   std::vector<Shape> shapes = {{"qkv", 3584, 4608}, {"o", 3584, 3584}, {"gate_up", 3584, 37888},
                                {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
   if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
-  std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4Dq, Fmt::kAwq};
+  std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kAwq};
   std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
   // QB_BENCH_SHAPES=small: TinyLlama-1.1B and GPT-2 decode shapes, nf4 and awq, M = 1 (latency-bound layers).
   const char* shape_set = std::getenv("QB_BENCH_SHAPES");
   if (shape_set != nullptr && std::string(shape_set) == "small") {
     shapes = {{"tl_qkv", 2048, 2560}, {"tl_o", 2048, 2048}, {"tl_gu", 2048, 11264}, {"tl_down", 5632, 2048},
               {"g2_qkv", 768, 2304},  {"g2_o", 768, 768},   {"g2_fc", 768, 3072},   {"g2_proj", 3072, 768}};
-    fmts = {Fmt::kNf4, Fmt::kAwq};
+    fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kAwq};
     Ms = {1};
   }
   std::vector<std::string> table, sweep_table;

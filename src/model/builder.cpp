@@ -120,9 +120,10 @@ class ParameterLoader {
   bool prequantized_ = false;
 };
 
-std::unique_ptr<WeightSource> open_source(const io::ResolvedModel& model, const BuildOptions& options) {
+std::unique_ptr<WeightSource> open_source(const io::ResolvedModel& model, const ModelConfig& config,
+                                          const BuildOptions& options) {
   if (model.source == io::ModelSource::kSynthetic) {
-    return make_synthetic_source(options.synthetic_seed, options.device);
+    return make_synthetic_source(options.synthetic_seed, options.device, stored_dtype(config));
   }
   return make_checkpoint_source(io::Checkpoint::open(model.dir));
 }
@@ -157,7 +158,7 @@ std::unique_ptr<CausalLM> build_causal_lm(const io::ResolvedModel& model, const 
   const std::string stored = checkpoint_precision(config);
   QB_CHECK(stored.empty() || stored == options.precision, kInvalidInput,
            "{}: the checkpoint is quantized as {}; run it with --precision {}", model.config_path, stored, stored);
-  const auto source = open_source(model, options);
+  const auto source = open_source(model, config, options);
   const ArchLayout layout = make_arch_layout(config, [&](const std::string& name) { return source->has(name) && !source->is_synthetic(); });
   const quant::WeightFormat& dense_head_format = quant::find_format(dtype_label(options.compute_dtype));
   ParameterLoader load(*source, options, layout, stored.empty() ? nullptr : &dense_head_format);

@@ -47,18 +47,18 @@ class CheckpointSource final : public WeightSource {
 
 class SyntheticSource final : public WeightSource {
  public:
-  SyntheticSource(uint64_t seed, c10::Device device, double init_std)
-      : seed_(seed), device_(device), init_std_(init_std) {}
+  SyntheticSource(uint64_t seed, c10::Device device, at::ScalarType stored, double init_std)
+      : seed_(seed), device_(device), stored_(stored), init_std_(init_std) {}
   bool has(const std::string&) const override { return true; }
   at::Tensor get(const std::string& name, at::IntArrayRef shape, TensorRole role) const override {
     const auto options = at::TensorOptions().device(device_).dtype(at::kFloat);
-    if (role == TensorRole::kNormWeight) return at::ones(shape, options);
-    if (role == TensorRole::kNormBias) return at::zeros(shape, options);
+    if (role == TensorRole::kNormWeight) return at::ones(shape, options.dtype(stored_));
+    if (role == TensorRole::kNormBias) return at::zeros(shape, options.dtype(stored_));
     // A private generator per tensor: reproducible whatever else draws random numbers, and no
     // lock held here (the sampling kernels take the generator's own mutex).
     at::Generator generator = make_private_generator(device_);
     generator.set_current_seed(seed_ ^ fnv1a(name));
-    return at::normal(0.0, init_std_, shape, generator, options);
+    return at::normal(0.0, init_std_, shape, generator, options).to(stored_);
   }
   bool is_synthetic() const override { return true; }
   std::string description() const override { return fmt::format("synthetic weights (seed {})", seed_); }
@@ -66,6 +66,7 @@ class SyntheticSource final : public WeightSource {
  private:
   uint64_t seed_;
   c10::Device device_;
+  at::ScalarType stored_;
   double init_std_;
 };
 
@@ -86,8 +87,15 @@ std::unique_ptr<WeightSource> make_checkpoint_source(io::Checkpoint checkpoint) 
   return std::make_unique<CheckpointSource>(std::move(checkpoint));
 }
 
-std::unique_ptr<WeightSource> make_synthetic_source(uint64_t seed, c10::Device device, double init_std) {
-  return std::make_unique<SyntheticSource>(seed, device, init_std);
+std::unique_ptr<WeightSource> make_synthetic_source(uint64_t seed, c10::Device device, at::ScalarType stored,
+                                                    double init_std) {
+  return std::make_unique<SyntheticSource>(seed, device, stored, init_std);
+}
+
+at::ScalarType stored_dtype(const ModelConfig& config) {
+  if (config.torch_dtype == "bfloat16") return at::kBFloat16;
+  if (config.torch_dtype == "float16") return at::kHalf;
+  return at::kFloat;
 }
 
 }  // namespace qb::model

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "quantbench/core/error.h"
@@ -207,6 +208,7 @@ struct Q4Linear::Device {
   bool tiles = false;
   int64_t unit = 0;  // tile scale unit in columns
   kernels::Q4ScaleMode mode = kernels::Q4ScaleMode::kAbsmaxF32;
+  bool absmax_f16 = false;  // kAbsmax16: scales hold fp16 (else bf16)
   at::Tensor codes, scales, nested, nested_code;
   kernels::Q4TileWeights tw;
   kernels::Q4FlatWeights fw;
@@ -242,6 +244,15 @@ at::Tensor tile_scales(const at::Tensor& per_row_unit, int64_t N) {
 at::Tensor untile_scales(const at::Tensor& tiled, int64_t N, int64_t units) {
   const int64_t T = kernels::q4_n_tiles(N);
   return tiled.view({T, units, 8, 2}).permute({0, 3, 2, 1}).contiguous().view({T * 16, units}).narrow(0, 0, N);
+}
+
+// QB_Q4_ABSMAX16=0 keeps every absmax in fp32 (the A/B of kAbsmax16). Read once.
+bool absmax16_enabled() {
+  static const bool enabled = [] {
+    const char* flag = std::getenv("QB_Q4_ABSMAX16");
+    return flag == nullptr || std::strcmp(flag, "0") != 0;
+  }();
+  return enabled;
 }
 
 // awq: fp16 scale bits | zero << 16 as int32 words, and back.
@@ -317,6 +328,19 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
       }
       d.scales = tile_scales(per, N);
       d.mode = k::Q4ScaleMode::kAbsmaxF32;
+      // Half the scale bytes where 16 bits hold every absmax exactly (bf16 first: bitsandbytes' absmax of bf16
+      // weights is one of them; fp16 for fp16 weights): the kernels then compute with the same fp32 values.
+      if (absmax16_enabled()) {
+        for (const at::ScalarType narrow : {at::kBFloat16, at::kHalf}) {
+          const at::Tensor held = per.to(narrow);
+          if (at::equal(held.to(at::kFloat), per)) {
+            d.scales = tile_scales(held, N);
+            d.mode = k::Q4ScaleMode::kAbsmax16;
+            d.absmax_f16 = narrow == at::kHalf;
+            break;
+          }
+        }
+      }
     }
     k::Q4TileWeights& tw = d.tw;
     tw.tiles = d.codes.data_ptr<uint8_t>();
@@ -327,6 +351,7 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
     while ((int64_t{64} << shift) < d.unit) ++shift;
     tw.unit_shift = shift;
     tw.scales = d.scales.data_ptr();
+    tw.absmax_f16 = d.absmax_f16;
     if (d.nested.defined()) tw.nested = reinterpret_cast<const float2*>(d.nested.data_ptr<float>());
     if (d.nested_code.defined()) tw.nested_code = d.nested_code.data_ptr<float>();
     std::memcpy(tw.codebook, weights.codebook.data(), sizeof(tw.codebook));
@@ -377,7 +402,7 @@ Q4Weights Q4Linear::canonical(bool on_device) const {
     w.absmax = d.scales;
   } else {
     const int64_t units = K / d.unit;
-    const at::Tensor per = untile_scales(d.scales, N, units).reshape({-1});
+    const at::Tensor per = untile_scales(d.scales, N, units).reshape({-1}).to(at::kFloat);  // 16-bit: exact
     if (d.mode == kernels::Q4ScaleMode::kAbsmaxNested) {
       w.absmax = per;
       w.nested_absmax = d.nested.select(1, 0).contiguous();

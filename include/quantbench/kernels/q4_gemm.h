@@ -23,6 +23,11 @@ enum class Q4ScaleMode {
   kAbsmaxF32,     // scales: float absmax
   kAbsmaxNested,  // scales: uint8 code into nested_code; nested: (absmax, offset) per 256 flat blocks
   kAffine,        // scales: uint32 = fp16 scale bits | zero << 16
+  // scales: the fp32 absmax stored as 16 bits (bf16, or fp16 when Q4TileWeights::absmax_f16), chosen at load
+  // only where every absmax of the weight converts to it and back exactly: it is then the same fp32 value, so
+  // every product and rounding is kAbsmaxF32's, for half the scale bytes (nf4 / fp4 blocksize 64: 4.5 -> 4.25
+  // bits a weight). bitsandbytes' absmax of 16-bit weights is max |w| of a block, a 16-bit value: always exact.
+  kAbsmax16,
 };
 
 // Tile layout (K % 64 == 0, unit = 64 << unit_shift columns): the fast path for every M.
@@ -31,7 +36,8 @@ struct Q4TileWeights {
   int64_t N = 0, K = 0;
   Q4ScaleMode mode = Q4ScaleMode::kAbsmaxF32;
   int unit_shift = 0;             // unit U = 64 << unit_shift columns; units per row = K / U
-  const void* scales = nullptr;   // [n_tiles][K/U][8][2] of float | uint8 | uint32 (see mode, q4_layout.h)
+  const void* scales = nullptr;   // [n_tiles][K/U][8][2] of float | uint8 | uint32 | uint16 (see mode, q4_layout.h)
+  bool absmax_f16 = false;        // kAbsmax16: the 16 bits are fp16 (else bf16)
   // kAbsmaxNested: flat block index of (row n, unit u) is n * (K/U) + u (U == blocksize, K % U == 0);
   // nested[flat >> 8] = {nested absmax, nested offset}; nested_code [256] fp32.
   const float2* nested = nullptr;
@@ -117,21 +123,23 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 //     wgmma's A registers, blocks of 128 or 256 tokens; awq values bit-identical to q4_tile_dequant's, nf4 / fp4
 //     within 2 roundings (the codebook in 16 bits).
 //   kSharedB (kernels/fused_gemm_sm90a.cuh): converter warps write W into a shared-memory B stage; bit-identical.
-// Not the default (NOTES-q4.md): Q4Linear takes this path only through q4_prefill_fused_form (QB_Q4_WGMMA=1 or rs:
-// register-A, 128 tokens, or 256 with QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B; QB_Q4_WGMMA=auto: below).
+// Q4Linear takes this path through q4_prefill_fused_form: by default the 256-token register-A form where
+// q4_fused_prefill_preferred says so; QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
+// QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B everywhere; QB_Q4_WGMMA=0: never.
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 // The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 
 // Whether the register-A kernel with 256-token blocks measured faster than dequantize + cuBLAS at these sizes (H100,
 // M = 512, Qwen2-7B shapes; NOTES-q4.md, "Register-A form"): only grids of at least four waves of 256-token blocks
-// (gate_up: 592 blocks on 132 SMs; qkv, o and down, at 56-72 blocks, lost) with plain fp32 absmax (nf4 / fp4; awq
+// (gate_up: 592 blocks on 132 SMs; qkv, o and down, at 56-72 blocks, lost) with plain absmax (fp32 or 16-bit; awq
 // and double-quantized nf4 measured equal, not faster). A pure function of its arguments (CPU-tested).
 bool q4_fused_prefill_preferred(Q4ScaleMode mode, int64_t M, int64_t N, int sm_count);
 
 // The fused form Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss force the fused kernel
-// on every large-M call (q4_tile_gemm_wgmma_form()); QB_Q4_WGMMA=auto takes the 256-token register-A form where
-// q4_fused_prefill_preferred says so; unset, none. (Not the default until measured faster end to end.)
+// on every large-M call (q4_tile_gemm_wgmma_form()); unset or auto, the 256-token register-A form where
+// q4_fused_prefill_preferred says so (measured end to end on the H100: Qwen2-7B nf4 prefill of 512 tokens 22.83 ->
+// 21.83 ms, BENCHMARKS.md); QB_Q4_WGMMA=0 (any other value), none.
 bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form);
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());

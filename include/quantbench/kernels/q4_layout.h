@@ -21,7 +21,8 @@
 // r = g + 8h), where a unit is U = 64 << unit_shift columns of one row (U = the absmax blocksize or the AWQ
 // group; a chunk never straddles units because U % 64 == 0 and units are aligned to row starts). Rows g and
 // g + 8 sit side by side because lane (g, t) of a warp needs exactly those two: one 8-byte (fp32, awq word)
-// or 2-byte (nested code) read. A (tile, unit) record is 16 values: 64 bytes (fp32 / awq) or 16 (nested).
+// or 2-byte (nested code) or 4-byte (16-bit absmax) read. A (tile, unit) record is 16 values: 64 bytes (fp32 / awq),
+// 32 (16-bit absmax) or 16 (nested).
 #pragma once
 
 #include <cstdint>

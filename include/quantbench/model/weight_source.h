@@ -35,7 +35,13 @@ std::unique_ptr<WeightSource> make_checkpoint_source(io::Checkpoint checkpoint);
 // A fresh generator of its own for `device` (never the global default one).
 at::Generator make_private_generator(c10::Device device);
 // Values: linear weights and embeddings N(0, init_std), biases N(0, init_std), norm weights 1,
-// norm biases 0. Seeded per tensor from (seed, name), so any subset is reproducible.
-std::unique_ptr<WeightSource> make_synthetic_source(uint64_t seed, c10::Device device, double init_std = 0.02);
+// norm biases 0, drawn in fp32 and returned in `stored` (the dtype the real checkpoint holds: config.json's
+// torch_dtype), so that a format quantizing them sees what it would see loading that checkpoint (bf16 weights
+// give absmax values exact in 16 bits, fp32 ones do not). Seeded per tensor from (seed, name), so any subset is
+// reproducible.
+std::unique_ptr<WeightSource> make_synthetic_source(uint64_t seed, c10::Device device,
+                                                    at::ScalarType stored = at::kFloat, double init_std = 0.02);
+// The dtype config.json's torch_dtype names (float32 where it names none or another).
+at::ScalarType stored_dtype(const ModelConfig& config);
 
 }  // namespace qb::model
