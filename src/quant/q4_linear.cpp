@@ -402,7 +402,8 @@ Q4Weights Q4Linear::canonical(bool on_device) const {
     w.absmax = d.scales;
   } else {
     const int64_t units = K / d.unit;
-    const at::Tensor per = untile_scales(d.scales, N, units).reshape({-1}).to(at::kFloat);  // 16-bit: exact
+    at::Tensor per = untile_scales(d.scales, N, units).reshape({-1});
+    if (d.mode == kernels::Q4ScaleMode::kAbsmax16) per = per.to(at::kFloat);  // exact: 16 bits held each value
     if (d.mode == kernels::Q4ScaleMode::kAbsmaxNested) {
       w.absmax = per;
       w.nested_absmax = d.nested.select(1, 0).contiguous();
