@@ -196,7 +196,8 @@ TEST(Q4PrefillPolicy, FusedOnlyWhereMeasuredFaster) {
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 3584, sms));       // o, down: 56
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 128, 37888, sms));      // 296 < 4 waves
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 4608, sms));      // 36 x 8 = 288
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 18944, sms));      // 148 x 8 = 1184
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 18944, sms));     // lost end to end
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 300, 37888, sms));       // 296 x 2 blocks
   EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, 0));        // no device
 }
 

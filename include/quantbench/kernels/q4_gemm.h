@@ -133,7 +133,8 @@ Q4WgmmaForm q4_tile_gemm_wgmma_form();
 // Whether the register-A kernel with 256-token blocks measured faster than dequantize + cuBLAS at these sizes (H100,
 // M = 512, Qwen2-7B shapes; NOTES-q4.md, "Register-A form"): only grids of at least four waves of 256-token blocks
 // (gate_up: 592 blocks on 132 SMs; qkv, o and down, at 56-72 blocks, lost) with plain absmax (fp32 or 16-bit; awq
-// and double-quantized nf4 measured equal, not faster). A pure function of its arguments (CPU-tested).
+// and double-quantized nf4 measured equal, not faster), and M <= 512 (at M = 2048 end to end it lost). A pure
+// function of its arguments (CPU-tested).
 bool q4_fused_prefill_preferred(Q4ScaleMode mode, int64_t M, int64_t N, int sm_count);
 
 // The fused form Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss force the fused kernel
