@@ -182,6 +182,33 @@ __global__ void activation_kernel(const T* in, T* out, int64_t rows, int64_t int
   }
 }
 
+// The same values, 16 bytes at a time, one row per blockIdx.y (grid-strided): no 64-bit division per element, which
+// made the scalar kernel the slowest elementwise step of a prefill (Qwen2-7B, 512 tokens: 47 us a layer for 58 MB).
+// Needs inter % (16 / sizeof(T)) == 0 (rows then start 16-byte aligned in `in` and `out`).
+template <typename T>
+__global__ void activation_vec_kernel(const T* in, T* out, int64_t rows, int64_t inter, bool gated, ActType act) {
+  pdl_launch_dependents();  // as activation_kernel
+  pdl_wait();
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t vecs = inter / kVec, in_row = gated ? 2 * inter : inter;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < vecs; v += int64_t(gridDim.x) * blockDim.x) {
+      const uint4 a = *reinterpret_cast<const uint4*>(in + r * in_row + v * kVec);
+      const uint4 b = gated ? *reinterpret_cast<const uint4*>(in + r * in_row + inter + v * kVec) : a;
+      const T* av = reinterpret_cast<const T*>(&a);
+      const T* bv = reinterpret_cast<const T*>(&b);
+      uint4 o;
+      T* ov = reinterpret_cast<T*>(&o);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        ov[j] = gated ? from_float<T>(round_to<T>(apply_act(to_float(av[j]), act)) * to_float(bv[j]))
+                      : from_float<T>(apply_act(to_float(av[j]), act));
+      }
+      *reinterpret_cast<uint4*>(out + r * inter + v * kVec) = o;
+    }
+  }
+}
+
 __global__ void advance_step_kernel(const int64_t* next, int64_t* tokens, int64_t* generated, int64_t* position,
                                     int64_t batch, int64_t first_generated_position, int64_t generated_cols) {
   pdl_wait();
@@ -331,6 +358,19 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
 void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gated, ActType act, DType dtype,
                 cudaStream_t stream) {
   const int64_t total = rows * inter;
+  const int64_t vec = dtype == DType::kF32 ? 4 : 8;
+  const bool aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  // The vector kernel where its 16-byte pieces alone fill the GPU (prefill, batched decode); small grids (batch-1
+  // decode, latency-bound) keep one element per thread.
+  if (inter % vec == 0 && aligned && total / vec >= int64_t{132} * kThreads) {
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>((inter / vec + kThreads - 1) / kThreads, 1024)),
+                    static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
+    QB_DISPATCH_DTYPE(dtype, T,
+      launch_pdl(activation_vec_kernel<T>, grid, kThreads, 0, stream, static_cast<const T*>(in), static_cast<T*>(out),
+          rows, inter, gated, act));
+    QB_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
   QB_DISPATCH_DTYPE(dtype, T,
     launch_pdl(activation_kernel<T>, blocks, kThreads, 0, stream, static_cast<const T*>(in), static_cast<T*>(out),

@@ -118,6 +118,20 @@ TEST(DecodeOpsGpu, AddNormActivationEmbeddingArgmax) {
     activation(gate_up.data_ptr(), act.data_ptr(), 3, 301, true, ActType::kSilu, dtype_of(type), stream());
     const at::Tensor g = gate_up.narrow(1, 0, 301).to(at::kFloat), u = gate_up.narrow(1, 301, 301).to(at::kFloat);
     EXPECT_LT(test::relative_error(act, at::silu(g) * u), 2 * bound_of(type));
+    // The 16-byte kernel (inter a multiple of 8, enough rows to fill the GPU): the same values as the reference.
+    {
+      const int64_t rows = 600, inter = 520;
+      const at::Tensor gu = at::randn({rows, 2 * inter}, opts);
+      at::Tensor a = at::full({rows, inter}, NAN, opts);
+      activation(gu.data_ptr(), a.data_ptr(), rows, inter, true, ActType::kSilu, dtype_of(type), stream());
+      const at::Tensor gf = gu.narrow(1, 0, inter).to(at::kFloat), uf = gu.narrow(1, inter, inter).to(at::kFloat);
+      EXPECT_LT(test::relative_error(a, at::silu(gf) * uf), 2 * bound_of(type));
+      EXPECT_FALSE(at::isnan(a).any().item<bool>());
+      at::Tensor plain = at::full({rows, 2 * inter}, NAN, opts);
+      activation(gu.data_ptr(), plain.data_ptr(), rows, 2 * inter, false, ActType::kGeluTanh, dtype_of(type), stream());
+      EXPECT_LT(test::relative_error(plain, at::gelu(gu.to(at::kFloat), "tanh")), bound_of(type));
+      EXPECT_FALSE(at::isnan(plain).any().item<bool>());
+    }
     at::Tensor gelu = at::full({3, 602}, NAN, opts);
     activation(gate_up.data_ptr(), gelu.data_ptr(), 3, 602, false, ActType::kGeluTanh, dtype_of(type), stream());
     EXPECT_LT(test::relative_error(gelu, at::gelu(gate_up.to(at::kFloat), "tanh")), bound_of(type));

@@ -21,6 +21,7 @@ at::Tensor Attention::forward(const at::Tensor& x, KvCache* cache, int64_t layer
   at::Tensor context;
 #ifdef QB_HAVE_CUDA
   if (where.decode && x.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope);
+  if (!where.decode && x.is_cuda()) context = attend_fused_prefill(qkv, cache, layer, rope);
 #endif
   if (!context.defined()) context = attend_torch(qkv, cache, layer, where, rope);
   return out_->forward(context);
@@ -57,6 +58,39 @@ at::Tensor Attention::attend_torch(const at::Tensor& qkv, KvCache* cache, int64_
   const at::Tensor context = at::scaled_dot_product_attention(q, keys, values, {}, 0.0, causal, scale_,
                                                               kv_heads_ != heads_);
   return context.transpose(1, 2).reshape({batch, tokens, heads_ * head_dim_});
+}
+
+// Prefill on the GPU: one kernel splits q / k / v, rotates q and k (bit-identical to RotaryTable::apply) and writes
+// k, v straight into the cache; SDPA then reads them there.
+at::Tensor Attention::attend_fused_prefill(const at::Tensor& qkv, KvCache* cache, int64_t layer,
+                                           const RotaryTable& rope) const {
+#ifdef QB_HAVE_CUDA
+  const int64_t batch = qkv.size(0), tokens = qkv.size(1);
+  const at::Tensor rows = qkv.contiguous();
+  const at::Tensor q = at::empty({batch, heads_, tokens, head_dim_}, qkv.options());
+  at::Tensor keys, values;
+  int64_t kv_ld = tokens * head_dim_;
+  if (cache != nullptr) {
+    QB_CHECK(tokens <= cache->capacity(), kInvalidInput, "{} prompt tokens exceed the KV cache's {} positions", tokens,
+             cache->capacity());
+    keys = cache->keys(layer).narrow(2, 0, tokens);
+    values = cache->values(layer).narrow(2, 0, tokens);
+    kv_ld = cache->capacity() * head_dim_;
+  } else {
+    keys = at::empty({batch, kv_heads_, tokens, head_dim_}, qkv.options());
+    values = at::empty({batch, kv_heads_, tokens, head_dim_}, qkv.options());
+  }
+  kernels::prefill_split_rope(rows.data_ptr(), rope.defined() ? rope.cos().data_ptr<float>() : nullptr,
+                              rope.defined() ? rope.sin().data_ptr<float>() : nullptr, q.data_ptr(), keys.data_ptr(),
+                              values.data_ptr(), kv_ld, batch, tokens, heads_, kv_heads_, head_dim_,
+                              rope.defined() ? rope.rotary_dim() : 0, kernel_dtype(qkv.scalar_type()),
+                              current_stream());
+  const at::Tensor context =
+      at::scaled_dot_product_attention(q, keys, values, {}, 0.0, true, scale_, kv_heads_ != heads_);
+  return context.transpose(1, 2).reshape({batch, tokens, heads_ * head_dim_});
+#else
+  fail(ErrorKind::kInternal, "fused prefill attention needs a CUDA build");
+#endif
 }
 
 at::Tensor Attention::attend_fused_decode(const at::Tensor& qkv, KvCache& cache, int64_t layer,

@@ -7,6 +7,7 @@
 
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/decode_ops.h"
+#include "quantbench/kernels/prefill_ops.h"
 
 namespace qb::model {
 

@@ -70,6 +70,7 @@ class Attention {
  private:
   at::Tensor attend_torch(const at::Tensor& qkv, KvCache* cache, int64_t layer, const StepPositions& where,
                           const RotaryTable& rope) const;
+  at::Tensor attend_fused_prefill(const at::Tensor& qkv, KvCache* cache, int64_t layer, const RotaryTable& rope) const;
   at::Tensor attend_fused_decode(const at::Tensor& qkv, KvCache& cache, int64_t layer, const StepPositions& where,
                                  const RotaryTable& rope) const;
   int64_t heads_, kv_heads_, head_dim_;
