@@ -127,12 +127,11 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
     sm90::fence_operands(c);
     sm90::wgmma_fence();
-    if (probe != 2) {
+    // Nothing but wgmma may write d between the fence and the wait: a non-wgmma definition of an accumulator
+    // anywhere in the function (a diagnostic "no wgmma" branch that summed into d[0] did) makes ptxas serialize
+    // every wgmma of the kernel (warning C7515) and inject waits (C7517).
 #pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
-    } else {
-      d[0] += __uint_as_float(c[0][0] ^ c[1][1] ^ c[2][2] ^ c[3][3]);  // (static indices: registers)
-    }
+    for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
     sm90::wgmma_commit();
     if (k + 1 < steps) {
       const int stage1 = (k + 1) % kRsStages;
@@ -216,8 +215,7 @@ __global__ void __launch_bounds__(kRsThreads, 1)
 #endif
 }
 
-// Diagnostic probes (QB_FUSED_PROBE, results wrong by design): 1 = constant A fragments (no conversion),
-// 2 = no wgmma.
+// Diagnostic probe (QB_FUSED_PROBE=1, results wrong by design): constant A fragments (no conversion).
 inline int rs_probe() {
   static const int probe = [] {
     const char* v = std::getenv("QB_FUSED_PROBE");
