@@ -183,22 +183,24 @@ TEST(Q4Gpu, FusedLayersMatchParts) {
 
 #ifdef QB_HAVE_CUDA
 // The large-M policy (a host function, no GPU needed): the fused kernel only where it measured faster than dequantize +
-// cuBLAS on the H100 (Qwen2-7B at M = 512: gate_up with fp32 absmax), two-pass everywhere else.
+// cuBLAS on the H100 (Qwen2-7B gate_up at M = 128 and 512, every scale mode), two-pass everywhere else.
 TEST(Q4PrefillPolicy, FusedOnlyWhereMeasuredFaster) {
   namespace k = qb::kernels;
-  using k::Q4ScaleMode;
   const int sms = 132;
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, sms));       // gate_up: 592 blocks
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmax16, 512, 37888, sms));        // the same values
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxNested, 512, 37888, sms));   // measured equal
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAffine, 512, 37888, sms));         // measured equal
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 4608, sms));       // qkv: 72 blocks
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 3584, sms));       // o, down: 56
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 128, 37888, sms));      // 296 < 4 waves
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 4608, sms));      // 36 x 8 = 288
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 2048, 18944, sms));     // lost end to end
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 300, 37888, sms));       // 296 x 2 blocks
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(Q4ScaleMode::kAbsmaxF32, 512, 37888, 0));        // no device
+  k::Q4WgmmaForm form = k::Q4WgmmaForm::kSharedB;
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(512, 37888, sms, &form));  // gate_up: 296 x 2 blocks
+  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA256);
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(300, 37888, sms, &form));
+  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA256);
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(128, 37888, sms, &form));  // 296 blocks of 128 tokens
+  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA128);
+  EXPECT_TRUE(k::q4_fused_prefill_preferred(1, 37888, sms, &form));
+  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA128);
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 4608, sms, &form));   // qkv: 36 x 2 blocks
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 3584, sms, &form));   // o, down: 28 x 2
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(128, 11264, sms, &form));  // TinyLlama gate_up: 88
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(2048, 37888, sms, &form)); // measured a tie, lost end to end
+  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 37888, 0, &form));    // no device
 }
 
 // forward captured in a CUDA graph (decode path and prefill path) replays to the eager result.

@@ -123,24 +123,22 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 //     wgmma's A registers, blocks of 128 or 256 tokens; awq values bit-identical to q4_tile_dequant's, nf4 / fp4
 //     within 2 roundings (the codebook in 16 bits).
 //   kSharedB (kernels/fused_gemm_sm90a.cuh): converter warps write W into a shared-memory B stage; bit-identical.
-// Q4Linear takes this path through q4_prefill_fused_form: by default the 256-token register-A form where
-// q4_fused_prefill_preferred says so; QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
+// Q4Linear takes this path through q4_prefill_fused_form: by default the register-A form q4_fused_prefill_preferred
+// names; QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
 // QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B everywhere; QB_Q4_WGMMA=0: never.
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 // The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 
-// Whether the register-A kernel with 256-token blocks measured faster than dequantize + cuBLAS at these sizes (H100,
-// M = 512, Qwen2-7B shapes; NOTES-q4.md, "Register-A form"): only grids of at least four waves of 256-token blocks
-// (gate_up: 592 blocks on 132 SMs; qkv, o and down, at 56-72 blocks, lost) with plain absmax (fp32 or 16-bit; awq
-// and double-quantized nf4 measured equal, not faster), and M <= 512 (at M = 2048 end to end it lost). A pure
-// function of its arguments (CPU-tested).
-bool q4_fused_prefill_preferred(Q4ScaleMode mode, int64_t M, int64_t N, int sm_count);
+// Whether (and in which form) the register-A kernel measured faster than dequantize + cuBLAS at these sizes (H100,
+// Qwen2-7B shapes at M = 128, 512, 2048, every scale mode; NOTES-q4.md): M <= 512 and a grid of at least two waves of
+// 128-row blocks, 128-token blocks up to M = 128 (kRegisterA128), 256 above (kRegisterA256). gate_up qualifies;
+// qkv, o and down (36-56 blocks) do not. A pure function of its arguments (CPU-tested); sets *form when true.
+bool q4_fused_prefill_preferred(int64_t M, int64_t N, int sm_count, Q4WgmmaForm* form);
 
 // The fused form Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss force the fused kernel
-// on every large-M call (q4_tile_gemm_wgmma_form()); unset or auto, the 256-token register-A form where
-// q4_fused_prefill_preferred says so (measured end to end on the H100: Qwen2-7B nf4 prefill of 512 tokens 22.83 ->
-// 21.83 ms, BENCHMARKS.md); QB_Q4_WGMMA=0 (any other value), none.
+// on every large-M call (q4_tile_gemm_wgmma_form()); unset or auto, the register-A form q4_fused_prefill_preferred
+// names, where it names one (BENCHMARKS.md has the end-to-end effect); QB_Q4_WGMMA=0 (any other value), none.
 bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form);
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());
