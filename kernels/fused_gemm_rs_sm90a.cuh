@@ -8,14 +8,15 @@
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
 // operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
 // the 16-bit bytes), plus the conversion's table lookups.
-// Status (NOTES-q4.md, "Register-A form"; H100, M = 512, bf16): correct, opt-in. gate_up nf4: 256-token blocks
-// 328 us = 1.61x cuBLAS, faster than dequantize + cuBLAS (368 us); 128-token blocks 397 us. The small shapes (qkv,
-// o) and down (K-long, 56 blocks of 256 tokens) still lose to dequantize + cuBLAS.
+// Status (NOTES-q4.md, "After the C7515 fix"; H100, bf16): gate_up nf4 at M = 512 with 256-token blocks 270.6 us =
+// 1.29x cuBLAS (dequantize + cuBLAS 377 us), at M = 128 with 128-token blocks 113.6 us = 1.08x (281 us): the 4-bit
+// default where the grid covers two waves (q4_fused_prefill_preferred). The 36-56-block shapes (qkv, o, down) tie
+// or lose to dequantize + cuBLAS. Sources: 4-bit (kernels/q4_gemm_sm90a.cu), int8 (kernels/int8_gemm_sm90a.cu).
 //
 // The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
 //   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of
 //                                    the block's 128 rows, copied by the copy engine with expect-tx on bar)
-//   Shared, init_shared(Shared&)     tables in shared memory (every thread, strided loops, before the role split)
+//   Shared, init_shared(Shared&, n0) tables in shared memory (every thread, strided loops, before the role split)
 //   fragments<Act>(k, n0, packed, shared, tile, lane, a)
 //                                    the consumer warp's 16 rows (weight tile `tile` of the block's 8) x 64 columns
 //                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
@@ -196,7 +197,7 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   const int m_tiles = (M + BT - 1) / BT;
   const int m0 = static_cast<int>(blockIdx.x % m_tiles) * BT;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x / m_tiles) * kRsRows;
-  src.template init_shared<Act>(*s.tables);
+  src.template init_shared<Act>(*s.tables, n0);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kRsStages; ++i) {
       sm90::mbar_init(&s.full[i], 2);  // the packed step's and x's expect-tx arrivals

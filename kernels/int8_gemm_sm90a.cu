@@ -1,8 +1,9 @@
 // INT8 weights at large M (prefill) on Hopper: y[M, N] = x[M, K] W^T (+ bias), W = q * scale per output channel,
 // in one kernel: the block skeleton of kernels/fused_gemm_sm90a.cuh with the int8 matrix as its weight source, so
 // the 16-bit copy of W that int8_prefill_matmul writes to DRAM and reads back never exists. sm_90a only.
-// Status: opt-in (QB_INT8_WGMMA=1). Exact; on the H100 at M = 512 it is 1.05-1.8x the time of int8_prefill_matmul
-// (the skeleton's limits, NOTES-q4.md "Fused prefill"), so the layers keep the two-pass path by default.
+// Status: opt-in (QB_INT8_WGMMA=1: shared-B form; =rs: the register-A form of fused_gemm_rs_sm90a.cuh). Exact; the
+// shared-B form is 1.05-1.8x the time of int8_prefill_matmul on the H100 at M = 512 (the skeleton's limits,
+// NOTES-q4.md "Fused prefill"), so the layers keep the two-pass path by default.
 //
 // Contract: x, y, bias fp16 or bf16; per-channel scales only (group_size == 0: a per-group scale would change
 //   inside a block's step and cannot ride the copy engine in 16-byte pieces; those weights keep the two-pass path);
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/cuda_check.h"
@@ -85,11 +87,75 @@ struct Int8Source {
   }
 };
 
+// The same weights as the A operand of the register form (fused_gemm_rs_sm90a.cuh): W rows in wgmma's A registers,
+// shared memory carries only x and the int8 step. Lane (g, t) loads columns 16t .. 16t + 15 of its two rows (one
+// conflict-free 16-byte load each, as convert_step); wgmma's k16 step kk wants from lane (g, t) columns 16kk +
+// {2t, 2t + 1} and 16kk + {2t + 8, 2t + 9}: 16-bit units t and t + 4 of lane (g, kk)'s 16 bytes. So each lane packs
+// its units as words (unit u, unit u + 4), u = 0..3, and the quad transposes them (two butterfly shuffles, as the
+// 4-bit source does). Values: float(q) * (scale * multiplier), one rounding, exactly as convert_step.
+struct Int8RsSource : Int8Source {
+  template <typename Act>
+  __device__ __forceinline__ void init_shared(Int8Tables& t, int64_t n0) const {
+    Int8Source::init_shared(t, n0);
+  }
+
+  template <typename Act>
+  __device__ __forceinline__ void fragments(int /*k*/, int64_t /*n0*/, const uint8_t* src, const Int8Tables& t, int j,
+                                            int lane, uint32_t (&a)[4][4]) const {
+    const int g = lane >> 2, q = lane & 3;
+    uint32_t y[2][4];  // [row g, row g + 8][word u = (unit u, unit u + 4)]
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint4 v = *reinterpret_cast<const uint4*>(src + (16 * j + g + 8 * h) * kBK + 16 * q);
+      y[h][0] = __byte_perm(v.x, v.z, 0x5410);
+      y[h][1] = __byte_perm(v.x, v.z, 0x7632);
+      y[h][2] = __byte_perm(v.y, v.w, 0x5410);
+      y[h][3] = __byte_perm(v.y, v.w, 0x7632);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      {  // lanes q and q ^ 2 swap the halves of y that belong to the other
+        const bool hi = lane & 2;
+        const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[h][0] : y[h][2], 2);
+        const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[h][1] : y[h][3], 2);
+        if (hi) { y[h][0] = r0; y[h][1] = r1; } else { y[h][2] = r0; y[h][3] = r1; }
+      }
+      {  // then q and q ^ 1 the odd / even entries
+        const bool odd = lane & 1;
+        const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[h][0] : y[h][1], 1);
+        const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[h][2] : y[h][3], 1);
+        if (odd) { y[h][0] = r0; y[h][2] = r1; } else { y[h][1] = r0; y[h][3] = r1; }
+      }
+    }
+    // y[h][kk]: row g + 8h, bytes 0-1 = columns 16kk + 2q, + 1; bytes 2-3 = columns 16kk + 2q + 8, + 9.
+    const float s0 = t.scale[16 * j + g], s1 = t.scale[16 * j + g + 8];
+    auto pair = [](uint32_t word, int shift, float s) {
+      const float first = static_cast<float>(static_cast<int8_t>((word >> shift) & 0xFFu)) * s;
+      const float second = static_cast<float>(static_cast<int8_t>((word >> (shift + 8)) & 0xFFu)) * s;
+      return ActOps<Act>::pack(first, second);
+    };
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      a[kk][0] = pair(y[0][kk], 0, s0);
+      a[kk][1] = pair(y[1][kk], 0, s1);
+      a[kk][2] = pair(y[0][kk], 16, s0);
+      a[kk][3] = pair(y[1][kk], 16, s1);
+    }
+  }
+};
+
 }  // namespace
 
+// QB_INT8_WGMMA=1: the shared-B form; QB_INT8_WGMMA=rs: the register-A form.
 bool int8_gemm_wgmma_enabled() {
-  static const bool enabled = fused::env_is_one("QB_INT8_WGMMA");
+  static const bool enabled = fused::env_is_one("QB_INT8_WGMMA") || fused::env_equals("QB_INT8_WGMMA", "rs");
   return enabled;
+}
+
+Int8WgmmaForm int8_gemm_wgmma_form() {
+  static const Int8WgmmaForm form =
+      fused::env_equals("QB_INT8_WGMMA", "rs") ? Int8WgmmaForm::kRegisterA : Int8WgmmaForm::kSharedB;
+  return form;
 }
 
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
@@ -97,11 +163,12 @@ bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w,
   return compute_capability() == 90 && w.q != nullptr && w.scales != nullptr && w.group_size == 0 && w.N > 0 &&
          w.N < INT_MAX && w.K > 0 && w.K % 8 == 0 && w.ldq >= w.K && w.ldq % 16 == 0 && aligned(w.q, 16) &&
          M > 0 && M <= INT_MAX - fused::kBM && aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) &&
-         ldy >= w.N && max_shared_per_block_optin() >= fused::dynamic_smem_bytes<Int8Source>();
+         ldy >= w.N && max_shared_per_block_optin() >= fused::dynamic_smem_bytes<Int8Source>() &&
+         max_shared_per_block_optin() >= fused::rs_dynamic_smem_bytes<Int8RsSource, 256>();
 }
 
 void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-                     int64_t ldy, int64_t M, cudaStream_t stream) {
+                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form) {
   QB_CHECK(int8_gemm_wgmma_supported(x, ldx, w, y, ldy, M), kInvalidInput,
            "int8_gemm_wgmma: operands not supported (per-channel scales, alignment, K % 8, M={}, ldx={}, ldy={}, or "
            "not sm_90)",
@@ -113,7 +180,18 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
   src.multiplier = w.scale_multiplier;
   src.N = w.N;
   src.K = w.K;
-  if (dtype == HalfType::kF16) {
+  if (form == Int8WgmmaForm::kRegisterA) {
+    Int8RsSource rs;
+    static_cast<Int8Source&>(rs) = src;
+    // 128-token blocks up to M = 128, 256 above (the 4-bit source's measured choice).
+    if (dtype == HalfType::kF16) {
+      if (M <= 128) fused::launch_rs<__half, Int8RsSource, 128>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+      else fused::launch_rs<__half, Int8RsSource, 256>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+    } else {
+      if (M <= 128) fused::launch_rs<__nv_bfloat16, Int8RsSource, 128>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+      else fused::launch_rs<__nv_bfloat16, Int8RsSource, 256>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+    }
+  } else if (dtype == HalfType::kF16) {
     fused::launch<__half>(src, x, ldx, w.K, bias, y, ldy, M, stream);
   } else {
     fused::launch<__nv_bfloat16>(src, x, ldx, w.K, bias, y, ldy, M, stream);

@@ -197,8 +197,8 @@ struct Q4RsSource : Q4Source<MODE> {
   using Q4Source<MODE>::w;
 
   template <typename Act>
-  __device__ __forceinline__ void init_shared(Q4RsTables& t) const {
-    Q4Source<MODE>::init_shared(t.base, 0);
+  __device__ __forceinline__ void init_shared(Q4RsTables& t, int64_t n0) const {
+    Q4Source<MODE>::init_shared(t.base, n0);
     q4::fill_pair_table<Act>(t.pairs, w.codebook);
   }
 

@@ -135,19 +135,23 @@ TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
               const at::Tensor bias = at::randn({N}).to(cuda, dtype);
               at::Tensor y = at::full({M, N + pad}, NAN, x.options());
               ASSERT_TRUE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), K, w, y.data_ptr(), N + pad, M));
-              kernels::int8_gemm_wgmma(half_of(dtype), x.data_ptr(), K, w, with_bias ? bias.data_ptr() : nullptr,
-                                       y.data_ptr(), N + pad, M, stream);
               const at::Tensor xd = x.to(at::kCPU, at::kDouble), bd = bias.to(at::kCPU, at::kDouble);
               const at::Tensor ref = with_bias ? at::linear(xd, wd, bd) : at::linear(xd, wd);
               const at::Tensor ref16 = with_bias ? at::linear(xd, w16, bd) : at::linear(xd, w16);
-              const at::Tensor got = y.narrow(1, 0, N);
-              const std::string what = "K " + std::to_string(K) + " N " + std::to_string(N) + " M " +
-                                       std::to_string(M) + " mult " + std::to_string(multiplier) + " " +
-                                       c10::toString(dtype) + (with_bias ? " bias" : "");
-              EXPECT_LT(test::relative_error(got, ref), dtype == at::kHalf ? 2e-3 : 8e-3) << what;
-              EXPECT_LT(test::relative_error(got, ref16), dtype == at::kHalf ? 1e-3 : 6e-3) << what;
-              EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
-              EXPECT_TRUE(at::isnan(y.narrow(1, N, pad)).all().item<bool>()) << "wrote past N: " << what;
+              for (const auto form : {kernels::Int8WgmmaForm::kSharedB, kernels::Int8WgmmaForm::kRegisterA}) {
+                y.fill_(NAN);
+                kernels::int8_gemm_wgmma(half_of(dtype), x.data_ptr(), K, w, with_bias ? bias.data_ptr() : nullptr,
+                                         y.data_ptr(), N + pad, M, stream, form);
+                const at::Tensor got = y.narrow(1, 0, N);
+                const std::string what =
+                    "K " + std::to_string(K) + " N " + std::to_string(N) + " M " + std::to_string(M) + " mult " +
+                    std::to_string(multiplier) + " " + c10::toString(dtype) + (with_bias ? " bias" : "") +
+                    (form == kernels::Int8WgmmaForm::kRegisterA ? " register-A" : " shared-B");
+                EXPECT_LT(test::relative_error(got, ref), dtype == at::kHalf ? 2e-3 : 8e-3) << what;
+                EXPECT_LT(test::relative_error(got, ref16), dtype == at::kHalf ? 1e-3 : 6e-3) << what;
+                EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
+                EXPECT_TRUE(at::isnan(y.narrow(1, N, pad)).all().item<bool>()) << "wrote past N: " << what;
+              }
             }
           }
         }

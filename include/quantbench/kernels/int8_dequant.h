@@ -36,12 +36,16 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
 // int8_dequantize's. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
 // ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No workspace, no host sync. Not the default: on the
 // H100 it measured slower than the two-pass path (NOTES-int8.md); the int8 layers take it only when
-// int8_gemm_wgmma_enabled() (QB_INT8_WGMMA=1).
+// int8_gemm_wgmma_enabled() (QB_INT8_WGMMA=1 or rs).
+// Two forms over the same step: kSharedB (W converted into a shared-memory B stage) and kRegisterA (W converted
+// straight into wgmma's A registers, kernels/fused_gemm_rs_sm90a.cuh; QB_INT8_WGMMA=rs).
+enum class Int8WgmmaForm { kSharedB, kRegisterA };
 bool int8_gemm_wgmma_enabled();
+Int8WgmmaForm int8_gemm_wgmma_form();  // the one QB_INT8_WGMMA names (kSharedB for 1)
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
                                int64_t M);
 void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-                     int64_t ldy, int64_t M, cudaStream_t stream);
+                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form = int8_gemm_wgmma_form());
 
 // The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
 // out[n, k] = q[n, k] * scale (rounded once to 16 bits).
