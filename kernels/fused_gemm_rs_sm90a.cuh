@@ -63,6 +63,25 @@ constexpr int rs_dynamic_smem_bytes() {
          (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8;
 }
 
+// A 4 x 4 transpose of 32-bit words across the quad (lanes 4g .. 4g + 3): lane t's y[kk] becomes lane kk's y[t].
+// Register sources use it to gather a k16 A fragment's columns from the lanes that loaded them. Two butterfly
+// rounds of two shuffles: lanes t and t ^ 2 swap the halves of y that belong to the other, then t and t ^ 1 the
+// odd / even entries.
+__device__ __forceinline__ void quad_transpose(uint32_t (&y)[4], int lane) {
+  {
+    const bool hi = lane & 2;
+    const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[0] : y[2], 2);
+    const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[1] : y[3], 2);
+    if (hi) { y[0] = r0; y[1] = r1; } else { y[2] = r0; y[3] = r1; }
+  }
+  {
+    const bool odd = lane & 1;
+    const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[0] : y[1], 1);
+    const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[2] : y[3], 1);
+    if (odd) { y[0] = r0; y[2] = r1; } else { y[1] = r0; y[3] = r1; }
+  }
+}
+
 template <class Source, int BT>
 struct RsSmem {
   uint8_t* stages;

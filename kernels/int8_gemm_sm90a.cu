@@ -91,7 +91,7 @@ struct Int8Source {
 // shared memory carries only x and the int8 step. Lane (g, t) loads columns 16t .. 16t + 15 of its two rows (one
 // conflict-free 16-byte load each, as convert_step); wgmma's k16 step kk wants from lane (g, t) columns 16kk +
 // {2t, 2t + 1} and 16kk + {2t + 8, 2t + 9}: 16-bit units t and t + 4 of lane (g, kk)'s 16 bytes. So each lane packs
-// its units as words (unit u, unit u + 4), u = 0..3, and the quad transposes them (two butterfly shuffles, as the
+// its units as words (unit u, unit u + 4), u = 0..3, and the quad transposes them (fused::quad_transpose, as the
 // 4-bit source does). Values: float(q) * (scale * multiplier), one rounding, exactly as convert_step.
 struct Int8RsSource : Int8Source {
   template <typename Act>
@@ -112,21 +112,8 @@ struct Int8RsSource : Int8Source {
       y[h][2] = __byte_perm(v.y, v.w, 0x5410);
       y[h][3] = __byte_perm(v.y, v.w, 0x7632);
     }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      {  // lanes q and q ^ 2 swap the halves of y that belong to the other
-        const bool hi = lane & 2;
-        const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[h][0] : y[h][2], 2);
-        const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[h][1] : y[h][3], 2);
-        if (hi) { y[h][0] = r0; y[h][1] = r1; } else { y[h][2] = r0; y[h][3] = r1; }
-      }
-      {  // then q and q ^ 1 the odd / even entries
-        const bool odd = lane & 1;
-        const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[h][0] : y[h][1], 1);
-        const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[h][2] : y[h][3], 1);
-        if (odd) { y[h][0] = r0; y[h][2] = r1; } else { y[h][1] = r0; y[h][3] = r1; }
-      }
-    }
+    fused::quad_transpose(y[0], lane);
+    fused::quad_transpose(y[1], lane);
     // y[h][kk]: row g + 8h, bytes 0-1 = columns 16kk + 2q, + 1; bytes 2-3 = columns 16kk + 2q + 8, + 9.
     const float s0 = t.scale[16 * j + g], s1 = t.scale[16 * j + g + 8];
     auto pair = [](uint32_t word, int shift, float s) {

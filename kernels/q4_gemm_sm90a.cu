@@ -221,18 +221,7 @@ struct Q4RsSource : Q4Source<MODE> {
     const uint32_t t2 = __byte_perm(codes.z, codes.w, 0x5140), t3 = __byte_perm(codes.z, codes.w, 0x7362);
     uint32_t y[4] = {__byte_perm(t0, t2, 0x5410), __byte_perm(t0, t2, 0x7632), __byte_perm(t1, t3, 0x5410),
                      __byte_perm(t1, t3, 0x7632)};
-    {  // lanes t and t ^ 2 swap the halves of y that belong to the other
-      const bool hi = lane & 2;
-      const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[0] : y[2], 2);
-      const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, hi ? y[1] : y[3], 2);
-      if (hi) { y[0] = r0; y[1] = r1; } else { y[2] = r0; y[3] = r1; }
-    }
-    {  // then t and t ^ 1 the odd / even entries
-      const bool odd = lane & 1;
-      const uint32_t r0 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[0] : y[1], 1);
-      const uint32_t r1 = __shfl_xor_sync(0xFFFFFFFFu, odd ? y[2] : y[3], 1);
-      if (odd) { y[0] = r0; y[2] = r1; } else { y[1] = r0; y[3] = r1; }
-    }
+    fused::quad_transpose(y, lane);
     // y[kk]: bytes (row g: t, t + 4; row g + 8: t, t + 4) of lane (g, kk)'s columns.
     const uint32_t lane_base = sm90::smem_addr(t.pairs) + static_cast<uint32_t>(lane) * 4u;
 #pragma unroll
