@@ -10,6 +10,7 @@
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
+#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels {
 namespace {
@@ -362,7 +363,8 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
   const bool aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   // The vector kernel where its 16-byte pieces alone fill the GPU (prefill, batched decode); small grids (batch-1
   // decode, latency-bound) keep one element per thread.
-  if (inter % vec == 0 && aligned && total / vec >= int64_t{132} * kThreads) {
+  const int64_t sms = sm_count();
+  if (inter % vec == 0 && aligned && total / vec >= sms * kThreads) {
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>((inter / vec + kThreads - 1) / kThreads, 1024)),
                     static_cast<unsigned>(std::min<int64_t>(rows, 65535)));
     QB_DISPATCH_DTYPE(dtype, T,
@@ -371,7 +373,7 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
     QB_CUDA_CHECK_LAUNCH();
     return;
   }
-  const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
+  const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, sms * 16));
   QB_DISPATCH_DTYPE(dtype, T,
     launch_pdl(activation_kernel<T>, blocks, kThreads, 0, stream, static_cast<const T*>(in), static_cast<T*>(out),
         rows, inter, gated, act));

@@ -131,6 +131,17 @@ struct Int8RsSource : Int8Source {
   }
 };
 
+// The register form with 128-token blocks up to M = 128, 256 above (the 4-bit source's measured choice).
+template <typename Act>
+void launch_register_a(const Int8RsSource& src, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy,
+                       int64_t M, cudaStream_t stream) {
+  if (M <= 128) {
+    fused::launch_rs<Act, Int8RsSource, 128>(src, x, ldx, src.K, bias, y, ldy, M, stream);
+  } else {
+    fused::launch_rs<Act, Int8RsSource, 256>(src, x, ldx, src.K, bias, y, ldy, M, stream);
+  }
+}
+
 }  // namespace
 
 // QB_INT8_WGMMA=1: the shared-B form; QB_INT8_WGMMA=rs: the register-A form.
@@ -170,13 +181,10 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
   if (form == Int8WgmmaForm::kRegisterA) {
     Int8RsSource rs;
     static_cast<Int8Source&>(rs) = src;
-    // 128-token blocks up to M = 128, 256 above (the 4-bit source's measured choice).
     if (dtype == HalfType::kF16) {
-      if (M <= 128) fused::launch_rs<__half, Int8RsSource, 128>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
-      else fused::launch_rs<__half, Int8RsSource, 256>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+      launch_register_a<__half>(rs, x, ldx, bias, y, ldy, M, stream);
     } else {
-      if (M <= 128) fused::launch_rs<__nv_bfloat16, Int8RsSource, 128>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
-      else fused::launch_rs<__nv_bfloat16, Int8RsSource, 256>(rs, x, ldx, w.K, bias, y, ldy, M, stream);
+      launch_register_a<__nv_bfloat16>(rs, x, ldx, bias, y, ldy, M, stream);
     }
   } else if (dtype == HalfType::kF16) {
     fused::launch<__half>(src, x, ldx, w.K, bias, y, ldy, M, stream);

@@ -327,8 +327,7 @@ bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form)
     *form = q4_tile_gemm_wgmma_form();
     return true;
   }
-  if (automatic && compute_capability() == 90 && q4_fused_prefill_preferred(M, w.N, sm_count(), form)) return true;
-  return false;
+  return automatic && compute_capability() == 90 && q4_fused_prefill_preferred(M, w.N, sm_count(), form);
 }
 
 Q4WgmmaForm q4_tile_gemm_wgmma_form() {
