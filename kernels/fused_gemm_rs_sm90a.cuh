@@ -28,11 +28,19 @@
 // Stage s (kRsStages of them, 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
 // arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage
 // retired, i.e. one step later). Parity waits are exact: no waiter can fall two phases behind.
-// Grid: one block per (token tile, weight-row tile), token tiles fastest, so the blocks that share W's rows run
-// together and all but the first read them from L2.
+// Grid: one block per (token tile, split, weight-row tile), token tiles fastest, so the blocks that share W's rows
+// run together and all but the first read them from L2.
+// Split-K (RsSplit, splits > 1: shapes whose tiles leave most SMs idle, e.g. down at 28 x 2 tiles): split s takes
+// the k steps [s * per, min(steps, (s + 1) * per)), writes its fp32 tile to partial[s][tile] and counts itself in
+// on counters[tile]; the tile's last block sums the splits' tiles in split order 0, 1, ... (whoever arrives last,
+// the same additions in the same order: run to run deterministic), adds the bias, writes y and zeroes the counter.
+// No block waits for another, so there is no co-residency requirement.
 #pragma once
 
+#include <algorithm>
+
 #include "fused_gemm_sm90a.cuh"  // tensor maps, alignment and switch helpers, kBK
+#include "quantbench/core/error.h"
 
 namespace qb::kernels::fused {
 
@@ -60,7 +68,23 @@ constexpr int rs_stage_bytes() {
 template <class Source, int BT>
 constexpr int rs_dynamic_smem_bytes() {
   return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source, BT>() +
-         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8;
+         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8 + 16 /* flag */;
+}
+
+// Split-K state of a launch (splits == 1: none; the other fields unused).
+struct RsSplit {
+  int splits = 1;
+  int steps_per_split = 0;       // ceil(k steps / splits); every split has at least one step
+  int64_t tiles = 0;             // output tiles (token tiles x weight-row tiles)
+  float* partial = nullptr;      // [splits][tiles][kRsRows * BT] fp32, each tile in the consumers' register order
+  unsigned* counters = nullptr;  // [tiles], zero at launch; the last block of a tile zeroes it again
+};
+
+// Bytes of split-K workspace (partial tiles, then counters) for M tokens, N weight rows, BT tokens per block.
+inline size_t rs_split_workspace_bytes(int64_t M, int64_t N, int BT, int splits) {
+  if (splits <= 1) return 0;
+  const int64_t tiles = (M + BT - 1) / BT * ((N + kRsRows - 1) / kRsRows);
+  return static_cast<size_t>(splits * tiles * kRsRows * BT) * sizeof(float) + static_cast<size_t>(tiles) * 4;
 }
 
 // A 4 x 4 transpose of 32-bit words across the quad (lanes 4g .. 4g + 3): lane t's y[kk] becomes lane kk's y[t].
@@ -88,6 +112,7 @@ struct RsSmem {
   typename Source::Shared* tables;
   uint64_t* full;   // [kRsStages]
   uint64_t* empty;  // [kRsStages]
+  int* flag;        // split-K: whether this block is its tile's last
 
   __device__ explicit RsSmem(uint8_t* raw) {
     const uint32_t pad = (1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u;
@@ -96,31 +121,102 @@ struct RsSmem {
     full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(tables) +
                                        (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16);
     empty = full + kRsStages;
+    flag = reinterpret_cast<int*>(empty + kRsStages);
   }
   __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source, BT>(); }
   __device__ uint8_t* packed(int stage) const { return x(stage) + rs_x_bytes<BT>(); }
 };
 
 template <class Source, int BT>
-__device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0,
-                                        const RsSmem<Source, BT>& s) {
-  for (int k = 0; k < src.k_steps(); ++k) {
-    const int stage = k % kRsStages;
-    if (k >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((k / kRsStages) - 1) & 1);
+__device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0, int k_begin,
+                                        int k_end, const RsSmem<Source, BT>& s) {
+  for (int i = 0; i < k_end - k_begin; ++i) {
+    const int k = k_begin + i, stage = i % kRsStages;
+    if (i >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((i / kRsStages) - 1) & 1);
     src.load_step(k, n0, s.packed(stage), &s.full[stage]);
     sm90::mbar_arrive_expect_tx(&s.full[stage], rs_x_bytes<BT>());
     sm90::tma_load_2d(s.x(stage), x_map, k * kBK, m0, &s.full[stage]);
   }
 }
 
-template <typename Act, class Source, int BT>
-__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT>& s, int m0, int64_t n0, int M,
-                                           const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
-                                           int probe) {
+// y[m, n] (+ bias[n]) for the accumulator element d[4i + 2j + c] of consumer thread threadIdx.x: D row (W row)
+// 16 warp + lane / 4 + 8 j of its warpgroup's 64, D column (token) 8 i + 2 (lane % 4) + c. value(i) gives the four
+// elements 4i .. 4i + 3.
+template <typename Act, int BT, class Value>
+__device__ __forceinline__ void rs_store(int64_t N, int m0, int64_t n0, int M, const Act* __restrict__ bias,
+                                         Act* __restrict__ y, int64_t ldy, Value value) {
   using q4::ActOps;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  float b[2];
+  bool in[2];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int64_t n = n0 + 64 * wg + 16 * warp + g + 8 * j;
+    in[j] = n < N;
+    b[j] = in[j] && bias != nullptr ? ActOps<Act>::to_float(bias[n]) : 0.f;
+  }
+#pragma unroll
+  for (int i = 0; i < BT / 8; ++i) {
+    const float4 v = value(i);
+    const float e[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int64_t n = n0 + 64 * wg + 16 * warp + g + 8 * j;
+      if (!in[j]) continue;
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int m = m0 + 8 * i + 2 * t + c;
+        if (m < M) y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(e[2 * j + c] + b[j]);
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void rs_consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kRsConsumerWarps) : "memory"); }
+
+// Split-K epilogue: this split's tile to its slot, then, in the tile's last block, the slots summed in split order.
+// Returns false in every block but the last (which has stored y).
+template <typename Act, int BT>
+__device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&d)[BT / 2], int split, int64_t tile,
+                                               int* flag, int64_t N, int m0, int64_t n0, int M,
+                                               const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy) {
+  constexpr int kThreads = 32 * kRsConsumerWarps;
+  constexpr int64_t kSlot = int64_t{kRsRows} * BT;  // floats of one partial tile
+  const int tid = threadIdx.x;
+  float4* mine = reinterpret_cast<float4*>(sk.partial + (split * sk.tiles + tile) * kSlot) + tid;
+#pragma unroll
+  for (int i = 0; i < BT / 8; ++i) mine[i * kThreads] = make_float4(d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]);
+  __threadfence();  // the slot is visible device-wide before this block counts itself in
+  rs_consumer_sync();
+  if (tid == 0) *flag = atomicAdd(&sk.counters[tile], 1u) == static_cast<unsigned>(sk.splits - 1);
+  rs_consumer_sync();
+  if (!*flag) return;
+  __threadfence();
+  const float4* slots = reinterpret_cast<const float4*>(sk.partial + tile * kSlot) + tid;
+  const int64_t stride = sk.tiles * kSlot / 4;  // float4s from one split's slot of this tile to the next's
+  rs_store<Act, BT>(N, m0, n0, M, bias, y, ldy, [&](int i) {
+    float4 acc = __ldcg(slots + i * kThreads);  // L2, not a stale L1 line: the other slots came from other SMs
+    for (int s = 1; s < sk.splits; ++s) {
+      const float4 v = __ldcg(slots + s * stride + i * kThreads);
+      acc.x += v.x;
+      acc.y += v.y;
+      acc.z += v.z;
+      acc.w += v.w;
+    }
+    return acc;
+  });
+  if (tid == 0) sk.counters[tile] = 0;  // ready for the next launch
+}
+
+template <typename Act, class Source, int BT>
+__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT>& s, int m0, int64_t n0,
+                                           int k_begin, int k_end, const RsSplit& sk, int split, int64_t out_tile,
+                                           int M, const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
+                                           int probe) {
+  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int tile = 4 * wg + warp;
-  const int steps = src.k_steps();
+  const int steps = k_end - k_begin;
   float d[BT / 2];
 #pragma unroll
   for (int i = 0; i < BT / 2; ++i) d[i] = 0.f;
@@ -131,7 +227,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   uint32_t sa[4][4], sb[4][4], sc[4][4];
   sm90::mbar_wait(&s.full[0], 0);
   if (probe != 1) {
-    src.template fragments<Act>(0, n0, s.packed(0), *s.tables, tile, lane, sa);
+    src.template fragments<Act>(k_begin, n0, s.packed(0), *s.tables, tile, lane, sa);
   } else {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
@@ -142,6 +238,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
     for (int r = 0; r < 4; ++r) sb[kk][r] = sc[kk][r] = 0u;
+  // k: the block's step index (global step k_begin + k).
   auto step = [&](int k, uint32_t(&c)[4][4], uint32_t(&n)[4][4], uint32_t(&p)[4][4]) {
     const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
@@ -157,7 +254,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
       const int stage1 = (k + 1) % kRsStages;
       sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
       if (probe != 1) {
-        src.template fragments<Act>(k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
+        src.template fragments<Act>(k_begin + k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
       } else {
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
@@ -187,35 +284,31 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   sm90::fence_operands(sc);
   sm90::fence_operands(d);
 
-  // d[4i + 2j + c]: D row (W row) 16 warp + lane / 4 + 8 j of this warpgroup's 64, D column (token)
-  // 8 i + 2 (lane % 4) + c.
-  const int64_t N = src.n();
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int64_t n = n0 + 64 * wg + 16 * warp + g + 8 * j;
-    if (n >= N) continue;
-    const float b = bias != nullptr ? ActOps<Act>::to_float(bias[n]) : 0.f;
-#pragma unroll
-    for (int i = 0; i < BT / 8; ++i)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int m = m0 + 8 * i + 2 * t + c;
-        if (m < M) y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(d[4 * i + 2 * j + c] + b);
-      }
+  if (sk.splits > 1) {
+    rs_split_store<Act, BT>(sk, d, split, out_tile, s.flag, src.n(), m0, n0, M, bias, y, ldy);
+  } else {
+    rs_store<Act, BT>(src.n(), m0, n0, M, bias, y, ldy,
+                      [&](int i) { return make_float4(d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]); });
   }
 }
 
 template <typename Act, class Source, int BT>
 __global__ void __launch_bounds__(kRsThreads, 1)
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
-                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int probe) {
+                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M,
+                         const __grid_constant__ RsSplit sk, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const RsSmem<Source, BT> s(smem_raw);
   const int m_tiles = (M + BT - 1) / BT;
-  const int m0 = static_cast<int>(blockIdx.x % m_tiles) * BT;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x / m_tiles) * kRsRows;
+  const int m_tile = static_cast<int>(blockIdx.x % m_tiles);
+  const int64_t rest = blockIdx.x / m_tiles;
+  const int split = static_cast<int>(rest % sk.splits);
+  const int64_t n_tile = rest / sk.splits;
+  const int m0 = m_tile * BT;
+  const int64_t n0 = n_tile * kRsRows;
+  const int k_begin = split * sk.steps_per_split;
+  const int k_end = min(src.k_steps(), k_begin + sk.steps_per_split);
   src.template init_shared<Act>(*s.tables, n0);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kRsStages; ++i) {
@@ -227,10 +320,11 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   __syncthreads();
   if (threadIdx.x < 32 * kRsConsumerWarps) {
     sm90::setmaxnreg_inc<232>();
-    rs_consume<Act, Source, BT>(src, s, m0, n0, M, bias, y, ldy, probe);
+    rs_consume<Act, Source, BT>(src, s, m0, n0, k_begin, k_end, sk, split, n_tile * m_tiles + m_tile, M, bias, y,
+                                ldy, probe);
   } else {
     sm90::setmaxnreg_dec<40>();
-    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT>(src, &x_map, m0, n0, s);
+    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT>(src, &x_map, m0, n0, k_begin, k_end, s);
   }
 #endif
 }
@@ -244,17 +338,36 @@ inline int rs_probe() {
   return probe;
 }
 
-// x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block.
+// x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block,
+// K's steps cut into `splits` ranges (1: none; > 1: `workspace` of rs_split_workspace_bytes(M, N, BT, splits)
+// bytes, 16-byte aligned; its counters are zeroed here, on the stream).
 template <typename Act, class Source, int BT>
 void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-               int64_t M, cudaStream_t stream) {
+               int64_t M, cudaStream_t stream, int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0) {
   constexpr auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
   constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
   allow_dynamic_smem<kernel>(smem);
   const CUtensorMap x_map = x_tensor_map(x, M, K, ldx, BT);
-  const int64_t blocks = (M + BT - 1) / BT * ((src.n() + kRsRows - 1) / kRsRows);
-  kernel<<<static_cast<unsigned>(blocks), kRsThreads, smem, stream>>>(
-      src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), rs_probe());
+  const int steps = static_cast<int>((K + kBK - 1) / kBK);
+  RsSplit sk;
+  sk.tiles = (M + BT - 1) / BT * ((src.n() + kRsRows - 1) / kRsRows);
+  sk.steps_per_split = (steps + std::max(splits, 1) - 1) / std::max(splits, 1);
+  sk.splits = (steps + sk.steps_per_split - 1) / sk.steps_per_split;  // no empty split
+  if (sk.splits > 1) {
+    QB_CHECK(workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % 16 == 0 &&
+                 workspace_bytes >= rs_split_workspace_bytes(M, src.n(), BT, sk.splits),
+             kInvalidInput, "fused prefill split-K: workspace of {} bytes at {} is not the {} bytes (16-byte aligned) "
+             "{} splits need", workspace_bytes, workspace, rs_split_workspace_bytes(M, src.n(), BT, sk.splits),
+             sk.splits);
+    sk.partial = static_cast<float*>(workspace);
+    sk.counters = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(workspace) +
+                                              rs_split_workspace_bytes(M, src.n(), BT, sk.splits) - sk.tiles * 4);
+    QB_CUDA_CHECK(cudaMemsetAsync(sk.counters, 0, sk.tiles * 4, stream));
+  }
+  const int64_t blocks = sk.tiles * sk.splits;
+  kernel<<<static_cast<unsigned>(blocks), kRsThreads, smem, stream>>>(src, x_map, static_cast<const Act*>(bias),
+                                                                       static_cast<Act*>(y), ldy, static_cast<int>(M),
+                                                                       sk, rs_probe());
   QB_CUDA_CHECK_LAUNCH();
 }
 

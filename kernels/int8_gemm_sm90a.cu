@@ -1,9 +1,9 @@
 // INT8 weights at large M (prefill) on Hopper: y[M, N] = x[M, K] W^T (+ bias), W = q * scale per output channel,
 // in one kernel: the block skeleton of kernels/fused_gemm_sm90a.cuh with the int8 matrix as its weight source, so
 // the 16-bit copy of W that int8_prefill_matmul writes to DRAM and reads back never exists. sm_90a only.
-// Status: opt-in (QB_INT8_WGMMA=1: shared-B form; =rs: the register-A form of fused_gemm_rs_sm90a.cuh). Exact; the
-// shared-B form is 1.05-1.8x the time of int8_prefill_matmul on the H100 at M = 512 (the skeleton's limits,
-// NOTES-q4.md "Fused prefill"), so the layers keep the two-pass path by default.
+// Status: the register-A form of fused_gemm_rs_sm90a.cuh where fused_prefill_cut names it (int8_prefill_fused_form;
+// gate_up at M = 512: 286.9 us against 343.1 for dequantize + cuBLAS, H100); the shared-B form is opt-in
+// (QB_INT8_WGMMA=1: 1.05-1.8x the two-pass time at M = 512, NOTES-q4.md "Fused prefill"). Exact W either way.
 //
 // Contract: x, y, bias fp16 or bf16; per-channel scales only (group_size == 0: a per-group scale would change
 //   inside a block's step and cannot ride the copy engine in 16-byte pieces; those weights keep the two-pass path);
@@ -22,6 +22,7 @@
 #include "q4_common.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
+#include "quantbench/kernels/fused_prefill_policy.h"
 #include "quantbench/kernels/int8_dequant.h"
 
 namespace qb::kernels {
@@ -131,46 +132,67 @@ struct Int8RsSource : Int8Source {
   }
 };
 
-// The register form with 128-token blocks up to M = 128, 256 above (the 4-bit source's measured choice).
+// The register form, fused_prefill_tokens(M) tokens per block.
 template <typename Act>
 void launch_register_a(const Int8RsSource& src, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy,
-                       int64_t M, cudaStream_t stream) {
-  if (M <= 128) {
-    fused::launch_rs<Act, Int8RsSource, 128>(src, x, ldx, src.K, bias, y, ldy, M, stream);
+                       int64_t M, cudaStream_t stream, int splits, void* workspace, size_t workspace_bytes) {
+  if (fused_prefill_tokens(M) == 128) {
+    fused::launch_rs<Act, Int8RsSource, 128>(src, x, ldx, src.K, bias, y, ldy, M, stream, splits, workspace,
+                                             workspace_bytes);
   } else {
-    fused::launch_rs<Act, Int8RsSource, 256>(src, x, ldx, src.K, bias, y, ldy, M, stream);
+    fused::launch_rs<Act, Int8RsSource, 256>(src, x, ldx, src.K, bias, y, ldy, M, stream, splits, workspace,
+                                             workspace_bytes);
   }
 }
 
 }  // namespace
 
-// QB_INT8_WGMMA=1: the shared-B form; QB_INT8_WGMMA=rs: the register-A form.
-bool int8_gemm_wgmma_enabled() {
-  static const bool enabled = fused::env_is_one("QB_INT8_WGMMA") || fused::env_equals("QB_INT8_WGMMA", "rs");
-  return enabled;
-}
-
-Int8WgmmaForm int8_gemm_wgmma_form() {
-  static const Int8WgmmaForm form =
-      fused::env_equals("QB_INT8_WGMMA", "rs") ? Int8WgmmaForm::kRegisterA : Int8WgmmaForm::kSharedB;
-  return form;
+bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* form, int* splits) {
+  static const bool automatic =
+      std::getenv("QB_INT8_WGMMA") == nullptr || fused::env_equals("QB_INT8_WGMMA", "auto");
+  *splits = 1;
+  if (fused::env_is_one("QB_INT8_WGMMA")) {
+    *form = Int8WgmmaForm::kSharedB;
+    return true;
+  }
+  if (fused::env_equals("QB_INT8_WGMMA", "rs")) {
+    *form = Int8WgmmaForm::kRegisterA;
+    return true;
+  }
+  FusedPrefillCut cut;
+  if (!automatic || compute_capability() != 90 ||
+      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), &cut)) {
+    return false;
+  }
+  *form = Int8WgmmaForm::kRegisterA;
+  *splits = cut.splits;
+  return true;
 }
 
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
-                               int64_t M) {
+                               int64_t M, Int8WgmmaForm form) {
+  const int smem = form == Int8WgmmaForm::kSharedB ? fused::dynamic_smem_bytes<Int8Source>()
+                                                   : fused::rs_dynamic_smem_bytes<Int8RsSource, 256>();
   return compute_capability() == 90 && w.q != nullptr && w.scales != nullptr && w.group_size == 0 && w.N > 0 &&
          w.N < INT_MAX && w.K > 0 && w.K % 8 == 0 && w.ldq >= w.K && w.ldq % 16 == 0 && aligned(w.q, 16) &&
          M > 0 && M <= INT_MAX - fused::kBM && aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) &&
-         ldy >= w.N && max_shared_per_block_optin() >= fused::dynamic_smem_bytes<Int8Source>() &&
-         max_shared_per_block_optin() >= fused::rs_dynamic_smem_bytes<Int8RsSource, 256>();
+         ldy >= w.N && max_shared_per_block_optin() >= smem;
+}
+
+size_t int8_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Int8WgmmaForm form, int splits) {
+  if (splits <= 1 || form != Int8WgmmaForm::kRegisterA) return 0;
+  return fused::rs_split_workspace_bytes(M, N, fused_prefill_tokens(M), splits);
 }
 
 void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form) {
-  QB_CHECK(int8_gemm_wgmma_supported(x, ldx, w, y, ldy, M), kInvalidInput,
+                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form, int splits, void* workspace,
+                     size_t workspace_bytes) {
+  QB_CHECK(int8_gemm_wgmma_supported(x, ldx, w, y, ldy, M, form), kInvalidInput,
            "int8_gemm_wgmma: operands not supported (per-channel scales, alignment, K % 8, M={}, ldx={}, ldy={}, or "
            "not sm_90)",
            M, ldx, ldy);
+  QB_CHECK(splits == 1 || form == Int8WgmmaForm::kRegisterA, kInvalidInput,
+           "int8_gemm_wgmma: split-K ({} splits) needs the register-A form", splits);
   Int8Source src;
   src.q_map = fused::tensor_map_2d(w.q, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, w.N, w.K, w.ldq, kBK, kBN,
                                    CU_TENSOR_MAP_SWIZZLE_NONE, "int8 weight");
@@ -182,9 +204,9 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
     Int8RsSource rs;
     static_cast<Int8Source&>(rs) = src;
     if (dtype == HalfType::kF16) {
-      launch_register_a<__half>(rs, x, ldx, bias, y, ldy, M, stream);
+      launch_register_a<__half>(rs, x, ldx, bias, y, ldy, M, stream, splits, workspace, workspace_bytes);
     } else {
-      launch_register_a<__nv_bfloat16>(rs, x, ldx, bias, y, ldy, M, stream);
+      launch_register_a<__nv_bfloat16>(rs, x, ldx, bias, y, ldy, M, stream, splits, workspace, workspace_bytes);
     }
   } else if (dtype == HalfType::kF16) {
     fused::launch<__half>(src, x, ldx, w.K, bias, y, ldy, M, stream);

@@ -30,6 +30,7 @@
 #include "q4_common.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
+#include "quantbench/kernels/fused_prefill_policy.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -261,15 +262,22 @@ Source<MODE> make_source(const Q4TileWeights& w) {
   return src;
 }
 
+// The split-K arguments of the register-A launches.
+struct SplitArgs {
+  int splits;
+  void* workspace;
+  size_t bytes;
+};
+
 template <typename Act, Q4ScaleMode MODE>
 void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                 int64_t ldy, int64_t M, cudaStream_t stream) {
+                 int64_t ldy, int64_t M, cudaStream_t stream, const SplitArgs& sk) {
   if (form == Q4WgmmaForm::kRegisterA128) {
     fused::launch_rs<Act, Q4RsSource<MODE>, 128>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                                 stream);
+                                                 stream, sk.splits, sk.workspace, sk.bytes);
   } else if (form == Q4WgmmaForm::kRegisterA256) {
     fused::launch_rs<Act, Q4RsSource<MODE>, 256>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                                 stream);
+                                                 stream, sk.splits, sk.workspace, sk.bytes);
   } else {
     fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }
@@ -277,16 +285,16 @@ void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_
 
 template <typename Act>
 void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                   int64_t ldy, int64_t M, cudaStream_t stream) {
+                   int64_t ldy, int64_t M, cudaStream_t stream, const SplitArgs& sk) {
   switch (w.mode) {
     case Q4ScaleMode::kAbsmaxF32:
-      return launch_mode<Act, Q4ScaleMode::kAbsmaxF32>(form, w, x, ldx, bias, y, ldy, M, stream);
+      return launch_mode<Act, Q4ScaleMode::kAbsmaxF32>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
     case Q4ScaleMode::kAbsmaxNested:
-      return launch_mode<Act, Q4ScaleMode::kAbsmaxNested>(form, w, x, ldx, bias, y, ldy, M, stream);
+      return launch_mode<Act, Q4ScaleMode::kAbsmaxNested>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
     case Q4ScaleMode::kAffine:
-      return launch_mode<Act, Q4ScaleMode::kAffine>(form, w, x, ldx, bias, y, ldy, M, stream);
+      return launch_mode<Act, Q4ScaleMode::kAffine>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
     case Q4ScaleMode::kAbsmax16:
-      return launch_mode<Act, Q4ScaleMode::kAbsmax16>(form, w, x, ldx, bias, y, ldy, M, stream);
+      return launch_mode<Act, Q4ScaleMode::kAbsmax16>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
   }
 }
 
@@ -320,14 +328,22 @@ bool q4_tile_gemm_wgmma_enabled() {
 
 }  // namespace
 
-bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form) {
+bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form, int* splits) {
   // Unset (or auto): the measured policy. 0: never (dequantize + cuBLAS everywhere, the A/B baseline).
   static const bool automatic = std::getenv("QB_Q4_WGMMA") == nullptr || fused::env_equals("QB_Q4_WGMMA", "auto");
+  *splits = 1;
   if (q4_tile_gemm_wgmma_enabled()) {
     *form = q4_tile_gemm_wgmma_form();
     return true;
   }
-  return automatic && compute_capability() == 90 && q4_fused_prefill_preferred(M, w.N, sm_count(), form);
+  FusedPrefillCut cut;
+  if (!automatic || compute_capability() != 90 ||
+      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), &cut)) {
+    return false;
+  }
+  *form = cut.tokens == 128 ? Q4WgmmaForm::kRegisterA128 : Q4WgmmaForm::kRegisterA256;
+  *splits = cut.splits;
+  return true;
 }
 
 Q4WgmmaForm q4_tile_gemm_wgmma_form() {
@@ -350,15 +366,24 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
          (w.mode != Q4ScaleMode::kAbsmaxNested || q4_nested_run_bound(kBN, units) <= kNestedRun);
 }
 
+size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Q4WgmmaForm form, int splits) {
+  if (splits <= 1 || form == Q4WgmmaForm::kSharedB) return 0;
+  return fused::rs_split_workspace_bytes(M, N, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256, splits);
+}
+
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                        int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form) {
+                        int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form, int splits, void* workspace,
+                        size_t workspace_bytes) {
+  QB_CHECK(splits == 1 || form != Q4WgmmaForm::kSharedB, kInvalidInput,
+           "q4_tile_gemm_wgmma: split-K ({} splits) needs a register-A form", splits);
+  const SplitArgs sk{splits, workspace, workspace_bytes};
   QB_CHECK(q4_tile_gemm_wgmma_supported(dtype, w, x, ldx, y, ldy, M, form), kInvalidInput,
            "q4_tile_gemm_wgmma: operands not supported (dtype, alignment, M={}, ldx={}, ldy={}, or not sm_90)", M,
            ldx, ldy);
   if (dtype == DType::kF16) {
-    dispatch_mode<__half>(form, w, x, ldx, bias, y, ldy, M, stream);
+    dispatch_mode<__half>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
   } else {
-    dispatch_mode<__nv_bfloat16>(form, w, x, ldx, bias, y, ldy, M, stream);
+    dispatch_mode<__nv_bfloat16>(form, w, x, ldx, bias, y, ldy, M, stream, sk);
   }
 }
 

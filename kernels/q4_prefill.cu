@@ -131,20 +131,6 @@ Q4PrefillPlan q4_default_prefill_plan(int64_t M, int64_t N, int64_t K) {
   return plan;
 }
 
-bool q4_fused_prefill_preferred(int64_t M, int64_t N, int sm_count, Q4WgmmaForm* form) {
-  // Measured on the H100 (bench_q4 --prefill, Qwen2-7B shapes, every scale mode; NOTES-q4.md, "After the C7515
-  // fix"): the register-A kernel wins where its grid covers at least two waves (gate_up: 1.29x cuBLAS at M = 512
-  // with 256-token blocks against 1.80x for dequantize + cuBLAS, 1.08x against 2.67x at M = 128 with 128-token
-  // blocks) and loses or ties on the 36-56-block shapes (qkv, o, down) and at M = 2048 (1.29x against 1.26x).
-  constexpr int64_t kRows = 128, kMinWaves = 2, kMaxTokens = 512;
-  if (sm_count <= 0 || M <= 0 || M > kMaxTokens) return false;
-  const int64_t tokens = M <= 128 ? 128 : 256;
-  const int64_t blocks = (N + kRows - 1) / kRows * ((M + tokens - 1) / tokens);
-  if (blocks < kMinWaves * sm_count) return false;
-  *form = tokens == 128 ? Q4WgmmaForm::kRegisterA128 : Q4WgmmaForm::kRegisterA256;
-  return true;
-}
-
 void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeights& w, const Q4PrefillPlan& plan,
                            const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
                            void* scratch, float* accum, cudaStream_t stream) {

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <utility>
 
 #include "quantbench/quant/format.h"
 #include "quantbench/quant/q4_linear.h"
@@ -25,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "quantbench/kernels/device_limits.h"
+#include "quantbench/kernels/fused_prefill_policy.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 #endif
@@ -182,25 +184,37 @@ TEST(Q4Gpu, FusedLayersMatchParts) {
 }
 
 #ifdef QB_HAVE_CUDA
-// The large-M policy (a host function, no GPU needed): the fused kernel only where it measured faster than dequantize +
-// cuBLAS on the H100 (Qwen2-7B gate_up at M = 128 and 512, every scale mode), two-pass everywhere else.
-TEST(Q4PrefillPolicy, FusedOnlyWhereMeasuredFaster) {
+// The large-M policy (a host function, no GPU needed): the fused kernel where its time model, with the H100's
+// constants, beats dequantize + cuBLAS by 10%; split-K where the tiles alone leave SMs idle.
+TEST(FusedPrefillPolicy, CutFollowsTheTimeModel) {
   namespace k = qb::kernels;
   const int sms = 132;
-  k::Q4WgmmaForm form = k::Q4WgmmaForm::kSharedB;
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(512, 37888, sms, &form));  // gate_up: 296 x 2 blocks
-  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA256);
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(300, 37888, sms, &form));
-  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA256);
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(128, 37888, sms, &form));  // 296 blocks of 128 tokens
-  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA128);
-  EXPECT_TRUE(k::q4_fused_prefill_preferred(1, 37888, sms, &form));
-  EXPECT_EQ(form, k::Q4WgmmaForm::kRegisterA128);
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 4608, sms, &form));   // qkv: 36 x 2 blocks
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 3584, sms, &form));   // o, down: 28 x 2
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(128, 11264, sms, &form));  // TinyLlama gate_up: 88
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(2048, 37888, sms, &form)); // measured a tie, lost end to end
-  EXPECT_FALSE(k::q4_fused_prefill_preferred(512, 37888, 0, &form));    // no device
+  k::FusedPrefillCut cut;
+  ASSERT_TRUE(k::fused_prefill_cut(512, 37888, 3584, sms, 8, &cut));  // gate_up: 296 x 2 tiles, 4.5 waves
+  EXPECT_EQ(cut.tokens, 256);
+  EXPECT_EQ(cut.splits, 1);
+  ASSERT_TRUE(k::fused_prefill_cut(128, 37888, 3584, sms, 8, &cut));  // 296 tiles of 128 tokens
+  EXPECT_EQ(cut.tokens, 128);
+  EXPECT_EQ(cut.splits, 1);
+  ASSERT_TRUE(k::fused_prefill_cut(128, 3584, 18944, sms, 8, &cut));  // down: 28 tiles, one split would idle 104 SMs
+  EXPECT_EQ(cut.tokens, 128);
+  EXPECT_GT(cut.splits, 1);
+  EXPECT_LE(cut.splits * 28, 2 * sms);
+  ASSERT_TRUE(k::fused_prefill_cut(128, 4608, 3584, sms, 8, &cut));  // qkv at 128 tokens: 36 tiles
+  EXPECT_GT(cut.splits, 1);
+  EXPECT_FALSE(k::fused_prefill_cut(128, 4608, 3584, sms, 1, &cut));  // ... and without split-K, two-pass
+  EXPECT_FALSE(k::fused_prefill_cut(512, 4608, 3584, sms, 8, &cut));  // qkv at 512: two-pass
+  EXPECT_FALSE(k::fused_prefill_cut(2048, 37888, 3584, sms, 8, &cut));  // measured a tie, lost end to end
+  EXPECT_FALSE(k::fused_prefill_cut(512, 37888, 3584, 0, 8, &cut));  // no device
+  EXPECT_FALSE(k::fused_prefill_cut(512, 768, 768, sms, 8, &cut));  // GPT-2-sized: the 16-bit copy is cheap
+  // Every split the cut names has work: ceil(steps / splits) steps each, none empty.
+  for (int64_t K : {64, 192, 3584, 18944}) {
+    for (int64_t M : {65, 128, 300, 512}) {
+      if (!k::fused_prefill_cut(M, 3584, K, sms, 8, &cut)) continue;
+      const int64_t steps = (K + 63) / 64, per = (steps + cut.splits - 1) / cut.splits;
+      EXPECT_EQ((steps + per - 1) / per, cut.splits) << "K=" << K << " M=" << M;
+    }
+  }
 }
 
 // forward captured in a CUDA graph (decode path and prefill path) replays to the eager result.
@@ -440,19 +454,37 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
             const at::Tensor bd = bias.to(at::kCPU, at::kDouble);
             const at::Tensor ref = with_bias ? at::linear(xd, dense, bd) : at::linear(xd, dense);
             const at::Tensor ref16 = with_bias ? at::linear(xd, rounded, bd) : at::linear(xd, rounded);
-            for (k::Q4WgmmaForm form :
-                 {k::Q4WgmmaForm::kRegisterA128, k::Q4WgmmaForm::kRegisterA256, k::Q4WgmmaForm::kSharedB}) {
+            for (const auto& cut : {std::pair{k::Q4WgmmaForm::kRegisterA128, 1},
+                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 1}, std::pair{k::Q4WgmmaForm::kSharedB, 1},
+                                    std::pair{k::Q4WgmmaForm::kRegisterA128, 3},
+                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 2}}) {
+              const k::Q4WgmmaForm form = cut.first;  // named copies: lambdas capture them (C++17)
+              const int splits = cut.second;
               at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
               ASSERT_TRUE(
                   k::q4_tile_gemm_wgmma_supported(dt, c.tw, x.data_ptr(), sh.K, y.data_ptr(), sh.N + pad, M, form));
-              k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, with_bias ? bias.data_ptr() : nullptr,
-                                    y.data_ptr(), sh.N + pad, M, stream, form);
+              const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, sh.N, form, splits);
+              // Garbage in the workspace: the launch zeroes the counters, the partial tiles are written before read.
+              const at::Tensor workspace = at::full({static_cast<int64_t>(bytes) + 16}, 0x5a,
+                                                    x.options().dtype(at::kByte));
+              const auto run = [&](const at::Tensor& out) {
+                k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, with_bias ? bias.data_ptr() : nullptr,
+                                      out.data_ptr(), sh.N + pad, M, stream, form, splits,
+                                      bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
+              };
+              run(y);
               const std::string what =
-                  fmt::format("{} N={} K={} M={} {} bias={} form={}", scheme_name(mode, absmax_f16), sh.N, sh.K, M,
-                              c10::toString(act), with_bias,
+                  fmt::format("{} N={} K={} M={} {} bias={} form={} splits={}", scheme_name(mode, absmax_f16), sh.N,
+                              sh.K, M, c10::toString(act), with_bias,
                               form == k::Q4WgmmaForm::kRegisterA128   ? "rs128"
                               : form == k::Q4WgmmaForm::kRegisterA256 ? "rs256"
-                                                                      : "ss");
+                                                                      : "ss",
+                              splits);
+              if (splits > 1) {  // a second launch on the same workspace repeats y bit for bit
+                at::Tensor again = at::full({M, sh.N + pad}, nan, x.options());
+                run(again);
+                EXPECT_TRUE(at::equal(again.narrow(1, 0, sh.N), y.narrow(1, 0, sh.N))) << "not deterministic: " << what;
+              }
               const at::Tensor got = y.narrow(1, 0, sh.N);
               EXPECT_LT(test::relative_error(got, ref), bound_for(act)) << what;
               EXPECT_LT(test::relative_error(got, ref16), act == at::kHalf ? 1e-3 : 6e-3) << what;

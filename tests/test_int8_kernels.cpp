@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "quantbench/core/error.h"
 #include "quantbench/quant/int8.h"
 #include "test_support.h"
@@ -134,19 +136,36 @@ TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
               const at::Tensor x = at::randn({M, K}).to(cuda, dtype);
               const at::Tensor bias = at::randn({N}).to(cuda, dtype);
               at::Tensor y = at::full({M, N + pad}, NAN, x.options());
-              ASSERT_TRUE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), K, w, y.data_ptr(), N + pad, M));
               const at::Tensor xd = x.to(at::kCPU, at::kDouble), bd = bias.to(at::kCPU, at::kDouble);
               const at::Tensor ref = with_bias ? at::linear(xd, wd, bd) : at::linear(xd, wd);
               const at::Tensor ref16 = with_bias ? at::linear(xd, w16, bd) : at::linear(xd, w16);
-              for (const auto form : {kernels::Int8WgmmaForm::kSharedB, kernels::Int8WgmmaForm::kRegisterA}) {
+              for (const auto& cut : {std::pair{kernels::Int8WgmmaForm::kSharedB, 1},
+                                      std::pair{kernels::Int8WgmmaForm::kRegisterA, 1},
+                                      std::pair{kernels::Int8WgmmaForm::kRegisterA, 3}}) {
+                const kernels::Int8WgmmaForm form = cut.first;  // named copies: lambdas capture them (C++17)
+                const int splits = cut.second;
+                ASSERT_TRUE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), K, w, y.data_ptr(), N + pad, M, form));
+                const size_t bytes = kernels::int8_gemm_wgmma_workspace_bytes(M, N, form, splits);
+                const at::Tensor workspace = at::full({static_cast<int64_t>(bytes) + 16}, 0x5a,
+                                                      x.options().dtype(at::kByte));  // garbage: counters zeroed by the launch
+                const auto run = [&](const at::Tensor& out) {
+                  kernels::int8_gemm_wgmma(half_of(dtype), x.data_ptr(), K, w, with_bias ? bias.data_ptr() : nullptr,
+                                           out.data_ptr(), N + pad, M, stream, form, splits,
+                                           bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
+                };
                 y.fill_(NAN);
-                kernels::int8_gemm_wgmma(half_of(dtype), x.data_ptr(), K, w, with_bias ? bias.data_ptr() : nullptr,
-                                         y.data_ptr(), N + pad, M, stream, form);
+                run(y);
                 const at::Tensor got = y.narrow(1, 0, N);
                 const std::string what =
                     "K " + std::to_string(K) + " N " + std::to_string(N) + " M " + std::to_string(M) + " mult " +
                     std::to_string(multiplier) + " " + c10::toString(dtype) + (with_bias ? " bias" : "") +
-                    (form == kernels::Int8WgmmaForm::kRegisterA ? " register-A" : " shared-B");
+                    (form == kernels::Int8WgmmaForm::kRegisterA ? " register-A" : " shared-B") + " splits " +
+                    std::to_string(splits);
+                if (splits > 1) {  // the same workspace again: the same bits (the splits summed in a fixed order)
+                  at::Tensor again = at::full({M, N + pad}, NAN, x.options());
+                  run(again);
+                  EXPECT_TRUE(at::equal(again.narrow(1, 0, N), got)) << "not deterministic: " << what;
+                }
                 EXPECT_LT(test::relative_error(got, ref), dtype == at::kHalf ? 2e-3 : 8e-3) << what;
                 EXPECT_LT(test::relative_error(got, ref16), dtype == at::kHalf ? 1e-3 : 6e-3) << what;
                 EXPECT_FALSE(at::isnan(got).any().item<bool>()) << "unwritten output: " << what;
@@ -162,10 +181,13 @@ TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
   const Int8Quantized grouped = quantize_int8(at::randn({16, 128}).to(cuda), 64);
   const at::Tensor x = at::randn({130, 128}).to(cuda, at::kHalf);
   at::Tensor y = at::empty({130, 16}, x.options());
-  EXPECT_FALSE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), 128, view(grouped, 128), y.data_ptr(), 16, 130));
-  EXPECT_THROW(kernels::int8_gemm_wgmma(kernels::HalfType::kF16, x.data_ptr(), 128, view(grouped, 128), nullptr,
-                                        y.data_ptr(), 16, 130, stream),
-               Error);
+  for (const auto form : {kernels::Int8WgmmaForm::kSharedB, kernels::Int8WgmmaForm::kRegisterA}) {
+    EXPECT_FALSE(
+        kernels::int8_gemm_wgmma_supported(x.data_ptr(), 128, view(grouped, 128), y.data_ptr(), 16, 130, form));
+    EXPECT_THROW(kernels::int8_gemm_wgmma(kernels::HalfType::kF16, x.data_ptr(), 128, view(grouped, 128), nullptr,
+                                          y.data_ptr(), 16, 130, stream, form),
+                 Error);
+  }
 }
 
 TEST(Int8KernelsGpu, WrappersRejectBadOperands) {

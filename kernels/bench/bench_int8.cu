@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <iterator>
 #include <string>
+#include <utility>
 
 #include "../gemv_mma_tile.cuh"
 #include "gemv_bench_util.cuh"
@@ -389,20 +390,39 @@ int main() {
       BENCH_CUDA(cudaGetDevice(&device));
       BENCH_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
       BENCH_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-      if (major == 9 && minor == 0) {  // the fused sm_90a kernel (opt-in in the layers: QB_INT8_WGMMA=1)
-        BENCH_CUDA(cudaMemset(y, 0xff, kMaxM * N * 2));
-        qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(0), nullptr, y, N, kMaxM, stream);
-        BENCH_CUDA(cudaStreamSynchronize(stream));
-        ok &= require(check_int8(weights(0), x, y, kMaxM, N, 31, 8), 8e-3, "int8 wgmma prefill", shape, kMaxM);
-        const double t = bench::time_graph_us(
-            [&](int i, cudaStream_t s) {
-              qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(i), nullptr, y, N, kMaxM, s);
-            },
-            10, 10, stream, &spread);
-        std::printf("%-8s K=%-6lld N=%-7lld M=%-4lld int8 prefill %-14s %9.2f us %7.0f TFLOP/s  x%.3f of cuBLAS bf16 "
-                    "(spread %.3f)\n",
-                    shape.name, (long long)K, (long long)N, (long long)kMaxM, "wgmma fused", t,
-                    2.0 * kMaxM * N * K / (t * 1e-6) / 1e12, t / prefill_cublas_us, spread);
+      if (major == 9 && minor == 0) {  // the fused sm_90a kernel: shared-B, then register-A by split count
+        using qb::kernels::Int8WgmmaForm;
+        const std::pair<Int8WgmmaForm, int> cuts[] = {{Int8WgmmaForm::kSharedB, 1},  {Int8WgmmaForm::kRegisterA, 1},
+                                                      {Int8WgmmaForm::kRegisterA, 2}, {Int8WgmmaForm::kRegisterA, 3},
+                                                      {Int8WgmmaForm::kRegisterA, 4}, {Int8WgmmaForm::kRegisterA, 6},
+                                                      {Int8WgmmaForm::kRegisterA, 8}};
+        for (const int64_t M : {kMaxM, int64_t{128}}) {
+          for (const auto& cut : cuts) {
+            const Int8WgmmaForm form = cut.first;
+            const int splits = cut.second;
+            const size_t bytes = qb::kernels::int8_gemm_wgmma_workspace_bytes(M, N, form, splits);
+            void* split_ws = nullptr;
+            if (bytes > 0) BENCH_CUDA(cudaMalloc(&split_ws, bytes));
+            BENCH_CUDA(cudaMemset(y, 0xff, kMaxM * N * 2));
+            qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(0), nullptr, y, N, M, stream, form, splits,
+                                         split_ws, bytes);
+            BENCH_CUDA(cudaStreamSynchronize(stream));
+            const std::string name = std::string(form == Int8WgmmaForm::kSharedB ? "wgmma ss" : "wgmma rs") +
+                                     " s" + std::to_string(splits);
+            ok &= require(check_int8(weights(0), x, y, M, N, 31, 8), 8e-3, name.c_str(), shape, M);
+            const double t = bench::time_graph_us(
+                [&](int i, cudaStream_t s) {
+                  qb::kernels::int8_gemm_wgmma(HalfType::kBF16, x, K, weights(i), nullptr, y, N, M, s, form, splits,
+                                               split_ws, bytes);
+                },
+                10, 10, stream, &spread);
+            std::printf("%-8s K=%-6lld N=%-7lld M=%-4lld int8 prefill %-14s %9.2f us %7.0f TFLOP/s  x%.3f of cuBLAS "
+                        "bf16 at M=%lld (spread %.3f)\n",
+                        shape.name, (long long)K, (long long)N, (long long)M, name.c_str(), t,
+                        2.0 * M * N * K / (t * 1e-6) / 1e12, t / prefill_cublas_us, (long long)kMaxM, spread);
+            if (split_ws != nullptr) BENCH_CUDA(cudaFree(split_ws));
+          }
+        }
       }
       {
         BENCH_CUDA(cudaMemset(y, 0xff, kMaxM * N * 2));

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "quantbench/kernels/fused_prefill_policy.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -751,6 +752,30 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
                         fmt_name(f), (long long)M, names[v], us, flop / us * 1e-6, us / cub);
           rows.push_back(line);
           std::printf("prefill %s\n", line);
+        }
+        if (f == Fmt::kNf4) {  // split-K: the register-A forms by split count (the policy's model is fitted to these)
+          for (const Q4WgmmaForm form : {Q4WgmmaForm::kRegisterA128, Q4WgmmaForm::kRegisterA256}) {
+            for (const int splits : {2, 3, 4, 6, 8}) {
+              const size_t bytes = q4_tile_gemm_wgmma_workspace_bytes(M, s.N, form, splits);
+              void* ws = nullptr;
+              CK(cudaMalloc(&ws, bytes));
+              const double us = time_us([&](int i, cudaStream_t st) {
+                q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, form,
+                                   splits, ws, bytes);
+              });
+              CK(cudaFree(ws));
+              std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | wgmma rs %d s%-4d | %8.1f | %6.0f | %4.2fx |",
+                            s.name, fmt_name(f), (long long)M, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256, splits,
+                            us, flop / us * 1e-6, us / cub);
+              rows.push_back(line);
+              std::printf("prefill %s\n", line);
+            }
+          }
+          FusedPrefillCut cut;
+          const bool fused = fused_prefill_cut(M, s.N, s.K, 132, fused_prefill_max_splits(), &cut);
+          std::printf("prefill policy %s M=%lld: %s\n", s.name, (long long)M,
+                      fused ? ("register-A " + std::to_string(cut.tokens) + " s" + std::to_string(cut.splits)).c_str()
+                            : "dequantize + cuBLAS");
         }
       }
     }

@@ -63,10 +63,16 @@ at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
   const int64_t M = x2d.size(0);
   at::Tensor y = at::empty({M, w.N}, x2d.options());
-  if (kernels::int8_gemm_wgmma_enabled() &&
-      kernels::int8_gemm_wgmma_supported(x2d.data_ptr(), x2d.size(1), w, y.data_ptr(), w.N, M)) {
+  kernels::Int8WgmmaForm form{};
+  int splits = 1;
+  if (kernels::int8_prefill_fused_form(w, M, &form, &splits) &&
+      kernels::int8_gemm_wgmma_supported(x2d.data_ptr(), x2d.size(1), w, y.data_ptr(), w.N, M, form)) {
+    const size_t bytes = kernels::int8_gemm_wgmma_workspace_bytes(M, w.N, form, splits);
+    at::Tensor partial;  // split-K's fp32 partial tiles
+    if (bytes > 0) partial = workspace(x2d, bytes);
     kernels::int8_gemm_wgmma(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias),
-                             y.data_ptr(), w.N, M, stream());
+                             y.data_ptr(), w.N, M, stream(), form, splits, bytes > 0 ? partial.data_ptr() : nullptr,
+                             bytes);
     return y;
   }
   const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);

@@ -478,12 +478,18 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);
   const void* bias_ptr = bias.defined() ? bias.data_ptr() : nullptr;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  k::Q4WgmmaForm form{};
+  int splits = 1;
   if (d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM) {
     if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
-  } else if (k::Q4WgmmaForm form{}; d.tiles && k::q4_prefill_fused_form(d.tw, M, &form) &&
+  } else if (d.tiles && k::q4_prefill_fused_form(d.tw, M, &form, &splits) &&
              k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form)) {
-    k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form);
+    const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, N, form, splits);
+    at::Tensor workspace;  // split-K's fp32 partial tiles (from the caching allocator: no sync, graph-safe)
+    if (bytes > 0) workspace = at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte));
+    k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form, splits,
+                          bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));

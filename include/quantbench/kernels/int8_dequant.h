@@ -34,18 +34,24 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
 // Large-M path on Hopper (sm_90a, kernels/int8_gemm_sm90a.cu): one kernel, each 64-column step of W converted to
 // 16 bits in shared memory inside the GEMM main loop (wgmma, fp32 accumulation), values bit-identical to
 // int8_dequantize's. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
-// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No workspace, no host sync. Not the default: on the
-// H100 it measured slower than the two-pass path (NOTES-int8.md); the int8 layers take it only when
-// int8_gemm_wgmma_enabled() (QB_INT8_WGMMA=1 or rs).
+// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No host sync; a workspace only for split-K. The
+// shared-B form measured slower than the two-pass path on the H100 (NOTES-int8.md); the int8 layers take the form
+// int8_prefill_fused_form names.
 // Two forms over the same step: kSharedB (W converted into a shared-memory B stage) and kRegisterA (W converted
 // straight into wgmma's A registers, kernels/fused_gemm_rs_sm90a.cuh; QB_INT8_WGMMA=rs).
 enum class Int8WgmmaForm { kSharedB, kRegisterA };
-bool int8_gemm_wgmma_enabled();
-Int8WgmmaForm int8_gemm_wgmma_form();  // the one QB_INT8_WGMMA names (kSharedB for 1)
+// The fused form (and split-K count) int8 prefill takes at M rows, or none (dequantize + cuBLAS): unset or auto,
+// the register-A cut fused_prefill_cut names (fused_prefill_policy.h); QB_INT8_WGMMA=1 the shared-B form and rs the
+// register-A form on every call (no split); 0 (any other value) never.
+bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* form, int* splits);
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
-                               int64_t M);
+                               int64_t M, Int8WgmmaForm form);
+// Split-K (register-A only): `splits` K ranges per output tile, fp32 partial tiles in `workspace`
+// (int8_gemm_wgmma_workspace_bytes, 16-byte aligned; 0 bytes for splits = 1).
+size_t int8_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Int8WgmmaForm form, int splits);
 void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form = int8_gemm_wgmma_form());
+                     int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form, int splits = 1,
+                     void* workspace = nullptr, size_t workspace_bytes = 0);
 
 // The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
 // out[n, k] = q[n, k] * scale (rounded once to 16 bits).

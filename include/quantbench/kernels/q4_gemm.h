@@ -130,20 +130,19 @@ enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 // The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 
-// Whether (and in which form) the register-A kernel measured faster than dequantize + cuBLAS at these sizes (H100,
-// Qwen2-7B shapes at M = 128, 512, 2048, every scale mode; NOTES-q4.md): M <= 512 and a grid of at least two waves of
-// 128-row blocks, 128-token blocks up to M = 128 (kRegisterA128), 256 above (kRegisterA256). gate_up qualifies;
-// qkv, o and down (36-56 blocks) do not. A pure function of its arguments (CPU-tested); sets *form when true.
-bool q4_fused_prefill_preferred(int64_t M, int64_t N, int sm_count, Q4WgmmaForm* form);
-
-// The fused form Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss force the fused kernel
-// on every large-M call (q4_tile_gemm_wgmma_form()); unset or auto, the register-A form q4_fused_prefill_preferred
-// names, where it names one (BENCHMARKS.md has the end-to-end effect); QB_Q4_WGMMA=0 (any other value), none.
-bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form);
+// The fused form (and split-K count) Q4Linear takes at M rows, or none (dequantize + cuBLAS): QB_Q4_WGMMA=1|rs|ss
+// force the fused kernel on every large-M call (q4_tile_gemm_wgmma_form(), no split); unset or auto, the register-A
+// cut fused_prefill_cut names (fused_prefill_policy.h), where it names one (BENCHMARKS.md has the end-to-end
+// effect); QB_Q4_WGMMA=0 (any other value), none.
+bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form, int* splits);
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());
+// Split-K (register-A forms only): `splits` K ranges per output tile, fp32 partial tiles in `workspace`
+// (q4_tile_gemm_wgmma_workspace_bytes, 16-byte aligned; 0 bytes for splits = 1).
+size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Q4WgmmaForm form, int splits);
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                        int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());
+                        int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form = q4_tile_gemm_wgmma_form(),
+                        int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0);
 
 // y = x W^T (+ bias) for the flat layout: dequantize all of W into scratch (N*K elements of dtype), one GEMM.
 void q4_flat_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4FlatWeights& w, const void* x, int64_t ldx,
