@@ -8,10 +8,11 @@
 // pipe the busiest unit (66% in ncu) and the kernel at 1.7-3.3x cuBLAS. Here shared memory carries only x (the B
 // operand, what any wgmma GEMM reads: 64 bytes per clock at full MMA rate) and the packed weight (an eighth of
 // the 16-bit bytes), plus the conversion's table lookups.
-// Status (NOTES-q4.md, "After the C7515 fix"; H100, bf16): gate_up nf4 at M = 512 with 256-token blocks 270.6 us =
-// 1.29x cuBLAS (dequantize + cuBLAS 377 us), at M = 128 with 128-token blocks 113.6 us = 1.08x (281 us): the 4-bit
-// default where the grid covers two waves (q4_fused_prefill_preferred). The 36-56-block shapes (qkv, o, down) tie
-// or lose to dequantize + cuBLAS. Sources: 4-bit (kernels/q4_gemm_sm90a.cu), int8 (kernels/int8_gemm_sm90a.cu).
+// Status (NOTES-q4.md, "After the C7515 fix" and "Split-K"; H100, bf16): gate_up nf4 at M = 512 with 256-token
+// blocks 251-271 us = 1.19-1.29x cuBLAS (dequantize + cuBLAS 370 us), at M = 128 with 128-token blocks 113.6-117 us;
+// down (28 x 2 tiles at M = 512) 155.8 us with 2 splits against 193.5 two-pass. Where it runs and how it is cut:
+// fused_prefill_cut (include/quantbench/kernels/fused_prefill_policy.h). Sources: 4-bit (kernels/q4_gemm_sm90a.cu),
+// int8 (kernels/int8_gemm_sm90a.cu).
 //
 // The weight format is a Source (kernels/q4_gemm_sm90a.cu) providing
 //   kPackedStepBytes, n(), k_steps(), load_step(k, n0, dst, bar)   as for the first form (one 64-column step of

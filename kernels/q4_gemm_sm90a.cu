@@ -4,10 +4,11 @@
 // bf16 time on Qwen2-7B shapes at M = 512) never exists. Compiled for sm_90a only (CMakeLists.txt).
 // Two forms over the same packed steps: the shared-B skeleton (fused_gemm_sm90a.cuh, Q4Source::convert_step) and the
 // register-A one (fused_gemm_rs_sm90a.cuh, Q4RsSource::fragments).
-// Status (NOTES-q4.md, "Fused prefill"; BENCHMARKS.md): the register-A form is the default where
-// q4_fused_prefill_preferred says it measured faster (grids of at least two waves up to M = 512: gate_up at 1.29x
-// cuBLAS against 1.80x for dequantize + cuBLAS at M = 512, 1.08x against 2.67x at M = 128); QB_Q4_WGMMA=1|rs|ss
-// force a form everywhere, QB_Q4_WGMMA=0 turns it off. The shared-B form loses to it everywhere.
+// Status (NOTES-q4.md, "Fused prefill" and "Split-K"; BENCHMARKS.md): the register-A form is the default where
+// fused_prefill_cut's time model says it is faster, with split-K where the tiles alone leave SMs idle (H100, M =
+// 512: gate_up 1.19x cuBLAS against 1.76x for dequantize + cuBLAS, down with 2 splits 1.65x against 2.05x; M = 128:
+// down with 4 splits 1.08x against 2.48x); QB_Q4_WGMMA=1|rs|ss force a form everywhere, QB_Q4_WGMMA=0 turns it off.
+// The shared-B form loses to it everywhere.
 //
 // Contract: x, y, bias fp16 or bf16; W in the tile layout (quantbench/kernels/q4_layout.h, K % 64 == 0);
 //   x 16-byte aligned with ldx % 8 == 0 (q4_tile_gemm_wgmma_supported); y any ld (pairs of outputs stored as one
@@ -338,7 +339,7 @@ bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form,
   }
   FusedPrefillCut cut;
   if (!automatic || compute_capability() != 90 ||
-      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), &cut)) {
+      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), kQ4FusedCost, &cut)) {
     return false;
   }
   *form = cut.tokens == 128 ? Q4WgmmaForm::kRegisterA128 : Q4WgmmaForm::kRegisterA256;

@@ -772,7 +772,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
             }
           }
           FusedPrefillCut cut;
-          const bool fused = fused_prefill_cut(M, s.N, s.K, 132, fused_prefill_max_splits(), &cut);
+          const bool fused = fused_prefill_cut(M, s.N, s.K, 132, fused_prefill_max_splits(), kQ4FusedCost, &cut);
           std::printf("prefill policy %s M=%lld: %s\n", s.name, (long long)M,
                       fused ? ("register-A " + std::to_string(cut.tokens) + " s" + std::to_string(cut.splits)).c_str()
                             : "dequantize + cuBLAS");

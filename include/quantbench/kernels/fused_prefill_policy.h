@@ -16,12 +16,25 @@ struct FusedPrefillCut {
   int splits = 1;    // K ranges per output tile (split-K, summed in a fixed order by the tile's last block)
 };
 
-// A time model with constants measured on the H100 (kernels/NOTES-q4.md, "Split-K"): the fused kernel costs
-// waves x steps-per-split x (time of one 64-column step of a block at full occupancy), plus a little per extra
-// split; dequantize + cuBLAS costs the bf16 GEMM plus writing the 16-bit W. True (and *cut set) where the fused
-// kernel's best cut is expected at least 10% faster, M <= 512 (larger M measured a tie: two-pass keeps it).
-// max_splits caps the split count (1: no split-K).
-bool fused_prefill_cut(int64_t M, int64_t N, int64_t K, int sm_count, int max_splits, FusedPrefillCut* cut);
+// What differs between weight sources in the model: a block step's cost relative to the 4-bit source's, and how
+// fast the two-pass path's dequantize writes the 16-bit W (bytes per us).
+struct FusedSourceCost {
+  double step_factor;
+  double dequant_bytes_per_us;
+};
+// H100 (bench_q4 --prefill, bench_int8): int8's step moves twice the weight bytes (gate_up at M = 512: 289.0 us
+// against nf4's 251.0), its dequantize is a widening copy (down: 70 us for 136 MB against nf4's ~94).
+inline constexpr FusedSourceCost kQ4FusedCost{1.0, 1.6e6};
+inline constexpr FusedSourceCost kInt8FusedCost{1.15, 1.8e6};
+
+// A time model with constants fitted to the H100 (kernels/fused_prefill_policy.cu; NOTES-q4.md "Split-K"): the fused
+// kernel's time for each split count up to max_splits against dequantize + cuBLAS. True (and *cut set) where the
+// best cut is expected at least 10% faster, M <= 512 (at M = 2048 two-pass measured faster on every shape).
+bool fused_prefill_cut(int64_t M, int64_t N, int64_t K, int sm_count, int max_splits, const FusedSourceCost& cost,
+                       FusedPrefillCut* cut);
+// The model's two estimates (us), exposed for the benchmarks' tables and the tests.
+double fused_prefill_us(int64_t M, int64_t N, int64_t K, int sm_count, int splits, const FusedSourceCost& cost);
+double fused_prefill_two_pass_us(int64_t M, int64_t N, int64_t K, const FusedSourceCost& cost);
 
 // The split cap the environment names: QB_FUSED_SPLITS=n (n >= 1), else 8.
 int fused_prefill_max_splits();

@@ -117,15 +117,16 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
                            void* scratch, float* accum, cudaStream_t stream);
 
 // Large-M path on Hopper (sm_90a, kernels/q4_gemm_sm90a.cu): one kernel, W dequantized inside the GEMM main loop
-// (wgmma, fp32 accumulation). No scratch, no allocation, no host sync. Supported: compute capability 9.0,
+// (wgmma, fp32 accumulation). No host sync; scratch only for split-K's partial tiles. Supported: compute capability 9.0,
 // fp16/bf16, tile layout, x 16-byte aligned with ldx % 8 == 0, any ldy. Two forms:
 //   kRegisterA128 / kRegisterA256 (kernels/fused_gemm_rs_sm90a.cuh): each warp dequantizes its weight rows into
 //     wgmma's A registers, blocks of 128 or 256 tokens; awq values bit-identical to q4_tile_dequant's, nf4 / fp4
 //     within 2 roundings (the codebook in 16 bits).
 //   kSharedB (kernels/fused_gemm_sm90a.cuh): converter warps write W into a shared-memory B stage; bit-identical.
-// Q4Linear takes this path through q4_prefill_fused_form: by default the register-A form q4_fused_prefill_preferred
-// names; QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
-// QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B everywhere; QB_Q4_WGMMA=0: never.
+// Q4Linear takes this path through q4_prefill_fused_form: by default the register-A cut fused_prefill_cut names
+// (tokens per block, split count); QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
+// QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B everywhere; QB_Q4_WGMMA=0: never. QB_FUSED_SPLITS=n caps the
+// split count (1: no split-K).
 enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 // The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
