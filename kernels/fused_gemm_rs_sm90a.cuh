@@ -26,7 +26,7 @@
 // Block (384 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
 // the wgmmas of steps k and k - 1 run), warps 8-11 the producer warpgroup, of which one lane loads: per step, the Source's packed step and x's
 // BT x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
-// Stage s (rs_stages<BT>() of them, 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
+// Stage s (kRsStages of them, 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
 // arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage
 // retired, i.e. one step later). Parity waits are exact: no waiter can fall two phases behind.
 // Grid: one block per (token tile, split, weight-row tile), token tiles fastest, so the blocks that share W's rows
@@ -48,12 +48,7 @@ namespace qb::kernels::fused {
 #ifndef QB_FUSED_RS_STAGES
 #define QB_FUSED_RS_STAGES 4
 #endif
-// Pipeline depth by tokens per block: 4 stages of 128 / 256 tokens keep 3 steps of x in flight; a 16-token stage is
-// mostly weight (2 KB of x, ~4.4 KB of 4-bit W), so decode-sized blocks stream W through 12 of them.
-template <int BT>
-constexpr int rs_stages() {
-  return BT <= 32 ? 12 : QB_FUSED_RS_STAGES;
-}
+constexpr int kRsStages = QB_FUSED_RS_STAGES;
 constexpr int kRsRows = 128;  // W rows per block (D's M: two warpgroups x 64)
 constexpr int kRsConsumerWarps = 8;
 // A whole producer warpgroup (only one lane of it loads): setmaxnreg works per warpgroup, and with 12 warps the
@@ -73,8 +68,8 @@ constexpr int rs_stage_bytes() {
 }
 template <class Source, int BT>
 constexpr int rs_dynamic_smem_bytes() {
-  return 1024 /* alignment slack */ + rs_stages<BT>() * rs_stage_bytes<Source, BT>() +
-         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * rs_stages<BT>() * 8 + 16 /* flag */;
+  return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source, BT>() +
+         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8 + 16 /* flag */;
 }
 
 // Split-K state of a launch (splits == 1: none; the other fields unused).
@@ -116,19 +111,18 @@ template <class Source, int BT>
 struct RsSmem {
   uint8_t* stages;
   typename Source::Shared* tables;
-  static constexpr int kStages = rs_stages<BT>();
-  uint64_t* full;   // [kStages]
-  uint64_t* empty;  // [kStages]
+  uint64_t* full;   // [kRsStages]
+  uint64_t* empty;  // [kRsStages]
   int* flag;        // split-K: whether this block is its tile's last
 
   __device__ explicit RsSmem(uint8_t* raw) {
     const uint32_t pad = (1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u;
     stages = raw + pad;
-    tables = reinterpret_cast<typename Source::Shared*>(stages + kStages * rs_stage_bytes<Source, BT>());
+    tables = reinterpret_cast<typename Source::Shared*>(stages + kRsStages * rs_stage_bytes<Source, BT>());
     full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(tables) +
                                        (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16);
-    empty = full + kStages;
-    flag = reinterpret_cast<int*>(empty + kStages);
+    empty = full + kRsStages;
+    flag = reinterpret_cast<int*>(empty + kRsStages);
   }
   __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source, BT>(); }
   __device__ uint8_t* packed(int stage) const { return x(stage) + rs_x_bytes<BT>(); }
@@ -137,10 +131,9 @@ struct RsSmem {
 template <class Source, int BT>
 __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0, int k_begin,
                                         int k_end, const RsSmem<Source, BT>& s) {
-  constexpr int kStages = rs_stages<BT>();
   for (int i = 0; i < k_end - k_begin; ++i) {
-    const int k = k_begin + i, stage = i % kStages;
-    if (i >= kStages) sm90::mbar_wait(&s.empty[stage], ((i / kStages) - 1) & 1);
+    const int k = k_begin + i, stage = i % kRsStages;
+    if (i >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((i / kRsStages) - 1) & 1);
     src.load_step(k, n0, s.packed(stage), &s.full[stage]);
     sm90::mbar_arrive_expect_tx(&s.full[stage], rs_x_bytes<BT>());
     sm90::tma_load_2d(s.x(stage), x_map, k * kBK, m0, &s.full[stage]);
@@ -222,7 +215,6 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
                                            int k_begin, int k_end, const RsSplit& sk, int split, int64_t out_tile,
                                            int M, const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
                                            int probe) {
-  constexpr int kStages = rs_stages<BT>();
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int tile = 4 * wg + warp;
   const int steps = k_end - k_begin;
@@ -249,7 +241,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     for (int r = 0; r < 4; ++r) sb[kk][r] = sc[kk][r] = 0u;
   // k: the block's step index (global step k_begin + k).
   auto step = [&](int k, uint32_t(&c)[4][4], uint32_t(&n)[4][4], uint32_t(&p)[4][4]) {
-    const int stage = k % kStages;
+    const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
     sm90::fence_operands(c);
     sm90::wgmma_fence();
@@ -260,8 +252,8 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
     sm90::wgmma_commit();
     if (k + 1 < steps) {
-      const int stage1 = (k + 1) % kStages;
-      sm90::mbar_wait(&s.full[stage1], ((k + 1) / kStages) & 1);
+      const int stage1 = (k + 1) % kRsStages;
+      sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
       if (probe != 1) {
         src.template fragments<Act>(k_begin + k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
       } else {
@@ -276,7 +268,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     sm90::fence_operands(c);
     if (k >= 1) {
       __syncwarp();
-      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kStages]);
+      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kRsStages]);
     }
   };
   int k = 0;
@@ -320,7 +312,7 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   const int k_end = min(src.k_steps(), k_begin + sk.steps_per_split);
   src.template init_shared<Act>(*s.tables, n0);
   if (threadIdx.x == 0) {
-    for (int i = 0; i < rs_stages<BT>(); ++i) {
+    for (int i = 0; i < kRsStages; ++i) {
       sm90::mbar_init(&s.full[i], 2);  // the packed step's and x's expect-tx arrivals
       sm90::mbar_init(&s.empty[i], kRsConsumerWarps);
     }

@@ -273,10 +273,7 @@ struct SplitArgs {
 template <typename Act, Q4ScaleMode MODE>
 void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                  int64_t ldy, int64_t M, cudaStream_t stream, const SplitArgs& sk) {
-  if (form == Q4WgmmaForm::kRegisterA16) {
-    fused::launch_rs<Act, Q4RsSource<MODE>, 16>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                                stream, sk.splits, sk.workspace, sk.bytes);
-  } else if (form == Q4WgmmaForm::kRegisterA128) {
+  if (form == Q4WgmmaForm::kRegisterA128) {
     fused::launch_rs<Act, Q4RsSource<MODE>, 128>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
                                                  stream, sk.splits, sk.workspace, sk.bytes);
   } else if (form == Q4WgmmaForm::kRegisterA256) {
@@ -305,7 +302,6 @@ void dispatch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int6
 template <Q4ScaleMode MODE>
 int smem_bytes_of(Q4WgmmaForm form) {
   switch (form) {
-    case Q4WgmmaForm::kRegisterA16: return fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 16>();
     case Q4WgmmaForm::kRegisterA128: return fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 128>();
     case Q4WgmmaForm::kRegisterA256: return fused::rs_dynamic_smem_bytes<Q4RsSource<MODE>, 256>();
     case Q4WgmmaForm::kSharedB: return fused::dynamic_smem_bytes<Q4Source<MODE>>();
@@ -371,26 +367,9 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
          (w.mode != Q4ScaleMode::kAbsmaxNested || q4_nested_run_bound(kBN, units) <= kNestedRun);
 }
 
-int q4_wgmma_tokens(Q4WgmmaForm form) {
-  return form == Q4WgmmaForm::kRegisterA16 ? 16 : form == Q4WgmmaForm::kRegisterA128 ? 128 : 256;
-}
-
-bool q4_decode_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form, int* splits) {
-  // Opt-in while it is measured: QB_Q4_DECODE_RS=S puts 9 <= M <= 16 on the 16-token register-A kernel, S splits.
-  static const int env_splits = [] {
-    const char* v = std::getenv("QB_Q4_DECODE_RS");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
-  if (env_splits < 1 || M < 9 || M > 16 || compute_capability() != 90) return false;
-  (void)w;
-  *form = Q4WgmmaForm::kRegisterA16;
-  *splits = env_splits;
-  return true;
-}
-
 size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Q4WgmmaForm form, int splits) {
   if (splits <= 1 || form == Q4WgmmaForm::kSharedB) return 0;
-  return fused::rs_split_workspace_bytes(M, N, q4_wgmma_tokens(form), splits);
+  return fused::rs_split_workspace_bytes(M, N, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256, splits);
 }
 
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,

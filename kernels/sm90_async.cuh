@@ -188,19 +188,6 @@ struct Wgmma<__nv_bfloat16> {
       : QB_WGMMA_D64                                                                                                  \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
 
-// m64n16k16, A from registers (decode-sized token tiles): d[4i + 2j + c] as above for i = 0, 1.
-#define QB_WGMMA_M64N16K16_RS(TYPE)                                                                                    \
-  asm volatile(                                                                                                       \
-      "{\n"                                                                                                           \
-      ".reg .pred p;\n"                                                                                              \
-      "setp.ne.b32 p, %13, 0;\n"                                                                                     \
-      "wgmma.mma_async.sync.aligned.m64n16k16.f32." TYPE "." TYPE " "                                               \
-      "{%0, %1, %2, %3, %4, %5, %6, %7}, "                                                                            \
-      "{%8, %9, %10, %11}, %12, p, 1, 1, 0;\n"                                                                        \
-      "}\n"                                                                                                           \
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])                \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
-
 // m64n256k16, A from registers: d[4i + 2j + c] is row 16w + l/4 + 8j, column 8i + 2(l%4) + c for i = 0..31.
 #define QB_WGMMA_M64N256K16_RS(TYPE)                                                                                   \
   asm volatile(                                                                                                       \
@@ -221,12 +208,9 @@ struct Wgmma<__nv_bfloat16> {
       : QB_WGMMA_D128                                                                                                 \
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
 
-// mma<N>(d, a, desc_b): the m64nNk16 register-A MMA, N = 16 (d[8]), 128 (d[64]) or 256 (d[128]).
+// mma<N>(d, a, desc_b): the m64nNk16 register-A MMA, N = 128 (d[64]) or 256 (d[128]).
 template <>
 struct WgmmaRs<__half> {
-  static __device__ __forceinline__ void mma(float (&d)[8], const uint32_t (&a)[4], uint64_t desc_b) {
-    QB_WGMMA_M64N16K16_RS("f16");
-  }
   static __device__ __forceinline__ void mma(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
     QB_WGMMA_M64N128K16_RS("f16");
   }
@@ -237,9 +221,6 @@ struct WgmmaRs<__half> {
 
 template <>
 struct WgmmaRs<__nv_bfloat16> {
-  static __device__ __forceinline__ void mma(float (&d)[8], const uint32_t (&a)[4], uint64_t desc_b) {
-    QB_WGMMA_M64N16K16_RS("bf16");
-  }
   static __device__ __forceinline__ void mma(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b) {
     QB_WGMMA_M64N128K16_RS("bf16");
   }
@@ -249,7 +230,6 @@ struct WgmmaRs<__nv_bfloat16> {
 };
 
 #undef QB_WGMMA_M64N256K16_RS
-#undef QB_WGMMA_M64N16K16_RS
 #undef QB_WGMMA_M64N128K16_RS
 #undef QB_WGMMA_D128
 #undef QB_WGMMA_D64

@@ -452,7 +452,7 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
         const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
         const at::Tensor rounded = dense.to(act).to(at::kDouble);
-        for (int64_t M : {1, 12, 65, 130, 257}) {
+        for (int64_t M : {1, 65, 130, 257}) {
           for (bool with_bias : {true, false}) {
             const at::Tensor x = at::randn({M, sh.K}).to(at::kCUDA, act);
             const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
@@ -463,9 +463,7 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
             for (const auto& cut : {std::pair{k::Q4WgmmaForm::kRegisterA128, 1},
                                     std::pair{k::Q4WgmmaForm::kRegisterA256, 1}, std::pair{k::Q4WgmmaForm::kSharedB, 1},
                                     std::pair{k::Q4WgmmaForm::kRegisterA128, 3},
-                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 2},
-                                    std::pair{k::Q4WgmmaForm::kRegisterA16, 1},
-                                    std::pair{k::Q4WgmmaForm::kRegisterA16, 3}}) {
+                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 2}}) {
               const k::Q4WgmmaForm form = cut.first;  // named copies: lambdas capture them (C++17)
               const int splits = cut.second;
               at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
@@ -484,7 +482,9 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
               const std::string what =
                   fmt::format("{} N={} K={} M={} {} bias={} form={} splits={}", scheme_name(mode, absmax_f16), sh.N,
                               sh.K, M, c10::toString(act), with_bias,
-                              form == k::Q4WgmmaForm::kSharedB ? "ss" : fmt::format("rs{}", k::q4_wgmma_tokens(form)),
+                              form == k::Q4WgmmaForm::kRegisterA128   ? "rs128"
+                              : form == k::Q4WgmmaForm::kRegisterA256 ? "rs256"
+                                                                      : "ss",
                               splits);
               if (splits > 1) {  // a second launch on the same workspace repeats y bit for bit
                 at::Tensor again = at::full({M, sh.N + pad}, nan, x.options());

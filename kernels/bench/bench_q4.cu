@@ -12,7 +12,6 @@
 //   without --quick) on the same shapes: cuBLAS bf16 on a dense weight, the dequantize + cuBLAS path and the
 //   fused sm_90a kernel (q4_tile_gemm_wgmma), with TFLOP/s.
 // Usage: qb_bench_q4 [--quick] [--only-check] [--probes] [--no-sweep] [--prefill] [--prefill-shape qkv|o|gate_up|down]
-//   [--decode16]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -281,8 +280,7 @@ CheckResult compare(const HostWeight& h, const std::vector<uint16_t>& x, const s
 
 // path 0: q4_tile_gemm automatic (or flat + cuBLAS when the shape needs it), 1: prefill rows, 2: prefill cols,
 // 3: flat forced, 4: tensor cores with 4 warps and a 2-deep ring, 5: CUDA cores (M = 1), 6: persistent grid of 1,
-// 7 / 9 / 8: the fused sm_90a prefill kernel, register-A form with 128 / 256 tokens per block, shared-B form;
-// 10: register-A with 16 tokens per block
+// 7 / 9 / 8: the fused sm_90a prefill kernel, register-A form with 128 / 256 tokens per block, shared-B form
 bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cublasHandle_t handle, std::mt19937& rng) {
   HostWeight h = make_host_weight(fmt, N, K, rng);
   DeviceWeight d;
@@ -304,12 +302,11 @@ bool run_check(Fmt fmt, int64_t N, int64_t K, int64_t M, DType dt, int path, cub
     what = "flat+cublas";
     CK(cudaMalloc(&scratch, N * K * 2));
     q4_flat_matmul_cublas(handle, dt, d.fw, dx, K, db, dy, N, M, scratch, 0);
-  } else if (path == 7 || path == 8 || path == 9 || path == 10) {
-    const Q4WgmmaForm form = path == 7    ? Q4WgmmaForm::kRegisterA128
-                             : path == 9  ? Q4WgmmaForm::kRegisterA256
-                             : path == 10 ? Q4WgmmaForm::kRegisterA16
-                                          : Q4WgmmaForm::kSharedB;
-    what = path == 7 ? "wgmma-rs128" : path == 9 ? "wgmma-rs256" : path == 10 ? "wgmma-rs16" : "wgmma-ss";
+  } else if (path == 7 || path == 8 || path == 9) {
+    const Q4WgmmaForm form = path == 7   ? Q4WgmmaForm::kRegisterA128
+                             : path == 9 ? Q4WgmmaForm::kRegisterA256
+                                         : Q4WgmmaForm::kSharedB;
+    what = path == 7 ? "wgmma-rs128" : path == 9 ? "wgmma-rs256" : "wgmma-ss";
     q4_tile_gemm_wgmma(dt, d.tw, dx, K, db, dy, N, M, 0, form);
   } else if (path == 0 || path >= 4) {
     Q4GemvConfig cfg;
@@ -791,68 +788,15 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
   for (const auto& r : rows) std::printf("%s\n", r.c_str());
 }
 
-// ---- decode batch of 16: the tensor-core GEMV against the 16-token register-A kernel (--decode16) ----------------
-template <typename Bind>
-void run_decode16_timing(cublasHandle_t handle, Bind bind) {
-  struct DShape {
-    const char* name;
-    int64_t K, N;
-  };
-  const DShape shapes[] = {{"qkv", 3584, 4608}, {"o", 3584, 3584}, {"gate_up", 3584, 37888}, {"down", 18944, 3584},
-                           {"lm_head", 3584, 152064}};
-  const int64_t l2_guard = int64_t{200} << 20;
-  for (const int64_t M : {int64_t{16}, int64_t{12}}) {
-    for (const DShape& s : shapes) {
-      const DenseCopies dense(s.N, s.K, l2_guard);
-      void *dx, *dy;
-      CK(cudaMalloc(&dx, M * s.K * 2));
-      CK(cudaMalloc(&dy, M * s.N * 2));
-      fill_half_kernel<<<1024, 256>>>(static_cast<uint16_t*>(dx), M * s.K, 5, true);
-      const double cub = time_us([&](int i, cudaStream_t st) {
-        bind(st);
-        dense.gemm(handle, i, dx, dy, s.N, s.K, M);
-      });
-      std::printf("decode16 | %-8s | M=%-3lld | cublas bf16        | %8.1f us |\n", s.name, (long long)M, cub);
-      for (Fmt f : {Fmt::kNf4, Fmt::kAwq}) {
-        TimedWeight tw;
-        const int64_t one = q4_tile_bytes(s.N, s.K);
-        const int copies = static_cast<int>(std::max<int64_t>(2, (l2_guard + one - 1) / one));
-        make_timed(f, s.N, s.K, copies, tw);
-        const double gemv = time_us([&](int i, cudaStream_t st) {
-          q4_tile_gemm(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, Q4GemvConfig{});
-        });
-        std::printf("decode16 | %-8s | M=%-3lld | %-8s gemv        | %8.1f us | %5.1f%% copy-rate of W |\n", s.name,
-                    (long long)M, fmt_name(f), gemv, one / (gemv * 1e-6) / 1e9 / 29.8);
-        for (const int splits : {1, 2, 3, 4, 6, 8}) {
-          const size_t bytes = q4_tile_gemm_wgmma_workspace_bytes(M, s.N, Q4WgmmaForm::kRegisterA16, splits);
-          void* ws = nullptr;
-          if (bytes > 0) CK(cudaMalloc(&ws, bytes));
-          const double us = time_us([&](int i, cudaStream_t st) {
-            q4_tile_gemm_wgmma(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st,
-                               Q4WgmmaForm::kRegisterA16, splits, ws, bytes);
-          });
-          if (ws != nullptr) CK(cudaFree(ws));
-          std::printf("decode16 | %-8s | M=%-3lld | %-8s rs16 s%-2d     | %8.1f us | %5.1f%% copy-rate of W |\n",
-                      s.name, (long long)M, fmt_name(f), splits, us, one / (us * 1e-6) / 1e9 / 29.8);
-        }
-      }
-      cudaFree(dx);
-      cudaFree(dy);
-    }
-  }
-}
-
 int main(int argc, char** argv) {
   bool quick = false, only_check = false, probes = false, sweep = true, prefill = false;
   const char* prefill_shape = nullptr;  // --prefill-shape NAME: no checks, that shape's prefill timing alone (ncu)
-  bool decode16 = false;                // --decode16: checks, then M = 16 / 12: GEMV against the 16-token kernel
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--no-sweep")) sweep = false;
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
     if (!std::strcmp(argv[i], "--prefill")) prefill = true;
-    if (!std::strcmp(argv[i], "--decode16")) decode16 = prefill = true;
     if (!std::strcmp(argv[i], "--prefill-shape") && i + 1 < argc) prefill_shape = argv[++i];
   }
   prefill = prefill || prefill_shape != nullptr;
@@ -898,7 +842,7 @@ int main(int argc, char** argv) {
   if (prop.major == 9 && prop.minor == 0 && !prefill_shape) {  // the fused prefill kernel (sm_90a only)
     for (DType dt : dts) {
       for (Fmt f : {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
-        for (int path : {7, 9, 8, 10}) {
+        for (int path : {7, 9, 8}) {
           if (f != Fmt::kAwq) failures += !run_check(f, 77, 320, 130, dt, path, handle, rng);  // 5 steps, partial tiles
           failures += !run_check(f, 300, 1024, 257, dt, path, handle, rng);  // rings wrap, 3 N blocks
           failures += !run_check(f, 4608, 3584, 512, dt, path, handle, rng);  // a real shape, sampled rows
@@ -917,11 +861,6 @@ int main(int argc, char** argv) {
   if (only_check) return failures == 0 ? 0 : 1;
   if (probes) run_probes(copy_gbps);
 
-  if (decode16) {
-    run_decode16_timing(handle, bind);
-    cublasDestroy(handle);
-    return failures == 0 ? 0 : 1;
-  }
   if (prefill) {
     run_prefill_timing(handle, bind, quick, prefill_shape);
     cublasDestroy(handle);

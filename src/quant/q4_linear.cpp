@@ -480,12 +480,10 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   k::Q4WgmmaForm form{};
   int splits = 1;
-  const bool small = d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM;
-  if (small && !(k::q4_decode_fused_form(d.tw, M, &form, &splits) &&
-                 k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form))) {
+  if (d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM) {
     if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
-  } else if (d.tiles && (small || k::q4_prefill_fused_form(d.tw, M, &form, &splits)) &&
+  } else if (d.tiles && k::q4_prefill_fused_form(d.tw, M, &form, &splits) &&
              k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form)) {
     const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, N, form, splits);
     at::Tensor workspace;  // split-K's fp32 partial tiles (from the caching allocator: no sync, graph-safe)

@@ -127,13 +127,7 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
 // (tokens per block, split count); QB_Q4_WGMMA=1 or rs: register-A everywhere, 128 tokens, or 256 with
 // QB_FUSED_RS_TOKENS=256; QB_Q4_WGMMA=ss: shared-B everywhere; QB_Q4_WGMMA=0: never. QB_FUSED_SPLITS=n caps the
 // split count (1: no split-K).
-// kRegisterA16: the register-A kernel with 16-token blocks (wgmma m64n16k16), for decode batches of 9-16 rows.
-enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB, kRegisterA16 };
-// Tokens per block of a register-A form (16, 128, 256).
-int q4_wgmma_tokens(Q4WgmmaForm form);
-// Whether M rows of a decode step (M <= kQ4GemvMaxM) take the 16-token register-A kernel instead of the GEMV, and
-// with how many splits. Opt-in while measured: QB_Q4_DECODE_RS=S (9 <= M <= 16).
-bool q4_decode_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form, int* splits);
+enum class Q4WgmmaForm { kRegisterA128, kRegisterA256, kSharedB };
 // The form QB_Q4_WGMMA / QB_FUSED_RS_TOKENS name (register-A with 128 tokens when neither says otherwise).
 Q4WgmmaForm q4_tile_gemm_wgmma_form();
 
