@@ -26,7 +26,7 @@
 // Block (384 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
 // the wgmmas of steps k and k - 1 run), warps 8-11 the producer warpgroup, of which one lane loads: per step, the Source's packed step and x's
 // BT x 64 box (tensor map, 128B swizzle: the B operand as wgmma reads it; rows past M zero-filled).
-// Stage s (S of them, kRsStages unless the launch asks for more; 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
+// Stage s (kRsStages of them, 1024-aligned): x box (BT x 128 bytes), then the packed step. Barriers: full[s] (two expect-tx
 // arrivals of the loader + the bytes), empty[s] (one arrival per consumer warp once its wgmmas on the stage
 // retired, i.e. one step later). Parity waits are exact: no waiter can fall two phases behind.
 // Grid: one block per (token tile, split, weight-row tile), token tiles fastest, so the blocks that share W's rows
@@ -42,7 +42,6 @@
 
 #include "fused_gemm_sm90a.cuh"  // tensor maps, alignment and switch helpers, kBK
 #include "quantbench/core/error.h"
-#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels::fused {
 
@@ -67,10 +66,10 @@ template <class Source, int BT>
 constexpr int rs_stage_bytes() {
   return (rs_x_bytes<BT>() + Source::kPackedStepBytes + 1023) / 1024 * 1024;
 }
-template <class Source, int BT, int S = kRsStages>
+template <class Source, int BT>
 constexpr int rs_dynamic_smem_bytes() {
-  return 1024 /* alignment slack */ + S * rs_stage_bytes<Source, BT>() +
-         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * S * 8 + 16 /* flag */;
+  return 1024 /* alignment slack */ + kRsStages * rs_stage_bytes<Source, BT>() +
+         (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8 + 16 /* flag */;
 }
 
 // Split-K state of a launch (splits == 1: none; the other fields unused).
@@ -108,33 +107,33 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&y)[4], int lane) {
   }
 }
 
-template <class Source, int BT, int S>
+template <class Source, int BT>
 struct RsSmem {
   uint8_t* stages;
   typename Source::Shared* tables;
-  uint64_t* full;   // [S]
-  uint64_t* empty;  // [S]
+  uint64_t* full;   // [kRsStages]
+  uint64_t* empty;  // [kRsStages]
   int* flag;        // split-K: whether this block is its tile's last
 
   __device__ explicit RsSmem(uint8_t* raw) {
     const uint32_t pad = (1024u - (sm90::smem_addr(raw) & 1023u)) & 1023u;
     stages = raw + pad;
-    tables = reinterpret_cast<typename Source::Shared*>(stages + S * rs_stage_bytes<Source, BT>());
+    tables = reinterpret_cast<typename Source::Shared*>(stages + kRsStages * rs_stage_bytes<Source, BT>());
     full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(tables) +
                                        (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16);
-    empty = full + S;
-    flag = reinterpret_cast<int*>(empty + S);
+    empty = full + kRsStages;
+    flag = reinterpret_cast<int*>(empty + kRsStages);
   }
   __device__ uint8_t* x(int stage) const { return stages + stage * rs_stage_bytes<Source, BT>(); }
   __device__ uint8_t* packed(int stage) const { return x(stage) + rs_x_bytes<BT>(); }
 };
 
-template <class Source, int BT, int S>
+template <class Source, int BT>
 __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0, int k_begin,
-                                        int k_end, const RsSmem<Source, BT, S>& s) {
+                                        int k_end, const RsSmem<Source, BT>& s) {
   for (int i = 0; i < k_end - k_begin; ++i) {
-    const int k = k_begin + i, stage = i % S;
-    if (i >= S) sm90::mbar_wait(&s.empty[stage], ((i / S) - 1) & 1);
+    const int k = k_begin + i, stage = i % kRsStages;
+    if (i >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((i / kRsStages) - 1) & 1);
     src.load_step(k, n0, s.packed(stage), &s.full[stage]);
     sm90::mbar_arrive_expect_tx(&s.full[stage], rs_x_bytes<BT>());
     sm90::tma_load_2d(s.x(stage), x_map, k * kBK, m0, &s.full[stage]);
@@ -211,8 +210,8 @@ __device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&
   if (tid == 0) sk.counters[tile] = 0;  // ready for the next launch
 }
 
-template <typename Act, class Source, int BT, int S>
-__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT, S>& s, int m0, int64_t n0,
+template <typename Act, class Source, int BT>
+__device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT>& s, int m0, int64_t n0,
                                            int k_begin, int k_end, const RsSplit& sk, int split, int64_t out_tile,
                                            int M, const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
                                            int probe) {
@@ -242,7 +241,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     for (int r = 0; r < 4; ++r) sb[kk][r] = sc[kk][r] = 0u;
   // k: the block's step index (global step k_begin + k).
   auto step = [&](int k, uint32_t(&c)[4][4], uint32_t(&n)[4][4], uint32_t(&p)[4][4]) {
-    const int stage = k % S;
+    const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
     sm90::fence_operands(c);
     sm90::wgmma_fence();
@@ -253,8 +252,8 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
     sm90::wgmma_commit();
     if (k + 1 < steps) {
-      const int stage1 = (k + 1) % S;
-      sm90::mbar_wait(&s.full[stage1], ((k + 1) / S) & 1);
+      const int stage1 = (k + 1) % kRsStages;
+      sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
       if (probe != 1) {
         src.template fragments<Act>(k_begin + k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
       } else {
@@ -269,7 +268,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     sm90::fence_operands(c);
     if (k >= 1) {
       __syncwarp();
-      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % S]);
+      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kRsStages]);
     }
   };
   int k = 0;
@@ -294,14 +293,14 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   }
 }
 
-template <typename Act, class Source, int BT, int S>
+template <typename Act, class Source, int BT>
 __global__ void __launch_bounds__(kRsThreads, 1)
     fused_gemm_rs_kernel(const __grid_constant__ Source src, const __grid_constant__ CUtensorMap x_map,
                          const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M,
                          const __grid_constant__ RsSplit sk, int probe) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
-  const RsSmem<Source, BT, S> s(smem_raw);
+  const RsSmem<Source, BT> s(smem_raw);
   const int m_tiles = (M + BT - 1) / BT;
   const int m_tile = static_cast<int>(blockIdx.x % m_tiles);
   const int64_t rest = blockIdx.x / m_tiles;
@@ -313,7 +312,7 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   const int k_end = min(src.k_steps(), k_begin + sk.steps_per_split);
   src.template init_shared<Act>(*s.tables, n0);
   if (threadIdx.x == 0) {
-    for (int i = 0; i < S; ++i) {
+    for (int i = 0; i < kRsStages; ++i) {
       sm90::mbar_init(&s.full[i], 2);  // the packed step's and x's expect-tx arrivals
       sm90::mbar_init(&s.empty[i], kRsConsumerWarps);
     }
@@ -322,11 +321,11 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   __syncthreads();
   if (threadIdx.x < 32 * kRsConsumerWarps) {
     sm90::setmaxnreg_inc<232>();
-    rs_consume<Act, Source, BT, S>(src, s, m0, n0, k_begin, k_end, sk, split, n_tile * m_tiles + m_tile, M, bias, y,
+    rs_consume<Act, Source, BT>(src, s, m0, n0, k_begin, k_end, sk, split, n_tile * m_tiles + m_tile, M, bias, y,
                                 ldy, probe);
   } else {
     sm90::setmaxnreg_dec<40>();
-    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT, S>(src, &x_map, m0, n0, k_begin, k_end, s);
+    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT>(src, &x_map, m0, n0, k_begin, k_end, s);
   }
 #endif
 }
@@ -341,13 +340,13 @@ inline int rs_probe() {
 }
 
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block,
-// S pipeline stages, K's steps cut into `splits` ranges (1: none; > 1: `workspace` of rs_split_workspace_bytes(M, N, BT, splits)
+// K's steps cut into `splits` ranges (1: none; > 1: `workspace` of rs_split_workspace_bytes(M, N, BT, splits)
 // bytes, 16-byte aligned; its counters are zeroed here, on the stream).
-template <typename Act, class Source, int BT, int S = kRsStages>
+template <typename Act, class Source, int BT>
 void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
                int64_t M, cudaStream_t stream, int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0) {
-  constexpr auto kernel = fused_gemm_rs_kernel<Act, Source, BT, S>;
-  constexpr int smem = rs_dynamic_smem_bytes<Source, BT, S>();
+  constexpr auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
+  constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
   allow_dynamic_smem<kernel>(smem);
   const CUtensorMap x_map = x_tensor_map(x, M, K, ldx, BT);
   const int steps = static_cast<int>((K + kBK - 1) / kBK);
@@ -371,21 +370,6 @@ void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const v
                                                                        static_cast<Act*>(y), ldy, static_cast<int>(M),
                                                                        sk, rs_probe());
   QB_CUDA_CHECK_LAUNCH();
-}
-
-// The 256-token form, with one stage more than kRsStages where QB_RS256_STAGES=5 asks for it (an A/B switch: x's
-// 32 KB boxes then arrive 3 steps ahead instead of 2) and the shared memory fits (not nested 4-bit).
-template <typename Act, class Source>
-void launch_rs256(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-                  int64_t M, cudaStream_t stream, int splits, void* workspace, size_t workspace_bytes) {
-  constexpr int kDeep = kRsStages + 1;
-  static const bool deep = env_equals("QB_RS256_STAGES", "5") &&
-                           max_shared_per_block_optin() >= rs_dynamic_smem_bytes<Source, 256, kDeep>();
-  if (deep) {
-    launch_rs<Act, Source, 256, kDeep>(src, x, ldx, K, bias, y, ldy, M, stream, splits, workspace, workspace_bytes);
-  } else {
-    launch_rs<Act, Source, 256>(src, x, ldx, K, bias, y, ldy, M, stream, splits, workspace, workspace_bytes);
-  }
 }
 
 }  // namespace qb::kernels::fused

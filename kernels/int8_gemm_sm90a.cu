@@ -140,8 +140,8 @@ void launch_register_a(const Int8RsSource& src, const void* x, int64_t ldx, cons
     fused::launch_rs<Act, Int8RsSource, 128>(src, x, ldx, src.K, bias, y, ldy, M, stream, splits, workspace,
                                              workspace_bytes);
   } else {
-    fused::launch_rs256<Act, Int8RsSource>(src, x, ldx, src.K, bias, y, ldy, M, stream, splits, workspace,
-                                           workspace_bytes);
+    fused::launch_rs<Act, Int8RsSource, 256>(src, x, ldx, src.K, bias, y, ldy, M, stream, splits, workspace,
+                                             workspace_bytes);
   }
 }
 

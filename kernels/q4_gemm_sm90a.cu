@@ -277,8 +277,8 @@ void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_
     fused::launch_rs<Act, Q4RsSource<MODE>, 128>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
                                                  stream, sk.splits, sk.workspace, sk.bytes);
   } else if (form == Q4WgmmaForm::kRegisterA256) {
-    fused::launch_rs256<Act, Q4RsSource<MODE>>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                               stream, sk.splits, sk.workspace, sk.bytes);
+    fused::launch_rs<Act, Q4RsSource<MODE>, 256>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
+                                                 stream, sk.splits, sk.workspace, sk.bytes);
   } else {
     fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }
