@@ -30,6 +30,7 @@
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/decode_ops.h"
@@ -275,10 +276,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   // (BENCHMARKS.md): Qwen2-7B (head_dim 128) unchanged, TinyLlama / GPT-2 (64) nf4 +4%, awq +3%, gpt2 fp16 +8%
   // (its 255-register blocks wait for whole free SMs; with half the loads unused they gain nothing for it).
   // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
-  static const bool register_prefetch_allowed = [] {
-    const char* flag = std::getenv("QB_ATTENTION_PREFETCH");
-    return flag == nullptr || std::strcmp(flag, "0") != 0;
-  }();
+  static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
   const bool fills_loads = head_dim * elem_bytes >= kInFlight<true> * 16;
   const bool prefetch = register_prefetch_allowed && fills_loads && batch * num_heads <= sm_count();
   QB_DISPATCH_DTYPE(dtype, T, {

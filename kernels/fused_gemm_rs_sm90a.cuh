@@ -41,6 +41,7 @@
 #include <algorithm>
 
 #include "fused_gemm_sm90a.cuh"  // tensor maps, alignment and switch helpers, kBK
+#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 
 namespace qb::kernels::fused {
@@ -332,10 +333,7 @@ __global__ void __launch_bounds__(kRsThreads, 1)
 
 // Diagnostic probe (QB_FUSED_PROBE=1, results wrong by design): constant A fragments (no conversion).
 inline int rs_probe() {
-  static const int probe = [] {
-    const char* v = std::getenv("QB_FUSED_PROBE");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
+  static const int probe = env_int("QB_FUSED_PROBE", 0);
   return probe;
 }
 

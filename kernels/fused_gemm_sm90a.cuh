@@ -44,6 +44,7 @@
 #include <mutex>
 
 #include "q4_common.cuh"  // ActOps: pack / convert the 16-bit activation types
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "sm90_async.cuh"
 
@@ -255,11 +256,7 @@ inline CUtensorMap tensor_map_2d(const void* base, CUtensorMapDataType type, int
 
 inline bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Whether the environment variable `name` is set to `value` (the switches of the fused kernels).
-inline bool env_equals(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, value) == 0;
-}
+using qb::env_equals;  // the switches of the fused kernels (quantbench/core/env_switch.h)
 inline bool env_is_one(const char* name) { return env_equals(name, "1"); }
 
 // QB_WGMMA_CONVERTERS=4: four converter warps instead of eight (an A/B of the conversion's latency hiding).

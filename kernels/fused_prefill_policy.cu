@@ -3,7 +3,8 @@
 #include "quantbench/kernels/fused_prefill_policy.h"
 
 #include <algorithm>
-#include <cstdlib>
+
+#include "quantbench/core/env_switch.h"
 
 namespace qb::kernels {
 
@@ -64,11 +65,7 @@ bool fused_prefill_cut(int64_t M, int64_t N, int64_t K, int sm_count, int max_sp
 }
 
 int fused_prefill_max_splits() {
-  static const int cap = [] {
-    const char* v = std::getenv("QB_FUSED_SPLITS");
-    const int n = v != nullptr ? std::atoi(v) : 0;
-    return n >= 1 ? n : 8;
-  }();
+  static const int cap = env_int("QB_FUSED_SPLITS", 8, 1);
   return cap;
 }
 

@@ -20,6 +20,7 @@
 #include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
 #include "q4_common.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/fused_prefill_policy.h"
@@ -148,8 +149,7 @@ void launch_register_a(const Int8RsSource& src, const void* x, int64_t ldx, cons
 }  // namespace
 
 bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* form, int* splits) {
-  static const bool automatic =
-      std::getenv("QB_INT8_WGMMA") == nullptr || fused::env_equals("QB_INT8_WGMMA", "auto");
+  static const bool automatic = env_unset_or("QB_INT8_WGMMA", "auto");
   *splits = 1;
   if (fused::env_is_one("QB_INT8_WGMMA")) {
     *form = Int8WgmmaForm::kSharedB;

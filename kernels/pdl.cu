@@ -2,14 +2,14 @@
 #include <cstring>
 
 #include "pdl.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/pdl.h"
 
 namespace qb::kernels {
 
 bool pdl_enabled() {
   static const bool enabled = [] {
-    const char* flag = std::getenv("QB_PDL");
-    if (flag != nullptr && std::strcmp(flag, "0") == 0) return false;
+    if (!env_on_unless_zero("QB_PDL")) return false;
     int device = 0, major = 0;
     if (cudaGetDevice(&device) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;

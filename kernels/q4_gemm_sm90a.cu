@@ -29,6 +29,7 @@
 #include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
 #include "q4_common.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/fused_prefill_policy.h"
@@ -331,7 +332,7 @@ bool q4_tile_gemm_wgmma_enabled() {
 
 bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form, int* splits) {
   // Unset (or auto): the measured policy. 0: never (dequantize + cuBLAS everywhere, the A/B baseline).
-  static const bool automatic = std::getenv("QB_Q4_WGMMA") == nullptr || fused::env_equals("QB_Q4_WGMMA", "auto");
+  static const bool automatic = env_unset_or("QB_Q4_WGMMA", "auto");
   *splits = 1;
   if (q4_tile_gemm_wgmma_enabled()) {
     *form = q4_tile_gemm_wgmma_form();

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "q4_gemv.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/q4_gemm.h"
@@ -92,10 +93,7 @@ bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) 
 
 // QB_Q4_GEMV_STAGES=N overrides the default ring depth (for A/B runs of whole models; read once).
 static int default_stages() {
-  static const int stages = [] {
-    const char* env = std::getenv("QB_Q4_GEMV_STAGES");
-    return env != nullptr ? std::atoi(env) : 2;
-  }();
+  static const int stages = env_int("QB_Q4_GEMV_STAGES", 2, 1);
   return stages;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -248,10 +249,7 @@ at::Tensor untile_scales(const at::Tensor& tiled, int64_t N, int64_t units) {
 
 // QB_Q4_ABSMAX16=0 keeps every absmax in fp32 (the A/B of kAbsmax16). Read once.
 bool absmax16_enabled() {
-  static const bool enabled = [] {
-    const char* flag = std::getenv("QB_Q4_ABSMAX16");
-    return flag == nullptr || std::strcmp(flag, "0") != 0;
-  }();
+  static const bool enabled = env_on_unless_zero("QB_Q4_ABSMAX16");
   return enabled;
 }
 
