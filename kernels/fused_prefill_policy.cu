@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "quantbench/core/env_switch.h"
+#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels {
 
@@ -62,6 +63,10 @@ bool fused_prefill_cut(int64_t M, int64_t N, int64_t K, int sm_count, int max_sp
   cut->tokens = fused_prefill_tokens(M);
   cut->splits = best_splits;
   return true;
+}
+
+bool fused_prefill_device_cut(int64_t M, int64_t N, int64_t K, const FusedSourceCost& cost, FusedPrefillCut* cut) {
+  return compute_capability() == 90 && fused_prefill_cut(M, N, K, sm_count(), fused_prefill_max_splits(), cost, cut);
 }
 
 int fused_prefill_max_splits() {

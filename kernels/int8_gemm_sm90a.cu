@@ -160,10 +160,7 @@ bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* for
     return true;
   }
   FusedPrefillCut cut;
-  if (!automatic || compute_capability() != 90 ||
-      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), kInt8FusedCost, &cut)) {
-    return false;
-  }
+  if (!automatic || !fused_prefill_device_cut(M, w.N, w.K, kInt8FusedCost, &cut)) return false;
   *form = Int8WgmmaForm::kRegisterA;
   *splits = cut.splits;
   return true;

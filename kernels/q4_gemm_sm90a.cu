@@ -339,10 +339,7 @@ bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form,
     return true;
   }
   FusedPrefillCut cut;
-  if (!automatic || compute_capability() != 90 ||
-      !fused_prefill_cut(M, w.N, w.K, sm_count(), fused_prefill_max_splits(), kQ4FusedCost, &cut)) {
-    return false;
-  }
+  if (!automatic || !fused_prefill_device_cut(M, w.N, w.K, kQ4FusedCost, &cut)) return false;
   *form = cut.tokens == 128 ? Q4WgmmaForm::kRegisterA128 : Q4WgmmaForm::kRegisterA256;
   *splits = cut.splits;
   return true;

@@ -36,6 +36,10 @@ bool fused_prefill_cut(int64_t M, int64_t N, int64_t K, int sm_count, int max_sp
 double fused_prefill_us(int64_t M, int64_t N, int64_t K, int sm_count, int splits, const FusedSourceCost& cost);
 double fused_prefill_two_pass_us(int64_t M, int64_t N, int64_t K, const FusedSourceCost& cost);
 
+// fused_prefill_cut on this process's GPU: false unless it has compute capability 9.0 (the kernels are sm_90a);
+// its SM count, and the split cap fused_prefill_max_splits names. (Reads the device, unlike the rest.)
+bool fused_prefill_device_cut(int64_t M, int64_t N, int64_t K, const FusedSourceCost& cost, FusedPrefillCut* cut);
+
 // The split cap the environment names: QB_FUSED_SPLITS=n (n >= 1), else 8.
 int fused_prefill_max_splits();
 
