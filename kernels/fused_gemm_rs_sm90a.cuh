@@ -175,10 +175,13 @@ __device__ __forceinline__ void rs_store(int64_t N, int m0, int64_t n0, int M, c
   }
 }
 
-__device__ __forceinline__ void rs_consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(32 * kRsConsumerWarps) : "memory"); }
+// Named barrier 1 over the consumer warps only (the producer warpgroup has left by the epilogue).
+__device__ __forceinline__ void rs_consumer_sync() {
+  asm volatile("bar.sync 1, %0;" ::"n"(32 * kRsConsumerWarps) : "memory");
+}
 
-// Split-K epilogue: this split's tile to its slot, then, in the tile's last block, the slots summed in split order.
-// Returns false in every block but the last (which has stored y).
+// Split-K epilogue: this split's tile to its slot, then, in the tile's last block only, the slots summed in split
+// order, the bias added and y stored.
 template <typename Act, int BT>
 __device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&d)[BT / 2], int split, int64_t tile,
                                                int* flag, int64_t N, int m0, int64_t n0, int M,

@@ -40,7 +40,10 @@ double fused_prefill_us(int64_t M, int64_t N, int64_t K, int sm_count, int split
   const double step_us = cost.step_factor * (lo + (hi - lo) * occupied);
   const int64_t waves = (blocks + sm_count - 1) / sm_count;
   double us = kLaunchUs + static_cast<double>(waves * per) * step_us;
-  if (cut > 1) us += kSplitUs * cut + 2.0 * 4.0 * static_cast<double>(cut * tiles * kRows * tokens) / kPartialBytesPerUs;
+  if (cut > 1) {
+    const double partial_bytes = 2.0 * 4.0 * static_cast<double>(cut * tiles * kRows * tokens);  // written + read
+    us += kSplitUs * cut + partial_bytes / kPartialBytesPerUs;
+  }
   return us;
 }
 
