@@ -23,6 +23,7 @@
 // tensor-map copies (codes, scales) and one bulk copy (the nested run). Converter lane (g, t) of a warp
 // takes rows g and g + 8 of a weight tile, columns 16t .. 16t + 16: the 16 bytes the tile layout gives it.
 #include <climits>
+#include <type_traits>
 #include <cstdlib>
 #include <cstring>
 
@@ -216,8 +217,6 @@ struct Q4RsSource : Q4Source<MODE> {
   template <typename Act>
   __device__ __forceinline__ void fragments(int k, int64_t n0, const uint8_t* src, const Q4RsTables& t, int j,
                                             int lane, uint32_t (&a)[4][4]) const {
-    float scale[2], zero[2];
-    this->row_scales(k, n0, src, t.base, j, lane, scale, zero);
     const uint4 codes = *reinterpret_cast<const uint4*>(src + j * 512 + lane * 16);
     // codes.x / .y: row g bytes 0-3 / 4-7; .z / .w: row g + 8. y[u] = (x.b[u], y.b[u], z.b[u], w.b[u]).
     const uint32_t t0 = __byte_perm(codes.x, codes.y, 0x5140), t1 = __byte_perm(codes.x, codes.y, 0x7362);
@@ -227,6 +226,26 @@ struct Q4RsSource : Q4Source<MODE> {
     fused::quad_transpose(y, lane);
     // y[kk]: bytes (row g: t, t + 4; row g + 8: t, t + 4) of lane (g, kk)'s columns.
     const uint32_t lane_base = sm90::smem_addr(t.pairs) + static_cast<uint32_t>(lane) * 4u;
+    if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+      if (w.absmax_f16 == std::is_same_v<Act, __half>) {
+        // The absmax bits are Act bits: one packed multiply a pair (fma with -0), whose single rounding of the
+        // exact product is the fp32 path's (a 16-bit codebook value times a 16-bit absmax is exact in fp32).
+        const uint32_t v = j < this->valid_tiles(n0)
+                               ? *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + (lane >> 2) * 4)
+                               : 0u;
+        const uint32_t s0 = (v & 0xFFFFu) * 0x10001u, s1 = (v >> 16) * 0x10001u, neg_zero = 0x80008000u;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          a[kk][0] = ActOps<Act>::fma2(q4::table_pair<0>(lane_base, y[kk]), s0, neg_zero);
+          a[kk][1] = ActOps<Act>::fma2(q4::table_pair<2>(lane_base, y[kk]), s1, neg_zero);
+          a[kk][2] = ActOps<Act>::fma2(q4::table_pair<1>(lane_base, y[kk]), s0, neg_zero);
+          a[kk][3] = ActOps<Act>::fma2(q4::table_pair<3>(lane_base, y[kk]), s1, neg_zero);
+        }
+        return;
+      }
+    }
+    float scale[2], zero[2];
+    this->row_scales(k, n0, src, t.base, j, lane, scale, zero);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       a[kk][0] = scaled_pair<Act, MODE>(q4::table_pair<0>(lane_base, y[kk]), scale[0], zero[0]);
