@@ -24,8 +24,6 @@
 //     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
-#include <cstdlib>
-#include <cstring>
 
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"

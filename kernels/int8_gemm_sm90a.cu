@@ -149,18 +149,19 @@ void launch_register_a(const Int8RsSource& src, const void* x, int64_t ldx, cons
 }  // namespace
 
 bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* form, int* splits) {
-  static const bool automatic = env_unset_or("QB_INT8_WGMMA", "auto");
+  // QB_INT8_WGMMA, read once: 1 / rs force a form, unset or auto the policy, anything else never.
+  enum class Choice { kPolicy, kSharedB, kRegisterA, kNever };
+  static const Choice choice = env_equals("QB_INT8_WGMMA", "1")    ? Choice::kSharedB
+                               : env_equals("QB_INT8_WGMMA", "rs") ? Choice::kRegisterA
+                               : env_unset_or("QB_INT8_WGMMA", "auto") ? Choice::kPolicy
+                                                                     : Choice::kNever;
   *splits = 1;
-  if (fused::env_is_one("QB_INT8_WGMMA")) {
-    *form = Int8WgmmaForm::kSharedB;
-    return true;
-  }
-  if (fused::env_equals("QB_INT8_WGMMA", "rs")) {
-    *form = Int8WgmmaForm::kRegisterA;
+  if (choice == Choice::kSharedB || choice == Choice::kRegisterA) {
+    *form = choice == Choice::kSharedB ? Int8WgmmaForm::kSharedB : Int8WgmmaForm::kRegisterA;
     return true;
   }
   FusedPrefillCut cut;
-  if (!automatic || !fused_prefill_device_cut(M, w.N, w.K, kInt8FusedCost, &cut)) return false;
+  if (choice == Choice::kNever || !fused_prefill_device_cut(M, w.N, w.K, kInt8FusedCost, &cut)) return false;
   *form = Int8WgmmaForm::kRegisterA;
   *splits = cut.splits;
   return true;

@@ -1,6 +1,3 @@
-#include <cstdlib>
-#include <cstring>
-
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/pdl.h"

@@ -23,9 +23,9 @@
 // tensor-map copies (codes, scales) and one bulk copy (the nested run). Converter lane (g, t) of a warp
 // takes rows g and g + 8 of a weight tile, columns 16t .. 16t + 16: the 16 bytes the tile layout gives it.
 #include <climits>
-#include <type_traits>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
@@ -104,6 +104,11 @@ struct Q4Source {
       sm90::bulk_load(dst + kNestedValuesOffset, w.nested + run.first, static_cast<uint32_t>(run_bytes), bar);
   }
 
+  // kAbsmax16: the 16-bit absmax of rows g (low half) and g + 8 (high half) of weight tile j in the packed step.
+  __device__ __forceinline__ static uint32_t absmax16_word(const uint8_t* src, int j, int g) {
+    return *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + g * 4);
+  }
+
   // The scales of rows g and g + 8 (lane = 4g + t) of weight tile j at step k, from the packed step src: absmax
   // (nested absmax resolved as bitsandbytes rounds it) or awq's scale and zero point. Tiles past the weight: 0.
   __device__ __forceinline__ void row_scales(int k, int64_t n0, const uint8_t* src, const Q4Tables& t, int j, int lane,
@@ -116,7 +121,7 @@ struct Q4Source {
       scale[0] = v.x;
       scale[1] = v.y;
     } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
-      const uint32_t v = *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + g * 4);
+      const uint32_t v = absmax16_word(src, j, g);
       scale[0] = q4::absmax16(v, w.absmax_f16);
       scale[1] = q4::absmax16(v >> 16, w.absmax_f16);
     } else if constexpr (MODE == Q4ScaleMode::kAffine) {
@@ -230,9 +235,7 @@ struct Q4RsSource : Q4Source<MODE> {
       if (w.absmax_f16 == std::is_same_v<Act, __half>) {
         // The absmax bits are Act bits: one packed multiply a pair (fma with -0), whose single rounding of the
         // exact product is the fp32 path's (a 16-bit codebook value times a 16-bit absmax is exact in fp32).
-        const uint32_t v = j < this->valid_tiles(n0)
-                               ? *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + (lane >> 2) * 4)
-                               : 0u;
+        const uint32_t v = j < this->valid_tiles(n0) ? this->absmax16_word(src, j, lane >> 2) : 0u;
         const uint32_t s0 = (v & 0xFFFFu) * 0x10001u, s1 = (v >> 16) * 0x10001u, neg_zero = 0x80008000u;
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {

@@ -7,7 +7,6 @@
 //    second wave), or a persistent grid of exactly the resident blocks, each looping over tiles,
 //  - enough warps per SM stay resident to keep the loads in flight (about 24 saturate the copy bandwidth).
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <cstdlib>
 #include <cstring>
 
 #include "quantbench/core/env_switch.h"
