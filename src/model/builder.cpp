@@ -135,7 +135,8 @@ at::ScalarType default_compute_dtype(const std::string& precision, const ModelCo
   if (precision == "fp16") return at::kHalf;
   if (precision == "bf16") return at::kBFloat16;
   if (device.is_cpu()) return at::kFloat;
-  return config.torch_dtype == "bfloat16" ? at::kBFloat16 : at::kHalf;
+  // bf16 checkpoints compute in bf16, others in fp16.
+  return stored_dtype(config) == at::kBFloat16 ? at::kBFloat16 : at::kHalf;
 }
 
 std::string checkpoint_precision(const ModelConfig& config) {
