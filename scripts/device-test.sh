@@ -11,8 +11,21 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -f "$ROOT/.device/snapshot.tar" ] && [ -z "${QB_IN_SNAPSHOT:-}" ]; then
   # Build the committed snapshot, not the (possibly mid-edit) working tree that travelled.
-  rm -rf /tmp/qb-snapshot && mkdir -p /tmp/qb-snapshot && tar -xf "$ROOT/.device/snapshot.tar" -C /tmp/qb-snapshot
-  ln -s "$ROOT/.device" /tmp/qb-snapshot/.device
+  if [ -d /tmp/qb-snapshot/build-device ]; then
+    # A warm machine keeps the previous call's tree and build: only files whose content changed are copied
+    # over (with a fresh time, so ninja rebuilds just what depends on them; git archive stamps every file
+    # with the commit time).
+    rm -rf /tmp/qb-next && mkdir -p /tmp/qb-next && tar -xf "$ROOT/.device/snapshot.tar" -C /tmp/qb-next
+    (cd /tmp/qb-next && find . -type f) | while read -r f; do
+      cmp -s "/tmp/qb-next/$f" "/tmp/qb-snapshot/$f" || { mkdir -p "$(dirname "/tmp/qb-snapshot/$f")"; cp "/tmp/qb-next/$f" "/tmp/qb-snapshot/$f"; }
+    done
+    (cd /tmp/qb-snapshot && find . -type f -not -path './build-device/*' -not -path './.device/*') | while read -r f; do
+      [ -e "/tmp/qb-next/$f" ] || rm -f "/tmp/qb-snapshot/$f"
+    done
+  else
+    rm -rf /tmp/qb-snapshot && mkdir -p /tmp/qb-snapshot && tar -xf "$ROOT/.device/snapshot.tar" -C /tmp/qb-snapshot
+  fi
+  ln -sfn "$ROOT/.device" /tmp/qb-snapshot/.device
   OUT="${OUT:-$ROOT/.device/out}" QB_IN_SNAPSHOT=1 exec bash /tmp/qb-snapshot/scripts/device-test.sh "$@"
 fi
 cd "$ROOT"
