@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(kThreads, 8) decode_attention_split_kernel(
 
   // ---- before the PDL wait: this split's cached rows into shared memory, the step's rotary row ----
   // Rows below pos were written by kernels at least two launches back (pdl.cuh); only qkv is the
-  // predecessor's.
+  // predecessor's. The output projection's GEMV follows: let it start loading its weights now (rule 3).
+  pdl_launch_dependents();
   const int64_t pos = *position, len = pos + 1;
   const int64_t per = (len + kSplits - 1) / kSplits;
   const int64_t t0 = min(len, split * per), t1 = min(len, t0 + per);
@@ -137,10 +138,6 @@ __global__ void __launch_bounds__(kThreads, 8) decode_attention_split_kernel(
   }
   const int rot_dims = rotary ? rotary_dim : 0;
   pdl_wait();
-  // Only now (pdl.cuh rule 3, not its exception): these blocks are resident while the qkv GEMV still runs,
-  // and an output-projection grid launched at their start would hold SMs that GEMV's later blocks need
-  // (measured: Qwen2-7B bf16 149 tok/s against 185 with the whole form).
-  pdl_launch_dependents();
 
   // ---- 1. q (rotated, rounded to T); the new k, v into the split that holds pos ----
   __syncthreads();  // cos_s / sin_s
