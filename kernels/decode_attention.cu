@@ -25,7 +25,6 @@
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <cfloat>
 
-#include "decode_attention_split.cuh"
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
@@ -248,17 +247,10 @@ void configure(int max_shared) {
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, AttentionForm form) {
+                      cudaStream_t stream) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
-  static const bool split_allowed = env_on_unless_zero("QB_ATTENTION_SPLIT");
-  if (form != AttentionForm::kWhole && (form == AttentionForm::kSplit || split_allowed) &&
-      decode_attention_split_fits(num_heads, num_kv_heads, head_dim, rotary_dim, capacity, elem_bytes)) {
-    decode_attention_split(qkv, k_cache, v_cache, position, rope_cos, rope_sin, out, batch, num_heads, num_kv_heads,
-                           head_dim, rotary_dim, capacity, scale, dtype, stream);
-    return;
-  }
   const int64_t vec = 16 / elem_bytes;
   QB_CHECK(head_dim % vec == 0 && head_dim <= kMaxHeadDim && rotary_dim <= head_dim && rotary_dim % 2 == 0,
            kUnsupported, "decode_attention: head_dim {} / rotary_dim {} unsupported (multiple of {}, at most {})",

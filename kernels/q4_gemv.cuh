@@ -53,7 +53,6 @@
 
 #include <cstdint>
 
-#include "cp_async.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/q4_gemm.h"
@@ -83,6 +82,14 @@ __device__ __forceinline__ const T* pinned(const T* p) {
   return p;
 }
 
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // Wait until at most `pending` groups are outstanding (ring depths the host allows: 2, 3, 4, 6).
 __device__ __forceinline__ void cp_async_wait_pending(int pending) {
   switch (pending) {

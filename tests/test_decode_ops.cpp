@@ -42,51 +42,46 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
                                 // 16 query heads per K/V head (one block per query head: any group size)
                                 AttentionCase{2, 32, 2, 128, 64, 70, 33},
                                 // more blocks than SMs: the variant without the pre-wait prefetch
-                                AttentionCase{6, 28, 4, 128, 128, 300, 290},
-                                // split form: fewer positions than splits (empty splits), one row per split
-                                AttentionCase{1, 28, 4, 128, 128, 256, 3}, AttentionCase{2, 8, 4, 64, 64, 16, 7}}) {
+                                AttentionCase{6, 28, 4, 128, 128, 300, 290}}) {
     for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
-      for (AttentionForm form : {AttentionForm::kWhole, AttentionForm::kSplit}) {
-        SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
-                                          << " pos=" << c.position << " " << c10::toString(type)
-                                          << (form == AttentionForm::kSplit ? " split" : " whole"));
-        const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
-        const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
-        at::Tensor keys = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
-        at::Tensor values = at::randn_like(keys);
-        const at::Tensor keys_before = keys.clone(), values_before = values.clone();
-        const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
-        const int64_t positions = c.capacity + 1;
-        const at::Tensor angles = at::rand({positions, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat)) * 6.28;
-        const at::Tensor cos = angles.cos(), sin = angles.sin();
-        at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
-        const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-        decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
-                         c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
-                         out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity, scale,
-                         dtype_of(type), stream(), form);
-        // Reference in fp32 from the same rounded inputs.
-        at::Tensor q = qkv.narrow(1, 0, c.heads * c.head_dim).view({c.batch, c.heads, c.head_dim}).to(at::kFloat);
-        at::Tensor k = qkv.narrow(1, c.heads * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim}).to(at::kFloat);
-        const at::Tensor v = qkv.narrow(1, (c.heads + c.kv_heads) * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim});
-        if (c.rotary > 0) {
-          q = rotate(q, cos[c.position], sin[c.position], c.rotary).to(type).to(at::kFloat);
-          k = rotate(k, cos[c.position], sin[c.position], c.rotary);
-        }
-        at::Tensor ref_keys = keys_before.clone(), ref_values = values_before.clone();
-        ref_keys.select(2, c.position).copy_(k.to(type));
-        ref_values.select(2, c.position).copy_(v);
-        // The cache now holds the rotated k and v at `position`, and nothing else changed.
-        EXPECT_LT(test::relative_error(keys, ref_keys), bound_of(type));
-        EXPECT_TRUE(at::equal(values, ref_values));
-        const int64_t group = c.heads / c.kv_heads;
-        const at::Tensor k_all = ref_keys.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
-        const at::Tensor v_all = ref_values.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
-        const at::Tensor probs = at::softmax(at::matmul(q.unsqueeze(2), k_all.transpose(2, 3)) * scale, -1);
-        const at::Tensor ref = at::matmul(probs, v_all).view({c.batch, c.heads * c.head_dim});
-        EXPECT_FALSE(out.isnan().any().item<bool>());
-        EXPECT_LT(test::relative_error(out, ref), bound_of(type) + 1e-5);
+      SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
+                                        << " pos=" << c.position << " " << c10::toString(type));
+      const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
+      const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
+      at::Tensor keys = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
+      at::Tensor values = at::randn_like(keys);
+      const at::Tensor keys_before = keys.clone(), values_before = values.clone();
+      const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
+      const int64_t positions = c.capacity + 1;
+      const at::Tensor angles = at::rand({positions, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat)) * 6.28;
+      const at::Tensor cos = angles.cos(), sin = angles.sin();
+      at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
+                       c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
+                       out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity, scale,
+                       dtype_of(type), stream());
+      // Reference in fp32 from the same rounded inputs.
+      at::Tensor q = qkv.narrow(1, 0, c.heads * c.head_dim).view({c.batch, c.heads, c.head_dim}).to(at::kFloat);
+      at::Tensor k = qkv.narrow(1, c.heads * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim}).to(at::kFloat);
+      const at::Tensor v = qkv.narrow(1, (c.heads + c.kv_heads) * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim});
+      if (c.rotary > 0) {
+        q = rotate(q, cos[c.position], sin[c.position], c.rotary).to(type).to(at::kFloat);
+        k = rotate(k, cos[c.position], sin[c.position], c.rotary);
       }
+      at::Tensor ref_keys = keys_before.clone(), ref_values = values_before.clone();
+      ref_keys.select(2, c.position).copy_(k.to(type));
+      ref_values.select(2, c.position).copy_(v);
+      // The cache now holds the rotated k and v at `position`, and nothing else changed.
+      EXPECT_LT(test::relative_error(keys, ref_keys), bound_of(type));
+      EXPECT_TRUE(at::equal(values, ref_values));
+      const int64_t group = c.heads / c.kv_heads;
+      const at::Tensor k_all = ref_keys.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
+      const at::Tensor v_all = ref_values.narrow(2, 0, c.position + 1).to(at::kFloat).repeat_interleave(group, 1);
+      const at::Tensor probs = at::softmax(at::matmul(q.unsqueeze(2), k_all.transpose(2, 3)) * scale, -1);
+      const at::Tensor ref = at::matmul(probs, v_all).view({c.batch, c.heads * c.head_dim});
+      EXPECT_FALSE(out.isnan().any().item<bool>());
+      EXPECT_LT(test::relative_error(out, ref), bound_of(type) + 1e-5);
     }
   }
 }

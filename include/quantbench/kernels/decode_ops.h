@@ -42,15 +42,10 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
 //  - softmax(q k^T * scale) v over cache positions [0, *position].
 // qkv [B, (H + 2*Hkv) * D] (q heads, then k heads, then v heads); caches [B, Hkv, capacity, D];
 // out [B, H * D]. Preconditions: H % Hkv == 0, D <= 256, D % 2 == 0, *position < capacity.
-// Two kernels compute it (decode_attention.cu): kWhole, one block per query head over all cached rows;
-// kSplit (Hopper), one cluster of small blocks per K/V head, each over a run of rows, combined on chip.
-// kAuto takes kSplit where it fits (QB_ATTENTION_SPLIT=0: never); a form that cannot run this shape
-// falls back to the other.
-enum class AttentionForm { kAuto, kWhole, kSplit };
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, AttentionForm form = AttentionForm::kAuto);
+                      cudaStream_t stream);
 
 // End of a decode step inside the graph: tokens[b] = next[b]; generated[b, *position + 1 - first] =
 // next[b] when that index is in [0, generated_cols); *position += 1.
