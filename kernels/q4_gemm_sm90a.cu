@@ -200,10 +200,45 @@ __device__ __forceinline__ uint32_t scaled_pair(uint32_t pair, float scale, floa
   }
 }
 
+// awq's (code - zero) * scale as packed Act arithmetic with the fp32 path's one rounding of the exact product
+// (scaled_pair): code - zero is a small integer, exact in Act (one fma2 with 1 and -zero). fp16: the scale's bits
+// are Act bits, so one packed multiply (fma with -0) rounds the exact product once. bf16 cannot hold the fp16
+// scale s, but s = hi + lo with hi = bf16(s) and lo = s - hi (at most 3 significant bits: exact in bf16), and
+// d * lo (4 x 3 bits) is exact too, so fma(d, hi, d * lo) is the exact d * s rounded once.
+template <typename Act>
+struct AffinePairScale {
+  uint32_t neg_zero, hi, lo;  // (-zero, -zero), (hi, hi), (lo, lo) in Act
+
+  __device__ __forceinline__ explicit AffinePairScale(uint32_t record) {
+    const float z = q4::affine_zero(record);
+    neg_zero = ActOps<Act>::pack(-z, -z);
+    if constexpr (std::is_same_v<Act, __half>) {
+      hi = (record & 0xFFFFu) * 0x10001u;
+      lo = 0u;
+    } else {
+      const float s = q4::affine_scale(record);
+      const float s_hi = __bfloat162float(__float2bfloat16_rn(s));
+      hi = ActOps<Act>::pack(s_hi, s_hi);
+      lo = ActOps<Act>::pack(s - s_hi, s - s_hi);
+    }
+  }
+
+  __device__ __forceinline__ uint32_t apply(uint32_t codes) const {
+    constexpr uint32_t kOne = std::is_same_v<Act, __half> ? 0x3C003C00u : 0x3F803F80u, kNegZero = 0x80008000u;
+    const uint32_t d = ActOps<Act>::fma2(codes, kOne, neg_zero);
+    if constexpr (std::is_same_v<Act, __half>) {
+      return ActOps<Act>::fma2(d, hi, kNegZero);
+    } else {
+      return ActOps<Act>::fma2(d, hi, ActOps<Act>::fma2(d, lo, kNegZero));
+    }
+  }
+};
+
 template <Q4ScaleMode MODE>
 struct Q4RsSource : Q4Source<MODE> {
   using Shared = Q4RsTables;
   using Q4Source<MODE>::w;
+  bool packed_affine = true;  // kAffine: AffinePairScale (false: scaled_pair's fp32 arithmetic, the A/B and test)
 
   template <typename Act>
   __device__ __forceinline__ void init_shared(Q4RsTables& t, int64_t n0) const {
@@ -211,7 +246,7 @@ struct Q4RsSource : Q4Source<MODE> {
     q4::fill_pair_table<Act>(t.pairs, w.codebook);
   }
 
-  // Weight values: awq's exactly q4_tile_dequant's ((code - zero) * scale in fp32, one rounding); nf4 / fp4 from
+  // Weight values: awq's exactly q4_tile_dequant's ((code - zero) * scale, one rounding; AffinePairScale); nf4 / fp4 from
   // the codebook rounded to Act (the pair table), times the fp32 absmax, rounded: within 2 roundings of the
   // dequantized weight.
   // The tile layout gives lane (g, t) columns 16t .. 16t + 15 of rows g and g + 8 (byte b of a row: columns 16t +
@@ -243,6 +278,22 @@ struct Q4RsSource : Q4Source<MODE> {
           a[kk][1] = ActOps<Act>::fma2(q4::table_pair<2>(lane_base, y[kk]), s1, neg_zero);
           a[kk][2] = ActOps<Act>::fma2(q4::table_pair<1>(lane_base, y[kk]), s0, neg_zero);
           a[kk][3] = ActOps<Act>::fma2(q4::table_pair<3>(lane_base, y[kk]), s1, neg_zero);
+        }
+        return;
+      }
+    }
+    if constexpr (MODE == Q4ScaleMode::kAffine) {
+      if (packed_affine) {
+        const uint2 v = j < this->valid_tiles(n0)
+                            ? *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + (lane >> 2) * 8)
+                            : make_uint2(0u, 0u);
+        const AffinePairScale<Act> row0(v.x), row1(v.y);  // rows g and g + 8
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          a[kk][0] = row0.apply(q4::table_pair<0>(lane_base, y[kk]));
+          a[kk][1] = row1.apply(q4::table_pair<2>(lane_base, y[kk]));
+          a[kk][2] = row0.apply(q4::table_pair<1>(lane_base, y[kk]));
+          a[kk][3] = row1.apply(q4::table_pair<3>(lane_base, y[kk]));
         }
         return;
       }
@@ -296,12 +347,17 @@ struct SplitArgs {
 template <typename Act, Q4ScaleMode MODE>
 void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                  int64_t ldy, int64_t M, cudaStream_t stream, const SplitArgs& sk) {
-  if (form == Q4WgmmaForm::kRegisterA128) {
-    fused::launch_rs<Act, Q4RsSource<MODE>, 128>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                                 stream, sk.splits, sk.workspace, sk.bytes);
-  } else if (form == Q4WgmmaForm::kRegisterA256) {
-    fused::launch_rs<Act, Q4RsSource<MODE>, 256>(make_source<Q4RsSource, MODE>(w), x, ldx, w.K, bias, y, ldy, M,
-                                                 stream, sk.splits, sk.workspace, sk.bytes);
+  if (form != Q4WgmmaForm::kSharedB) {
+    Q4RsSource<MODE> source = make_source<Q4RsSource, MODE>(w);
+    // Read per launch (a prefill's few hundred getenv calls are free) so that a test can compare both.
+    source.packed_affine = env_on_unless_zero("QB_Q4_AFFINE_PACKED");
+    if (form == Q4WgmmaForm::kRegisterA128) {
+      fused::launch_rs<Act, Q4RsSource<MODE>, 128>(source, x, ldx, w.K, bias, y, ldy, M, stream, sk.splits,
+                                                   sk.workspace, sk.bytes);
+    } else {
+      fused::launch_rs<Act, Q4RsSource<MODE>, 256>(source, x, ldx, w.K, bias, y, ldy, M, stream, sk.splits,
+                                                   sk.workspace, sk.bytes);
+    }
   } else {
     fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
   }

@@ -504,6 +504,44 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
   }
 }
 
+// awq's packed arithmetic in the register-A form (AffinePairScale, q4_gemm_sm90a.cu) makes every weight value with
+// the one rounding of the fp32 path, so the GEMM is the same bit for bit (same MMAs in the same order).
+TEST(Q4Gpu, AwqPackedArithmeticIsTheFp32Arithmetic) {
+  QB_REQUIRE_CUDA();
+  namespace k = qb::kernels;
+  if (k::compute_capability() != 90) {
+    GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is " << k::compute_capability();
+  }
+  at::manual_seed(34);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{300, 1024, 128}}) {
+    TileCase c = make_tile_case(k::Q4ScaleMode::kAffine, sh.N, sh.K, sh.block);
+    for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
+      const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
+      for (int64_t M : {65, 257}) {
+        const at::Tensor x = at::randn({M, sh.K}).to(at::kCUDA, act);
+        for (k::Q4WgmmaForm form : {k::Q4WgmmaForm::kRegisterA128, k::Q4WgmmaForm::kRegisterA256}) {
+          const auto run = [&] {
+            at::Tensor y = at::empty({M, sh.N}, x.options());
+            k::q4_tile_gemm_wgmma(dt, c.tw, x.data_ptr(), sh.K, nullptr, y.data_ptr(), sh.N, M, stream, form, 1,
+                                  nullptr, 0);
+            return y;
+          };
+          const at::Tensor packed = run();
+          at::Tensor fp32;
+          {
+            test::ScopedEnv off("QB_Q4_AFFINE_PACKED", "0");
+            fp32 = run();
+          }
+          EXPECT_TRUE(at::equal(packed, fp32)) << "N=" << sh.N << " K=" << sh.K << " M=" << M << " "
+                                               << c10::toString(act)
+                                               << (form == k::Q4WgmmaForm::kRegisterA128 ? " rs128" : " rs256");
+        }
+      }
+    }
+  }
+}
+
 // The dequantize kernel (prefill path) on the same layouts: a row/column range into a poisoned buffer, exactly
 // the range written, with the fp32 values of the canonical weight.
 TEST(Q4Gpu, TileDequantWritesExactlyTheRange) {
