@@ -753,7 +753,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
           rows.push_back(line);
           std::printf("prefill %s\n", line);
         }
-        if (f == Fmt::kNf4) {  // split-K: the register-A forms by split count (the policy's model is fitted to these)
+        if (f != Fmt::kNf4Dq) {  // split-K: the register-A forms by split count (the policy's model is fitted to these)
           for (const Q4WgmmaForm form : {Q4WgmmaForm::kRegisterA128, Q4WgmmaForm::kRegisterA256}) {
             for (const int splits : {2, 3, 4, 6, 8}) {
               const size_t bytes = q4_tile_gemm_wgmma_workspace_bytes(M, s.N, form, splits);
@@ -773,7 +773,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
           }
           FusedPrefillCut cut;
           const bool fused = fused_prefill_cut(M, s.N, s.K, 132, fused_prefill_max_splits(), kQ4FusedCost, &cut);
-          std::printf("prefill policy %s M=%lld: %s\n", s.name, (long long)M,
+          std::printf("prefill policy %s %s M=%lld: %s\n", s.name, fmt_name(f), (long long)M,
                       fused ? ("register-A " + std::to_string(cut.tokens) + " s" + std::to_string(cut.splits)).c_str()
                             : "dequantize + cuBLAS");
         }
