@@ -73,15 +73,12 @@ constexpr int rs_dynamic_smem_bytes() {
          (static_cast<int>(sizeof(typename Source::Shared)) + 15) / 16 * 16 + 2 * kRsStages * 8 + 16 /* flag */;
 }
 
-// Split-K / stream-K state of a launch (splits == 1 and stream_len == 0: neither; the other fields unused).
+// Split-K state of a launch (splits == 1: none; the other fields unused).
 struct RsSplit {
   int splits = 1;
   int steps_per_split = 0;       // ceil(k steps / splits); every split has at least one step
   int64_t tiles = 0;             // output tiles (token tiles x weight-row tiles)
-  int stream_len = 0;            // stream-K: k steps per block along the tiles' steps laid end to end (<= a tile's)
-  int stream_slots = 0;          // stream-K: partial slots per tile (the most blocks a tile's steps can meet)
-  float* partial = nullptr;      // split-K [splits][tiles], stream-K [tiles][stream_slots]: kRsRows * BT fp32 each,
-                                 // a tile in the consumers' register order
+  float* partial = nullptr;      // [splits][tiles][kRsRows * BT] fp32, each tile in the consumers' register order
   unsigned* counters = nullptr;  // [tiles], zero at launch; the last block of a tile zeroes it again
 };
 
@@ -91,41 +88,6 @@ inline size_t rs_split_workspace_bytes(int64_t M, int64_t N, int BT, int splits)
   const int64_t tiles = (M + BT - 1) / BT * ((N + kRsRows - 1) / kRsRows);
   return static_cast<size_t>(splits * tiles * kRsRows * BT) * sizeof(float) + static_cast<size_t>(tiles) * 4;
 }
-
-// Stream-K (for shapes with fewer output tiles than SMs, where split-K's equal splits still leave SMs idle or
-// give some tiles more splits than others): the tiles' k steps laid end to end (tile-major) and cut into one run of
-// equal length per block, `blocks` blocks (the SM count). A run meets at most two tiles; a tile's pieces are summed
-// like split-K's, in block order. No cut (stream_len 0) when the tiles already fill the blocks.
-struct RsStreamCut {
-  int64_t blocks = 0;
-  int stream_len = 0, stream_slots = 0;
-};
-inline RsStreamCut rs_stream_cut(int64_t M, int64_t N, int64_t K, int BT, int blocks) {
-  RsStreamCut c;
-  const int64_t steps = (K + kBK - 1) / kBK, tiles = (M + BT - 1) / BT * ((N + kRsRows - 1) / kRsRows);
-  if (blocks <= 0 || steps <= 0 || tiles <= 0) return c;
-  const int64_t len = (tiles * steps + blocks - 1) / blocks;
-  if (len >= steps) return c;
-  c.stream_len = static_cast<int>(len);
-  c.blocks = (tiles * steps + len - 1) / len;
-  c.stream_slots = static_cast<int>((steps + len - 1) / len + 1);
-  return c;
-}
-inline size_t rs_stream_workspace_bytes(int64_t M, int64_t N, int64_t K, int BT, int blocks) {
-  const RsStreamCut c = rs_stream_cut(M, N, K, BT, blocks);
-  if (c.stream_len == 0) return 0;
-  const int64_t tiles = (M + BT - 1) / BT * ((N + kRsRows - 1) / kRsRows);
-  return static_cast<size_t>(tiles * c.stream_slots * kRsRows * BT) * sizeof(float) + static_cast<size_t>(tiles) * 4;
-}
-
-// Where a block's accumulated piece of one output tile goes: y directly (parts == 1), or slot `part` of the tile's
-// `parts` partial slots (slots + part * slot_stride floats), summed in part order by whichever block counts in last.
-struct RsOut {
-  int64_t tile = 0;
-  int parts = 1, part = 0;
-  float* slots = nullptr;
-  int64_t slot_stride = 0;
-};
 
 // A 4 x 4 transpose of 32-bit words across the quad (lanes 4g .. 4g + 3): lane t's y[kk] becomes lane kk's y[t].
 // Register sources use it to gather a k16 A fragment's columns from the lanes that loaded them. Two butterfly
@@ -167,12 +129,11 @@ struct RsSmem {
   __device__ uint8_t* packed(int stage) const { return x(stage) + rs_x_bytes<BT>(); }
 };
 
-// `base`: the block's steps loaded before this range (stages and barrier phases continue across a block's ranges).
 template <class Source, int BT>
 __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, int m0, int64_t n0, int k_begin,
-                                        int k_end, int base, const RsSmem<Source, BT>& s) {
-  for (int j = 0; j < k_end - k_begin; ++j) {
-    const int k = k_begin + j, i = base + j, stage = i % kRsStages;
+                                        int k_end, const RsSmem<Source, BT>& s) {
+  for (int i = 0; i < k_end - k_begin; ++i) {
+    const int k = k_begin + i, stage = i % kRsStages;
     if (i >= kRsStages) sm90::mbar_wait(&s.empty[stage], ((i / kRsStages) - 1) & 1);
     src.load_step(k, n0, s.packed(stage), &s.full[stage]);
     sm90::mbar_arrive_expect_tx(&s.full[stage], rs_x_bytes<BT>());
@@ -219,31 +180,30 @@ __device__ __forceinline__ void rs_consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(32 * kRsConsumerWarps) : "memory");
 }
 
-// Split-K / stream-K epilogue: this block's piece of the tile to its slot, then, in the tile's last block only, the
-// slots summed in part order, the bias added and y stored.
+// Split-K epilogue: this split's tile to its slot, then, in the tile's last block only, the slots summed in split
+// order, the bias added and y stored.
 template <typename Act, int BT>
-__device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&d)[BT / 2], const RsOut& out,
+__device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&d)[BT / 2], int split, int64_t tile,
                                                int* flag, int64_t N, int m0, int64_t n0, int M,
                                                const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy) {
   constexpr int kThreads = 32 * kRsConsumerWarps;
+  constexpr int64_t kSlot = int64_t{kRsRows} * BT;  // floats of one partial tile
   const int tid = threadIdx.x;
-  float4* mine = reinterpret_cast<float4*>(out.slots + out.part * out.slot_stride) + tid;
+  float4* mine = reinterpret_cast<float4*>(sk.partial + (split * sk.tiles + tile) * kSlot) + tid;
 #pragma unroll
   for (int i = 0; i < BT / 8; ++i) mine[i * kThreads] = make_float4(d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]);
   __threadfence();  // the slot is visible device-wide before this block counts itself in
   rs_consumer_sync();
-  if (tid == 0) *flag = atomicAdd(&sk.counters[out.tile], 1u) == static_cast<unsigned>(out.parts - 1);
+  if (tid == 0) *flag = atomicAdd(&sk.counters[tile], 1u) == static_cast<unsigned>(sk.splits - 1);
   rs_consumer_sync();
-  // (A second piece of this block writes the flag only after the first barrier of its own call, which every
-  // thread reaches after this read.)
   if (!*flag) return;
   __threadfence();
-  const float4* slots = reinterpret_cast<const float4*>(out.slots) + tid;
-  const int64_t stride = out.slot_stride / 4;  // float4s from one part's slot to the next's
+  const float4* slots = reinterpret_cast<const float4*>(sk.partial + tile * kSlot) + tid;
+  const int64_t stride = sk.tiles * kSlot / 4;  // float4s from one split's slot of this tile to the next's
   rs_store<Act, BT>(N, m0, n0, M, bias, y, ldy, [&](int i) {
     float4 acc = __ldcg(slots + i * kThreads);  // L2, not a stale L1 line: the other slots came from other SMs
-    for (int p = 1; p < out.parts; ++p) {
-      const float4 v = __ldcg(slots + p * stride + i * kThreads);
+    for (int s = 1; s < sk.splits; ++s) {
+      const float4 v = __ldcg(slots + s * stride + i * kThreads);
       acc.x += v.x;
       acc.y += v.y;
       acc.z += v.z;
@@ -251,13 +211,12 @@ __device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&
     }
     return acc;
   });
-  if (tid == 0) sk.counters[out.tile] = 0;  // ready for the next launch
+  if (tid == 0) sk.counters[tile] = 0;  // ready for the next launch
 }
 
-// The block's steps [k_begin, k_end) of one output tile; `base` as rs_load's.
 template <typename Act, class Source, int BT>
 __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Source, BT>& s, int m0, int64_t n0,
-                                           int k_begin, int k_end, int base, const RsSplit& sk, const RsOut& out,
+                                           int k_begin, int k_end, const RsSplit& sk, int split, int64_t out_tile,
                                            int M, const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy,
                                            int probe) {
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -271,9 +230,9 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   // reads it has retired, and the rotation is unrolled by hand so no set is ever copied: wgmma reads its registers
   // when it executes, so a copy would leave the in-flight MMA reading registers the compiler considers free.
   uint32_t sa[4][4], sb[4][4], sc[4][4];
-  sm90::mbar_wait(&s.full[base % kRsStages], (base / kRsStages) & 1);
+  sm90::mbar_wait(&s.full[0], 0);
   if (probe != 1) {
-    src.template fragments<Act>(k_begin, n0, s.packed(base % kRsStages), *s.tables, tile, lane, sa);
+    src.template fragments<Act>(k_begin, n0, s.packed(0), *s.tables, tile, lane, sa);
   } else {
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
@@ -284,9 +243,9 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
     for (int r = 0; r < 4; ++r) sb[kk][r] = sc[kk][r] = 0u;
-  // k: the range's step index (global step k_begin + k, the block's step base + k).
+  // k: the block's step index (global step k_begin + k).
   auto step = [&](int k, uint32_t(&c)[4][4], uint32_t(&n)[4][4], uint32_t(&p)[4][4]) {
-    const int stage = (base + k) % kRsStages;
+    const int stage = k % kRsStages;
     const uint64_t desc_b = sm90::make_desc(s.x(stage));
     sm90::fence_operands(c);
     sm90::wgmma_fence();
@@ -297,8 +256,8 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     for (int kk = 0; kk < kBK / 16; ++kk) sm90::WgmmaRs<Act>::mma(d, c[kk], desc_b + 2 * kk);
     sm90::wgmma_commit();
     if (k + 1 < steps) {
-      const int stage1 = (base + k + 1) % kRsStages;
-      sm90::mbar_wait(&s.full[stage1], ((base + k + 1) / kRsStages) & 1);
+      const int stage1 = (k + 1) % kRsStages;
+      sm90::mbar_wait(&s.full[stage1], ((k + 1) / kRsStages) & 1);
       if (probe != 1) {
         src.template fragments<Act>(k_begin + k + 1, n0, s.packed(stage1), *s.tables, tile, lane, n);
       } else {
@@ -313,7 +272,7 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
     sm90::fence_operands(c);
     if (k >= 1) {
       __syncwarp();
-      if (lane == 0) sm90::mbar_arrive(&s.empty[(base + k - 1) % kRsStages]);
+      if (lane == 0) sm90::mbar_arrive(&s.empty[(k - 1) % kRsStages]);
     }
   };
   int k = 0;
@@ -329,11 +288,9 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   sm90::fence_operands(sb);
   sm90::fence_operands(sc);
   sm90::fence_operands(d);
-  __syncwarp();
-  if (lane == 0) sm90::mbar_arrive(&s.empty[(base + steps - 1) % kRsStages]);  // for the block's next range
 
-  if (out.parts > 1) {
-    rs_split_store<Act, BT>(sk, d, out, s.flag, src.n(), m0, n0, M, bias, y, ldy);
+  if (sk.splits > 1) {
+    rs_split_store<Act, BT>(sk, d, split, out_tile, s.flag, src.n(), m0, n0, M, bias, y, ldy);
   } else {
     rs_store<Act, BT>(src.n(), m0, n0, M, bias, y, ldy,
                       [&](int i) { return make_float4(d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]); });
@@ -348,51 +305,16 @@ __global__ void __launch_bounds__(kRsThreads, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t smem_raw[];
   const RsSmem<Source, BT> s(smem_raw);
-  constexpr int64_t kSlot = int64_t{kRsRows} * BT;  // floats of one partial tile
   const int m_tiles = (M + BT - 1) / BT;
-  const int steps = src.k_steps();
-  // The block's ranges (one, or two with stream-K): output tile (token tiles fastest), steps [k_begin, k_end) and
-  // where the piece goes. Computed where used (no arrays indexed at run time: they would live in local memory).
-  struct Range {
-    int64_t tile;
-    int k_begin, k_end;
-    RsOut out;
-  };
-  const int64_t stream_begin = int64_t(blockIdx.x) * sk.stream_len;
-  const int64_t stream_end =
-      sk.tiles * steps < stream_begin + sk.stream_len ? sk.tiles * steps : stream_begin + sk.stream_len;
-  const int ranges = sk.stream_len > 0 && stream_end > (stream_begin / steps + 1) * steps ? 2 : 1;
-  auto range = [&](int r) {
-    Range g;
-    if (sk.stream_len > 0) {
-      const int64_t len = sk.stream_len;
-      g.tile = stream_begin / steps + r;
-      const int64_t first = g.tile * steps;  // the tile's first step in the laid-out order
-      g.k_begin = static_cast<int>(r == 0 ? stream_begin - first : 0);
-      g.k_end = static_cast<int>(stream_end - first < steps ? stream_end - first : steps);
-      const int64_t first_block = first / len, last_block = (first + steps - 1) / len;
-      g.out.tile = g.tile;
-      g.out.parts = static_cast<int>(last_block - first_block + 1);
-      g.out.part = static_cast<int>(blockIdx.x - first_block);
-      g.out.slots = sk.partial + g.tile * sk.stream_slots * kSlot;
-      g.out.slot_stride = kSlot;
-    } else {
-      const int m_tile = static_cast<int>(blockIdx.x % m_tiles);
-      const int64_t rest = blockIdx.x / m_tiles;
-      const int split = static_cast<int>(rest % sk.splits);
-      g.tile = rest / sk.splits * m_tiles + m_tile;
-      g.k_begin = split * sk.steps_per_split;
-      g.k_end = min(steps, g.k_begin + sk.steps_per_split);
-      g.out.tile = g.tile;
-      g.out.parts = sk.splits;
-      g.out.part = split;
-      g.out.slots = sk.splits > 1 ? sk.partial + g.tile * kSlot : nullptr;
-      g.out.slot_stride = sk.tiles * kSlot;
-    }
-    return g;
-  };
-  // init_shared's tables may depend on the row tile (int8's scales): stream-K is for sources whose do not.
-  src.template init_shared<Act>(*s.tables, range(0).tile / m_tiles * kRsRows);
+  const int m_tile = static_cast<int>(blockIdx.x % m_tiles);
+  const int64_t rest = blockIdx.x / m_tiles;
+  const int split = static_cast<int>(rest % sk.splits);
+  const int64_t n_tile = rest / sk.splits;
+  const int m0 = m_tile * BT;
+  const int64_t n0 = n_tile * kRsRows;
+  const int k_begin = split * sk.steps_per_split;
+  const int k_end = min(src.k_steps(), k_begin + sk.steps_per_split);
+  src.template init_shared<Act>(*s.tables, n0);
   if (threadIdx.x == 0) {
     for (int i = 0; i < kRsStages; ++i) {
       sm90::mbar_init(&s.full[i], 2);  // the packed step's and x's expect-tx arrivals
@@ -403,22 +325,11 @@ __global__ void __launch_bounds__(kRsThreads, 1)
   __syncthreads();
   if (threadIdx.x < 32 * kRsConsumerWarps) {
     sm90::setmaxnreg_inc<232>();
-    for (int r = 0, base = 0; r < ranges; ++r) {
-      const Range g = range(r);
-      rs_consume<Act, Source, BT>(src, s, static_cast<int>(g.tile % m_tiles) * BT, g.tile / m_tiles * kRsRows,
-                                  g.k_begin, g.k_end, base, sk, g.out, M, bias, y, ldy, probe);
-      base += g.k_end - g.k_begin;
-    }
+    rs_consume<Act, Source, BT>(src, s, m0, n0, k_begin, k_end, sk, split, n_tile * m_tiles + m_tile, M, bias, y,
+                                ldy, probe);
   } else {
     sm90::setmaxnreg_dec<40>();
-    if (threadIdx.x == 32 * kRsConsumerWarps) {
-      for (int r = 0, base = 0; r < ranges; ++r) {
-        const Range g = range(r);
-        rs_load<Source, BT>(src, &x_map, static_cast<int>(g.tile % m_tiles) * BT, g.tile / m_tiles * kRsRows,
-                            g.k_begin, g.k_end, base, s);
-        base += g.k_end - g.k_begin;
-      }
-    }
+    if (threadIdx.x == 32 * kRsConsumerWarps) rs_load<Source, BT>(src, &x_map, m0, n0, k_begin, k_end, s);
   }
 #endif
 }
@@ -431,13 +342,10 @@ inline int rs_probe() {
 
 // x [M, K] (16-bit, row stride ldx, 16-byte aligned, ldx % 8 == 0) times the Source's W, BT tokens per block,
 // K's steps cut into `splits` ranges (1: none; > 1: `workspace` of rs_split_workspace_bytes(M, N, BT, splits)
-// bytes, 16-byte aligned; its counters are zeroed here, on the stream), or with splits == 0 stream-K over
-// `stream_blocks` blocks (workspace of rs_stream_workspace_bytes(M, N, K, BT, stream_blocks); sources whose shared
-// tables do not depend on the row tile only).
+// bytes, 16-byte aligned; its counters are zeroed here, on the stream).
 template <typename Act, class Source, int BT>
 void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const void* bias, void* y, int64_t ldy,
-               int64_t M, cudaStream_t stream, int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0,
-               int stream_blocks = 0) {
+               int64_t M, cudaStream_t stream, int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0) {
   constexpr auto kernel = fused_gemm_rs_kernel<Act, Source, BT>;
   constexpr int smem = rs_dynamic_smem_bytes<Source, BT>();
   allow_dynamic_smem<kernel>(smem);
@@ -445,28 +353,6 @@ void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const v
   const int steps = static_cast<int>((K + kBK - 1) / kBK);
   RsSplit sk;
   sk.tiles = (M + BT - 1) / BT * ((src.n() + kRsRows - 1) / kRsRows);
-  if (splits == 0) {
-    QB_CHECK(!Source::kRowTables, kInvalidInput,
-             "fused prefill stream-K: this weight source's shared tables follow the row tile (a block's second tile "
-             "would need others)");
-    const RsStreamCut cut = rs_stream_cut(M, src.n(), K, BT, stream_blocks);
-    if (cut.stream_len > 0) {
-      const size_t need = rs_stream_workspace_bytes(M, src.n(), K, BT, stream_blocks);
-      QB_CHECK(workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && workspace_bytes >= need,
-               kInvalidInput, "fused prefill stream-K: workspace of {} bytes at {} is not the {} bytes (16-byte "
-               "aligned) {} blocks need", workspace_bytes, workspace, need, stream_blocks);
-      sk.stream_len = cut.stream_len;
-      sk.stream_slots = cut.stream_slots;
-      sk.partial = static_cast<float*>(workspace);
-      sk.counters = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(workspace) + need - sk.tiles * 4);
-      QB_CUDA_CHECK(cudaMemsetAsync(sk.counters, 0, sk.tiles * 4, stream));
-      kernel<<<static_cast<unsigned>(cut.blocks), kRsThreads, smem, stream>>>(
-          src, x_map, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, static_cast<int>(M), sk, rs_probe());
-      QB_CUDA_CHECK_LAUNCH();
-      return;
-    }
-    splits = 1;  // the tiles fill the blocks already
-  }
   sk.steps_per_split = (steps + std::max(splits, 1) - 1) / std::max(splits, 1);
   sk.splits = (steps + sk.steps_per_split - 1) / sk.steps_per_split;  // no empty split
   if (sk.splits > 1) {

@@ -40,7 +40,6 @@ struct Int8Tables {
 
 struct Int8Source {
   static constexpr int kPackedStepBytes = kBN * kBK;
-  static constexpr bool kRowTables = true;  // init_shared reads the row tile's scales
   using Shared = Int8Tables;
   CUtensorMap q_map;  // q [N, K] int8, boxes of 64 columns x 128 rows, no swizzle
   const float* scales;

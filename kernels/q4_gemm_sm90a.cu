@@ -60,7 +60,6 @@ struct Q4Source {
   static constexpr int kPackedStepBytes =
       MODE == Q4ScaleMode::kAbsmaxNested ? kNestedValuesOffset + kNestedRun * 8 : kCodesBytes + kBN * 4;
   using Shared = Q4Tables;
-  static constexpr bool kRowTables = false;  // codebook tables only: any row tile
   CUtensorMap codes_map;   // tiles as [n_tiles][k_chunks x 128] uint32, boxes of 128 x 8 (8 tiles' 512-byte chunks)
   CUtensorMap scales_map;  // tile scales as [n_tiles][units x 16] (uint32, or uint8 for nested), boxes of 16 x 8
   Q4TileWeights w;
@@ -354,10 +353,10 @@ void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_
     source.packed_affine = env_on_unless_zero("QB_Q4_AFFINE_PACKED");
     if (form == Q4WgmmaForm::kRegisterA128) {
       fused::launch_rs<Act, Q4RsSource<MODE>, 128>(source, x, ldx, w.K, bias, y, ldy, M, stream, sk.splits,
-                                                   sk.workspace, sk.bytes, sm_count());
+                                                   sk.workspace, sk.bytes);
     } else {
       fused::launch_rs<Act, Q4RsSource<MODE>, 256>(source, x, ldx, w.K, bias, y, ldy, M, stream, sk.splits,
-                                                   sk.workspace, sk.bytes, sm_count());
+                                                   sk.workspace, sk.bytes);
     }
   } else {
     fused::launch<Act>(make_source<MODE>(w), x, ldx, w.K, bias, y, ldy, M, stream);
@@ -444,19 +443,16 @@ bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const voi
          (w.mode != Q4ScaleMode::kAbsmaxNested || q4_nested_run_bound(kBN, units) <= kNestedRun);
 }
 
-size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, int64_t K, Q4WgmmaForm form, int splits) {
-  if (splits == 1 || form == Q4WgmmaForm::kSharedB) return 0;
-  const int tokens = form == Q4WgmmaForm::kRegisterA128 ? 128 : 256;
-  return splits == 0 ? fused::rs_stream_workspace_bytes(M, N, K, tokens, sm_count())
-                     : fused::rs_split_workspace_bytes(M, N, tokens, splits);
+size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Q4WgmmaForm form, int splits) {
+  if (splits <= 1 || form == Q4WgmmaForm::kSharedB) return 0;
+  return fused::rs_split_workspace_bytes(M, N, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256, splits);
 }
 
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                         int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form, int splits, void* workspace,
                         size_t workspace_bytes) {
   QB_CHECK(splits == 1 || form != Q4WgmmaForm::kSharedB, kInvalidInput,
-           "q4_tile_gemm_wgmma: split-K ({} splits; 0 = stream-K) needs a register-A form", splits);
-  QB_CHECK(splits >= 0, kInvalidInput, "q4_tile_gemm_wgmma: {} splits", splits);
+           "q4_tile_gemm_wgmma: split-K ({} splits) needs a register-A form", splits);
   const SplitArgs sk{splits, workspace, workspace_bytes};
   QB_CHECK(q4_tile_gemm_wgmma_supported(dtype, w, x, ldx, y, ldy, M, form), kInvalidInput,
            "q4_tile_gemm_wgmma: operands not supported (dtype, alignment, M={}, ldx={}, ldy={}, or not sm_90)", M,

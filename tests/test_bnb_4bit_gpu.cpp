@@ -446,9 +446,7 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pad = 8;
   for (const auto& [mode, absmax_f16] : all_schemes()) {
-    // 1000 x 576: 9 k steps, so stream-K's runs of 2 steps cross from one tile into the next.
-    for (const TileShape& sh :
-         {TileShape{77, 320, 64}, TileShape{300, 1024, 128}, TileShape{77, 64, 64}, TileShape{1000, 576, 64}}) {
+    for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{300, 1024, 128}, TileShape{77, 64, 64}}) {
       TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block, absmax_f16);
       const at::Tensor dense = c.canonical.dequantize().to(at::kDouble);  // [N, K]
       for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
@@ -465,15 +463,13 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
             for (const auto& cut : {std::pair{k::Q4WgmmaForm::kRegisterA128, 1},
                                     std::pair{k::Q4WgmmaForm::kRegisterA256, 1}, std::pair{k::Q4WgmmaForm::kSharedB, 1},
                                     std::pair{k::Q4WgmmaForm::kRegisterA128, 3},
-                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 2},
-                                    std::pair{k::Q4WgmmaForm::kRegisterA128, 0},  // stream-K
-                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 0}}) {
+                                    std::pair{k::Q4WgmmaForm::kRegisterA256, 2}}) {
               const k::Q4WgmmaForm form = cut.first;  // named copies: lambdas capture them (C++17)
               const int splits = cut.second;
               at::Tensor y = at::full({M, sh.N + pad}, nan, x.options());
               ASSERT_TRUE(
                   k::q4_tile_gemm_wgmma_supported(dt, c.tw, x.data_ptr(), sh.K, y.data_ptr(), sh.N + pad, M, form));
-              const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, sh.N, sh.K, form, splits);
+              const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, sh.N, form, splits);
               // Garbage in the workspace: the launch zeroes the counters, the partial tiles are written before read.
               const at::Tensor workspace = at::full({static_cast<int64_t>(bytes) + 16}, 0x5a,
                                                     x.options().dtype(at::kByte));
@@ -490,7 +486,7 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
                               : form == k::Q4WgmmaForm::kRegisterA256 ? "rs256"
                                                                       : "ss",
                               splits);
-              if (splits != 1) {  // a second launch on the same workspace repeats y bit for bit
+              if (splits > 1) {  // a second launch on the same workspace repeats y bit for bit
                 at::Tensor again = at::full({M, sh.N + pad}, nan, x.options());
                 run(again);
                 EXPECT_TRUE(at::equal(again.narrow(1, 0, sh.N), y.narrow(1, 0, sh.N))) << "not deterministic: " << what;

@@ -755,8 +755,8 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
         }
         if (f != Fmt::kNf4Dq) {  // split-K: the register-A forms by split count (the policy's model is fitted to these)
           for (const Q4WgmmaForm form : {Q4WgmmaForm::kRegisterA128, Q4WgmmaForm::kRegisterA256}) {
-            for (const int splits : {2, 3, 4, 6, 8, 0}) {  // 0: stream-K
-              const size_t bytes = q4_tile_gemm_wgmma_workspace_bytes(M, s.N, s.K, form, splits);
+            for (const int splits : {2, 3, 4, 6, 8}) {
+              const size_t bytes = q4_tile_gemm_wgmma_workspace_bytes(M, s.N, form, splits);
               void* ws = nullptr;
               CK(cudaMalloc(&ws, bytes));
               const double us = time_us([&](int i, cudaStream_t st) {
@@ -764,10 +764,9 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
                                    splits, ws, bytes);
               });
               CK(cudaFree(ws));
-              std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | wgmma rs %d %-5s | %8.1f | %6.0f | %4.2fx |",
-                            s.name, fmt_name(f), (long long)M, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256,
-                            splits == 0 ? "sk" : ("s" + std::to_string(splits)).c_str(), us, flop / us * 1e-6,
-                            us / cub);
+              std::snprintf(line, sizeof(line), "| %-8s | %-8s | %4lld | wgmma rs %d s%-4d | %8.1f | %6.0f | %4.2fx |",
+                            s.name, fmt_name(f), (long long)M, form == Q4WgmmaForm::kRegisterA128 ? 128 : 256, splits,
+                            us, flop / us * 1e-6, us / cub);
               rows.push_back(line);
               std::printf("prefill %s\n", line);
             }

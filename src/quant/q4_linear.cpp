@@ -482,7 +482,7 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
   } else if (d.tiles && k::q4_prefill_fused_form(d.tw, M, &form, &splits) &&
              k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form)) {
-    const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, N, K, form, splits);
+    const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, N, form, splits);
     at::Tensor workspace;  // split-K's fp32 partial tiles (from the caching allocator: no sync, graph-safe)
     if (bytes > 0) workspace = at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte));
     k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form, splits,

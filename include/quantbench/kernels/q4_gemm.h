@@ -139,10 +139,8 @@ bool q4_prefill_fused_form(const Q4TileWeights& w, int64_t M, Q4WgmmaForm* form,
 bool q4_tile_gemm_wgmma_supported(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* y,
                                   int64_t ldy, int64_t M, Q4WgmmaForm form = q4_tile_gemm_wgmma_form());
 // Split-K (register-A forms only): `splits` K ranges per output tile, fp32 partial tiles in `workspace`
-// (q4_tile_gemm_wgmma_workspace_bytes, 16-byte aligned; 0 bytes for splits = 1). splits = 0: stream-K, the tiles'
-// K steps laid end to end and cut into one equal run per SM (fused_gemm_rs_sm90a.cuh); when the tiles alone fill
-// the SMs, no cut (0 bytes).
-size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, int64_t K, Q4WgmmaForm form, int splits);
+// (q4_tile_gemm_wgmma_workspace_bytes, 16-byte aligned; 0 bytes for splits = 1).
+size_t q4_tile_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Q4WgmmaForm form, int splits);
 void q4_tile_gemm_wgmma(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                         int64_t ldy, int64_t M, cudaStream_t stream, Q4WgmmaForm form = q4_tile_gemm_wgmma_form(),
                         int splits = 1, void* workspace = nullptr, size_t workspace_bytes = 0);
