@@ -325,10 +325,14 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
       }
       d.scales = tile_scales(per, N);
       d.mode = k::Q4ScaleMode::kAbsmaxF32;
-      // Half the scale bytes where 16 bits hold every absmax exactly (bf16 first: bitsandbytes' absmax of bf16
-      // weights is one of them; fp16 for fp16 weights): the kernels then compute with the same fp32 values.
+      // Half the scale bytes where 16 bits hold every absmax exactly (bitsandbytes' absmax of 16-bit weights is
+      // one of them): the kernels then compute with the same fp32 values. The activation's own type first, since
+      // the register-A prefill kernel multiplies an absmax of that type as packed pairs (q4_gemm_sm90a.cu); e.g.
+      // a bf16 checkpoint computing in fp16 has absmax values both types hold.
       if (absmax16_enabled()) {
-        for (const at::ScalarType narrow : {at::kBFloat16, at::kHalf}) {
+        const bool f16_first = options.activation_dtype == at::kHalf;
+        for (const at::ScalarType narrow :
+             {f16_first ? at::kHalf : at::kBFloat16, f16_first ? at::kBFloat16 : at::kHalf}) {
           const at::Tensor held = per.to(narrow);
           if (at::equal(held.to(at::kFloat), per)) {
             d.scales = tile_scales(held, N);
