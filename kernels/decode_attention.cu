@@ -40,12 +40,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
 constexpr int kMaxHeadDim = 256;
-// Independent 16-byte loads per thread in phases 2 and 4: a 128-dim bf16 row with the prefetch (which
-// takes 255 registers: one block per SM, right for a grid of at most one block per SM with rows of at least
-// 128 16-bit dims), 8 without it (~70 registers, several blocks per SM for batched decode: batch 16 ran 7%
-// slower with the prefetch; 64-dim heads ran faster without it).
-template <bool kPrefetch>
-constexpr int kInFlight = kPrefetch ? 16 : 8;
+// kInFlight: independent 16-byte loads per thread in phases 2 and 4. Three variants (the host picks one):
+//   wide (prefetch, 16): a 128-dim 16-bit row; 255 registers, one block per SM;
+//   narrow (prefetch, 8): a 64-dim 16-bit row prefetched with half the registers, so a block fits beside a GEMV
+//     block that leaves half an SM (the wide one with half its loads unused was slower than light on 64 dims);
+//   light (no prefetch, 8): ~70 registers, several blocks per SM for batched decode (batch 16 ran 7% slower
+//     with the prefetch).
 
 // rotate_half at dim d with c = cos, s = sin of frequency d mod rotary_dim / 2 (read before the PDL wait).
 __device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, float c, float s) {
@@ -54,7 +54,7 @@ __device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, f
   return d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
 }
 
-template <typename T, bool kPrefetch>
+template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
@@ -107,9 +107,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     rope_c = rope_cos[pos * half + i];
     rope_s = rope_sin[pos * half + i];
   }
-  uint4 k_pre[kInFlight<kPrefetch>], v_pre[kInFlight<kPrefetch>];
+  uint4 k_pre[kInFlight], v_pre[kInFlight];
 #pragma unroll
-  for (int u = 0; u < (kPrefetch ? kInFlight<kPrefetch> : 0); ++u) {
+  for (int u = 0; u < (kPrefetch ? kInFlight : 0); ++u) {
     const int d = u * kVec;
     k_pre[u] = threadIdx.x < pos && d < head_dim
                    ? *reinterpret_cast<const uint4*>(keys + int64_t(threadIdx.x) * head_dim + d)
@@ -154,17 +154,17 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* row = t == pos ? k_new : keys + t * head_dim;
     const bool prefetched = kPrefetch && t < kThreads && t < pos;
     float acc4[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: a head_dim-long serial FMA chain was ~0.25 us
-    for (int d0 = 0; d0 < head_dim; d0 += kInFlight<kPrefetch> * kVec) {
-      uint4 raw[kInFlight<kPrefetch>];
+    for (int d0 = 0; d0 < head_dim; d0 += kInFlight * kVec) {
+      uint4 raw[kInFlight];
 #pragma unroll
-      for (int u = 0; u < kInFlight<kPrefetch>; ++u) {
+      for (int u = 0; u < kInFlight; ++u) {
         const int d = d0 + u * kVec;
         raw[u] = prefetched && d0 == 0 ? k_pre[u]
                  : d < head_dim        ? *reinterpret_cast<const uint4*>(row + d)
                                        : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
-      for (int u = 0; u < kInFlight<kPrefetch>; ++u) {
+      for (int u = 0; u < kInFlight; ++u) {
         const T* k = reinterpret_cast<const T*>(&raw[u]);
         const int d = d0 + u * kVec;
         if (d < head_dim) {
@@ -190,11 +190,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 #pragma unroll
   for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
   if (r0 < rows_per_pass) {
-    for (int64_t t0 = r0; t0 <= pos; t0 += kInFlight<kPrefetch> * rows_per_pass) {
-      uint4 raw[kInFlight<kPrefetch>];
-      float p[kInFlight<kPrefetch>];
+    for (int64_t t0 = r0; t0 <= pos; t0 += kInFlight * rows_per_pass) {
+      uint4 raw[kInFlight];
+      float p[kInFlight];
 #pragma unroll
-      for (int u = 0; u < kInFlight<kPrefetch>; ++u) {
+      for (int u = 0; u < kInFlight; ++u) {
         const int64_t t = t0 + int64_t(u) * rows_per_pass;
         const T* row = t == pos ? v_new : values + t * head_dim;
         raw[u] = kPrefetch && t0 == r0 && t < pos ? v_pre[u]
@@ -203,7 +203,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
         p[u] = t <= pos ? __expf(scores[t] - m) : 0.f;
       }
 #pragma unroll
-      for (int u = 0; u < kInFlight<kPrefetch>; ++u) {
+      for (int u = 0; u < kInFlight; ++u) {
         const T* v = reinterpret_cast<const T*>(&raw[u]);
 #pragma unroll
         for (int j = 0; j < kVec; ++j) acc[j] += p[u] * to_float(v[j]);
@@ -236,10 +236,12 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 
 template <typename T>
 void configure(int max_shared) {
-  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, true, 16>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, true, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      max_shared));
-  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     max_shared));
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, false, 8>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
 }
 
 }  // namespace
@@ -269,16 +271,20 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     return true;
   }();
   (void)configured;
-  // The register prefetch only where a K/V row fills its kInFlight<true> 16-byte loads (head_dim 128 in 16 bits)
-  // and the grid is at most one block per SM. Measured on H100 in one call against "wherever the grid fits"
-  // (BENCHMARKS.md): Qwen2-7B (head_dim 128) unchanged, TinyLlama / GPT-2 (64) nf4 +4%, awq +3%, gpt2 fp16 +8%
-  // (its 255-register blocks wait for whole free SMs; with half the loads unused they gain nothing for it).
-  // QB_ATTENTION_PREFETCH=0: the light variant everywhere (A/B of the register prefetch).
+  // The register prefetch where the grid is at most one block per SM, with as many loads as a row fills: wide
+  // from 256-byte rows, narrow from 128. (The wide variant on 128-byte rows lost to light in one call on H100,
+  // BENCHMARKS.md: TinyLlama / GPT-2 nf4 +4%, awq +3%, gpt2 fp16 +8% with light: its 255-register blocks wait for
+  // whole free SMs, half their loads unused.) QB_ATTENTION_PREFETCH=0: light everywhere; QB_ATTENTION_NARROW=0:
+  // no narrow variant (the A/B runs).
   static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
-  const bool fills_loads = head_dim * elem_bytes >= kInFlight<true> * 16;
-  const bool prefetch = register_prefetch_allowed && fills_loads && batch * num_heads <= sm_count();
+  static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
+  const int64_t row_bytes = head_dim * elem_bytes;
+  const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
+  const bool wide = prefetch && row_bytes >= 16 * 16, narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
-    auto kernel = prefetch ? decode_attention_kernel<T, true> : decode_attention_kernel<T, false>;
+    auto kernel = wide     ? decode_attention_kernel<T, true, 16>
+                  : narrow ? decode_attention_kernel<T, true, 8>
+                           : decode_attention_kernel<T, false, 8>;
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
