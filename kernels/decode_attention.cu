@@ -280,7 +280,8 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
-  const bool wide = prefetch && row_bytes >= 16 * 16, narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
+  const bool wide = prefetch && row_bytes >= 16 * 16;
+  const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = wide     ? decode_attention_kernel<T, true, 16>
                   : narrow ? decode_attention_kernel<T, true, 8>

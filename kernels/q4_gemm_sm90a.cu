@@ -108,6 +108,10 @@ struct Q4Source {
   __device__ __forceinline__ static uint32_t absmax16_word(const uint8_t* src, int j, int g) {
     return *reinterpret_cast<const uint32_t*>(src + kCodesBytes + j * 32 + g * 4);
   }
+  // kAffine: the (fp16 scale | zero << 16) words of rows g (.x) and g + 8 (.y) of weight tile j in the packed step.
+  __device__ __forceinline__ static uint2 affine_words(const uint8_t* src, int j, int g) {
+    return *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
+  }
 
   // The scales of rows g and g + 8 (lane = 4g + t) of weight tile j at step k, from the packed step src: absmax
   // (nested absmax resolved as bitsandbytes rounds it) or awq's scale and zero point. Tiles past the weight: 0.
@@ -125,7 +129,7 @@ struct Q4Source {
       scale[0] = q4::absmax16(v, w.absmax_f16);
       scale[1] = q4::absmax16(v >> 16, w.absmax_f16);
     } else if constexpr (MODE == Q4ScaleMode::kAffine) {
-      const uint2 v = *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + g * 8);
+      const uint2 v = affine_words(src, j, g);
       scale[0] = q4::affine_scale(v.x);
       zero[0] = q4::affine_zero(v.x);
       scale[1] = q4::affine_scale(v.y);
@@ -246,9 +250,9 @@ struct Q4RsSource : Q4Source<MODE> {
     q4::fill_pair_table<Act>(t.pairs, w.codebook);
   }
 
-  // Weight values: awq's exactly q4_tile_dequant's ((code - zero) * scale, one rounding; AffinePairScale); nf4 / fp4 from
-  // the codebook rounded to Act (the pair table), times the fp32 absmax, rounded: within 2 roundings of the
-  // dequantized weight.
+  // Weight values: awq's exactly q4_tile_dequant's ((code - zero) * scale, one rounding; AffinePairScale); nf4 /
+  // fp4 from the codebook rounded to Act (the pair table), times the fp32 absmax, rounded: within 2 roundings of
+  // the dequantized weight.
   // The tile layout gives lane (g, t) columns 16t .. 16t + 15 of rows g and g + 8 (byte b of a row: columns 16t +
   // 2b, 16t + 2b + 1), wgmma's k16 step kk wants from it columns 16kk + {2t, 2t + 1, 2t + 8, 2t + 9}: byte t and
   // t + 4 of lane (g, kk)'s rows. So the quad (t = 0..3) transposes: locally, word y[u] = byte u of each of the
@@ -284,9 +288,7 @@ struct Q4RsSource : Q4Source<MODE> {
     }
     if constexpr (MODE == Q4ScaleMode::kAffine) {
       if (packed_affine) {
-        const uint2 v = j < this->valid_tiles(n0)
-                            ? *reinterpret_cast<const uint2*>(src + kCodesBytes + j * 64 + (lane >> 2) * 8)
-                            : make_uint2(0u, 0u);
+        const uint2 v = j < this->valid_tiles(n0) ? this->affine_words(src, j, lane >> 2) : make_uint2(0u, 0u);
         const AffinePairScale<Act> row0(v.x), row1(v.y);  // rows g and g + 8
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
