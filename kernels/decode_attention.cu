@@ -275,12 +275,13 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   // from 256-byte rows, narrow from 128. (The wide variant on 128-byte rows lost to light in one call on H100,
   // BENCHMARKS.md: TinyLlama / GPT-2 nf4 +4%, awq +3%, gpt2 fp16 +8% with light: its 255-register blocks wait for
   // whole free SMs, half their loads unused.) QB_ATTENTION_PREFETCH=0: light everywhere; QB_ATTENTION_NARROW=0:
-  // no narrow variant (the A/B runs).
+  // no narrow variant; QB_ATTENTION_WIDE=0: narrow for the wide variant's rows too (the A/B runs).
   static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
   static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
+  static const bool wide_allowed = env_on_unless_zero("QB_ATTENTION_WIDE");
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
-  const bool wide = prefetch && row_bytes >= 16 * 16;
+  const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = wide     ? decode_attention_kernel<T, true, 16>
