@@ -356,14 +356,12 @@ void launch_rs(const Source& src, const void* x, int64_t ldx, int64_t K, const v
   sk.steps_per_split = (steps + std::max(splits, 1) - 1) / std::max(splits, 1);
   sk.splits = (steps + sk.steps_per_split - 1) / sk.steps_per_split;  // no empty split
   if (sk.splits > 1) {
-    QB_CHECK(workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % 16 == 0 &&
-                 workspace_bytes >= rs_split_workspace_bytes(M, src.n(), BT, sk.splits),
+    const size_t need = rs_split_workspace_bytes(M, src.n(), BT, sk.splits);
+    QB_CHECK(workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && workspace_bytes >= need,
              kInvalidInput, "fused prefill split-K: workspace of {} bytes at {} is not the {} bytes (16-byte aligned) "
-             "{} splits need", workspace_bytes, workspace, rs_split_workspace_bytes(M, src.n(), BT, sk.splits),
-             sk.splits);
+             "{} splits need", workspace_bytes, workspace, need, sk.splits);
     sk.partial = static_cast<float*>(workspace);
-    sk.counters = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(workspace) +
-                                              rs_split_workspace_bytes(M, src.n(), BT, sk.splits) - sk.tiles * 4);
+    sk.counters = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(workspace) + need - sk.tiles * 4);
     QB_CUDA_CHECK(cudaMemsetAsync(sk.counters, 0, sk.tiles * 4, stream));
   }
   const int64_t blocks = sk.tiles * sk.splits;

@@ -351,8 +351,8 @@ void launch_mode(Q4WgmmaForm form, const Q4TileWeights& w, const void* x, int64_
                  int64_t ldy, int64_t M, cudaStream_t stream, const SplitArgs& sk) {
   if (form != Q4WgmmaForm::kSharedB) {
     Q4RsSource<MODE> source = make_source<Q4RsSource, MODE>(w);
-    // Read per launch (a prefill's few hundred getenv calls are free) so that a test can compare both.
-    source.packed_affine = env_on_unless_zero("QB_Q4_AFFINE_PACKED");
+    // awq layers read the switch per launch (one getenv a layer of a prefill) so that a test can compare both.
+    if constexpr (MODE == Q4ScaleMode::kAffine) source.packed_affine = env_on_unless_zero("QB_Q4_AFFINE_PACKED");
     if (form == Q4WgmmaForm::kRegisterA128) {
       fused::launch_rs<Act, Q4RsSource<MODE>, 128>(source, x, ldx, w.K, bias, y, ldy, M, stream, sk.splits,
                                                    sk.workspace, sk.bytes);

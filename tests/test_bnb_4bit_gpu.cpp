@@ -25,7 +25,6 @@
 
 #include <fmt/format.h>
 
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/fused_prefill_policy.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
@@ -436,11 +435,8 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
 // may differ from it by one rounding of the codebook, well inside the bound), so a misplaced weight or a swizzle
 // error (relative error ~1) cannot hide under the weight-rounding part of the first bound.
 TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
-  QB_REQUIRE_CUDA();
+  QB_REQUIRE_SM90();
   namespace k = qb::kernels;
-  if (k::compute_capability() != 90) {
-    GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is " << k::compute_capability();
-  }
   at::manual_seed(33);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -507,11 +503,8 @@ TEST(Q4Gpu, WgmmaPrefillMatchesReference) {
 // awq's packed arithmetic in the register-A form (AffinePairScale, q4_gemm_sm90a.cu) makes every weight value with
 // the one rounding of the fp32 path, so the GEMM is the same bit for bit (same MMAs in the same order).
 TEST(Q4Gpu, AwqPackedArithmeticIsTheFp32Arithmetic) {
-  QB_REQUIRE_CUDA();
+  QB_REQUIRE_SM90();
   namespace k = qb::kernels;
-  if (k::compute_capability() != 90) {
-    GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is " << k::compute_capability();
-  }
   at::manual_seed(34);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{300, 1024, 128}}) {

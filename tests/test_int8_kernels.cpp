@@ -14,7 +14,6 @@
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/int8_dequant.h"
 #include "quantbench/kernels/int8_gemv.h"
 #endif
@@ -113,11 +112,7 @@ TEST(Int8KernelsGpu, DequantizeMatchesCpu) {
 // q * s (the usual bound) and on q * s rounded once to 16 bits, the operand the kernel multiplies (only the fp32
 // summation and y's rounding remain: a misplaced weight would show as an error near 1).
 TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
-  QB_REQUIRE_CUDA();
-  if (kernels::compute_capability() != 90) {
-    GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is "
-                 << kernels::compute_capability();
-  }
+  QB_REQUIRE_SM90();
   at::manual_seed(23);
   const c10::Device cuda(c10::kCUDA);
   const auto stream = at::cuda::getCurrentCUDAStream();

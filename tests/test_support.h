@@ -85,3 +85,15 @@ bool cuda_available();  // defined in test_support.cpp
   do {                                                                                      \
     if (!::qb::test::cuda_available()) GTEST_SKIP() << "no CUDA device on this machine: GPU test skipped"; \
   } while (0)
+
+#ifdef QB_HAVE_CUDA
+#include "quantbench/kernels/device_limits.h"
+// QB_REQUIRE_CUDA, then skips (printing why) unless the GPU is a Hopper: the wgmma (sm_90a) kernels run nowhere else.
+#define QB_REQUIRE_SM90()                                                                                  \
+  do {                                                                                                     \
+    QB_REQUIRE_CUDA();                                                                                     \
+    if (::qb::kernels::compute_capability() != 90)                                                         \
+      GTEST_SKIP() << "the wgmma prefill kernel needs compute capability 9.0; this GPU is "                \
+                   << ::qb::kernels::compute_capability();                                                 \
+  } while (0)
+#endif
