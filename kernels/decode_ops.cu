@@ -5,6 +5,7 @@
 // activation first let their successor, always a GEMV, launch (pdl.cuh, rule 3).
 #include <cfloat>
 
+#include "activation.cuh"
 #include "dtype_utils.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/error.h"
@@ -155,16 +156,6 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
       y[i] = o_raw;
     }
   }
-}
-
-__device__ __forceinline__ float apply_act(float x, ActType act) {
-  switch (act) {
-    case ActType::kGeluTanh: return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case ActType::kGeluErf: return 0.5f * x * (1.f + erff(x * 0.7071067811865476f));
-    case ActType::kSilu: return x / (1.f + __expf(-x));
-    case ActType::kRelu: return fmaxf(x, 0.f);
-  }
-  return x;
 }
 
 template <typename T>

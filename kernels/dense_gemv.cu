@@ -25,9 +25,11 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // (QB_BENCH_SHAPES=small sweep, H100: TinyLlama o 5.07 -> 4.03 us, down 12.0 -> 9.9 us, GPT-2 c_proj 4.74 ->
 // 3.21 us; Qwen2-7B's 224+-block layers keep u2).
 template <typename T>
-void launch_typed(const GemvParams& p, cudaStream_t stream) {
+void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
   constexpr auto kDense = WeightKind::kHalf16;
-  if (p.M <= 8) {
+  if (gated) {  // two row tiles per block (gate, up), half the blocks: the same loads in flight as u2 below
+    gemv::launch_gemv_mma<kDense, T, 1, 2, 16, 2, false, true>(p, stream);
+  } else if (p.M <= 8) {
     const int64_t blocks = (p.N + 15) / 16;
     const int64_t steps_per_warp = ((p.K + 31) / 32 + 15) / 16;  // 32 k per warp step, 16 warps
     if (blocks <= 160 && steps_per_warp >= 5 && steps_per_warp <= 8) {
@@ -53,7 +55,7 @@ bool dense_gemv_supported(const void* x, int64_t ldx, const void* w, int64_t ldw
 }
 
 void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64_t ldw, const void* bias, void* y,
-                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
+                int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream, const GatedEpilogue& gated) {
   QB_CHECK(M >= 1 && M <= kGemvMaxM, kInvalidInput, "dense_gemv: M = {} outside 1..{}", M, kGemvMaxM);
   QB_CHECK(N >= 1 && N < (int64_t{1} << 31) && K >= 1 && K < (int64_t{1} << 31), kInvalidInput,
            "dense_gemv: N = {} and K = {} must be in 1..2^31-1", N, K);
@@ -62,6 +64,9 @@ void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64
            "dense_gemv: strides ldx = {}, ldw = {} must be >= K = {} and multiples of 8; ldy = {} >= N = {}", ldx,
            ldw, K, ldy, N);
   QB_CHECK(aligned16(x) && aligned16(w), kInvalidInput, "dense_gemv: x and W must be 16-byte aligned");
+  QB_CHECK(!gated.on || (M <= kGemvGatedMaxM && gated_epilogue_fits(N)), kInvalidInput,
+           "dense_gemv: the gated epilogue needs M <= {} (got {}) and N a multiple of 32 (got {})", kGemvGatedMaxM, M,
+           N);
   GemvParams p;
   p.x = x;
   p.ldx = ldx;
@@ -74,10 +79,11 @@ void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64
   p.N = static_cast<int>(N);
   p.K = static_cast<int>(K);
   p.k_weights = static_cast<int>(K);
+  p.act = gated.act;
   if (dtype == HalfType::kF16) {
-    launch_typed<__half>(p, stream);
+    launch_typed<__half>(p, gated.on, stream);
   } else {
-    launch_typed<__nv_bfloat16>(p, stream);
+    launch_typed<__nv_bfloat16>(p, gated.on, stream);
   }
   QB_CUDA_CHECK_LAUNCH();
 }

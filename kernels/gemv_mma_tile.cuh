@@ -11,6 +11,8 @@
 //                  group size = 64 * group_steps (applied after each 64-wide k step, fp32).
 //   bias [N] in T or null; y [M, ldy] in T.
 //   Accumulation: fp32 in the mma accumulators, reduced across warps in fp32, one rounding to T.
+//   GATED (gated_epilogue.h): W's rows are [gate | up] (N % 32 == 0) and y [M, ldy] gets act(gate) * up for the
+//   N / 2 gate rows instead; block b computes gate tile b and up tile b + N / 32 as its two row tiles (RT = 2).
 //
 // Tiling. A block of KSPLIT warps owns 16*RT output rows and walks K in rounds of KSPLIT x UNROLL
 // steps, warp w taking steps w, w + KSPLIT, ... of each round (UNROLL 16-byte loads per row in
@@ -37,6 +39,7 @@
 
 #include <cstdint>
 
+#include "activation.cuh"
 #include "pdl.cuh"
 
 namespace qb::kernels::gemv {
@@ -56,6 +59,7 @@ struct GemvParams {
   int64_t ldy = 0;
   int M = 0, N = 0, K = 0;
   int k_weights = 0;
+  ActType act = ActType::kSilu;  // GATED only
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -133,8 +137,9 @@ struct StepLoads {
   float scale[RT][2];
 };
 
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED>
 __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams p) {
+  static_assert(!GATED || RT == 2, "a gated block computes one gate and one up row tile");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
   constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
   constexpr int kStepK = 4 * kLaneElems;       // k covered by one warp step
@@ -150,6 +155,9 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   const int g = lane >> 2;
   const int t = lane & 3;
   const int n0 = blockIdx.x * kRows;
+  // Row tile r starts at tile_base + r * tile_stride: consecutive tiles, or (GATED) gate tile b and up tile b + N / 32.
+  const int tile_base = GATED ? blockIdx.x * 16 : n0;
+  const int tile_stride = GATED ? (p.N >> 5) * 16 : 16;
   const T* x = static_cast<const T*>(p.x);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
   const char* w_row[RT][2];
@@ -158,7 +166,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int n = n0 + 16 * r + 8 * h + g;
+      const int n = tile_base + tile_stride * r + 8 * h + g;
       has_row[r][h] = n < p.N;
       w_row[r][h] = static_cast<const char*>(p.w) + (has_row[r][h] ? (int64_t)n * p.ldw * kWeightBytes : 0);
     }
@@ -176,7 +184,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
         if constexpr (PER_GROUP) {
           const int group = (step < steps ? step : 0) / p.group_steps;
           out.scale[r][h] =
-              has_row[r][h] ? __ldg(p.scales + (int64_t)(n0 + 16 * r + 8 * h + g) * p.scale_ld + group) : 0.0f;
+              has_row[r][h] ? __ldg(p.scales + (int64_t)(tile_base + tile_stride * r + 8 * h + g) * p.scale_ld + group) : 0.0f;
         }
       }
     }
@@ -274,24 +282,42 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   __syncthreads();
   T* y = static_cast<T*>(p.y);
   const T* bias = static_cast<const T*>(p.bias);
-  for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
-    const int m = o / kRows;
-    const int r = o % kRows;
-    const int n = n0 + r;
-    if (m >= p.M || n >= p.N) continue;
-    float sum = 0.0f;
+  if constexpr (GATED) {
+    // A row's sum before the ungated kernel's rounding (per-channel scale, bias applied in fp32, as below).
+    auto row_sum = [&](int m, int r, int n) {
+      float sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
-    if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
-    if (bias != nullptr) sum += Traits::to_float(bias[n]);
-    y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
+      if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
+      if (bias != nullptr) sum += Traits::to_float(bias[n]);
+      return sum;
+    };
+    const int inter = p.N >> 1, n = blockIdx.x * 16;
+    for (int o = threadIdx.x; o < MT * 8 * 16; o += KSPLIT * 32) {
+      const int m = o / 16, r = o % 16;
+      if (m >= p.M) continue;
+      y[(int64_t)m * p.ldy + n + r] = gated_output<T>(row_sum(m, r, n + r), row_sum(m, 16 + r, inter + n + r), p.act);
+    }
+  } else {
+    for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
+      const int m = o / kRows;
+      const int r = o % kRows;
+      const int n = n0 + r;
+      if (m >= p.M || n >= p.N) continue;
+      float sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
+      if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
+      if (bias != nullptr) sum += Traits::to_float(bias[n]);
+      y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
+    }
   }
 }
 
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false>
 inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));
-  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP>, blocks, KSPLIT * 32, 0, stream, p);
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, blocks, KSPLIT * 32, 0, stream, p);
 }
 
 }  // namespace qb::kernels::gemv

@@ -18,6 +18,9 @@
 // A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
 // at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
 // in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
+// Gated epilogue (gated_epilogue.h; N % 32 == 0): a block's tiles come in pairs, gate tile j then up tile j + T / 2
+// (j = blockIdx.x, + gridDim.x, ...; the grid is at most T / 2); the gate tile's fp32 sums wait in shared memory
+// (gate_sums) and the up tile's epilogue writes act(gate) * up into y [M, ldy] at gate row j's columns.
 //
 // Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
 // (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
@@ -53,8 +56,10 @@
 
 #include <cstdint>
 
+#include "activation.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
+#include "quantbench/kernels/gated_epilogue.h"
 #include "quantbench/kernels/q4_gemm.h"
 
 namespace qb::kernels::q4 {
@@ -64,9 +69,11 @@ constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes 
 
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
-// only), the warps' rings [S][stages][kStageBytes].
-inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages) {
-  return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0)) +
+// only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), the warps' rings [S][stages][kStageBytes].
+__host__ __device__ inline size_t gemv_gate_floats(bool gated, int nt) { return gated ? static_cast<size_t>(nt) * 8 * 16 : 0; }
+inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated) {
+  return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0) +
+                          gemv_gate_floats(gated, nt)) +
          static_cast<size_t>(warps) * stages * kStageBytes;
 }
 
@@ -218,7 +225,8 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
-                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages) {
+                   const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
+                   const GatedEpilogue gated) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -234,12 +242,21 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int T = static_cast<int>((w.N + 15) >> 4);
   const int cnt = ((C + 1) / 2 + S - 1) / S;  // chunk-pair slots per warp per tile (the last may be empty)
   const int grid = static_cast<int>(gridDim.x);
-  const int my_tiles = (T - 1 - static_cast<int>(blockIdx.x)) / grid + 1;  // host: gridDim.x <= T
+  const int half_T = T >> 1;  // gated: the up tiles start here (T even, host-checked)
+  // This block's i-th tile: blockIdx.x + grid i; gated, pairs (gate j, up j + T / 2), j = blockIdx.x + grid (i / 2).
+  auto tile_of = [&](int i) {
+    return gated.on ? static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T
+                    : static_cast<int>(blockIdx.x) + grid * i;
+  };
+  const int block_units = gated.on ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
+  const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (gated.on ? 2 : 1);
   const int total = my_tiles * cnt;
 
   float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][kParts][32]
   float* nested_code = partial + 2 * S * kParts * 32;   // [256], nested only
-  const uint8_t* ring = reinterpret_cast<const uint8_t*>(nested_code + (kNested ? 256 : 0)) + warp * stages * kStageBytes;
+  float* gate_sums = nested_code + (kNested ? 256 : 0);  // [NT * 8][16], gated only
+  const uint8_t* ring = reinterpret_cast<const uint8_t*>(gate_sums + gemv_gate_floats(gated.on, NT)) +
+                        warp * stages * kStageBytes;
   const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
   const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
@@ -248,7 +265,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
   // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
   // pointer advances on every call, so that after issue() it names the slot the consumer reads next.
-  int p_q = 0, p_j = 0, p_chunk = 2 * warp;
+  int p_q = 0, p_j = 0, p_chunk = 2 * warp, p_item = 0;
   int64_t p_tile = blockIdx.x;
   uint32_t p_off = 0;
   const uint8_t* p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
@@ -272,7 +289,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     if (++p_j == cnt) {
       p_j = 0;
       p_chunk = 2 * warp;
-      p_tile += grid;
+      p_tile = tile_of(++p_item);
       p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
       p_scales = scale_bytes + p_tile * tile_scale_bytes;
     }
@@ -301,7 +318,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
-  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), buf = 0;
+  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
     issue();                            // item q + stages - 1; p_off now names item q's slot
     cp_async_wait_pending(stages - 1);  // item q's group has landed
@@ -347,12 +364,18 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           float sum = 0.f;
           for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
           if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
-          y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
+          if (!gated.on) {
+            y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
+          } else if ((c_item & 1) == 0) {
+            gate_sums[o] = sum;  // read back by this thread (same o) in the up tile's epilogue
+          } else {
+            y[static_cast<int64_t>(m) * ldy + (n - 16 * half_T)] = gated_output<Act>(gate_sums[o], sum, gated.act);
+          }
         }
       }
       buf ^= 1;  // the next tile writes the other buffer; this one is re-written only after the next barrier
       c_j = 0;
-      c_tile += grid;
+      c_tile = tile_of(++c_item);
     }
   }
 }
@@ -361,9 +384,9 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
-  static int resident_blocks(int warps, int stages);
+  static int resident_blocks(int warps, int stages, bool gated);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, cudaStream_t stream);
+                     int warps, int stages, int grid, const GatedEpilogue& gated, cudaStream_t stream);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

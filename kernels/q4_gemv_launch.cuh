@@ -29,22 +29,23 @@ void gemv_prepare_kernel() {
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
-int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages) {
+int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages, bool gated) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
   int blocks = 0;
   QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages)));
+      &blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, gated)));
   return blocks;
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
-                                                   int stages, int grid, cudaStream_t stream) {
+                                                   int stages, int grid, const GatedEpilogue& gated,
+                                                   cudaStream_t stream) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
   launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32,
-             gemv_dynamic_smem_bytes(MODE, NT, warps, stages), stream, w, static_cast<const Act*>(x), ldx,
-             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages);
+             gemv_dynamic_smem_bytes(MODE, NT, warps, stages, gated.on), stream, w, static_cast<const Act*>(x), ldx,
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gated);
   QB_CUDA_CHECK_LAUNCH();
 }
 

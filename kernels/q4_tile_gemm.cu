@@ -21,9 +21,9 @@
 namespace qb::kernels {
 namespace {
 
-using ResidentFn = int (*)(int warps, int stages);
+using ResidentFn = int (*)(int warps, int stages, bool gated);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          cudaStream_t);
+                          const GatedEpilogue&, cudaStream_t);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -66,18 +66,18 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
 // Occupancy queries are host calls of a few microseconds; a decode step makes hundreds of launches.
-int resident_cached(ResidentFn fn, int warps, int stages) {
+int resident_cached(ResidentFn fn, int warps, int stages, bool gated) {
   static std::mutex mutex;
-  static std::map<std::tuple<ResidentFn, int, int, int>, int> cache;
+  static std::map<std::tuple<ResidentFn, int, int, bool, int>, int> cache;
   int device = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(fn, warps, stages, device);
+  const auto key = std::make_tuple(fn, warps, stages, gated, device);
   {
     std::lock_guard<std::mutex> lock(mutex);
     const auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const int blocks = fn(warps, stages);
+  const int blocks = fn(warps, stages, gated);
   std::lock_guard<std::mutex> lock(mutex);
   cache[key] = blocks;
   return blocks;
@@ -96,7 +96,8 @@ static int default_stages() {
   return stages;
 }
 
-Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request) {
+Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request,
+                                  bool gated) {
   QB_CHECK(dtype == DType::kF16 || dtype == DType::kBF16, kInvalidInput, "q4_tile_gemm: activations must be fp16/bf16");
   QB_CHECK(M >= 1 && M <= kQ4GemvMaxM, kInvalidInput, "q4_tile_gemm: M = {} outside 1..{}", M, kQ4GemvMaxM);
   QB_CHECK(w.K > 0 && w.K % 64 == 0 && w.N > 0, kInvalidInput, "q4_tile_gemm: tile layout needs K % 64 == 0 (K={}, N={})",
@@ -119,15 +120,16 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);
   const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores);
-  const int64_t tiles = q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
+  // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
+  const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
-    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
+    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages, gated)) * sms;
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
     double best = -1;
     for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
-      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
+      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages, gated));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
       const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
@@ -149,13 +151,17 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 }
 
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config) {
+                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config,
+                  const GatedEpilogue& gated) {
   QB_CHECK(q4_tile_gemm_supported(dtype, x, ldx, M), kInvalidInput,
            "q4_tile_gemm: needs fp16/bf16 x, 1 <= M <= {} (got {}), ldx % 8 == 0 (got {}) and 16-byte aligned x",
            kQ4GemvMaxM, M, ldx);
   QB_CHECK(w.K > 0 && w.K % 64 == 0 && w.N > 0 && w.tiles != nullptr && w.scales != nullptr, kInvalidInput,
            "q4_tile_gemm: tile layout needs K % 64 == 0 and codes + scales (K={}, N={})", w.K, w.N);
-  QB_CHECK(ldx >= w.K && ldy >= w.N, kInvalidInput, "q4_tile_gemm: ldx {} < K {} or ldy {} < N {}", ldx, w.K, ldy, w.N);
+  QB_CHECK(ldx >= w.K && ldy >= (gated.on ? w.N / 2 : w.N), kInvalidInput,
+           "q4_tile_gemm: ldx {} < K {} or ldy {} below the output width (N {})", ldx, w.K, ldy, w.N);
+  QB_CHECK(!gated.on || gated_epilogue_fits(w.N), kInvalidInput,
+           "q4_tile_gemm: the gated epilogue needs N a multiple of 32 (got {})", w.N);
   QB_CHECK(w.unit_shift >= 0 && w.K % (int64_t{64} << w.unit_shift) == 0 && q4_n_tiles(w.N) < (int64_t{1} << 31) &&
                w.K / 64 < (int64_t{1} << 24),
            kInvalidInput, "q4_tile_gemm: unit of {} columns does not divide K = {} (or the weight is too large)",
@@ -167,9 +173,9 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
       QB_CHECK(w.codebook[i] == static_cast<float>(i), kInvalidInput,
                "q4_tile_gemm: affine weights need the identity codebook 0..15 (entry {} is {})", i, w.codebook[i]);
   }
-  const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config);
+  const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config, gated.on);
   const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, stream);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated, stream);
 }
 
 }  // namespace qb::kernels

@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 
 #include "kernel_bridge.h"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/model/blocks.h"
 
 namespace qb::model {
@@ -8,7 +9,30 @@ namespace qb::model {
 Mlp::Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out)
     : activation_(config.activation), gated_(config.gated_mlp), in_(std::move(in)), out_(std::move(out)) {}
 
-at::Tensor Mlp::forward(const at::Tensor& x) const { return out_->forward(activate(in_->forward(x))); }
+namespace {
+
+quant::GateActivation gate_activation(Activation activation) {
+  switch (activation) {
+    case Activation::kGeluTanh: return quant::GateActivation::kGeluTanh;
+    case Activation::kGeluErf: return quant::GateActivation::kGeluErf;
+    case Activation::kSilu: return quant::GateActivation::kSilu;
+    case Activation::kRelu: return quant::GateActivation::kRelu;
+  }
+  return quant::GateActivation::kSilu;
+}
+
+}  // namespace
+
+// A gated MLP on the GPU asks its gate_up layer for act(gate) * up from the decode kernel's epilogue (the same bits
+// as the separate activation kernel, one launch fewer per layer); QB_GATED_EPILOGUE=0 keeps two launches (A/B).
+at::Tensor Mlp::forward(const at::Tensor& x) const {
+  static const bool epilogue_allowed = env_on_unless_zero("QB_GATED_EPILOGUE");
+  if (gated_ && epilogue_allowed && x.is_cuda()) {
+    const at::Tensor activated = in_->forward_gated(x, gate_activation(activation_));
+    if (activated.defined()) return out_->forward(activated);
+  }
+  return out_->forward(activate(in_->forward(x)));
+}
 
 // Gated: the fused gate_up output holds gate in the first half, up in the second.
 at::Tensor Mlp::activate(const at::Tensor& h) const {

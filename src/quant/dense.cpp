@@ -62,6 +62,11 @@ at::Tensor DenseLinear::forward(const at::Tensor& x) const {
   return dense_matmul(input, weight_, bias_);
 }
 
+at::Tensor DenseLinear::forward_gated(const at::Tensor& x, GateActivation act) const {
+  if (x.size(-1) != in_features() || x.scalar_type() != weight_.scalar_type()) return {};
+  return dense_matmul_gated(x, weight_, bias_, act);
+}
+
 at::Tensor DenseLinear::dequantize() const { return weight_.to(at::kCPU, at::kFloat); }
 
 int64_t DenseLinear::weight_bytes() const {

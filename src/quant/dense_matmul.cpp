@@ -5,6 +5,7 @@
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
+#include "gated_epilogue.h"
 #include "quantbench/kernels/dense_gemv.h"
 #include "quantbench/kernels/pdl.h"
 #endif
@@ -40,23 +41,26 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::opti
          x.size(-1) == K;
 }
 
-at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+// y = x W^T (+ bias) by our GEMV, or act(gate) * up with its gated epilogue (y then N / 2 wide); an undefined
+// tensor where the kernel does not take the operands.
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                const kernels::GatedEpilogue& gated) {
   const int64_t K = weight.size(1);
   const int64_t N = weight.size(0);
   at::Tensor x2 = x.reshape({-1, K}).contiguous();
   if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
   const int64_t M = x2.size(0);
-  if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) {
-    return bias.has_value() ? at::linear(x, weight, *bias) : at::linear(x, weight);
-  }
+  if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) return {};
+  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N))) return {};
+  const int64_t out = gated.on ? N / 2 : N;
   at::Tensor b;
   if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
-  at::Tensor y = at::empty({M, N}, x2.options());
+  at::Tensor y = at::empty({M, out}, x2.options());
   const auto type = x.scalar_type() == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
   kernels::dense_gemv(type, x2.data_ptr(), K, weight.data_ptr(), K, b.defined() ? b.data_ptr() : nullptr,
-                      y.data_ptr(), N, M, N, K, at::cuda::getCurrentCUDAStream());
+                      y.data_ptr(), out, M, N, K, at::cuda::getCurrentCUDAStream(), gated);
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
+  out_shape.back() = out;
   return y.view(out_shape);
 }
 #endif
@@ -65,9 +69,21 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::option
 
 at::Tensor dense_matmul(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
 #ifdef QB_HAVE_CUDA
-  if (gemv_applies(x, weight, bias)) return gemv(x, weight, bias);
+  if (gemv_applies(x, weight, bias)) {
+    at::Tensor y = gemv(x, weight, bias, {});
+    if (y.defined()) return y;
+  }
 #endif
   return bias.has_value() ? at::linear(x, weight, *bias) : at::linear(x, weight);
+}
+
+at::Tensor dense_matmul_gated(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                              GateActivation act) {
+#ifdef QB_HAVE_CUDA
+  if (gemv_applies(x, weight, bias)) return gemv(x, weight, bias, gated_epilogue(act));
+#endif
+  (void)x, (void)weight, (void)bias, (void)act;
+  return {};
 }
 
 }  // namespace qb::quant

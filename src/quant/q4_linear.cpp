@@ -12,6 +12,7 @@
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
+#include "gated_epilogue.h"
 #include "quantbench/kernels/q4_gemm.h"
 #endif
 
@@ -508,6 +509,32 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   return y.reshape(out_shape);
 #else
   fail(ErrorKind::kInternal, "{}: CUDA layer in a CPU-only build", format_);
+#endif
+}
+
+at::Tensor Q4Linear::forward_gated(const at::Tensor& x, GateActivation act) const {
+#ifdef QB_HAVE_CUDA
+  namespace k = qb::kernels;
+  const int64_t N = out_features(), K = in_features();
+  if (!device_ || !device_->tiles || !x.is_cuda() || x.size(-1) != K || !k::gated_epilogue_fits(N)) return {};
+  const auto st = x.scalar_type();
+  if (st != at::kHalf && st != at::kBFloat16) return {};
+  at::Tensor x2 = x.reshape({-1, K}).contiguous();
+  const int64_t M = x2.size(0);
+  const k::DType dtype = st == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
+  if (M < 1 || M > k::kQ4GemvMaxM) return {};
+  if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
+  at::Tensor bias;
+  if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);
+  at::Tensor y = at::empty({M, N / 2}, x2.options());
+  k::q4_tile_gemm(dtype, device_->tw, x2.data_ptr(), K, bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
+                  N / 2, M, at::cuda::getCurrentCUDAStream(), {}, gated_epilogue(act));
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N / 2;
+  return y.reshape(out_shape);
+#else
+  (void)x, (void)act;
+  return {};
 #endif
 }
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "quantbench/kernels/decode_ops.h"  // DType
+#include "quantbench/kernels/gated_epilogue.h"
 
 typedef struct cublasContext* cublasHandle_t;
 
@@ -76,13 +77,17 @@ struct Q4GemvConfig {
   int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
 };
-// The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included).
-Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request = {});
+// The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included); `gated`: with the
+// gated epilogue (the grid then counts (gate, up) tile pairs).
+Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request = {},
+                                 bool gated = false);
 
 // Decode / small-batch path: y = x W^T (+ bias) straight from the tile layout. x [M, ldx], bias [N] or null,
 // y [M, ldy]. No allocation, no host sync: capturable in a CUDA graph. Deterministic (fixed-order sums).
+// With gated.on, y [M, ldy >= N / 2] gets act(gate) * up instead (gated_epilogue.h; N % 32 == 0).
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
-                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {});
+                  int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {},
+                  const GatedEpilogue& gated = {});
 
 // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
 // dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.

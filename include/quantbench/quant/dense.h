@@ -13,6 +13,7 @@ class DenseLinear final : public Linear {
   // weight [out, in] and bias [out] already in the storage dtype and on the target device.
   DenseLinear(at::Tensor weight, std::optional<at::Tensor> bias, std::string format);
   at::Tensor forward(const at::Tensor& x) const override;
+  at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }

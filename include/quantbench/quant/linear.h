@@ -17,6 +17,9 @@
 
 namespace qb::quant {
 
+// The activation forward_gated applies (named here so that a format needs nothing of the model).
+enum class GateActivation { kSilu, kGeluTanh, kGeluErf, kRelu };
+
 class Linear {
  public:
   Linear(int64_t in_features, int64_t out_features) : in_features_(in_features), out_features_(out_features) {}
@@ -25,6 +28,12 @@ class Linear {
   Linear& operator=(const Linear&) = delete;
 
   virtual at::Tensor forward(const at::Tensor& x) const = 0;
+  // For a layer whose outputs are [gate | up] (out_features = 2 * inter): act(x W_gate^T) * (x W_up^T) as
+  // [..., inter], computed in the epilogue of the format's decode kernel, bit for bit what forward() followed by
+  // the CUDA activation kernel gives (one launch instead of two). An undefined tensor where the format has no such
+  // path for this x (the CPU, more rows than its decode kernel takes, a split off its tiles): the caller then runs
+  // forward() and the activation itself.
+  virtual at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const { return {}; }
   // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
   // reference (quantized formats return their dequantized values, not the original weight).
   virtual at::Tensor dequantize() const = 0;

@@ -75,6 +75,8 @@ class Q4Linear final : public Linear {
   ~Q4Linear() override;
 
   at::Tensor forward(const at::Tensor& x) const override;
+  // The decode kernel (M <= 64, tile layout) with its gated epilogue.
+  at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }

@@ -1,0 +1,148 @@
+// Linear::forward_gated: the decode kernels' gated epilogue (act(gate) * up written by the GEMV itself) against
+// forward() followed by the CUDA activation kernel, which is what the model ran before. The claim is bit equality,
+// so the check is at::equal on every element, for every format that implements it (dense, int8 per channel and
+// per group, nf4 / fp4 with fp32, 16-bit and nested absmax, awq), both 16-bit activation types, two activations,
+// bias or not, and grids of one block per tile pair as well as persistent grids (more pairs than resident blocks).
+// Where a format cannot take the input (the CPU, too many rows, a gate/up split off its 16-row tiles, fp32
+// activations), forward_gated must decline with an undefined tensor, never compute something else.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "quantbench/quant/format.h"
+#include "quantbench/quant/linear.h"
+#include "test_support.h"
+
+#ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "quantbench/kernels/decode_ops.h"
+#endif
+
+namespace qb::quant {
+namespace {
+
+struct Variant {
+  const char* format;
+  bool double_quant;
+  bool per_group;  // int8
+  int64_t block;   // nf4/fp4 blocksize, awq group, int8 group
+};
+
+FormatOptions options_for(const Variant& v, at::ScalarType act, c10::Device device) {
+  FormatOptions o;
+  o.device = device;
+  o.activation_dtype = act;
+  o.double_quant = v.double_quant;
+  o.blocksize = v.block;
+  o.group_size = v.block;
+  o.int8_per_group = v.per_group;
+  return o;
+}
+
+TEST(GatedEpilogue, CpuLayersDecline) {
+  at::manual_seed(5);
+  const at::Tensor weight = at::randn({64, 128}) * 0.05;
+  for (const char* format : {"fp32", "int8", "nf4", "awq"}) {
+    const Variant v{format, false, false, 64};
+    auto linear = find_format(format).quantize(weight, std::nullopt, options_for(v, at::kFloat, c10::kCPU));
+    const at::Tensor x = at::randn({1, 128});
+    EXPECT_FALSE(linear->forward_gated(x, GateActivation::kSilu).defined()) << format;
+  }
+}
+
+#ifdef QB_HAVE_CUDA
+
+kernels::ActType kernel_act(GateActivation act) {
+  return act == GateActivation::kSilu ? kernels::ActType::kSilu : kernels::ActType::kGeluTanh;
+}
+
+// What the model computed before the epilogue existed: the linear, then the activation kernel.
+at::Tensor forward_then_activation(const Linear& linear, const at::Tensor& x, GateActivation act) {
+  const at::Tensor h = linear.forward(x).contiguous();
+  const int64_t inter = h.size(-1) / 2, rows = h.numel() / h.size(-1);
+  at::Tensor out = at::empty({rows, inter}, h.options());
+  kernels::activation(h.data_ptr(), out.data_ptr(), rows, inter, true, kernel_act(act),
+                      h.scalar_type() == at::kHalf ? kernels::DType::kF16 : kernels::DType::kBF16,
+                      at::cuda::getCurrentCUDAStream());
+  return out.view({x.size(0), inter});
+}
+
+TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(77);
+  const c10::Device cuda(c10::kCUDA);
+  struct Case {
+    Variant v;
+    int64_t K;
+    std::vector<int64_t> ms;  // rows the format's decode kernel takes
+  };
+  const std::vector<Case> cases = {
+      {{"fp16", false, false, 0}, 136, {1, 2}},         {{"bf16", false, false, 0}, 200, {1, 2}},
+      {{"int8", false, false, 0}, 200, {1, 3, 8}},      {{"int8", false, true, 64}, 256, {1, 8}},
+      {{"nf4", false, false, 64}, 256, {1, 5, 16, 64}}, {{"nf4", true, false, 64}, 192, {1, 9}},
+      {{"fp4", false, false, 128}, 256, {1, 33}},       {{"awq", false, false, 128}, 256, {1, 4, 17}},
+  };
+  // inter 48: 3 tile pairs (one block per pair); inter 4608: 288 pairs, more than two blocks per SM of the 4-bit
+  // kernel hold on 132 SMs, so its persistent grid walks several pairs per block.
+  for (const Case& c : cases) {
+    for (const int64_t inter : {int64_t{48}, int64_t{4608}}) {
+      const at::Tensor weight = at::randn({2 * inter, c.K}) * 0.05;
+      const at::Tensor bias = at::randn({2 * inter}) * 0.5;
+      for (const at::ScalarType act_dtype : {at::kHalf, at::kBFloat16}) {
+        const std::string format = c.v.format;
+        if ((format == "fp16" && act_dtype != at::kHalf) || (format == "bf16" && act_dtype != at::kBFloat16)) continue;
+        // The small case with weights in the activation dtype, as a model hands them over (nf4 / fp4 then keep a
+        // 16-bit absmax), and a bias; the large one with fp32 weights (fp32 absmax) and none.
+        const bool small = inter == 48;
+        const at::Tensor w = small ? weight.to(act_dtype).to(at::kFloat) : weight;
+        auto linear = find_format(format).quantize(w, small ? std::optional<at::Tensor>(bias) : std::nullopt,
+                                                   options_for(c.v, act_dtype, cuda));
+        for (const int64_t m : c.ms) {
+          for (const GateActivation act : {GateActivation::kSilu, GateActivation::kGeluTanh}) {
+            const at::Tensor x = (at::randn({m, c.K}) * 2).to(cuda, act_dtype);
+            const at::Tensor fused = linear->forward_gated(x, act);
+            ASSERT_TRUE(fused.defined()) << format << " M " << m << " inter " << inter;
+            const at::Tensor ref = forward_then_activation(*linear, x, act);
+            ASSERT_EQ(fused.sizes(), ref.sizes());
+            ASSERT_EQ(fused.scalar_type(), act_dtype);
+            const int64_t differing = fused.ne(ref).sum().item<int64_t>();
+            EXPECT_EQ(differing, 0) << format << " dq " << c.v.double_quant << " per_group " << c.v.per_group
+                                    << " K " << c.K << " inter " << inter << " M " << m << " "
+                                    << c10::toString(act_dtype) << " act " << static_cast<int>(act);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(78);
+  const c10::Device cuda(c10::kCUDA);
+  const at::Tensor weight = at::randn({96, 256}) * 0.05;
+  const at::Tensor off_tiles = at::randn({80, 256}) * 0.05;  // inter 40: the split is not on a 16-row tile
+  for (const char* format : {"bf16", "int8", "nf4", "awq"}) {
+    const Variant v{format, false, false, 128};
+    auto linear = find_format(format).quantize(weight, std::nullopt, options_for(v, at::kBFloat16, cuda));
+    auto odd = find_format(format).quantize(off_tiles, std::nullopt, options_for(v, at::kBFloat16, cuda));
+    const at::Tensor x1 = at::randn({1, 256}).to(cuda, at::kBFloat16);
+    EXPECT_TRUE(linear->forward_gated(x1, GateActivation::kSilu).defined()) << format;
+    EXPECT_FALSE(odd->forward_gated(x1, GateActivation::kSilu).defined()) << format;
+    // More rows than the format's decode kernel takes with the epilogue: dense 2, int8 8, 4-bit 64.
+    const int64_t too_many = std::string(format) == "bf16" ? 3 : std::string(format) == "int8" ? 9 : 65;
+    const at::Tensor xm = at::randn({too_many, 256}).to(cuda, at::kBFloat16);
+    EXPECT_FALSE(linear->forward_gated(xm, GateActivation::kSilu).defined()) << format;
+  }
+  const Variant v32{"fp32", false, false, 0};
+  auto fp32 = find_format("fp32").quantize(weight, std::nullopt, options_for(v32, at::kFloat, cuda));
+  EXPECT_FALSE(fp32->forward_gated(at::randn({1, 256}).to(cuda), GateActivation::kSilu).defined());
+}
+
+#endif  // QB_HAVE_CUDA
+
+}  // namespace
+}  // namespace qb::quant
