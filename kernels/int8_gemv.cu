@@ -52,8 +52,8 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
   QB_CHECK(w.N >= 1 && w.N < (int64_t{1} << 31) && w.K >= 1 && w.K < (int64_t{1} << 30), kInvalidInput,
            "int8_gemv: N = {} and K = {} out of range", w.N, w.K);
   QB_CHECK(w.K % 8 == 0, kInvalidInput, "int8_gemv: K = {} is not a multiple of 8 (pad x first)", w.K);
-  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= w.N, kInvalidInput,
-           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= N = {}", ldx, w.K, ldy, w.N);
+  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= (gated.on ? w.N / 2 : w.N), kInvalidInput,
+           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= the output width (N = {})", ldx, w.K, ldy, w.N);
   QB_CHECK(w.ldq >= int8_padded_k(w.K) && w.ldq % 16 == 0, kInvalidInput,
            "int8_gemv: ldq = {} must be a multiple of 16 and >= round_up(K = {}, 16)", w.ldq, w.K);
   QB_CHECK(aligned16(x) && aligned16(w.q), kInvalidInput, "int8_gemv: x and q must be 16-byte aligned");
