@@ -18,7 +18,7 @@
 // A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
 // at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
 // in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
-// Gated epilogue (gated_epilogue.h; N % 32 == 0): a block's tiles come in pairs, gate tile j then up tile j + T / 2
+// Gated epilogue (kGated, gated_epilogue.h; N % 32 == 0; instantiated for NT = 1 only): a block's tiles come in pairs, gate tile j then up tile j + T / 2
 // (j = blockIdx.x, + gridDim.x, ...; the grid is at most T / 2); the gate tile's fp32 sums wait in shared memory
 // (gate_sums) and the up tile's epilogue writes act(gate) * up into y [M, ldy] at gate row j's columns.
 //
@@ -222,11 +222,11 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
   }
 }
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   const GatedEpilogue gated) {
+                   ActType gate_act) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -243,19 +243,16 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int cnt = ((C + 1) / 2 + S - 1) / S;  // chunk-pair slots per warp per tile (the last may be empty)
   const int grid = static_cast<int>(gridDim.x);
   const int half_T = T >> 1;  // gated: the up tiles start here (T even, host-checked)
-  // This block's i-th tile: blockIdx.x + grid i; gated, pairs (gate j, up j + T / 2), j = blockIdx.x + grid (i / 2).
-  auto tile_of = [&](int i) {
-    return gated.on ? static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T
-                    : static_cast<int>(blockIdx.x) + grid * i;
-  };
-  const int block_units = gated.on ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
-  const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (gated.on ? 2 : 1);
+  // Gated, this block's i-th tile: pairs (gate j, up j + T / 2), j = blockIdx.x + grid (i / 2) (else blockIdx.x + grid i).
+  auto tile_of = [&](int i) { return static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T; };
+  const int block_units = kGated ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
+  const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (kGated ? 2 : 1);
   const int total = my_tiles * cnt;
 
   float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][kParts][32]
   float* nested_code = partial + 2 * S * kParts * 32;   // [256], nested only
   float* gate_sums = nested_code + (kNested ? 256 : 0);  // [NT * 8][16], gated only
-  const uint8_t* ring = reinterpret_cast<const uint8_t*>(gate_sums + gemv_gate_floats(gated.on, NT)) +
+  const uint8_t* ring = reinterpret_cast<const uint8_t*>(gate_sums + gemv_gate_floats(kGated, NT)) +
                         warp * stages * kStageBytes;
   const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
@@ -289,7 +286,11 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     if (++p_j == cnt) {
       p_j = 0;
       p_chunk = 2 * warp;
-      p_tile = tile_of(++p_item);
+      if constexpr (kGated) {
+        p_tile = tile_of(++p_item);
+      } else {
+        p_tile += grid;
+      }
       p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
       p_scales = scale_bytes + p_tile * tile_scale_bytes;
     }
@@ -364,29 +365,33 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           float sum = 0.f;
           for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
           if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
-          if (!gated.on) {
+          if constexpr (!kGated) {
             y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
           } else if ((c_item & 1) == 0) {
             gate_sums[o] = sum;  // read back by this thread (same o) in the up tile's epilogue
           } else {
-            y[static_cast<int64_t>(m) * ldy + (n - 16 * half_T)] = gated_output<Act>(gate_sums[o], sum, gated.act);
+            y[static_cast<int64_t>(m) * ldy + (n - 16 * half_T)] = gated_output<Act>(gate_sums[o], sum, gate_act);
           }
         }
       }
       buf ^= 1;  // the next tile writes the other buffer; this one is re-written only after the next barrier
       c_j = 0;
-      c_tile = tile_of(++c_item);
+      if constexpr (kGated) {
+        c_tile = tile_of(++c_item);
+      } else {
+        c_tile += grid;
+      }
     }
   }
 }
 
 // Host side of one instantiation (defined in q4_gemv_launch.cuh, instantiated per activation type).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false>
 struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
-  static int resident_blocks(int warps, int stages, bool gated);
+  static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, const GatedEpilogue& gated, cudaStream_t stream);
+                     int warps, int stages, int grid, ActType gate_act, cudaStream_t stream);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.
@@ -395,7 +400,9 @@ struct GemvKernel {
   extern template struct GemvKernel<ACT, MODE, 2, false>;      \
   extern template struct GemvKernel<ACT, MODE, 4, false>;      \
   extern template struct GemvKernel<ACT, MODE, 8, false>;      \
-  extern template struct GemvKernel<ACT, MODE, 1, true>;
+  extern template struct GemvKernel<ACT, MODE, 1, true>;       \
+  extern template struct GemvKernel<ACT, MODE, 1, false, true>; \
+  extern template struct GemvKernel<ACT, MODE, 1, true, true>;
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxF32)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxNested)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAffine)

@@ -12,14 +12,14 @@
 
 namespace qb::kernels::q4 {
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 void gemv_prepare_kernel() {
   // The rings need more than the 48 KB a block gets by default: allow the device's opt-in maximum (the
   // attribute is a ceiling; occupancy follows what a launch asks for). Once per process (device 0's limit is
   // the limit of every device of one machine here).
   static std::once_flag once;
   std::call_once(once, [] {
-    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores>;
+    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated>;
     const int optin = max_shared_per_block_optin();
     cudaFuncAttributes attributes{};
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
@@ -28,34 +28,37 @@ void gemv_prepare_kernel() {
   });
 }
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
-int GemvKernel<Act, MODE, NT, kCudaCores>::resident_blocks(int warps, int stages, bool gated) {
-  gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
+int GemvKernel<Act, MODE, NT, kCudaCores, kGated>::resident_blocks(int warps, int stages) {
+  gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
   int blocks = 0;
-  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores>, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, gated)));
+  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated>,
+                                                              warps * 32,
+                                                              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated)));
   return blocks;
 }
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
-void GemvKernel<Act, MODE, NT, kCudaCores>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
+void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
-                                                   int stages, int grid, const GatedEpilogue& gated,
+                                                   int stages, int grid, ActType gate_act,
                                                    cudaStream_t stream) {
-  gemv_prepare_kernel<Act, MODE, NT, kCudaCores>();
-  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores>, grid, warps * 32,
-             gemv_dynamic_smem_bytes(MODE, NT, warps, stages, gated.on), stream, w, static_cast<const Act*>(x), ldx,
-             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gated);
+  gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
+  launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated>, grid, warps * 32,
+             gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w, static_cast<const Act*>(x), ldx,
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gate_act);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 // Every variant the dispatch can pick for one (activation, scale mode): tensor cores for 8, 16, 32, 64 tokens,
-// CUDA cores for one.
+// CUDA cores for one; with the gated epilogue, both for up to 8 tokens.
 #define QB_Q4_GEMV_INSTANTIATE(ACT, MODE)                      \
   template struct GemvKernel<ACT, MODE, 1, false>;             \
   template struct GemvKernel<ACT, MODE, 2, false>;             \
   template struct GemvKernel<ACT, MODE, 4, false>;             \
   template struct GemvKernel<ACT, MODE, 8, false>;             \
-  template struct GemvKernel<ACT, MODE, 1, true>;
+  template struct GemvKernel<ACT, MODE, 1, true>;              \
+  template struct GemvKernel<ACT, MODE, 1, false, true>;       \
+  template struct GemvKernel<ACT, MODE, 1, true, true>;
 
 }  // namespace qb::kernels::q4

@@ -21,22 +21,24 @@
 namespace qb::kernels {
 namespace {
 
-using ResidentFn = int (*)(int warps, int stages, bool gated);
+using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          const GatedEpilogue&, cudaStream_t);
+                          ActType, cudaStream_t);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
 };
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false>
 KernelFns fns() {
-  using K = q4::GemvKernel<Act, MODE, NT, kCudaCores>;
+  using K = q4::GemvKernel<Act, MODE, NT, kCudaCores, kGated>;
   return {&K::resident_blocks, &K::launch};
 }
 
+// Gated: instantiated for one 8-token slice only (nt == 1; q4_tile_gemm checks M <= 8).
 template <typename Act, Q4ScaleMode MODE>
-KernelFns fns_for(int nt, bool cuda_cores) {
+KernelFns fns_for(int nt, bool cuda_cores, bool gated) {
+  if (gated) return cuda_cores ? fns<Act, MODE, 1, true, true>() : fns<Act, MODE, 1, false, true>();
   if (cuda_cores) return fns<Act, MODE, 1, true>();
   switch (nt) {
     case 1: return fns<Act, MODE, 1, false>();
@@ -47,18 +49,19 @@ KernelFns fns_for(int nt, bool cuda_cores) {
 }
 
 template <typename Act>
-KernelFns fns_for(Q4ScaleMode mode, int nt, bool cuda_cores) {
+KernelFns fns_for(Q4ScaleMode mode, int nt, bool cuda_cores, bool gated) {
   switch (mode) {
-    case Q4ScaleMode::kAbsmaxF32: return fns_for<Act, Q4ScaleMode::kAbsmaxF32>(nt, cuda_cores);
-    case Q4ScaleMode::kAbsmaxNested: return fns_for<Act, Q4ScaleMode::kAbsmaxNested>(nt, cuda_cores);
-    case Q4ScaleMode::kAffine: return fns_for<Act, Q4ScaleMode::kAffine>(nt, cuda_cores);
-    case Q4ScaleMode::kAbsmax16: return fns_for<Act, Q4ScaleMode::kAbsmax16>(nt, cuda_cores);
+    case Q4ScaleMode::kAbsmaxF32: return fns_for<Act, Q4ScaleMode::kAbsmaxF32>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAbsmaxNested: return fns_for<Act, Q4ScaleMode::kAbsmaxNested>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAffine: return fns_for<Act, Q4ScaleMode::kAffine>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAbsmax16: return fns_for<Act, Q4ScaleMode::kAbsmax16>(nt, cuda_cores, gated);
   }
   return {};
 }
 
-KernelFns kernel_fns(DType dtype, Q4ScaleMode mode, int nt, bool cuda_cores) {
-  return dtype == DType::kF16 ? fns_for<__half>(mode, nt, cuda_cores) : fns_for<__nv_bfloat16>(mode, nt, cuda_cores);
+KernelFns kernel_fns(DType dtype, Q4ScaleMode mode, int nt, bool cuda_cores, bool gated) {
+  return dtype == DType::kF16 ? fns_for<__half>(mode, nt, cuda_cores, gated)
+                              : fns_for<__nv_bfloat16>(mode, nt, cuda_cores, gated);
 }
 
 int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
@@ -66,18 +69,18 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
 // Occupancy queries are host calls of a few microseconds; a decode step makes hundreds of launches.
-int resident_cached(ResidentFn fn, int warps, int stages, bool gated) {
+int resident_cached(ResidentFn fn, int warps, int stages) {
   static std::mutex mutex;
-  static std::map<std::tuple<ResidentFn, int, int, bool, int>, int> cache;
+  static std::map<std::tuple<ResidentFn, int, int, int>, int> cache;
   int device = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(fn, warps, stages, gated, device);
+  const auto key = std::make_tuple(fn, warps, stages, device);
   {
     std::lock_guard<std::mutex> lock(mutex);
     const auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const int blocks = fn(warps, stages, gated);
+  const int blocks = fn(warps, stages);
   std::lock_guard<std::mutex> lock(mutex);
   cache[key] = blocks;
   return blocks;
@@ -119,17 +122,18 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);
-  const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores);
+  QB_CHECK(!gated || M <= 8, kInvalidInput, "q4_tile_gemm: the gated epilogue takes M <= 8, got {}", M);
+  const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores, gated);
   // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
   const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
-    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages, gated)) * sms;
+    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
     double best = -1;
     for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
-      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages, gated));
+      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
       const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
@@ -174,8 +178,9 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
                "q4_tile_gemm: affine weights need the identity codebook 0..15 (entry {} is {})", i, w.codebook[i]);
   }
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config, gated.on);
-  const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated, stream);
+  const KernelFns k =
+      kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores, gated.on);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act, stream);
 }
 
 }  // namespace qb::kernels

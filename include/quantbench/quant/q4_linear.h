@@ -75,7 +75,7 @@ class Q4Linear final : public Linear {
   ~Q4Linear() override;
 
   at::Tensor forward(const at::Tensor& x) const override;
-  // The decode kernel (M <= 64, tile layout) with its gated epilogue.
+  // The decode kernel (tile layout) with its gated epilogue, up to 8 rows of x (where it measured faster).
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
