@@ -133,6 +133,10 @@ TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
     const at::Tensor xm = at::randn({too_many, 256}).to(cuda, at::kBFloat16);
     EXPECT_FALSE(linear->forward_gated(xm, GateActivation::kSilu).defined()) << format;
   }
+  // A dense layer as wide as Qwen2-7B's gate_up (N >= 16384) keeps the separate activation (dense_matmul.cpp).
+  const Variant vw{"bf16", false, 0};
+  auto wide = find_format("bf16").quantize(at::randn({16384, 64}), std::nullopt, options_for(vw, at::kBFloat16, cuda));
+  EXPECT_FALSE(wide->forward_gated(at::randn({1, 64}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
   // int8 keeps the separate activation kernel (gated_epilogue.h says why); fp32 activations have no GEMV.
   const Variant v8{"int8", false, 0};
   auto int8 = find_format("int8").quantize(weight, std::nullopt, options_for(v8, at::kBFloat16, cuda));
