@@ -7,7 +7,6 @@
 
 #include "activation.cuh"
 #include "dtype_utils.cuh"
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -44,23 +43,11 @@ __device__ __forceinline__ float2 row_stats(float local, int64_t hidden, float e
   return make_float2(first, rsqrtf(block_sum(centered_sum(first), scratch) / static_cast<float>(hidden) + eps));
 }
 
-// Block 0 asks L2 for the cached K/V rows the layer's attention reads next (before the PDL wait: the position was
-// written by the previous step's advance_step, two or more launches back; pdl.cuh).
-__device__ __forceinline__ void warm_kv(const KvWarmup& w) {
-  if (w.keys == nullptr || blockIdx.x != 0) return;
-  const int64_t pos = *w.position;
-  for (int64_t h = threadIdx.x; h < 2 * w.heads; h += blockDim.x) {
-    const char* base = static_cast<const char*>(h < w.heads ? w.keys : w.values) + (h % w.heads) * w.head_stride_bytes;
-    l2_prefetch(base, pos * w.row_bytes);
-  }
-}
-
 // One block per row; the row is staged in shared memory (fp32) so both norms are exact two-pass.
 template <typename T>
 __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
-                                float eps, bool rms, const KvWarmup warm) {
+                                float eps, bool rms) {
   pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
-  warm_kv(warm);
   pdl_wait();
   extern __shared__ float row[];
   __shared__ float scratch[32];
@@ -97,12 +84,11 @@ __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, co
 // loads follow the kernel before.
 template <typename T, int CHUNKS>
 __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out,
-                                    int64_t hidden, float eps, bool rms, const KvWarmup warm) {
+                                    int64_t hidden, float eps, bool rms) {
   __shared__ float scratch[32];
   constexpr int kVec = 8;
   const int vecs = static_cast<int>(hidden / kVec);
   pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
-  warm_kv(warm);
   uint4 w_raw[CHUNKS], b_raw[CHUNKS];
 #pragma unroll
   for (int c = 0; c < CHUNKS; ++c) {
@@ -309,20 +295,17 @@ __global__ void argmax_final_kernel(const float* part_v, const int64_t* part_i, 
 template <typename T>
 void launch_add_norm_vec(void* residual, const void* delta, const void* weight, const void* bias, void* out,
                          int64_t rows, int64_t hidden, float eps, bool rms, int chunks, int threads,
-                         const KvWarmup& warm, cudaStream_t stream) {
+                         cudaStream_t stream) {
   T* res = static_cast<T*>(residual);
   const T* d = static_cast<const T*>(delta);
   const T* w = static_cast<const T*>(weight);
   const T* b = static_cast<const T*>(bias);
   T* o = static_cast<T*>(out);
   switch (chunks) {
-    case 1: launch_pdl(add_norm_vec_kernel<T, 1>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, warm);
-      break;
-    case 2: launch_pdl(add_norm_vec_kernel<T, 2>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, warm);
-      break;
-    case 3: launch_pdl(add_norm_vec_kernel<T, 3>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, warm);
-      break;
-    default: launch_pdl(add_norm_vec_kernel<T, 4>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, warm);
+    case 1: launch_pdl(add_norm_vec_kernel<T, 1>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 2: launch_pdl(add_norm_vec_kernel<T, 2>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 3: launch_pdl(add_norm_vec_kernel<T, 3>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    default: launch_pdl(add_norm_vec_kernel<T, 4>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
   }
 }
 
@@ -338,7 +321,7 @@ void embed_tokens(const int64_t* tokens, const int64_t* position, const void* to
 }
 
 void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
-              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream, const KvWarmup& warmup) {
+              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream) {
   const auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const int64_t vecs = hidden / 8;
   const int chunks = static_cast<int>((vecs + 1023) / 1024);
@@ -347,11 +330,10 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
     const int threads = static_cast<int>(((vecs + chunks - 1) / chunks + 31) / 32 * 32);
     const bool rms = norm == NormType::kRmsNorm;
     if (dtype == DType::kF16) {
-      launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, warmup,
-                                  stream);
+      launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, stream);
     } else {
       launch_add_norm_vec<__nv_bfloat16>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads,
-                                         warmup, stream);
+                                         stream);
     }
     QB_CUDA_CHECK_LAUNCH();
     return;
@@ -361,7 +343,7 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
   QB_DISPATCH_DTYPE(dtype, T,
     launch_pdl(add_norm_kernel<T>, rows, kThreads * 2, shared_bytes, stream, static_cast<T*>(residual),
         static_cast<const T*>(delta), static_cast<const T*>(weight), static_cast<const T*>(bias),
-        static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm, warmup));
+        static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm));
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "kernel_bridge.h"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 
 namespace qb::model {
@@ -62,16 +61,11 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
            "{} tokens exceed the model's {} positions", input_ids.size(1), max_positions());
   at::Tensor residual = embed(input_ids, where);
   at::Tensor delta;  // the last block's output, added into the residual by the next norm
-  // Decode: the norm before each layer's attention asks L2 for the cached rows it will read (QB_KV_WARMUP=0: not).
-  static const bool kv_warmup = env_on_unless_zero("QB_KV_WARMUP");
-  const bool warm_cache = kv_warmup && where.decode && cache != nullptr && input_ids.is_cuda();
   for (size_t i = 0; i < parts_.layers.size(); ++i) {
     const DecoderLayer& layer = parts_.layers[i];
     const int64_t index = static_cast<int64_t>(i);
-    CacheRows warm;
-    if (warm_cache) warm = {&cache->keys(index), &cache->values(index), &where.position};
     if (c.parallel_residual) {
-      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta, warm);
+      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
       delta = attn + layer.mlp->forward(normed);
     } else if (c.post_norm) {
@@ -80,7 +74,7 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
       const at::Tensor mlp = layer.mlp->forward(residual);
       residual = layer.mlp_norm.add_forward(residual, mlp);
     } else {
-      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta, warm);
+      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
       const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
       delta = layer.mlp->forward(normed2);

@@ -13,27 +13,17 @@ at::Tensor Norm::forward(const at::Tensor& x) const {
   return add_forward(residual, at::Tensor());
 }
 
-at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta, const CacheRows& warm) const {
+at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta) const {
 #ifdef QB_HAVE_CUDA
   if (residual.is_cuda()) {
     TORCH_CHECK(residual.is_contiguous() && (!delta.defined() || delta.is_contiguous()));
     const int64_t hidden = residual.size(-1);
     at::Tensor out = at::empty_like(residual);
-    kernels::KvWarmup warmup;
-    if (warm.keys != nullptr && warm.keys->is_cuda()) {
-      const at::Tensor& k = *warm.keys;
-      warmup.keys = k.data_ptr();
-      warmup.values = warm.values->data_ptr();
-      warmup.position = warm.position->data_ptr<int64_t>();
-      warmup.heads = k.size(0) * k.size(1);
-      warmup.head_stride_bytes = k.stride(1) * k.element_size();
-      warmup.row_bytes = k.size(3) * k.element_size();
-    }
     kernels::add_norm(residual.data_ptr(), delta.defined() ? delta.data_ptr() : nullptr, weight_.data_ptr(),
                       bias_.has_value() ? bias_->data_ptr() : nullptr, out.data_ptr(), residual.numel() / hidden,
                       hidden, static_cast<float>(eps_),
                       kind_ == NormKind::kRmsNorm ? kernels::NormType::kRmsNorm : kernels::NormType::kLayerNorm,
-                      kernel_dtype(residual.scalar_type()), current_stream(), warmup);
+                      kernel_dtype(residual.scalar_type()), current_stream());
     return out;
   }
 #endif

@@ -22,23 +22,11 @@ void embed_tokens(const int64_t* tokens, const int64_t* position, const void* to
 
 enum class NormType { kLayerNorm, kRmsNorm };
 
-// Cached K/V rows that a decode step's attention will read, for the norm before the qkv projection to ask of L2
-// (a hint; nothing depends on it): rows [0, *position) of `heads` runs starting head_stride_bytes apart in keys
-// and in values (the [batch, kv_heads, capacity, head_dim] caches: heads = batch x kv_heads).
-struct KvWarmup {
-  const void* keys = nullptr;  // null: nothing to ask
-  const void* values = nullptr;
-  const int64_t* position = nullptr;
-  int64_t heads = 0;
-  int64_t head_stride_bytes = 0;
-  int64_t row_bytes = 0;
-};
-
 // residual[b, :] += delta[b, :] (when delta != nullptr; rounded to dtype as a separate add would be),
 // then out[b, :] = norm(residual[b, :]) * weight (+ bias). RMSNorm follows HF: the normalised value
 // is rounded to dtype before the weight multiply. [rows, hidden].
 void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
-              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream, const KvWarmup& warmup = {});
+              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream);
 
 enum class ActType { kGeluTanh, kGeluErf, kSilu, kRelu };
 

@@ -22,21 +22,13 @@ struct StepPositions {
   int64_t host_position = -1;
 };
 
-// One layer's KV cache rows that its decode attention reads next; the norm before the qkv projection asks L2 for
-// them on CUDA (a hint: by the time attention runs they are L2 hits instead of DRAM reads).
-struct CacheRows {
-  const at::Tensor* keys = nullptr;      // [B, Hkv, capacity, D]
-  const at::Tensor* values = nullptr;    // same
-  const at::Tensor* position = nullptr;  // [1] int64 on the device: rows [0, position) are read
-};
-
 class Norm {
  public:
   Norm() = default;
   Norm(NormKind kind, at::Tensor weight, std::optional<at::Tensor> bias, double eps);
   at::Tensor forward(const at::Tensor& x) const;
   // residual += delta (delta may be undefined), then norm(residual); one kernel on CUDA.
-  at::Tensor add_forward(at::Tensor& residual, const at::Tensor& delta, const CacheRows& warm = {}) const;
+  at::Tensor add_forward(at::Tensor& residual, const at::Tensor& delta) const;
   int64_t bytes() const;
   bool defined() const { return weight_.defined(); }
 
