@@ -21,7 +21,8 @@ head = rows[0]; rows = rows[1:]
 k_name, k_val = head.index("Kernel Name"), head.index("Metric Value")
 total = collections.defaultdict(float); count = collections.Counter()
 for r in rows:
-    short = r[k_name].split("(")[0].split("<")[0].strip()[:60]
+    # "(anonymous namespace)::" would cut every kernel of an unnamed namespace to its namespace's name
+    short = r[k_name].replace("(anonymous namespace)::", "").split("(")[0].split("<")[0].strip()[:60]
     total[short] += float(r[k_val].replace(",", "")) / 1000.0; count[short] += 1
 print(f"## {name}: {len(rows)} kernels, {sum(total.values()):.1f} us in all")
 print("| kernel | launches | total us | mean us |\n|---|---:|---:|---:|")
