@@ -42,13 +42,7 @@ struct Variant {
 double bound_for(at::ScalarType dt) { return dt == at::kHalf ? 2e-3 : 1e-2; }
 
 FormatOptions cuda_options(at::ScalarType act, const Variant& v) {
-  FormatOptions o;
-  o.device = c10::Device(c10::kCUDA);
-  o.activation_dtype = act;
-  o.double_quant = v.double_quant;
-  o.blocksize = v.block;
-  o.group_size = v.block;
-  return o;
+  return test::format_options(c10::Device(c10::kCUDA), act, v.double_quant, v.block);
 }
 
 at::Tensor reference(const at::Tensor& x, const Linear& linear, const std::optional<at::Tensor>& bias) {

@@ -23,28 +23,17 @@
 namespace qb::quant {
 namespace {
 
-struct Variant {
-  const char* format;
-  bool double_quant;
-  int64_t block;  // nf4/fp4 blocksize, awq group
-};
-
-FormatOptions options_for(const Variant& v, at::ScalarType act, c10::Device device) {
-  FormatOptions o;
-  o.device = device;
-  o.activation_dtype = act;
-  o.double_quant = v.double_quant;
-  o.blocksize = v.block;
-  o.group_size = v.block;
-  return o;
+// A layer of `format` for these tests: blocksize / awq group `block`, double quantization as asked.
+LinearPtr make_layer(const char* format, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     c10::Device device, at::ScalarType act, bool double_quant = false, int64_t block = 128) {
+  return find_format(format).quantize(weight, bias, test::format_options(device, act, double_quant, block));
 }
 
 TEST(GatedEpilogue, CpuLayersDecline) {
   at::manual_seed(5);
   const at::Tensor weight = at::randn({64, 128}) * 0.05;
   for (const char* format : {"fp32", "int8", "nf4", "awq"}) {
-    const Variant v{format, false, 64};
-    auto linear = find_format(format).quantize(weight, std::nullopt, options_for(v, at::kFloat, c10::kCPU));
+    auto linear = make_layer(format, weight, std::nullopt, c10::kCPU, at::kFloat, false, 64);
     const at::Tensor x = at::randn({1, 128});
     EXPECT_FALSE(linear->forward_gated(x, GateActivation::kSilu).defined()) << format;
   }
@@ -72,14 +61,15 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
   at::manual_seed(77);
   const c10::Device cuda(c10::kCUDA);
   struct Case {
-    Variant v;
+    const char* format;
+    bool double_quant;
+    int64_t block;  // nf4 / fp4 blocksize, awq group
     int64_t K;
     std::vector<int64_t> ms;  // rows the format's decode kernel takes
   };
   const std::vector<Case> cases = {
-      {{"fp16", false, 0}, 136, {1, 2}},         {{"bf16", false, 0}, 200, {1, 2}},
-      {{"nf4", false, 64}, 256, {1, 5, 8}},      {{"nf4", true, 64}, 192, {1, 3}},
-      {{"fp4", false, 128}, 256, {1, 8}},        {{"awq", false, 128}, 256, {1, 4}},
+      {"fp16", false, 0, 136, {1, 2}},     {"bf16", false, 0, 200, {1, 2}},   {"nf4", false, 64, 256, {1, 5, 8}},
+      {"nf4", true, 64, 192, {1, 3}},      {"fp4", false, 128, 256, {1, 8}},  {"awq", false, 128, 256, {1, 4}},
   };
   // inter 48: 3 tile pairs (one block per pair); inter 4608: 288 pairs, more than two blocks per SM of the 4-bit
   // kernel hold on 132 SMs, so its persistent grid walks several pairs per block.
@@ -88,14 +78,14 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
       const at::Tensor weight = at::randn({2 * inter, c.K}) * 0.05;
       const at::Tensor bias = at::randn({2 * inter}) * 0.5;
       for (const at::ScalarType act_dtype : {at::kHalf, at::kBFloat16}) {
-        const std::string format = c.v.format;
+        const std::string format = c.format;
         if ((format == "fp16" && act_dtype != at::kHalf) || (format == "bf16" && act_dtype != at::kBFloat16)) continue;
         // The small case with weights in the activation dtype, as a model hands them over (nf4 / fp4 then keep a
         // 16-bit absmax), and a bias; the large one with fp32 weights (fp32 absmax) and none.
         const bool small = inter == 48;
         const at::Tensor w = small ? weight.to(act_dtype).to(at::kFloat) : weight;
-        auto linear = find_format(format).quantize(w, small ? std::optional<at::Tensor>(bias) : std::nullopt,
-                                                   options_for(c.v, act_dtype, cuda));
+        auto linear = make_layer(c.format, w, small ? std::optional<at::Tensor>(bias) : std::nullopt, cuda, act_dtype,
+                                 c.double_quant, c.block);
         for (const int64_t m : c.ms) {
           for (const GateActivation act : {GateActivation::kSilu, GateActivation::kGeluTanh}) {
             const at::Tensor x = (at::randn({m, c.K}) * 2).to(cuda, act_dtype);
@@ -105,9 +95,8 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
             ASSERT_EQ(fused.sizes(), ref.sizes());
             ASSERT_EQ(fused.scalar_type(), act_dtype);
             const int64_t differing = fused.ne(ref).sum().item<int64_t>();
-            EXPECT_EQ(differing, 0) << format << " dq " << c.v.double_quant 
-                                    << " K " << c.K << " inter " << inter << " M " << m << " "
-                                    << c10::toString(act_dtype) << " act " << static_cast<int>(act);
+            EXPECT_EQ(differing, 0) << format << " dq " << c.double_quant << " K " << c.K << " inter " << inter
+                                    << " M " << m << " " << c10::toString(act_dtype) << " act " << static_cast<int>(act);
           }
         }
       }
@@ -122,9 +111,8 @@ TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
   const at::Tensor weight = at::randn({96, 256}) * 0.05;
   const at::Tensor off_tiles = at::randn({80, 256}) * 0.05;  // inter 40: the split is not on a 16-row tile
   for (const char* format : {"bf16", "nf4", "awq"}) {
-    const Variant v{format, false, 128};
-    auto linear = find_format(format).quantize(weight, std::nullopt, options_for(v, at::kBFloat16, cuda));
-    auto odd = find_format(format).quantize(off_tiles, std::nullopt, options_for(v, at::kBFloat16, cuda));
+    auto linear = make_layer(format, weight, std::nullopt, cuda, at::kBFloat16);
+    auto odd = make_layer(format, off_tiles, std::nullopt, cuda, at::kBFloat16);
     const at::Tensor x1 = at::randn({1, 256}).to(cuda, at::kBFloat16);
     EXPECT_TRUE(linear->forward_gated(x1, GateActivation::kSilu).defined()) << format;
     EXPECT_FALSE(odd->forward_gated(x1, GateActivation::kSilu).defined()) << format;
@@ -134,15 +122,12 @@ TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
     EXPECT_FALSE(linear->forward_gated(xm, GateActivation::kSilu).defined()) << format;
   }
   // A dense layer as wide as Qwen2-7B's gate_up (N >= 16384) keeps the separate activation (dense_matmul.cpp).
-  const Variant vw{"bf16", false, 0};
-  auto wide = find_format("bf16").quantize(at::randn({16384, 64}), std::nullopt, options_for(vw, at::kBFloat16, cuda));
+  auto wide = make_layer("bf16", at::randn({16384, 64}), std::nullopt, cuda, at::kBFloat16);
   EXPECT_FALSE(wide->forward_gated(at::randn({1, 64}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
   // int8 keeps the separate activation kernel (gated_epilogue.h says why); fp32 activations have no GEMV.
-  const Variant v8{"int8", false, 0};
-  auto int8 = find_format("int8").quantize(weight, std::nullopt, options_for(v8, at::kBFloat16, cuda));
+  auto int8 = make_layer("int8", weight, std::nullopt, cuda, at::kBFloat16);
   EXPECT_FALSE(int8->forward_gated(at::randn({1, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
-  const Variant v32{"fp32", false, 0};
-  auto fp32 = find_format("fp32").quantize(weight, std::nullopt, options_for(v32, at::kFloat, cuda));
+  auto fp32 = make_layer("fp32", weight, std::nullopt, cuda, at::kFloat);
   EXPECT_FALSE(fp32->forward_gated(at::randn({1, 256}).to(cuda), GateActivation::kSilu).defined());
 }
 

@@ -83,12 +83,7 @@ TEST(Q4GpuQuantize, BnbCodesAndAbsmaxEqualTheCpuPath) {
 }
 
 FormatOptions cuda_options(bool double_quant, int64_t block) {
-  FormatOptions o;
-  o.device = c10::Device(c10::kCUDA);
-  o.activation_dtype = at::kHalf;
-  o.double_quant = double_quant;
-  o.blocksize = o.group_size = block;
-  return o;
+  return test::format_options(c10::Device(c10::kCUDA), at::kHalf, double_quant, block);
 }
 
 // The whole load path on the GPU (quantize on the device, device layout, read back) gives the CPU path's canonical

@@ -12,6 +12,8 @@
 #include <optional>
 #include <string>
 
+#include "quantbench/quant/format.h"
+
 namespace qb::test {
 
 // ../shared/data beside the checkout (CI has it too), or $QB_SHARED_DATA (the GPU machine).
@@ -77,6 +79,16 @@ inline double relative_error(const at::Tensor& out, const at::Tensor& ref) {
 }
 
 bool cuda_available();  // defined in test_support.cpp
+
+// Options for a layer on `device` computing in `act`; `block` is both the nf4 / fp4 blocksize and the awq group.
+inline quant::FormatOptions format_options(c10::Device device, at::ScalarType act, bool double_quant, int64_t block) {
+  quant::FormatOptions o;
+  o.device = device;
+  o.activation_dtype = act;
+  o.double_quant = double_quant;
+  o.blocksize = o.group_size = block;
+  return o;
+}
 
 }  // namespace qb::test
 
