@@ -47,7 +47,9 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
 fi
 ninja -C "$BUILD" > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+# The commit built (from .device/git-commit, written with the snapshot by device-prep.sh): a call that carried a stale
+# snapshot shows it here.
+echo "build: $(( $(date +%s) - start )) s (commit ${QB_GIT_COMMIT:-unknown})"
 
 status=0
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
