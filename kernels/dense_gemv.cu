@@ -5,6 +5,7 @@
 //   K % 8 == 0, ldx % 8 == 0, ldw % 8 == 0, x and W 16-byte aligned (16-byte loads per lane).
 //   fp32 accumulation (mma.sync m16n8k16), one rounding of the output. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/dense_gemv.h"
 
@@ -28,7 +29,12 @@ template <typename T>
 void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
   constexpr auto kDense = WeightKind::kHalf16;
   if (gated) {  // two row tiles per block (gate, up), half the blocks: the same loads in flight as u2 below
-    gemv::launch_gemv_mma<kDense, T, 1, 2, 16, 2, false, true>(p, stream);
+    static const int warps = env_int("QB_DENSE_GATED_WARPS", 16, 1);  // A/B: 8-warp blocks (4 resident per SM)
+    if (warps == 8) {
+      gemv::launch_gemv_mma<kDense, T, 1, 2, 8, 2, false, true>(p, stream);
+    } else {
+      gemv::launch_gemv_mma<kDense, T, 1, 2, 16, 2, false, true>(p, stream);
+    }
   } else if (p.M <= 8) {
     const int64_t blocks = (p.N + 15) / 16;
     const int64_t steps_per_warp = ((p.K + 31) / 32 + 15) / 16;  // 32 k per warp step, 16 warps
