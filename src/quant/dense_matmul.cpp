@@ -5,7 +5,10 @@
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 
+#include <limits>
+
 #include "gated_epilogue.h"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/dense_gemv.h"
 #include "quantbench/kernels/pdl.h"
 #endif
@@ -29,6 +32,11 @@ constexpr int64_t kDenseGemvMinElements = int64_t{32} << 20;
 // runs four and the separate activation measured faster (Qwen2-7B bf16 183.5 vs 184.7 tok/s; TinyLlama fp16, N =
 // 11264: 942.7 vs 931.5 gated).
 constexpr int64_t kDenseGatedMaxN = 16384;
+// QB_DENSE_GATED_MAX_N=0 lifts the limit (A/B on wide layers).
+int64_t dense_gated_max_n() {
+  static const int64_t n = env_int("QB_DENSE_GATED_MAX_N", static_cast<int>(kDenseGatedMaxN), 0);
+  return n == 0 ? std::numeric_limits<int64_t>::max() : n;
+}
 
 bool large_enough(const at::Tensor& weight, bool has_bias) {
   return has_bias || kernels::pdl_enabled() || weight.numel() >= kDenseGemvMinElements;
@@ -57,7 +65,7 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::option
   if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
   const int64_t M = x2.size(0);
   if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) return {};
-  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N) || N >= kDenseGatedMaxN)) return {};
+  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N) || N >= dense_gated_max_n())) return {};
   const int64_t out = gated.on ? N / 2 : N;
   at::Tensor b;
   if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
