@@ -45,15 +45,10 @@ void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 8, false>(p, stream);
     } else if (blocks <= 160 && steps_per_warp >= 3) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
+    } else if (p.N < 16384) {
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);
     } else {
-      static const bool eight = env_int("QB_DENSE_GEMV_WARPS", 16, 1) == 8;  // A/B: 8-warp blocks on large grids
-      if (p.N < 16384) {
-        eight ? gemv::launch_gemv_mma<kDense, T, 1, 1, 8, 2, false>(p, stream)
-              : gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);
-      } else {
-        eight ? gemv::launch_gemv_mma<kDense, T, 1, 1, 8, 4, false>(p, stream)
-              : gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
-      }
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
     }
   } else if (p.M <= 16) {
     gemv::launch_gemv_mma<kDense, T, 2, 2, 8, 2, false>(p, stream);
