@@ -70,8 +70,9 @@ void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64
            "dense_gemv: N = {} and K = {} must be in 1..2^31-1", N, K);
   QB_CHECK(K % 8 == 0, kInvalidInput, "dense_gemv: K = {} is not a multiple of 8 (16-byte loads)", K);
   QB_CHECK(ldx >= K && ldx % 8 == 0 && ldw >= K && ldw % 8 == 0 && ldy >= (gated.on ? N / 2 : N), kInvalidInput,
-           "dense_gemv: strides ldx = {}, ldw = {} must be >= K = {} and multiples of 8; ldy = {} >= the output width (N = {})", ldx,
-           ldw, K, ldy, N);
+           "dense_gemv: strides ldx = {}, ldw = {} must be >= K = {} and multiples of 8; ldy = {} >= the output "
+           "width (N = {})",
+           ldx, ldw, K, ldy, N);
   QB_CHECK(aligned16(x) && aligned16(w), kInvalidInput, "dense_gemv: x and W must be 16-byte aligned");
   QB_CHECK(!gated.on || (M <= kGemvGatedMaxM && gated_epilogue_fits(N)), kInvalidInput,
            "dense_gemv: the gated epilogue needs M <= {} (got {}) and N a multiple of 32 (got {})", kGemvGatedMaxM, M,

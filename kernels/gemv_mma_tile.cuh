@@ -184,7 +184,9 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
         if constexpr (PER_GROUP) {
           const int group = (step < steps ? step : 0) / p.group_steps;
           out.scale[r][h] =
-              has_row[r][h] ? __ldg(p.scales + (int64_t)(tile_base + tile_stride * r + 8 * h + g) * p.scale_ld + group) : 0.0f;
+              has_row[r][h]
+                  ? __ldg(p.scales + (int64_t)(tile_base + tile_stride * r + 8 * h + g) * p.scale_ld + group)
+                  : 0.0f;
         }
       }
     }

@@ -18,9 +18,10 @@
 // A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
 // at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
 // in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
-// Gated epilogue (kGated, gated_epilogue.h; N % 32 == 0; instantiated for NT = 1 only): a block's tiles come in pairs, gate tile j then up tile j + T / 2
-// (j = blockIdx.x, + gridDim.x, ...; the grid is at most T / 2); the gate tile's fp32 sums wait in shared memory
-// (gate_sums) and the up tile's epilogue writes act(gate) * up into y [M, ldy] at gate row j's columns.
+// Gated epilogue (kGated, gated_epilogue.h; N % 32 == 0; instantiated for NT = 1 only): a block's tiles come in
+// pairs, gate tile j then up tile j + T / 2 (j = blockIdx.x, + gridDim.x, ...; the grid is at most T / 2); the gate
+// tile's fp32 sums wait in shared memory (gate_sums) and the up tile's epilogue writes act(gate) * up into
+// y [M, ldy] at gate row j's columns.
 //
 // Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
 // (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
@@ -70,7 +71,9 @@ constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes 
 
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
 // only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), the warps' rings [S][stages][kStageBytes].
-__host__ __device__ inline size_t gemv_gate_floats(bool gated, int nt) { return gated ? static_cast<size_t>(nt) * 8 * 16 : 0; }
+__host__ __device__ inline size_t gemv_gate_floats(bool gated, int nt) {
+  return gated ? static_cast<size_t>(nt) * 8 * 16 : 0;
+}
 inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated) {
   return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0) +
                           gemv_gate_floats(gated, nt)) +
@@ -243,7 +246,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int cnt = ((C + 1) / 2 + S - 1) / S;  // chunk-pair slots per warp per tile (the last may be empty)
   const int grid = static_cast<int>(gridDim.x);
   const int half_T = T >> 1;  // gated: the up tiles start here (T even, host-checked)
-  // Gated, this block's i-th tile: pairs (gate j, up j + T / 2), j = blockIdx.x + grid (i / 2) (else blockIdx.x + grid i).
+  // Gated, this block's i-th tile: (gate j, up j + T / 2) pairs, j = blockIdx.x + grid (i / 2).
   auto tile_of = [&](int i) { return static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T; };
   const int block_units = kGated ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
   const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (kGated ? 2 : 1);

@@ -1,7 +1,8 @@
 // Linear::forward_gated: the decode kernels' gated epilogue (act(gate) * up written by the GEMV itself) against
 // forward() followed by the CUDA activation kernel, which is what the model ran before. The claim is bit equality,
 // so the check is on every element, for every format that implements it (dense; nf4 / fp4 with fp32, 16-bit and
-// nested absmax; awq), both 16-bit activation types, two activations, bias or not, and grids of one block per tile pair as well as persistent grids (more pairs than resident blocks).
+// nested absmax; awq), both 16-bit activation types, two activations, bias or not, and grids of one block per
+// tile pair as well as persistent grids (more pairs than resident blocks).
 // Where a format cannot take the input (the CPU, too many rows, a gate/up split off its 16-row tiles, fp32
 // activations), forward_gated must decline with an undefined tensor, never compute something else.
 #include <ATen/ATen.h>

@@ -65,7 +65,9 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::option
   if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
   const int64_t M = x2.size(0);
   if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) return {};
-  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N) || N >= dense_gated_max_n())) return {};
+  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N) || N >= dense_gated_max_n())) {
+    return {};
+  }
   const int64_t out = gated.on ? N / 2 : N;
   at::Tensor b;
   if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
