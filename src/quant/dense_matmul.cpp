@@ -27,10 +27,9 @@ namespace {
 constexpr int64_t kDenseGemvMaxRows = 2;
 constexpr int64_t kDenseGemvMinElements = int64_t{32} << 20;
 
-// The gated form (one gate and one up row tile per block, two 16-byte loads per row and round) keeps the loads in
-// flight of the ungated one where that runs two per row (N < 16384, dense_gemv.cu); on wider layers the ungated GEMV
-// runs four and the separate activation measured faster (Qwen2-7B bf16 183.5 vs 184.7 tok/s; TinyLlama fp16, N =
-// 11264: 942.7 vs 931.5 gated).
+// The gated form (one gate and one up row tile per block, 8-warp blocks) wins where its grid fits the chip in about
+// one wave (TinyLlama, N = 11264: fp16 976.7 vs 932.4 tok/s with the separate activation); on Qwen2-7B's N = 37888
+// the separate activation measured faster (bf16 184.6 vs 179.7; 184.7 vs 183.5 with 16-warp gated blocks).
 constexpr int64_t kDenseGatedMaxN = 16384;
 // QB_DENSE_GATED_MAX_N=0 lifts the limit (A/B on wide layers).
 int64_t dense_gated_max_n() {
