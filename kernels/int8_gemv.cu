@@ -22,11 +22,9 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // warps per block splitting K, two 16-byte loads per row per lane per round; 9..16 tokens one row
 // tile and four loads (two row tiles on very wide N); 17..32 two row tiles.
 template <typename T, bool PER_GROUP>
-void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
+void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
-  if (gated) {  // two row tiles per block (gate, up) in 8-warp blocks, as the dense gated GEMV (dense_gemv.cu)
-    gemv::launch_gemv_mma<kInt8, T, 1, 2, 8, 2, PER_GROUP, true>(p, stream);
-  } else if (p.M <= 8) {
+  if (p.M <= 8) {
     gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
   } else if (p.M <= 16) {
     if (p.N < 16384) {
@@ -47,14 +45,13 @@ bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64
 }
 
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream, const GatedEpilogue& gated) {
+               int64_t ldy, int64_t M, cudaStream_t stream) {
   QB_CHECK(M >= 1 && M <= kGemvMaxM, kInvalidInput, "int8_gemv: M = {} outside 1..{}", M, kGemvMaxM);
   QB_CHECK(w.N >= 1 && w.N < (int64_t{1} << 31) && w.K >= 1 && w.K < (int64_t{1} << 30), kInvalidInput,
            "int8_gemv: N = {} and K = {} out of range", w.N, w.K);
   QB_CHECK(w.K % 8 == 0, kInvalidInput, "int8_gemv: K = {} is not a multiple of 8 (pad x first)", w.K);
-  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= (gated.on ? w.N / 2 : w.N), kInvalidInput,
-           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= the output width (N = {})", ldx,
-           w.K, ldy, w.N);
+  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= w.N, kInvalidInput,
+           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= N = {}", ldx, w.K, ldy, w.N);
   QB_CHECK(w.ldq >= int8_padded_k(w.K) && w.ldq % 16 == 0, kInvalidInput,
            "int8_gemv: ldq = {} must be a multiple of 16 and >= round_up(K = {}, 16)", w.ldq, w.K);
   QB_CHECK(aligned16(x) && aligned16(w.q), kInvalidInput, "int8_gemv: x and q must be 16-byte aligned");
@@ -62,9 +59,6 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
            "int8_gemv: group size {} must be a multiple of 64 with groups = {} covering K = {}", w.group_size,
            w.groups, w.K);
   QB_CHECK(w.scale_multiplier == 1.0f, kInvalidInput, "int8_gemv: scale_multiplier must be 1 (fold it into scales)");
-  QB_CHECK(!gated.on || (M <= kGemvGatedMaxM && gated_epilogue_fits(w.N)), kInvalidInput,
-           "int8_gemv: the gated epilogue needs M <= {} (got {}) and N a multiple of 32 (got {})", kGemvGatedMaxM, M,
-           w.N);
   GemvParams p;
   p.x = x;
   p.ldx = ldx;
@@ -80,12 +74,11 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
   p.N = static_cast<int>(w.N);
   p.K = static_cast<int>(w.K);
   p.k_weights = static_cast<int>(int8_padded_k(w.K));
-  p.act = gated.act;
-  const bool per_group = w.group_size > 0, on = gated.on;
+  const bool per_group = w.group_size > 0;
   if (dtype == HalfType::kF16) {
-    per_group ? launch_typed<__half, true>(p, on, stream) : launch_typed<__half, false>(p, on, stream);
+    per_group ? launch_typed<__half, true>(p, stream) : launch_typed<__half, false>(p, stream);
   } else {
-    per_group ? launch_typed<__nv_bfloat16, true>(p, on, stream) : launch_typed<__nv_bfloat16, false>(p, on, stream);
+    per_group ? launch_typed<__nv_bfloat16, true>(p, stream) : launch_typed<__nv_bfloat16, false>(p, stream);
   }
   QB_CUDA_CHECK_LAUNCH();
 }

@@ -1,7 +1,7 @@
 // Linear::forward_gated: the decode kernels' gated epilogue (act(gate) * up written by the GEMV itself) against
 // forward() followed by the CUDA activation kernel, which is what the model ran before. The claim is bit equality,
-// so the check is on every element, for every format that implements it (dense; int8 per channel and per group;
-// nf4 / fp4 with fp32, 16-bit and nested absmax; awq), both 16-bit activation types, two activations, bias or not, and grids of one block per
+// so the check is on every element, for every format that implements it (dense; nf4 / fp4 with fp32, 16-bit and
+// nested absmax; awq), both 16-bit activation types, two activations, bias or not, and grids of one block per
 // tile pair as well as persistent grids (more pairs than resident blocks).
 // Where a format cannot take the input (the CPU, too many rows, a gate/up split off its 16-row tiles, fp32
 // activations), forward_gated must decline with an undefined tensor, never compute something else.
@@ -24,14 +24,10 @@
 namespace qb::quant {
 namespace {
 
-// A layer of `format` for these tests: blocksize / awq group / int8 group `block`, double quantization and int8
-// per-group scales as asked.
+// A layer of `format` for these tests: blocksize / awq group `block`, double quantization as asked.
 LinearPtr make_layer(const char* format, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                     c10::Device device, at::ScalarType act, bool double_quant = false, int64_t block = 128,
-                     bool int8_per_group = false) {
-  FormatOptions options = test::format_options(device, act, double_quant, block);
-  options.int8_per_group = int8_per_group;
-  return find_format(format).quantize(weight, bias, options);
+                     c10::Device device, at::ScalarType act, bool double_quant = false, int64_t block = 128) {
+  return find_format(format).quantize(weight, bias, test::format_options(device, act, double_quant, block));
 }
 
 TEST(GatedEpilogue, CpuLayersDecline) {
@@ -68,16 +64,13 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
   struct Case {
     const char* format;
     bool double_quant;
-    int64_t block;  // nf4 / fp4 blocksize, awq group, int8 group (with per_group)
-    bool per_group;
+    int64_t block;  // nf4 / fp4 blocksize, awq group
     int64_t K;
     std::vector<int64_t> ms;  // rows the format's decode kernel takes
   };
   const std::vector<Case> cases = {
-      {"fp16", false, 0, false, 136, {1, 2}},      {"bf16", false, 0, false, 200, {1, 2}},
-      {"int8", false, 0, false, 200, {1, 3, 8}},   {"int8", false, 64, true, 256, {1, 8}},
-      {"nf4", false, 64, false, 256, {1, 5, 8}},   {"nf4", true, 64, false, 192, {1, 3}},
-      {"fp4", false, 128, false, 256, {1, 8}},     {"awq", false, 128, false, 256, {1, 4}},
+      {"fp16", false, 0, 136, {1, 2}},     {"bf16", false, 0, 200, {1, 2}},   {"nf4", false, 64, 256, {1, 5, 8}},
+      {"nf4", true, 64, 192, {1, 3}},      {"fp4", false, 128, 256, {1, 8}},  {"awq", false, 128, 256, {1, 4}},
   };
   // inter 48: 3 tile pairs (one block per pair); inter 4608: 288 pairs, more than two blocks per SM of the 4-bit
   // kernel hold on 132 SMs, so its persistent grid walks several pairs per block.
@@ -93,7 +86,7 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
         const bool small = inter == 48;
         const at::Tensor w = small ? weight.to(act_dtype).to(at::kFloat) : weight;
         auto linear = make_layer(c.format, w, small ? std::optional<at::Tensor>(bias) : std::nullopt, cuda, act_dtype,
-                                 c.double_quant, c.block, c.per_group);
+                                 c.double_quant, c.block);
         for (const int64_t m : c.ms) {
           for (const GateActivation act : {GateActivation::kSilu, GateActivation::kGeluTanh}) {
             const at::Tensor x = (at::randn({m, c.K}) * 2).to(cuda, act_dtype);
@@ -103,8 +96,7 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
             ASSERT_EQ(fused.sizes(), ref.sizes());
             ASSERT_EQ(fused.scalar_type(), act_dtype);
             const int64_t differing = fused.ne(ref).sum().item<int64_t>();
-            EXPECT_EQ(differing, 0) << format << " dq " << c.double_quant << " per_group " << c.per_group << " K " << c.K
-                                    << " inter " << inter
+            EXPECT_EQ(differing, 0) << format << " dq " << c.double_quant << " K " << c.K << " inter " << inter
                                     << " M " << m << " " << c10::toString(act_dtype) << " act " << static_cast<int>(act);
           }
         }
@@ -119,24 +111,23 @@ TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
   const c10::Device cuda(c10::kCUDA);
   const at::Tensor weight = at::randn({96, 256}) * 0.05;
   const at::Tensor off_tiles = at::randn({80, 256}) * 0.05;  // inter 40: the split is not on a 16-row tile
-  for (const char* format : {"bf16", "int8", "nf4", "awq"}) {
+  for (const char* format : {"bf16", "nf4", "awq"}) {
     auto linear = make_layer(format, weight, std::nullopt, cuda, at::kBFloat16);
     auto odd = make_layer(format, off_tiles, std::nullopt, cuda, at::kBFloat16);
     const at::Tensor x1 = at::randn({1, 256}).to(cuda, at::kBFloat16);
     EXPECT_TRUE(linear->forward_gated(x1, GateActivation::kSilu).defined()) << format;
     EXPECT_FALSE(odd->forward_gated(x1, GateActivation::kSilu).defined()) << format;
-    // More rows than the format takes the epilogue for: dense 2 (its GEMV's limit), int8 and 4-bit 8.
+    // More rows than the format takes the epilogue for: dense 2 (its GEMV's limit), 4-bit 8 (measured policy).
     const int64_t too_many = std::string(format) == "bf16" ? 3 : 9;
     const at::Tensor xm = at::randn({too_many, 256}).to(cuda, at::kBFloat16);
     EXPECT_FALSE(linear->forward_gated(xm, GateActivation::kSilu).defined()) << format;
   }
-  // Dense and int8 layers as wide as Qwen2-7B's gate_up (N >= 16384) keep the separate activation.
-  for (const char* format : {"bf16", "int8"}) {
-    auto wide = make_layer(format, at::randn({16384, 64}), std::nullopt, cuda, at::kBFloat16);
-    EXPECT_FALSE(wide->forward_gated(at::randn({1, 64}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined())
-        << format;
-  }
-  // fp32 activations have no GEMV.
+  // A dense layer as wide as Qwen2-7B's gate_up (N >= 16384) keeps the separate activation (dense_matmul.cpp).
+  auto wide = make_layer("bf16", at::randn({16384, 64}), std::nullopt, cuda, at::kBFloat16);
+  EXPECT_FALSE(wide->forward_gated(at::randn({1, 64}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
+  // int8 keeps the separate activation kernel (gated_epilogue.h says why); fp32 activations have no GEMV.
+  auto int8 = make_layer("int8", weight, std::nullopt, cuda, at::kBFloat16);
+  EXPECT_FALSE(int8->forward_gated(at::randn({1, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
   auto fp32 = make_layer("fp32", weight, std::nullopt, cuda, at::kFloat);
   EXPECT_FALSE(fp32->forward_gated(at::randn({1, 256}).to(cuda), GateActivation::kSilu).defined());
 }

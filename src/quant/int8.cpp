@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include "gated_epilogue.h"
 #include "int8_cuda.h"
 #include "quantbench/core/error.h"
 
@@ -170,30 +169,6 @@ at::Tensor Int8Linear::forward_with(const at::Tensor& x, Int8KernelPath path) co
   const at::Tensor y = bias_.has_value() ? at::linear(x.to(compute), w.to(compute), bias_->to(compute))
                                          : at::linear(x.to(compute), w.to(compute));
   return y.to(x.scalar_type());
-}
-
-at::Tensor Int8Linear::forward_gated(const at::Tensor& x, GateActivation act) const {
-#ifdef QB_HAVE_CUDA
-  const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
-  const int64_t K = in_features(), N = out_features();
-  if (!x.is_cuda() || !half || x.size(-1) != K || x.device() != q_.device() || !kernels::gated_epilogue_fits(N)) {
-    return {};
-  }
-  // Below 16384 outputs, as the dense gated GEMV (the same kernel template: a grid of about one wave there).
-  constexpr int64_t kGatedMaxN = 16384;
-  const int64_t M = K == 0 ? 0 : x.numel() / K;
-  if (M < 1 || M > kernels::kGemvGatedMaxM || N >= kGatedMaxN) return {};
-  const at::Tensor x2 = int8_cuda::flatten_activations(x, K);
-  const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, x2.size(1), 1.0f);
-  if (!kernels::int8_gemv_supported(x2.data_ptr(), x2.size(1), w, M)) return {};
-  const at::Tensor b = bias_.has_value() ? bias_->to(x.scalar_type()) : at::Tensor();
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N / 2;
-  return int8_cuda::int8_gemv(x2, w, b, gated_epilogue(act)).view(out_shape);
-#else
-  (void)x, (void)act;
-  return {};
-#endif
 }
 
 }  // namespace qb::quant

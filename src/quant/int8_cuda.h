@@ -27,9 +27,8 @@ at::Tensor flatten_activations(const at::Tensor& x, int64_t K);
 kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales, int64_t group_size, int64_t K,
                                   float scale_multiplier);
 
-// y [M, N] in x2d's dtype (gated: [M, N / 2], gated_epilogue.h). bias in x2d's dtype or undefined.
-at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
-                     const kernels::GatedEpilogue& gated = {});
+// y [M, N] in x2d's dtype. bias in x2d's dtype or undefined.
+at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias);
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias);
 at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
                          float threshold);

@@ -36,10 +36,7 @@ inline int64_t int8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
 // multiple of 16 when K % 8 != 0, and use the prefill path otherwise.)
 bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64_t M);
 
-// y = x (q s)^T (+ bias); with gated.on, act(gate) * up instead (gated_epilogue.h; M <= kGemvGatedMaxM,
-// gated_epilogue_fits(N)).
-
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream, const GatedEpilogue& gated = {});
+               int64_t ldy, int64_t M, cudaStream_t stream);
 
 }  // namespace qb::kernels

@@ -32,7 +32,6 @@ class Int8Linear final : public Linear {
   Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias);
   at::Tensor forward(const at::Tensor& x) const override { return forward_with(x, Int8KernelPath::kAuto); }
   at::Tensor forward_with(const at::Tensor& x, Int8KernelPath path) const;
-  at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return "int8"; }
