@@ -35,7 +35,7 @@ KernelFns fns() {
   return {&K::resident_blocks, &K::launch};
 }
 
-// Gated: instantiated for one 8-token slice only (nt == 1; q4_tile_gemm checks M <= 8).
+// Gated: instantiated for one 8-token slice only (nt == 1; q4_tile_gemm_config checks M <= kQ4GemvGatedMaxM).
 template <typename Act, Q4ScaleMode MODE>
 KernelFns fns_for(int nt, bool cuda_cores, bool gated) {
   if (gated) return cuda_cores ? fns<Act, MODE, 1, true, true>() : fns<Act, MODE, 1, false, true>();
@@ -122,7 +122,8 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);
-  QB_CHECK(!gated || M <= 8, kInvalidInput, "q4_tile_gemm: the gated epilogue takes M <= 8, got {}", M);
+  QB_CHECK(!gated || M <= kQ4GemvGatedMaxM, kInvalidInput, "q4_tile_gemm: the gated epilogue takes M <= {}, got {}",
+           kQ4GemvGatedMaxM, M);
   const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores, gated);
   // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
   const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();

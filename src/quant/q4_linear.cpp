@@ -522,10 +522,9 @@ at::Tensor Q4Linear::forward_gated(const at::Tensor& x, GateActivation act) cons
   at::Tensor x2 = x.reshape({-1, K}).contiguous();
   const int64_t M = x2.size(0);
   const k::DType dtype = st == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
-  // Up to 8 rows (the CUDA-core path and one 8-token slice: the kernel's gated instances). Batch 16 measured slower
-  // gated (Qwen2-7B nf4 4416 vs 4588 tok/s, awq 4411 vs 4560): there the separate activation kernel stays.
-  constexpr int64_t kGatedMaxRows = 8;
-  if (M < 1 || M > kGatedMaxRows) return {};
+  // Batch 16 measured slower gated (Qwen2-7B nf4 4416 vs 4588 tok/s, awq 4411 vs 4560): above kQ4GemvGatedMaxM
+  // rows the separate activation kernel stays.
+  if (M < 1 || M > k::kQ4GemvGatedMaxM) return {};
   if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
   at::Tensor bias;
   if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);

@@ -17,7 +17,7 @@ enum class HalfType { kF16, kBF16 };
 
 // Largest M the decode GEMV kernels (dense, int8, llm.int8) take: four 8-token mma tiles.
 constexpr int64_t kGemvMaxM = 32;
-// Largest M with the gated epilogue (dense and int8: one 8-token mma tile; gated_epilogue.h).
+// Largest M with the dense GEMV's gated epilogue (one 8-token mma tile; gated_epilogue.h).
 constexpr int64_t kGemvGatedMaxM = 8;
 
 // Whether dense_gemv takes these operands: 1 <= M <= kGemvMaxM, K % 8 == 0, ldx/ldw % 8 == 0 and

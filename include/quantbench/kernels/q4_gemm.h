@@ -58,6 +58,8 @@ struct Q4FlatWeights {
 };
 
 constexpr int64_t kQ4GemvMaxM = 64;
+// Largest M with the gated epilogue (one 8-token slice: the kernel's gated instances; batch 16 measured slower gated).
+constexpr int64_t kQ4GemvGatedMaxM = 8;
 
 // Whether q4_tile_gemm takes these operands: 1 <= M <= 64, x 16-byte aligned, ldx % 8 == 0, dtype
 // fp16/bf16, weights in tile layout.
