@@ -58,7 +58,7 @@ template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    const L2WarmPlan warm, bool warm_bulk) {
+    const L2WarmPlan warm) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
@@ -124,11 +124,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // The weights the GEMVs after this kernel will stream (l2_warm.h): from here on DRAM would idle while the blocks
   // walk their cached rows (L2 hits). Not before the wait: the qkv GEMV may still be loading its own weights then
   // (TinyLlama fp16 lost 3.5% with the warming issued there).
-  if (warm_bulk) {
-    l2_warm_issue<true>(warm);
-  } else {
-    l2_warm_issue<false>(warm);
-  }
+  l2_warm_issue(warm);
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;
@@ -288,7 +284,6 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
   static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
   static const bool wide_allowed = env_on_unless_zero("QB_ATTENTION_WIDE");
-  static const bool warm_bulk = env_int("QB_L2_WARM_BULK", 0, 0) != 0;
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
@@ -300,7 +295,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, warm, warm_bulk);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, warm);
   });
   QB_CUDA_CHECK_LAUNCH();
 }

@@ -28,19 +28,10 @@ __device__ __forceinline__ void l2_prefetch(const void* ptr, int64_t bytes) {
 #endif
 }
 
-// One 128-byte line asked of L2 by an ordinary prefetch: fire and forget (the bulk form above is the copy engine's
-// work, which a block apparently waits for before it retires: see l2_warm_issue).
-__device__ __forceinline__ void l2_prefetch_line(const void* ptr) {
-  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(ptr));
-}
-
 // Issues this thread's share of a plan (l2_warm.h). Pieces are cut into sub-pieces of at most 4 KB, and sub-piece u
-// of a region goes to block u % gridDim.x, thread u / gridDim.x (mod blockDim.x): every block, hence every SM, gets
-// the same share of the bytes. (A plan of a few hundred 28 KB tiles given to threads in order landed on two SMs and
-// made each layer ~25 us longer.) QB_L2_WARM_BULK: bulk prefetches (the copy engine) instead of one prefetch
-// instruction per 128-byte line; with bulk prefetches every budget from 4 to 16 MiB cost the same ~3 us a layer,
-// as if the attention's blocks waited for them before retiring.
-template <bool kBulk>
+// of a region goes to block u % gridDim.x, thread u / gridDim.x (mod blockDim.x): every block, hence every SM's copy
+// engine, gets the same share of the bytes. (A plan of a few hundred 28 KB tiles given to threads in order landed on
+// two SMs and made each layer ~25 us longer: one SM's engine drains prefetches at a fraction of DRAM's rate.)
 __device__ __forceinline__ void l2_warm_issue(const L2WarmPlan& plan) {
   constexpr int64_t kSub = 4096;
   const int64_t slot = int64_t(blockIdx.x) + int64_t(gridDim.x) * threadIdx.x;
@@ -50,13 +41,8 @@ __device__ __forceinline__ void l2_warm_issue(const L2WarmPlan& plan) {
     const int64_t subs = (g.bytes + kSub - 1) / kSub;
     for (int64_t u = slot; u < g.count * subs; u += slots) {
       const int64_t piece = u / subs, offset = (u % subs) * kSub;
-      const char* p = static_cast<const char*>(g.base) + piece * g.stride + offset;
-      const int64_t bytes = g.bytes - offset < kSub ? g.bytes - offset : kSub;
-      if constexpr (kBulk) {
-        l2_prefetch(p, bytes);
-      } else {
-        for (int64_t b = 0; b < bytes; b += 128) l2_prefetch_line(p + b);
-      }
+      l2_prefetch(static_cast<const char*>(g.base) + piece * g.stride + offset,
+                  g.bytes - offset < kSub ? g.bytes - offset : kSub);
     }
   }
 }
