@@ -101,6 +101,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
     l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
   }
+  // The weights the GEMVs after this kernel will stream (l2_warm.h): DRAM would idle while this block waits on the
+  // qkv GEMV and walks its few hundred cached rows.
+  l2_warm_issue(warm, int64_t(blockIdx.x) * kThreads + threadIdx.x, int64_t(gridDim.x) * kThreads);
   // This thread's rotary frequency (constant tables, indexed by the step's position).
   float rope_c = 1.f, rope_s = 0.f;
   if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
@@ -121,10 +124,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
-  // The weights the GEMVs after this kernel will stream (l2_warm.h): from here on DRAM would idle while the blocks
-  // walk their cached rows (L2 hits). Not before the wait: the qkv GEMV may still be loading its own weights then
-  // (TinyLlama fp16 lost 3.5% with the warming issued there).
-  l2_warm_issue(warm);
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;

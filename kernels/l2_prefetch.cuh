@@ -28,22 +28,13 @@ __device__ __forceinline__ void l2_prefetch(const void* ptr, int64_t bytes) {
 #endif
 }
 
-// Issues this thread's share of a plan (l2_warm.h). Pieces are cut into sub-pieces of at most 4 KB, and sub-piece u
-// of a region goes to block u % gridDim.x, thread u / gridDim.x (mod blockDim.x): every block, hence every SM's copy
-// engine, gets the same share of the bytes. (A plan of a few hundred 28 KB tiles given to threads in order landed on
-// two SMs and made each layer ~25 us longer: one SM's engine drains prefetches at a fraction of DRAM's rate.)
-__device__ __forceinline__ void l2_warm_issue(const L2WarmPlan& plan) {
-  constexpr int64_t kSub = 4096;
-  const int64_t slot = int64_t(blockIdx.x) + int64_t(gridDim.x) * threadIdx.x;
-  const int64_t slots = int64_t(gridDim.x) * blockDim.x;
+// Issues thread `thread` of `threads`' share of a plan's pieces (l2_warm.h): piece i of each region goes to
+// thread i % threads, so a grid of a few thousand threads asks for tens of thousands of pieces in one or two
+// instructions each.
+__device__ __forceinline__ void l2_warm_issue(const L2WarmPlan& plan, int64_t thread, int64_t threads) {
   for (int r = 0; r < plan.regions; ++r) {
     const L2WarmRegion& g = plan.region[r];
-    const int64_t subs = (g.bytes + kSub - 1) / kSub;
-    for (int64_t u = slot; u < g.count * subs; u += slots) {
-      const int64_t piece = u / subs, offset = (u % subs) * kSub;
-      l2_prefetch(static_cast<const char*>(g.base) + piece * g.stride + offset,
-                  g.bytes - offset < kSub ? g.bytes - offset : kSub);
-    }
+    for (int64_t i = thread; i < g.count; i += threads) l2_prefetch(static_cast<const char*>(g.base) + i * g.stride, g.bytes);
   }
 }
 
