@@ -57,8 +57,7 @@ __device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, f
 template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
-    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    const L2WarmPlan warm) {
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
@@ -101,9 +100,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
     l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
   }
-  // The weights the GEMVs after this kernel will stream (l2_warm.h): DRAM would idle while this block waits on the
-  // qkv GEMV and walks its few hundred cached rows.
-  l2_warm_issue(warm, int64_t(blockIdx.x) * kThreads + threadIdx.x, int64_t(gridDim.x) * kThreads);
   // This thread's rotary frequency (constant tables, indexed by the step's position).
   float rope_c = 1.f, rope_s = 0.f;
   if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
@@ -253,7 +249,7 @@ void configure(int max_shared) {
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, const L2WarmPlan& warm) {
+                      cudaStream_t stream) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
@@ -294,7 +290,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, warm);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale);
   });
   QB_CUDA_CHECK_LAUNCH();
 }

@@ -25,72 +25,36 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // there the unroll is chosen so that a warp's whole share of K is in flight in one or two rounds
 // (QB_BENCH_SHAPES=small sweep, H100: TinyLlama o 5.07 -> 4.03 us, down 12.0 -> 9.9 us, GPT-2 c_proj 4.74 ->
 // 3.21 us; Qwen2-7B's 224+-block layers keep u2).
-template <typename F>
-void with_shape(const GemvParams& p, bool gated, F&& f) {
-  using gemv::Shape;
+template <typename T>
+void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
+  constexpr auto kDense = WeightKind::kHalf16;
   if (gated) {
     // Two row tiles per block (gate, up) in 8-warp blocks: four fit per SM, so TinyLlama's 352 gated blocks run in
     // one wave (16-warp blocks, two per SM: 1.33 waves; fp16 976.6-977.1 vs 945.8-945.9 tok/s in one call, 932.5-932.8
     // ungated). QB_DENSE_GATED_WARPS=16 for the A/B.
     static const int warps = env_int("QB_DENSE_GATED_WARPS", 8, 1);
     if (warps == 16) {
-      f(Shape<1, 2, 16, 2, true>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 2, 16, 2, false, true>(p, stream);
     } else {
-      f(Shape<1, 2, 8, 2, true>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 2, 8, 2, false, true>(p, stream);
     }
   } else if (p.M <= 8) {
     const int64_t blocks = (p.N + 15) / 16;
     const int64_t steps_per_warp = ((p.K + 31) / 32 + 15) / 16;  // 32 k per warp step, 16 warps
     if (blocks <= 160 && steps_per_warp >= 5 && steps_per_warp <= 8) {
-      f(Shape<1, 1, 16, 8>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 8, false>(p, stream);
     } else if (blocks <= 160 && steps_per_warp >= 3) {
-      f(Shape<1, 1, 16, 4>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
     } else if (p.N < 16384) {
-      f(Shape<1, 1, 16, 2>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);
     } else {
-      f(Shape<1, 1, 16, 4>{});
+      gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
     }
   } else if (p.M <= 16) {
-    f(Shape<2, 2, 8, 2>{});
+    gemv::launch_gemv_mma<kDense, T, 2, 2, 8, 2, false>(p, stream);
   } else {
-    f(Shape<4, 2, 8, 4>{});
+    gemv::launch_gemv_mma<kDense, T, 4, 2, 8, 4, false>(p, stream);
   }
-}
-
-template <typename T>
-void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
-  with_shape(p, gated, [&](auto shape) {
-    using S = decltype(shape);
-    gemv::launch_gemv_mma<WeightKind::kHalf16, T, S::kMT, S::kRT, S::kKsplit, S::kUnroll, false, S::kGated>(p, stream);
-  });
-}
-
-template <typename T>
-L2WarmPlan l2_warm_typed(const GemvParams& p, bool gated) {
-  L2WarmPlan plan;
-  with_shape(p, gated, [&](auto shape) {
-    using S = decltype(shape);
-    plan = gemv::gemv_mma_l2_warm<WeightKind::kHalf16, T, S::kMT, S::kRT, S::kKsplit, S::kUnroll, false, S::kGated>(p);
-  });
-  return plan;
-}
-
-GemvParams params(const void* x, int64_t ldx, const void* w, int64_t ldw, const void* bias, void* y, int64_t ldy,
-                  int64_t M, int64_t N, int64_t K, const GatedEpilogue& gated) {
-  GemvParams p;
-  p.x = x;
-  p.ldx = ldx;
-  p.w = w;
-  p.ldw = ldw;
-  p.bias = bias;
-  p.y = y;
-  p.ldy = ldy;
-  p.M = static_cast<int>(M);
-  p.N = static_cast<int>(N);
-  p.K = static_cast<int>(K);
-  p.k_weights = static_cast<int>(K);
-  p.act = gated.act;
-  return p;
 }
 
 }  // namespace
@@ -113,19 +77,25 @@ void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64
   QB_CHECK(!gated.on || (M <= kGemvGatedMaxM && gated_epilogue_fits(N)), kInvalidInput,
            "dense_gemv: the gated epilogue needs M <= {} (got {}) and N a multiple of 32 (got {})", kGemvGatedMaxM, M,
            N);
-  const GemvParams p = params(x, ldx, w, ldw, bias, y, ldy, M, N, K, gated);
+  GemvParams p;
+  p.x = x;
+  p.ldx = ldx;
+  p.w = w;
+  p.ldw = ldw;
+  p.bias = bias;
+  p.y = y;
+  p.ldy = ldy;
+  p.M = static_cast<int>(M);
+  p.N = static_cast<int>(N);
+  p.K = static_cast<int>(K);
+  p.k_weights = static_cast<int>(K);
+  p.act = gated.act;
   if (dtype == HalfType::kF16) {
     launch_typed<__half>(p, gated.on, stream);
   } else {
     launch_typed<__nv_bfloat16>(p, gated.on, stream);
   }
   QB_CUDA_CHECK_LAUNCH();
-}
-
-L2WarmPlan dense_gemv_l2_warm(HalfType dtype, const void* w, int64_t ldw, int64_t M, int64_t N, int64_t K, bool gated) {
-  if (M < 1 || M > kGemvMaxM || N < 1 || K < 1 || (gated && (M > kGemvGatedMaxM || !gated_epilogue_fits(N)))) return {};
-  const GemvParams p = params(nullptr, K, w, ldw, nullptr, nullptr, N, M, N, K, {});
-  return dtype == HalfType::kF16 ? l2_warm_typed<__half>(p, gated) : l2_warm_typed<__nv_bfloat16>(p, gated);
 }
 
 }  // namespace qb::kernels

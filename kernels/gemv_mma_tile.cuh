@@ -39,13 +39,8 @@
 
 #include <cstdint>
 
-#include <algorithm>
-
 #include "activation.cuh"
 #include "pdl.cuh"
-#include "quantbench/kernels/cuda_check.h"
-#include "quantbench/kernels/device_limits.h"
-#include "quantbench/kernels/l2_warm.h"
 
 namespace qb::kernels::gemv {
 
@@ -321,48 +316,10 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   }
 }
 
-// A block shape: the template arguments launch_gemv_mma and gemv_mma_l2_warm take, as a value (the formats' dispatch
-// picks one and hands it to either).
-template <int MT_, int RT_, int KSPLIT_, int UNROLL_, bool GATED_ = false>
-struct Shape {
-  static constexpr int kMT = MT_, kRT = RT_, kKsplit = KSPLIT_, kUnroll = UNROLL_;
-  static constexpr bool kGated = GATED_;
-};
-
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false>
 inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, blocks, KSPLIT * 32, 0, stream, p);
-}
-
-// The weight bytes this launch reads after its pre-wait round (l2_warm.h): for each row of the blocks in the first
-// wave, columns past the first round of KSPLIT x UNROLL steps. Scales (int8 per group) are left out.
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false>
-inline L2WarmPlan gemv_mma_l2_warm(const GemvParams& p) {
-  constexpr int64_t kWeightBytes = WK == WeightKind::kInt8 ? 1 : 2;
-  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
-  static const int resident = [] {
-    int blocks = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &blocks, gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, KSPLIT * 32, 0));
-    return blocks;
-  }();
-  const int64_t blocks = (p.N + 16 * RT - 1) / (16 * RT);
-  const int64_t first_wave = std::min<int64_t>(blocks, int64_t{resident} * sm_count());
-  const int64_t stride = p.ldw * kWeightBytes;
-  const int64_t skip = KSPLIT * UNROLL * kStepK * kWeightBytes;  // the pre-wait round of every row
-  const int64_t rest = int64_t{p.k_weights} * kWeightBytes - skip;
-  L2WarmPlan plan;
-  if (rest <= 0) return plan;
-  const char* w = static_cast<const char*>(p.w) + skip;
-  if (GATED) {  // block b: gate rows 16b.., up rows N / 2 + 16b..
-    const int64_t rows = std::min<int64_t>(p.N / 2, first_wave * 16);
-    l2_warm_add(plan, w, rows, stride, rest);
-    l2_warm_add(plan, w + (p.N / 2) * stride, rows, stride, rest);
-  } else {
-    l2_warm_add(plan, w, std::min<int64_t>(p.N, first_wave * 16 * RT), stride, rest);
-  }
-  return plan;
 }
 
 }  // namespace qb::kernels::gemv

@@ -21,38 +21,20 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // Block shape (kernels/NOTES-int8.md has the sweeps): up to M = 8 one 8-token tile per warp, 16
 // warps per block splitting K, two 16-byte loads per row per lane per round; 9..16 tokens one row
 // tile and four loads (two row tiles on very wide N); 17..32 two row tiles.
-template <typename F>
-void with_shape(const GemvParams& p, F&& f) {
-  using gemv::Shape;
-  if (p.M <= 8) {
-    f(Shape<1, 1, 16, 2>{});
-  } else if (p.M <= 16) {
-    if (p.N < 16384) {
-      f(Shape<2, 1, 8, 4>{});
-    } else {
-      f(Shape<2, 2, 8, 2>{});
-    }
-  } else {
-    f(Shape<4, 2, 8, 2>{});
-  }
-}
-
 template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
-  with_shape(p, [&](auto shape) {
-    using S = decltype(shape);
-    gemv::launch_gemv_mma<WeightKind::kInt8, T, S::kMT, S::kRT, S::kKsplit, S::kUnroll, PER_GROUP>(p, stream);
-  });
-}
-
-template <typename T, bool PER_GROUP>
-L2WarmPlan l2_warm_typed(const GemvParams& p) {
-  L2WarmPlan plan;
-  with_shape(p, [&](auto shape) {
-    using S = decltype(shape);
-    plan = gemv::gemv_mma_l2_warm<WeightKind::kInt8, T, S::kMT, S::kRT, S::kKsplit, S::kUnroll, PER_GROUP>(p);
-  });
-  return plan;
+  constexpr auto kInt8 = WeightKind::kInt8;
+  if (p.M <= 8) {
+    gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
+  } else if (p.M <= 16) {
+    if (p.N < 16384) {
+      gemv::launch_gemv_mma<kInt8, T, 2, 1, 8, 4, PER_GROUP>(p, stream);
+    } else {
+      gemv::launch_gemv_mma<kInt8, T, 2, 2, 8, 2, PER_GROUP>(p, stream);
+    }
+  } else {
+    gemv::launch_gemv_mma<kInt8, T, 4, 2, 8, 2, PER_GROUP>(p, stream);
+  }
 }
 
 }  // namespace
@@ -99,20 +81,6 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
     per_group ? launch_typed<__nv_bfloat16, true>(p, stream) : launch_typed<__nv_bfloat16, false>(p, stream);
   }
   QB_CUDA_CHECK_LAUNCH();
-}
-
-L2WarmPlan int8_gemv_l2_warm(HalfType dtype, const Int8Weights& w, int64_t M) {
-  if (M < 1 || M > kGemvMaxM || w.N < 1 || w.K < 1 || w.q == nullptr) return {};
-  GemvParams p;
-  p.w = w.q;
-  p.ldw = w.ldq;
-  p.M = static_cast<int>(M);
-  p.N = static_cast<int>(w.N);
-  p.K = static_cast<int>(w.K);
-  p.k_weights = static_cast<int>(int8_padded_k(w.K));
-  const bool per_group = w.group_size > 0;
-  if (dtype == HalfType::kF16) return per_group ? l2_warm_typed<__half, true>(p) : l2_warm_typed<__half, false>(p);
-  return per_group ? l2_warm_typed<__nv_bfloat16, true>(p) : l2_warm_typed<__nv_bfloat16, false>(p);
 }
 
 }  // namespace qb::kernels

@@ -9,8 +9,6 @@
 
 #include <cstdint>
 
-#include "quantbench/kernels/l2_warm.h"
-
 namespace qb::kernels {
 
 // ptr 16-byte aligned; bytes rounded down to a multiple of 16. A hint: correctness never depends on it.
@@ -26,16 +24,6 @@ __device__ __forceinline__ void l2_prefetch(const void* ptr, int64_t bytes) {
   (void)ptr;
   (void)bytes;
 #endif
-}
-
-// Issues thread `thread` of `threads`' share of a plan's pieces (l2_warm.h): piece i of each region goes to
-// thread i % threads, so a grid of a few thousand threads asks for tens of thousands of pieces in one or two
-// instructions each.
-__device__ __forceinline__ void l2_warm_issue(const L2WarmPlan& plan, int64_t thread, int64_t threads) {
-  for (int r = 0; r < plan.regions; ++r) {
-    const L2WarmRegion& g = plan.region[r];
-    for (int64_t i = thread; i < g.count; i += threads) l2_prefetch(static_cast<const char*>(g.base) + i * g.stride, g.bytes);
-  }
 }
 
 }  // namespace qb::kernels

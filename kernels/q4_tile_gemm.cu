@@ -184,34 +184,4 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act, stream);
 }
 
-// A block's first item is tile blockIdx.x (gated: the pair gate tile j = blockIdx.x, up tile j + T / 2), and before
-// its PDL wait each of its S warps has issued stages - 1 chunk pairs of it (warp w: pairs w, w + S, ...): chunks
-// [0, 2 S (stages - 1)) of the tile and the scale units they fall in. The rest of those first tiles (gated: the rest
-// of the gate tile, then the whole up tile) is the plan.
-L2WarmPlan q4_tile_gemm_l2_warm(DType dtype, const Q4TileWeights& w, int64_t M, bool gated) {
-  if ((dtype != DType::kF16 && dtype != DType::kBF16) || M < 1 || M > kQ4GemvMaxM || w.K <= 0 || w.K % 64 != 0 ||
-      w.N <= 0 || w.tiles == nullptr || w.scales == nullptr || (gated && (M > kQ4GemvGatedMaxM || w.N % 32 != 0))) {
-    return {};
-  }
-  const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, {}, gated);
-  const int64_t tiles = q4_n_tiles(w.N), chunks = w.K / 64, units = chunks >> w.unit_shift;
-  const int64_t first = std::min<int64_t>(c.grid, gated ? tiles / 2 : tiles);
-  const int64_t issued = std::min<int64_t>(chunks, int64_t{2} * c.warps * (c.stages - 1));
-  const int64_t issued_units = std::min<int64_t>(units, (issued + (int64_t{1} << w.unit_shift) - 1) >> w.unit_shift);
-  const int64_t value_bytes = w.mode == Q4ScaleMode::kAbsmaxNested ? 1 : w.mode == Q4ScaleMode::kAbsmax16 ? 2 : 4;
-  const int64_t record = 16 * value_bytes;  // one (tile, unit): 16 rows
-  const int64_t tile_bytes = chunks * kQ4ChunkBytes, tile_scale_bytes = units * record;
-  const auto* codes = reinterpret_cast<const char*>(w.tiles);
-  const auto* scales = static_cast<const char*>(w.scales);
-  L2WarmPlan plan;
-  // The gate tile (or the only one) with its pre-wait chunks skipped; gated, then the whole up tile.
-  l2_warm_add(plan, codes + issued * kQ4ChunkBytes, first, tile_bytes, (chunks - issued) * kQ4ChunkBytes);
-  l2_warm_add(plan, scales + issued_units * record, first, tile_scale_bytes, (units - issued_units) * record);
-  if (gated) {
-    l2_warm_add(plan, codes + tiles / 2 * tile_bytes, first, tile_bytes, tile_bytes);
-    l2_warm_add(plan, scales + tiles / 2 * tile_scale_bytes, first, tile_scale_bytes, tile_scale_bytes);
-  }
-  return plan;
-}
-
 }  // namespace qb::kernels

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "kernel_bridge.h"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/model/blocks.h"
 
@@ -17,11 +16,11 @@ Attention::Attention(const ModelConfig& config, quant::LinearPtr qkv, quant::Lin
 }
 
 at::Tensor Attention::forward(const at::Tensor& x, KvCache* cache, int64_t layer, const StepPositions& where,
-                              const RotaryTable& rope, const quant::Linear* next, bool next_gated) const {
+                              const RotaryTable& rope) const {
   const at::Tensor qkv = qkv_->forward(x);  // [B, T, (H + 2 Hkv) D]: q heads, k heads, v heads
   at::Tensor context;
 #ifdef QB_HAVE_CUDA
-  if (where.decode && x.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope, next, next_gated);
+  if (where.decode && x.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope);
   if (!where.decode && x.is_cuda()) context = attend_fused_prefill(qkv, cache, layer, rope);
 #endif
   if (!context.defined()) context = attend_torch(qkv, cache, layer, where, rope);
@@ -95,20 +94,9 @@ at::Tensor Attention::attend_fused_prefill(const at::Tensor& qkv, KvCache* cache
 }
 
 at::Tensor Attention::attend_fused_decode(const at::Tensor& qkv, KvCache& cache, int64_t layer,
-                                          const StepPositions& where, const RotaryTable& rope,
-                                          const quant::Linear* next, bool next_gated) const {
+                                          const StepPositions& where, const RotaryTable& rope) const {
 #ifdef QB_HAVE_CUDA
   const int64_t batch = qkv.size(0);
-  // While the attention waits on the qkv GEMV and walks the cache, DRAM would idle: it asks L2 for what the output
-  // projection and the next layer stream after their own first loads (QB_L2_WARM_MB, 0 = off).
-  static const int64_t budget = int64_t{env_int("QB_L2_WARM_MB", 0, 0)} << 20;
-  kernels::L2WarmPlan warm;
-  if (budget > 0) {
-    const auto act = qkv.scalar_type();
-    warm = kernels::l2_warm_chain(out_->l2_warm(batch, act, false),
-                                  next != nullptr ? next->l2_warm(batch, act, next_gated) : kernels::L2WarmPlan{},
-                                  budget);
-  }
   at::Tensor context = at::empty({batch, 1, heads_ * head_dim_}, qkv.options());
   const at::Tensor qkv_rows = qkv.contiguous();
   kernels::decode_attention(qkv_rows.data_ptr(), cache.keys(layer).data_ptr(), cache.values(layer).data_ptr(),
@@ -116,7 +104,7 @@ at::Tensor Attention::attend_fused_decode(const at::Tensor& qkv, KvCache& cache,
                             rope.defined() ? rope.cos().data_ptr<float>() : nullptr,
                             rope.defined() ? rope.sin().data_ptr<float>() : nullptr, context.data_ptr(), batch, heads_,
                             kv_heads_, head_dim_, rope.defined() ? rope.rotary_dim() : 0, cache.capacity(),
-                            static_cast<float>(scale_), kernel_dtype(qkv.scalar_type()), current_stream(), warm);
+                            static_cast<float>(scale_), kernel_dtype(qkv.scalar_type()), current_stream());
   return context;
 #else
   fail(ErrorKind::kInternal, "fused decode attention needs a CUDA build");

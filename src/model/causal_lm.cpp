@@ -66,19 +66,16 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
     const int64_t index = static_cast<int64_t>(i);
     if (c.parallel_residual) {
       const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
-      const at::Tensor attn =
-          layer.attention->forward(normed, cache, index, where, rope_, &layer.mlp->in(), layer.mlp->in_gated());
+      const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
       delta = attn + layer.mlp->forward(normed);
     } else if (c.post_norm) {
-      const at::Tensor attn =
-          layer.attention->forward(residual, cache, index, where, rope_, &layer.mlp->in(), layer.mlp->in_gated());
+      const at::Tensor attn = layer.attention->forward(residual, cache, index, where, rope_);
       residual = layer.attn_norm.add_forward(residual, attn);
       const at::Tensor mlp = layer.mlp->forward(residual);
       residual = layer.mlp_norm.add_forward(residual, mlp);
     } else {
       const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
-      const at::Tensor attn =
-          layer.attention->forward(normed, cache, index, where, rope_, &layer.mlp->in(), layer.mlp->in_gated());
+      const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
       const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
       delta = layer.mlp->forward(normed2);
     }

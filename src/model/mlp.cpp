@@ -25,13 +25,9 @@ quant::GateActivation gate_activation(Activation activation) {
 
 // A gated MLP on the GPU asks its gate_up layer for act(gate) * up from the decode kernel's epilogue (the same bits
 // as the separate activation kernel, one launch fewer per layer); QB_GATED_EPILOGUE=0 keeps two launches (A/B).
-bool Mlp::in_gated() const {
-  static const bool epilogue_allowed = env_on_unless_zero("QB_GATED_EPILOGUE");
-  return gated_ && epilogue_allowed;
-}
-
 at::Tensor Mlp::forward(const at::Tensor& x) const {
-  if (in_gated() && x.is_cuda()) {
+  static const bool epilogue_allowed = env_on_unless_zero("QB_GATED_EPILOGUE");
+  if (gated_ && epilogue_allowed && x.is_cuda()) {
     const at::Tensor activated = in_->forward_gated(x, gate_activation(activation_));
     if (activated.defined()) return out_->forward(activated);
   }

@@ -66,10 +66,6 @@ at::Tensor DenseLinear::forward_gated(const at::Tensor& x, GateActivation act) c
   return dense_matmul_gated(x, weight_, bias_, act);  // declines x of another width or dtype than the weight's
 }
 
-kernels::L2WarmPlan DenseLinear::l2_warm(int64_t rows, at::ScalarType act, bool gated) const {
-  return dense_matmul_l2_warm(weight_, bias_, rows, act, gated);
-}
-
 at::Tensor DenseLinear::dequantize() const { return weight_.to(at::kCPU, at::kFloat); }
 
 int64_t DenseLinear::weight_bytes() const {

@@ -41,25 +41,17 @@ bool large_enough(const at::Tensor& weight, bool has_bias) {
   return has_bias || kernels::pdl_enabled() || weight.numel() >= kDenseGemvMinElements;
 }
 
-// Whether the GEMV takes M rows of x in `dtype` (x's width and device checked by the caller).
-bool gemv_takes(const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t M, at::ScalarType dtype) {
-  if (!weight.is_cuda() || (dtype != at::kHalf && dtype != at::kBFloat16) || weight.scalar_type() != dtype) return false;
-  if (weight.dim() != 2 || !weight.is_contiguous()) return false;
-  if (bias.has_value() && bias->defined() && (!bias->is_cuda() || bias->numel() != weight.size(0))) return false;
-  const bool has_bias = bias.has_value() && bias->defined();
-  return M >= 1 && M <= kDenseGemvMaxRows && large_enough(weight, has_bias) && weight.size(1) % 8 == 0;
-}
-
 bool gemv_applies(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   if (!x.is_cuda() || !weight.is_cuda() || x.get_device() != weight.get_device()) return false;
-  const int64_t K = weight.dim() == 2 ? weight.size(1) : 0;
-  if (K == 0 || x.size(-1) != K) return false;
-  return gemv_takes(weight, bias, x.numel() / K, x.scalar_type());
-}
-
-// dense_matmul_gated's own limits beyond the GEMV's.
-bool gated_takes(int64_t M, int64_t N) {
-  return M <= kernels::kGemvGatedMaxM && kernels::gated_epilogue_fits(N) && N < dense_gated_max_n();
+  const auto dtype = x.scalar_type();
+  if ((dtype != at::kHalf && dtype != at::kBFloat16) || weight.scalar_type() != dtype) return false;
+  if (weight.dim() != 2 || !weight.is_contiguous()) return false;
+  if (bias.has_value() && bias->defined() && (!bias->is_cuda() || bias->numel() != weight.size(0))) return false;
+  const int64_t K = weight.size(1);
+  const int64_t M = K == 0 ? 0 : x.numel() / K;
+  const bool has_bias = bias.has_value() && bias->defined();
+  return M >= 1 && M <= kDenseGemvMaxRows && large_enough(weight, has_bias) && K % 8 == 0 &&
+         x.size(-1) == K;
 }
 
 // y = x W^T (+ bias) by our GEMV, or act(gate) * up with its gated epilogue (y then N / 2 wide); an undefined
@@ -72,7 +64,9 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& weight, const std::option
   if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
   const int64_t M = x2.size(0);
   if (!kernels::dense_gemv_supported(x2.data_ptr(), K, weight.data_ptr(), K, M, K)) return {};
-  if (gated.on && !gated_takes(M, N)) return {};
+  if (gated.on && (M > kernels::kGemvGatedMaxM || !kernels::gated_epilogue_fits(N) || N >= dense_gated_max_n())) {
+    return {};
+  }
   const int64_t out = gated.on ? N / 2 : N;
   at::Tensor b;
   if (bias.has_value() && bias->defined()) b = bias->to(x.scalar_type()).contiguous();
@@ -105,20 +99,6 @@ at::Tensor dense_matmul_gated(const at::Tensor& x, const at::Tensor& weight, con
 #endif
   (void)x, (void)weight, (void)bias, (void)act;
   return {};
-}
-
-kernels::L2WarmPlan dense_matmul_l2_warm(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                         int64_t rows, at::ScalarType act, bool gated) {
-#ifdef QB_HAVE_CUDA
-  if (!gemv_takes(weight, bias, rows, act)) return {};
-  const int64_t N = weight.size(0), K = weight.size(1);
-  gated = gated && gated_takes(rows, N);  // where dense_matmul_gated declines, forward runs
-  return kernels::dense_gemv_l2_warm(act == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16,
-                                     weight.data_ptr(), K, rows, N, K, gated);
-#else
-  (void)weight, (void)bias, (void)rows, (void)act, (void)gated;
-  return {};
-#endif
 }
 
 }  // namespace qb::quant

@@ -131,22 +131,6 @@ int64_t Int8Linear::weight_bytes() const {
   return static_cast<int64_t>(q_.nbytes() + scales_.nbytes()) + (bias_.has_value() ? bias_->nbytes() : 0);
 }
 
-kernels::L2WarmPlan Int8Linear::l2_warm(int64_t rows, at::ScalarType act, bool gated) const {
-#ifdef QB_HAVE_CUDA
-  (void)gated;
-  if (!q_.is_cuda() || (act != at::kHalf && act != at::kBFloat16) || rows < 1 || rows > int8_cuda::kInt8GemvMaxRows) {
-    return {};
-  }
-  const int64_t K = in_features(), width = K % 8 == 0 ? K : (K + 15) / 16 * 16;  // flatten_activations' width
-  const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, width, 1.0f);
-  if (w.ldq % 16 != 0 || (w.group_size != 0 && w.group_size % 64 != 0)) return {};
-  return kernels::int8_gemv_l2_warm(int8_cuda::half_type(act), w, rows);
-#else
-  (void)rows, (void)act, (void)gated;
-  return {};
-#endif
-}
-
 at::Tensor Int8Linear::forward_with(const at::Tensor& x, Int8KernelPath path) const {
   QB_CHECK(x.size(-1) == in_features(), kInvalidInput, "int8 linear: input has {} features, weight expects {}",
            x.size(-1), in_features());

@@ -512,21 +512,6 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
 #endif
 }
 
-kernels::L2WarmPlan Q4Linear::l2_warm(int64_t rows, at::ScalarType act, bool gated) const {
-#ifdef QB_HAVE_CUDA
-  namespace k = qb::kernels;
-  if (!device_ || !device_->tiles || (act != at::kHalf && act != at::kBFloat16) || rows < 1 || rows > k::kQ4GemvMaxM) {
-    return {};
-  }
-  // forward_gated's own limits; where it declines, forward runs (ungated).
-  const bool takes_gated = gated && rows <= k::kQ4GemvGatedMaxM && k::gated_epilogue_fits(out_features());
-  return k::q4_tile_gemm_l2_warm(act == at::kHalf ? k::DType::kF16 : k::DType::kBF16, device_->tw, rows, takes_gated);
-#else
-  (void)rows, (void)act, (void)gated;
-  return {};
-#endif
-}
-
 at::Tensor Q4Linear::forward_gated(const at::Tensor& x, GateActivation act) const {
 #ifdef QB_HAVE_CUDA
   namespace k = qb::kernels;

@@ -10,8 +10,6 @@
 
 #include <cstdint>
 
-#include "quantbench/kernels/l2_warm.h"
-
 namespace qb::kernels {
 
 enum class DType { kF32, kF16, kBF16 };
@@ -44,11 +42,10 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
 //  - softmax(q k^T * scale) v over cache positions [0, *position].
 // qkv [B, (H + 2*Hkv) * D] (q heads, then k heads, then v heads); caches [B, Hkv, capacity, D];
 // out [B, H * D]. Preconditions: H % Hkv == 0, D <= 256, D % 2 == 0, *position < capacity.
-// `warm`: weights of the GEMVs after it that the kernel asks L2 for before its PDL wait (a hint, l2_warm.h).
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, const L2WarmPlan& warm = {});
+                      cudaStream_t stream);
 
 // End of a decode step inside the graph: tokens[b] = next[b]; generated[b, *position + 1 - first] =
 // next[b] when that index is in [0, generated_cols); *position += 1.

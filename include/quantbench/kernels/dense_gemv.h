@@ -10,7 +10,6 @@
 #include <cstdint>
 
 #include "quantbench/kernels/gated_epilogue.h"
-#include "quantbench/kernels/l2_warm.h"
 
 namespace qb::kernels {
 
@@ -30,9 +29,5 @@ bool dense_gemv_supported(const void* x, int64_t ldx, const void* w, int64_t ldw
 // naming the violated precondition.
 void dense_gemv(HalfType dtype, const void* x, int64_t ldx, const void* w, int64_t ldw, const void* bias, void* y,
                 int64_t ldy, int64_t M, int64_t N, int64_t K, cudaStream_t stream, const GatedEpilogue& gated = {});
-
-// What dense_gemv with these shapes (gated: with the epilogue) reads after its pre-wait loads (l2_warm.h); empty
-// where it would not run or reads everything before its wait.
-L2WarmPlan dense_gemv_l2_warm(HalfType dtype, const void* w, int64_t ldw, int64_t M, int64_t N, int64_t K, bool gated);
 
 }  // namespace qb::kernels

@@ -39,7 +39,4 @@ bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
                int64_t ldy, int64_t M, cudaStream_t stream);
 
-// What int8_gemv with M rows of x reads after its pre-wait loads (l2_warm.h; per-group scales left out).
-L2WarmPlan int8_gemv_l2_warm(HalfType dtype, const Int8Weights& w, int64_t M);
-
 }  // namespace qb::kernels

@@ -15,7 +15,6 @@
 
 #include "quantbench/kernels/decode_ops.h"  // DType
 #include "quantbench/kernels/gated_epilogue.h"
-#include "quantbench/kernels/l2_warm.h"
 
 typedef struct cublasContext* cublasHandle_t;
 
@@ -84,10 +83,6 @@ struct Q4GemvConfig {
 // gated epilogue (the grid then counts (gate, up) tile pairs).
 Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request = {},
                                  bool gated = false);
-
-// What q4_tile_gemm with M rows of x (gated: with the epilogue) reads after its pre-wait loads: the rest of each
-// block's first tile (pair), codes and scales (l2_warm.h); empty where it would not run.
-L2WarmPlan q4_tile_gemm_l2_warm(DType dtype, const Q4TileWeights& w, int64_t M, bool gated);
 
 // Decode / small-batch path: y = x W^T (+ bias) straight from the tile layout. x [M, ldx], bias [N] or null,
 // y [M, ldy]. No allocation, no host sync: capturable in a CUDA graph. Deterministic (fixed-order sums).

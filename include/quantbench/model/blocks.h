@@ -61,11 +61,9 @@ class RotaryTable {
 class Attention {
  public:
   Attention(const ModelConfig& config, quant::LinearPtr qkv, quant::LinearPtr out);
-  // x [B, T, hidden] -> [B, T, hidden]; writes this pass's keys and values into the cache. `next` (gated: through
-  // forward_gated): the layer that runs after the output projection, whose weights the decode attention kernel
-  // asks L2 for after the projection's (QB_L2_WARM_MB; kernels/l2_warm.h).
+  // x [B, T, hidden] -> [B, T, hidden]; writes this pass's keys and values into the cache.
   at::Tensor forward(const at::Tensor& x, KvCache* cache, int64_t layer, const StepPositions& where,
-                     const RotaryTable& rope, const quant::Linear* next = nullptr, bool next_gated = false) const;
+                     const RotaryTable& rope) const;
   const quant::Linear& qkv() const { return *qkv_; }
   const quant::Linear& out() const { return *out_; }
 
@@ -74,7 +72,7 @@ class Attention {
                           const RotaryTable& rope) const;
   at::Tensor attend_fused_prefill(const at::Tensor& qkv, KvCache* cache, int64_t layer, const RotaryTable& rope) const;
   at::Tensor attend_fused_decode(const at::Tensor& qkv, KvCache& cache, int64_t layer, const StepPositions& where,
-                                 const RotaryTable& rope, const quant::Linear* next, bool next_gated) const;
+                                 const RotaryTable& rope) const;
   int64_t heads_, kv_heads_, head_dim_;
   double scale_;
   quant::LinearPtr qkv_;
@@ -86,8 +84,6 @@ class Mlp {
   Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out);
   at::Tensor forward(const at::Tensor& x) const;
   const quant::Linear& in() const { return *in_; }
-  // Whether forward asks in() for forward_gated first (a gated MLP on the GPU, unless QB_GATED_EPILOGUE=0).
-  bool in_gated() const;
   const quant::Linear& out() const { return *out_; }
 
  private:

@@ -14,7 +14,6 @@ class DenseLinear final : public Linear {
   DenseLinear(at::Tensor weight, std::optional<at::Tensor> bias, std::string format);
   at::Tensor forward(const at::Tensor& x) const override;
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
-  kernels::L2WarmPlan l2_warm(int64_t rows, at::ScalarType act, bool gated) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }

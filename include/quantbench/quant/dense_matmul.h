@@ -17,9 +17,4 @@ at::Tensor dense_matmul(const at::Tensor& x, const at::Tensor& weight, const std
 at::Tensor dense_matmul_gated(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                               GateActivation act);
 
-// Linear::l2_warm for dense_matmul (gated: dense_matmul_gated) of `rows` rows of x in `act`: the GEMV's plan where
-// it would take them.
-kernels::L2WarmPlan dense_matmul_l2_warm(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                                         int64_t rows, at::ScalarType act, bool gated);
-
 }  // namespace qb::quant

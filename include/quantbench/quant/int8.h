@@ -32,8 +32,6 @@ class Int8Linear final : public Linear {
   Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias);
   at::Tensor forward(const at::Tensor& x) const override { return forward_with(x, Int8KernelPath::kAuto); }
   at::Tensor forward_with(const at::Tensor& x, Int8KernelPath path) const;
-  // The GEMV's plan (no gated form: forward_gated declines, so `gated` asks for forward's).
-  kernels::L2WarmPlan l2_warm(int64_t rows, at::ScalarType act, bool gated) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return "int8"; }

@@ -15,8 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "quantbench/kernels/l2_warm.h"
-
 namespace qb::quant {
 
 // The activation forward_gated applies (named here so that a format needs nothing of the model).
@@ -36,10 +34,6 @@ class Linear {
   // path for this x (the CPU, more rows than its decode kernel takes, a split off its tiles): the caller then runs
   // forward() and the activation itself.
   virtual at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const { return {}; }
-  // The weight bytes a CUDA forward (gated: forward_gated) of `rows` rows of x in dtype `act` streams after its
-  // kernel's own pre-wait loads, for a latency-bound kernel before it to ask L2 for (kernels/l2_warm.h). Empty
-  // where the format has no such kernel for these rows: a hint, never needed for a correct result.
-  virtual kernels::L2WarmPlan l2_warm(int64_t rows, at::ScalarType act, bool gated) const { return {}; }
   // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
   // reference (quantized formats return their dequantized values, not the original weight).
   virtual at::Tensor dequantize() const = 0;

@@ -77,7 +77,6 @@ class Q4Linear final : public Linear {
   at::Tensor forward(const at::Tensor& x) const override;
   // The decode kernel (tile layout) with its gated epilogue, up to 8 rows of x (where it measured faster).
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
-  kernels::L2WarmPlan l2_warm(int64_t rows, at::ScalarType act, bool gated) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }
