@@ -23,7 +23,11 @@
 //     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight); the partial sums of
 //     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
+#include <algorithm>
 #include <cfloat>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
 
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
@@ -36,6 +40,18 @@
 
 namespace qb::kernels {
 namespace {
+
+// DIAGNOSTIC (temporary): QB_ATTENTION_TRACE=1 records per block clock64 at: start, after the pre-wait part, after
+// the wait, after phase 1, after phase 2, after the softmax, at the end; and globaltimer at start and end.
+constexpr int kTraceFields = 9;
+constexpr int64_t kTraceRecords = 1 << 18;
+__device__ unsigned long long* g_trace = nullptr;
+__device__ unsigned long long g_trace_count = 0;
+__device__ __forceinline__ unsigned long long gtimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 
 constexpr int kThreads = 256;
 constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
@@ -86,6 +102,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                               pieces * rows_per_pass == kThreads;
   const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
   const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
+  unsigned long long tr[kTraceFields];
+  tr[0] = clock64();
+  tr[7] = gtimer();
 
   // ---- 0. before the PDL wait: the cached rows this thread reads first ----
   // Position and cache rows below it were written by kernels at least two launches back (the previous
@@ -119,7 +138,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
                    : make_uint4(0, 0, 0, 0);
   }
+  tr[1] = clock64();
   pdl_wait();
+  tr[2] = clock64();
 
   // ---- 1. stage, rotate, write the cache ----
   float* k_raw = partial;
@@ -148,6 +169,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   }
   __syncthreads();  // k_new, v_new and q_s visible to every thread
+  tr[3] = clock64();
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
   for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
@@ -177,6 +199,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   }
   __syncthreads();
 
+  tr[4] = clock64();
   // ---- 3. softmax statistics, every warp over all scores ----
   float m = -FLT_MAX;
   for (int64_t t = lane; t <= pos; t += 32) m = fmaxf(m, scores[t]);
@@ -185,6 +208,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   for (int64_t t = lane; t <= pos; t += 32) sum += __expf(scores[t] - m);
   const float inv_sum = 1.f / warp_sum(sum);
 
+  tr[5] = clock64();
   // ---- 4. output: pieces of V rows, rows_per_pass rows at a time; the first pass prefetched ----
   float acc[kVec];
 #pragma unroll
@@ -220,6 +244,12 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 #pragma unroll
       for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[j] * inv_sum);
     }
+    if (threadIdx.x == 0 && g_trace != nullptr) {
+      tr[6] = clock64();
+      tr[8] = gtimer();
+      const unsigned long long slot = atomicAdd(&g_trace_count, 1ull) % kTraceRecords;
+      for (int f = 0; f < kTraceFields; ++f) g_trace[slot * kTraceFields + f] = tr[f];
+    }
     return;
   }
   __syncthreads();  // phase 1's k_raw in `partial` is dead
@@ -244,6 +274,36 @@ void configure(int max_shared) {
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
 }
 
+void dump_trace() {
+  unsigned long long count = 0;
+  cudaDeviceSynchronize();
+  cudaMemcpyFromSymbol(&count, g_trace_count, sizeof(count));
+  unsigned long long* dev = nullptr;
+  cudaMemcpyFromSymbol(&dev, g_trace, sizeof(dev));
+  const int64_t n = std::min<int64_t>(count, kTraceRecords);
+  std::vector<unsigned long long> h(n * kTraceFields);
+  cudaMemcpy(h.data(), dev, h.size() * 8, cudaMemcpyDeviceToHost);
+  const char* names[] = {"pre-wait", "wait", "phase1", "scores", "softmax", "output", "total(ns)"};
+  std::fprintf(stderr, "attention trace: %lld blocks (median, p10, p90; cycles except total)\n", (long long)n);
+  for (int f = 0; f < 7; ++f) {
+    std::vector<double> d;
+    for (int64_t i = n / 4; i < n; ++i) {  // skip warm-up
+      const unsigned long long* r = &h[i * kTraceFields];
+      d.push_back(f < 6 ? double(r[f + 1] - r[f]) : double(r[8] - r[7]));
+    }
+    if (d.empty()) continue;
+    std::sort(d.begin(), d.end());
+    std::fprintf(stderr, "  %-10s %9.0f %9.0f %9.0f\n", names[f], d[d.size() / 2], d[d.size() / 10], d[d.size() * 9 / 10]);
+  }
+}
+
+void enable_trace() {
+  unsigned long long* buf = nullptr;
+  QB_CUDA_CHECK(cudaMalloc(&buf, kTraceRecords * kTraceFields * 8));
+  QB_CUDA_CHECK(cudaMemcpyToSymbol(g_trace, &buf, sizeof(buf)));
+  std::atexit(dump_trace);
+}
+
 }  // namespace
 
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
@@ -264,6 +324,11 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
            "decode_attention: scores for {} cached positions need {} bytes of shared memory, the GPU allows {}; use "
            "a shorter --prompt-len + --gen-len",
            capacity, shared_bytes, max_shared);
+  static const bool traced = [] {
+    if (std::getenv("QB_ATTENTION_TRACE") != nullptr) enable_trace();
+    return true;
+  }();
+  (void)traced;
   static const bool configured = [max_shared] {
     configure<float>(max_shared);
     configure<__half>(max_shared);
