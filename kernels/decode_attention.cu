@@ -17,10 +17,10 @@
 //     rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is.
 //  2. scores: one thread per cached position t, the dot product of K[t] (16-byte loads, 16 in
 //     flight) with q (shared-memory broadcasts), scaled, into scores[t] (shared).
-//  3. softmax: each warp finds max and sum over all scores (no barrier between the warps' copies).
+//  3. softmax: block max and sum from per-warp partials (two barriers); scores[t] becomes exp(score - max).
 //  4. output: thread (r, c) with c = the 16-byte piece of a row (r = tid % rows_per_pass for the
 //     shuffle reduction, else r = tid / pieces) accumulates
-//     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight); the partial sums of
+//     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight; p[t] = scores[t]); the partial sums of
 //     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
 #include <algorithm>
@@ -56,6 +56,7 @@ __device__ __forceinline__ unsigned long long gtimer() {
 constexpr int kThreads = 256;
 constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
 constexpr int kMaxHeadDim = 256;
+constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp_part in phase 3
 // kInFlight: independent 16-byte loads per thread in phases 2 and 4. Three variants (the host picks one):
 //   wide (prefetch, 16): a 128-dim 16-bit row; 255 registers, one block per SM;
 //   narrow (prefetch, 8): a 64-dim 16-bit row prefetched with half the registers, so a block fits beside a GEMV
@@ -172,6 +173,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   tr[3] = clock64();
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
+  // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
+  // piece still feeds chain j % 4, so the sums are the ones the scalar loop made. Each thread keeps the largest of its
+  // scores for the softmax below.
+  float local_max = -FLT_MAX;
   for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
     const T* row = t == pos ? k_new : keys + t * head_dim;
     const bool prefetched = kPrefetch && t < kThreads && t < pos;
@@ -191,22 +196,48 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
         const int d = d0 + u * kVec;
         if (d < head_dim) {
 #pragma unroll
-          for (int j = 0; j < kVec; ++j) acc4[j & 3] += q_s[d + j] * to_float(k[j]);
+          for (int j4 = 0; j4 < kVec / 4; ++j4) {
+            const float4 qv = reinterpret_cast<const float4*>(q_s + d)[j4];
+            acc4[0] += qv.x * to_float(k[4 * j4]);
+            acc4[1] += qv.y * to_float(k[4 * j4 + 1]);
+            acc4[2] += qv.z * to_float(k[4 * j4 + 2]);
+            acc4[3] += qv.w * to_float(k[4 * j4 + 3]);
+          }
         }
       }
     }
-    scores[t] = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
+    const float score = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
+    scores[t] = score;
+    local_max = fmaxf(local_max, score);
   }
-  __syncthreads();
 
   tr[4] = clock64();
-  // ---- 3. softmax statistics, every warp over all scores ----
-  float m = -FLT_MAX;
-  for (int64_t t = lane; t <= pos; t += 32) m = fmaxf(m, scores[t]);
-  m = warp_max(m);
+  // ---- 3. softmax: block max and sum through per-warp partials; scores[t] becomes exp(score - max) ----
+  // (Was every warp walking all scores twice, exp included, and phase 4 taking the exp again: ~1000 cycles a
+  // block on 200 positions.) A thread rereads only the scores it wrote, so one barrier per reduction suffices.
+  constexpr int kWarps = kThreads / 32;
+  __shared__ float warp_part[2][kWarps];
+  static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
+  const int warp = threadIdx.x >> 5;
+  local_max = warp_max(local_max);
+  if (lane == 0) warp_part[0][warp] = local_max;
+  __syncthreads();
+  float m = warp_part[0][0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) m = fmaxf(m, warp_part[0][w]);
+  float local_sum = 0.f;
+  for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
+    const float e = __expf(scores[t] - m);
+    scores[t] = e;
+    local_sum += e;
+  }
+  local_sum = warp_sum(local_sum);
+  if (lane == 0) warp_part[1][warp] = local_sum;
+  __syncthreads();  // also: every exp in scores[] visible
   float sum = 0.f;
-  for (int64_t t = lane; t <= pos; t += 32) sum += __expf(scores[t] - m);
-  const float inv_sum = 1.f / warp_sum(sum);
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) sum += warp_part[1][w];
+  const float inv_sum = 1.f / sum;
 
   tr[5] = clock64();
   // ---- 4. output: pieces of V rows, rows_per_pass rows at a time; the first pass prefetched ----
@@ -224,7 +255,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
         raw[u] = kPrefetch && t0 == r0 && t < pos ? v_pre[u]
                  : t <= pos          ? *reinterpret_cast<const uint4*>(row + piece * kVec)
                                      : make_uint4(0, 0, 0, 0);
-        p[u] = t <= pos ? __expf(scores[t] - m) : 0.f;
+        p[u] = t <= pos ? scores[t] : 0.f;
       }
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
@@ -319,7 +350,8 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
            head_dim, rotary_dim, vec, kMaxHeadDim);
   const size_t shared_bytes = static_cast<size_t>(2 * head_dim * elem_bytes) +
                               sizeof(float) * static_cast<size_t>(head_dim + capacity + kPartialFloats);
-  const int max_shared = max_shared_per_block_optin();
+  // The block's static shared memory (the softmax's per-warp partials) comes out of the same per-block allowance.
+  const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
   QB_CHECK(shared_bytes <= static_cast<size_t>(max_shared), kUnsupported,
            "decode_attention: scores for {} cached positions need {} bytes of shared memory, the GPU allows {}; use "
            "a shorter --prompt-len + --gen-len",
