@@ -13,8 +13,8 @@
 // qkv GEMV (measured by skipping the kernel: Qwen2-7B's attention cost 14.6 us a layer without this); also
 // before the wait, every cached row of the K/V head is asked of L2 (l2_prefetch.cuh) and the rotary
 // frequencies are read, so nothing after the wait goes to DRAM:
-//  1. q and the new k, v staged in shared memory (fp32); rotary embedding (rotate_half, first
-//     rotary_dim dims) on q and k; q rounded to T as transformers' rotated q is.
+//  1. q and the new k rotated (rotate_half, first rotary_dim dims; each thread reads its dimension and its
+//     partner's from qkv), q rounded to T as transformers' rotated q is, staged in shared memory with k, v.
 //  2. scores: one thread per cached position t, the dot product of K[t] (16-byte loads, 16 in
 //     flight) with q (shared-memory broadcasts), scaled, into scores[t] (shared).
 //  3. softmax: block max and sum from per-warp partials (two barriers); scores[t] becomes exp(score - max).
@@ -22,12 +22,9 @@
 //     shuffle reduction, else r = tid / pieces) accumulates
 //     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight; p[t] = scores[t]); the partial sums of
 //     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
-// Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32).
-#include <algorithm>
+// Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32); static: the
+// softmax's per-warp partials.
 #include <cfloat>
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
 
 #include "dtype_utils.cuh"
 #include "l2_prefetch.cuh"
@@ -41,18 +38,6 @@
 namespace qb::kernels {
 namespace {
 
-// DIAGNOSTIC (temporary): QB_ATTENTION_TRACE=1 records per block clock64 at: start, after the pre-wait part, after
-// the wait, after phase 1, after phase 2, after the softmax, at the end; and globaltimer at start and end.
-constexpr int kTraceFields = 9;
-constexpr int64_t kTraceRecords = 1 << 18;
-__device__ unsigned long long* g_trace = nullptr;
-__device__ unsigned long long g_trace_count = 0;
-__device__ __forceinline__ unsigned long long gtimer() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 constexpr int kThreads = 256;
 constexpr int kPartialFloats = kThreads * 8;  // phase 4: one 16-byte piece (<= 8 elements) per thread
 constexpr int kMaxHeadDim = 256;
@@ -64,11 +49,10 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 //   light (no prefetch, 8): ~70 registers, several blocks per SM for batched decode (batch 16 ran 7% slower
 //     with the prefetch).
 
-// rotate_half at dim d with c = cos, s = sin of frequency d mod rotary_dim / 2 (read before the PDL wait).
-__device__ __forceinline__ float rotary(const float* x, int d, int rotary_dim, float c, float s) {
-  if (d >= rotary_dim) return x[d];
-  const int half = rotary_dim / 2;
-  return d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
+// rotate_half at a dimension below rotary_dim: x its value, partner the value rotary_dim / 2 away (above it in the
+// first half, below it in the second); c, s the cos and sin of its frequency (read before the PDL wait).
+__device__ __forceinline__ float rotate_half(float x, float partner, bool first_half, float c, float s) {
+  return first_half ? x * c - partner * s : x * c + partner * s;
 }
 
 template <typename T, bool kPrefetch, int kInFlight>
@@ -86,7 +70,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   T* v_new = k_new + head_dim;                               // [D]
   float* q_s = reinterpret_cast<float*>(v_new + head_dim);   // [D]
   float* scores = q_s + head_dim;                            // [capacity]
-  float* partial = scores + capacity;                        // [kPartialFloats]; stages raw k first
+  float* partial = scores + capacity;                        // [kPartialFloats]
   const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
   const T* q_in = qkv + b * qkv_row + int64_t(head) * head_dim;
   const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
@@ -103,9 +87,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                               pieces * rows_per_pass == kThreads;
   const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
   const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
-  unsigned long long tr[kTraceFields];
-  tr[0] = clock64();
-  tr[7] = gtimer();
 
   // ---- 0. before the PDL wait: the cached rows this thread reads first ----
   // Position and cache rows below it were written by kernels at least two launches back (the previous
@@ -139,38 +120,31 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
                    : make_uint4(0, 0, 0, 0);
   }
-  tr[1] = clock64();
   pdl_wait();
-  tr[2] = clock64();
 
-  // ---- 1. stage, rotate, write the cache ----
-  float* k_raw = partial;
-  // v is read with q and k (one round trip to L2 for the three, not two); head_dim <= kThreads (host-checked).
-  const T v_mine = threadIdx.x < head_dim ? v_in[threadIdx.x] : T{};
-  for (int i = threadIdx.x; i < head_dim; i += kThreads) {
-    q_s[i] = to_float(q_in[i]);
-    k_raw[i] = to_float(k_in[i]);
-  }
-  __syncthreads();
-  float q_rot = 0.f, k_rot = 0.f;  // head_dim <= kThreads (host-checked)
+  // ---- 1. rotate q and the new k, write the cache ----
+  // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight from
+  // qkv: one round trip to L2 for all of them, and one barrier publishes what it stages (was: stage, barrier,
+  // rotate, barrier, write, barrier).
   if (threadIdx.x < head_dim) {
     const int d = threadIdx.x;
-    q_rot = rope_cos != nullptr ? rotary(q_s, d, rotary_dim, rope_c, rope_s) : q_s[d];
-    k_rot = rope_cos != nullptr ? rotary(k_raw, d, rotary_dim, rope_c, rope_s) : k_raw[d];
-  }
-  __syncthreads();
-  if (threadIdx.x < head_dim) {
-    const int d = threadIdx.x;
+    const int half = rotary_dim / 2;
+    const bool rotates = rope_cos != nullptr && d < rotary_dim;
+    const int partner = !rotates ? d : d < half ? d + half : d - half;
+    const float q_d = to_float(q_in[d]), q_p = to_float(q_in[partner]);
+    const float k_d = to_float(k_in[d]), k_p = to_float(k_in[partner]);
+    const T v_d = v_in[d];
+    const float q_rot = rotates ? rotate_half(q_d, q_p, d < half, rope_c, rope_s) : q_d;
+    const float k_rot = rotates ? rotate_half(k_d, k_p, d < half, rope_c, rope_s) : k_d;
     q_s[d] = round_to<T>(q_rot);
     k_new[d] = from_float<T>(k_rot);
-    v_new[d] = v_mine;
+    v_new[d] = v_d;
     if (writes_cache) {
       keys[pos * head_dim + d] = k_new[d];
-      values[pos * head_dim + d] = v_new[d];
+      values[pos * head_dim + d] = v_d;
     }
   }
   __syncthreads();  // k_new, v_new and q_s visible to every thread
-  tr[3] = clock64();
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
@@ -211,7 +185,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     local_max = fmaxf(local_max, score);
   }
 
-  tr[4] = clock64();
   // ---- 3. softmax: block max and sum through per-warp partials; scores[t] becomes exp(score - max) ----
   // (Was every warp walking all scores twice, exp included, and phase 4 taking the exp again: ~1000 cycles a
   // block on 200 positions.) A thread rereads only the scores it wrote, so one barrier per reduction suffices.
@@ -239,7 +212,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   for (int w = 0; w < kWarps; ++w) sum += warp_part[1][w];
   const float inv_sum = 1.f / sum;
 
-  tr[5] = clock64();
   // ---- 4. output: pieces of V rows, rows_per_pass rows at a time; the first pass prefetched ----
   float acc[kVec];
 #pragma unroll
@@ -275,15 +247,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 #pragma unroll
       for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[j] * inv_sum);
     }
-    if (threadIdx.x == 0 && g_trace != nullptr) {
-      tr[6] = clock64();
-      tr[8] = gtimer();
-      const unsigned long long slot = atomicAdd(&g_trace_count, 1ull) % kTraceRecords;
-      for (int f = 0; f < kTraceFields; ++f) g_trace[slot * kTraceFields + f] = tr[f];
-    }
     return;
   }
-  __syncthreads();  // phase 1's k_raw in `partial` is dead
 #pragma unroll
   for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[j];
   __syncthreads();
@@ -303,36 +268,6 @@ void configure(int max_shared) {
                                      max_shared));
   QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, false, 8>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
-}
-
-void dump_trace() {
-  unsigned long long count = 0;
-  cudaDeviceSynchronize();
-  cudaMemcpyFromSymbol(&count, g_trace_count, sizeof(count));
-  unsigned long long* dev = nullptr;
-  cudaMemcpyFromSymbol(&dev, g_trace, sizeof(dev));
-  const int64_t n = std::min<int64_t>(count, kTraceRecords);
-  std::vector<unsigned long long> h(n * kTraceFields);
-  cudaMemcpy(h.data(), dev, h.size() * 8, cudaMemcpyDeviceToHost);
-  const char* names[] = {"pre-wait", "wait", "phase1", "scores", "softmax", "output", "total(ns)"};
-  std::fprintf(stderr, "attention trace: %lld blocks (median, p10, p90; cycles except total)\n", (long long)n);
-  for (int f = 0; f < 7; ++f) {
-    std::vector<double> d;
-    for (int64_t i = n / 4; i < n; ++i) {  // skip warm-up
-      const unsigned long long* r = &h[i * kTraceFields];
-      d.push_back(f < 6 ? double(r[f + 1] - r[f]) : double(r[8] - r[7]));
-    }
-    if (d.empty()) continue;
-    std::sort(d.begin(), d.end());
-    std::fprintf(stderr, "  %-10s %9.0f %9.0f %9.0f\n", names[f], d[d.size() / 2], d[d.size() / 10], d[d.size() * 9 / 10]);
-  }
-}
-
-void enable_trace() {
-  unsigned long long* buf = nullptr;
-  QB_CUDA_CHECK(cudaMalloc(&buf, kTraceRecords * kTraceFields * 8));
-  QB_CUDA_CHECK(cudaMemcpyToSymbol(g_trace, &buf, sizeof(buf)));
-  std::atexit(dump_trace);
 }
 
 }  // namespace
@@ -356,11 +291,6 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
            "decode_attention: scores for {} cached positions need {} bytes of shared memory, the GPU allows {}; use "
            "a shorter --prompt-len + --gen-len",
            capacity, shared_bytes, max_shared);
-  static const bool traced = [] {
-    if (std::getenv("QB_ATTENTION_TRACE") != nullptr) enable_trace();
-    return true;
-  }();
-  (void)traced;
   static const bool configured = [max_shared] {
     configure<float>(max_shared);
     configure<__half>(max_shared);
