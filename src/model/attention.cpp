@@ -1,8 +1,6 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernel_bridge.h"
 #include "quantbench/core/error.h"
@@ -22,10 +20,6 @@ at::Tensor Attention::forward(const at::Tensor& x, KvCache* cache, int64_t layer
   const at::Tensor qkv = qkv_->forward(x);  // [B, T, (H + 2 Hkv) D]: q heads, k heads, v heads
   at::Tensor context;
 #ifdef QB_HAVE_CUDA
-  // DIAGNOSTIC (temporary): QB_DIAG_SKIP=attention hands the o-proj q's slice of qkv instead.
-  static const char* skip_env = std::getenv("QB_DIAG_SKIP");
-  static const bool skip_attention = skip_env != nullptr && std::strstr(skip_env, "attention") != nullptr;
-  if (where.decode && x.is_cuda() && skip_attention) return out_->forward(qkv.narrow(-1, 0, heads_ * head_dim_));
   if (where.decode && x.is_cuda()) context = attend_fused_decode(qkv, *cache, layer, where, rope);
   if (!where.decode && x.is_cuda()) context = attend_fused_prefill(qkv, cache, layer, rope);
 #endif

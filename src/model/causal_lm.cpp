@@ -1,5 +1,3 @@
-#include <cstdlib>
-#include <cstring>
 #include "quantbench/model/causal_lm.h"
 
 #include <ATen/ATen.h>
@@ -76,14 +74,9 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
       const at::Tensor mlp = layer.mlp->forward(residual);
       residual = layer.mlp_norm.add_forward(residual, mlp);
     } else {
-      // DIAGNOSTIC (temporary): QB_DIAG_SKIP=norm1,norm2 leaves a decode step's norms out (wrong values, same GEMVs).
-      static const char* skip_env = std::getenv("QB_DIAG_SKIP");
-      static const bool skip1 = skip_env != nullptr && std::strstr(skip_env, "norm1") != nullptr;
-      static const bool skip2 = skip_env != nullptr && std::strstr(skip_env, "norm2") != nullptr;
-      const bool diag = where.decode && residual.is_cuda() && i > 0;
-      const at::Tensor normed = diag && skip1 ? delta : layer.attn_norm.add_forward(residual, delta);
+      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
-      const at::Tensor normed2 = diag && skip2 ? attn : layer.mlp_norm.add_forward(residual, attn);
+      const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
       delta = layer.mlp->forward(normed2);
     }
   }
