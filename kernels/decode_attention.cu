@@ -150,39 +150,63 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
   // piece still feeds chain j % 4, so the sums are the ones the scalar loop made. Each thread keeps the largest of its
   // scores for the softmax below.
-  float local_max = -FLT_MAX;
-  for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
-    const T* row = t == pos ? k_new : keys + t * head_dim;
-    const bool prefetched = kPrefetch && t < kThreads && t < pos;
-    float acc4[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: a head_dim-long serial FMA chain was ~0.25 us
-    for (int d0 = 0; d0 < head_dim; d0 += kInFlight * kVec) {
-      uint4 raw[kInFlight];
+  // one_pass (block-uniform): every position is below kThreads and a row is exactly the kInFlight pieces prefetched
+  // before the wait (TinyLlama's and Qwen2-7B's decode up to 256 positions): phases 2 and 4 then take rows from
+  // registers or the new row in shared memory without pointer selection, bounds tests or loops. Same arithmetic, in
+  // the same order, as the general path.
+  const bool one_pass = kPrefetch && head_dim == kInFlight * kVec && pos < kThreads;
+  // q . (kInFlight 16-byte pieces of a K row from column d0) into the four chains.
+  auto dot_pieces = [&](const uint4 (&raw)[kInFlight], int d0, float (&acc4)[4]) {
 #pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const int d = d0 + u * kVec;
-        raw[u] = prefetched && d0 == 0 ? k_pre[u]
-                 : d < head_dim        ? *reinterpret_cast<const uint4*>(row + d)
-                                       : make_uint4(0, 0, 0, 0);
-      }
+    for (int u = 0; u < kInFlight; ++u) {
+      const T* k = reinterpret_cast<const T*>(&raw[u]);
+      const int d = d0 + u * kVec;
+      if (d < head_dim) {
 #pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const T* k = reinterpret_cast<const T*>(&raw[u]);
-        const int d = d0 + u * kVec;
-        if (d < head_dim) {
-#pragma unroll
-          for (int j4 = 0; j4 < kVec / 4; ++j4) {
-            const float4 qv = reinterpret_cast<const float4*>(q_s + d)[j4];
-            acc4[0] += qv.x * to_float(k[4 * j4]);
-            acc4[1] += qv.y * to_float(k[4 * j4 + 1]);
-            acc4[2] += qv.z * to_float(k[4 * j4 + 2]);
-            acc4[3] += qv.w * to_float(k[4 * j4 + 3]);
-          }
+        for (int j4 = 0; j4 < kVec / 4; ++j4) {
+          const float4 qv = reinterpret_cast<const float4*>(q_s + d)[j4];
+          acc4[0] += qv.x * to_float(k[4 * j4]);
+          acc4[1] += qv.y * to_float(k[4 * j4 + 1]);
+          acc4[2] += qv.z * to_float(k[4 * j4 + 2]);
+          acc4[3] += qv.w * to_float(k[4 * j4 + 3]);
         }
       }
     }
-    const float score = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
-    scores[t] = score;
-    local_max = fmaxf(local_max, score);
+  };
+  float local_max = -FLT_MAX;
+  if (one_pass) {
+    if (threadIdx.x <= pos) {
+      uint4 raw[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        raw[u] = threadIdx.x < pos ? k_pre[u] : reinterpret_cast<const uint4*>(k_new)[u];
+      }
+      float acc4[4] = {0.f, 0.f, 0.f, 0.f};
+      dot_pieces(raw, 0, acc4);
+      const float score = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
+      scores[threadIdx.x] = score;
+      local_max = score;
+    }
+  } else {
+    for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
+      const T* row = t == pos ? k_new : keys + t * head_dim;
+      const bool prefetched = kPrefetch && t < kThreads && t < pos;
+      float acc4[4] = {0.f, 0.f, 0.f, 0.f};  // four chains: a head_dim-long serial FMA chain was ~0.25 us
+      for (int d0 = 0; d0 < head_dim; d0 += kInFlight * kVec) {
+        uint4 raw[kInFlight];
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+          const int d = d0 + u * kVec;
+          raw[u] = prefetched && d0 == 0 ? k_pre[u]
+                   : d < head_dim        ? *reinterpret_cast<const uint4*>(row + d)
+                                         : make_uint4(0, 0, 0, 0);
+        }
+        dot_pieces(raw, d0, acc4);
+      }
+      const float score = ((acc4[0] + acc4[1]) + (acc4[2] + acc4[3])) * scale;
+      scores[t] = score;
+      local_max = fmaxf(local_max, score);
+    }
   }
 
   // ---- 3. softmax: block max and sum through per-warp partials; scores[t] becomes exp(score - max) ----
@@ -216,7 +240,27 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   float acc[kVec];
 #pragma unroll
   for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
-  if (r0 < rows_per_pass) {
+  auto accumulate = [&](const uint4 (&raw)[kInFlight], const float (&p)[kInFlight]) {
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const T* v = reinterpret_cast<const T*>(&raw[u]);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) acc[j] += p[u] * to_float(v[j]);
+    }
+  };
+  if (one_pass) {  // rows r0 + u * rows_per_pass, u < kInFlight, cover [0, kThreads): rows_per_pass = kThreads / kInFlight
+    uint4 raw[kInFlight];
+    float p[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int t = r0 + u * rows_per_pass;
+      raw[u] = t < pos    ? v_pre[u]
+               : t == pos ? reinterpret_cast<const uint4*>(v_new)[piece]
+                          : make_uint4(0, 0, 0, 0);
+      p[u] = t <= pos ? scores[t] : 0.f;
+    }
+    accumulate(raw, p);
+  } else if (r0 < rows_per_pass) {
     for (int64_t t0 = r0; t0 <= pos; t0 += kInFlight * rows_per_pass) {
       uint4 raw[kInFlight];
       float p[kInFlight];
@@ -229,12 +273,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                                      : make_uint4(0, 0, 0, 0);
         p[u] = t <= pos ? scores[t] : 0.f;
       }
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        const T* v = reinterpret_cast<const T*>(&raw[u]);
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[j] += p[u] * to_float(v[j]);
-      }
+      accumulate(raw, p);
     }
   }
   T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
