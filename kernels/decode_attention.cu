@@ -20,8 +20,13 @@
 //  3. softmax: block max and sum from per-warp partials (two barriers); scores[t] becomes exp(score - max).
 //  4. output: thread (r, c) with c = the 16-byte piece of a row (r = tid % rows_per_pass for the
 //     shuffle reduction, else r = tid / pieces) accumulates
-//     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight; p[t] = scores[t]); the partial sums of
-//     the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head sizes).
+//     p[t] * V[t][piece c] for t = r, r + rows_per_pass, ... (16 rows in flight; p[t] = scores[t]); the
+//     partial sums of the rows_per_pass groups are added by warp shuffles (or in shared memory for odd head
+//     sizes).
+// Phases 2 and 4 have a one-pass form for the common decode case (positions below 256, a row exactly the pieces
+// prefetched before the wait): rows come from registers or the new row in shared memory, with the general loop's
+// arithmetic in the same order. Measured per block on the H100 (BENCHMARKS.md, session 23): these changes took
+// TinyLlama fp16 from 976 to 1011 tok/s and Qwen2-7B nf4 from 529 to 547.
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32); static: the
 // softmax's per-warp partials.
 #include <cfloat>
@@ -123,8 +128,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   pdl_wait();
 
   // ---- 1. rotate q and the new k, write the cache ----
-  // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight from
-  // qkv: one round trip to L2 for all of them, and one barrier publishes what it stages (was: stage, barrier,
+  // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight
+  // from qkv: one round trip to L2 for all of them, and one barrier publishes what it stages (was: stage, barrier,
   // rotate, barrier, write, barrier).
   if (threadIdx.x < head_dim) {
     const int d = threadIdx.x;
@@ -248,7 +253,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
       for (int j = 0; j < kVec; ++j) acc[j] += p[u] * to_float(v[j]);
     }
   };
-  if (one_pass) {  // rows r0 + u * rows_per_pass, u < kInFlight, cover [0, kThreads): rows_per_pass = kThreads / kInFlight
+  if (one_pass) {  // rows r0 + u * rows_per_pass (u < kInFlight) cover [0, kThreads): rows_per_pass * kInFlight = 256
     uint4 raw[kInFlight];
     float p[kInFlight];
 #pragma unroll

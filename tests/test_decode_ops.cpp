@@ -44,7 +44,8 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
                                 // more blocks than SMs: the variant without the pre-wait prefetch
                                 AttentionCase{6, 28, 4, 128, 128, 300, 290},
                                 // the last position of the one-pass path (255) and the first past it (256)
-                                AttentionCase{1, 32, 4, 64, 64, 300, 255}, AttentionCase{1, 28, 4, 128, 128, 300, 256}}) {
+                                AttentionCase{1, 32, 4, 64, 64, 300, 255},
+                                AttentionCase{1, 28, 4, 128, 128, 300, 256}}) {
     for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
       SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
                                         << " pos=" << c.position << " " << c10::toString(type));
