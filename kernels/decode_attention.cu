@@ -32,6 +32,7 @@
 #include <cfloat>
 
 #include "dtype_utils.cuh"
+#include "gemv_mma_tile.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
@@ -58,6 +59,20 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 // first half, below it in the second); c, s the cos and sin of its frequency (read before the PDL wait).
 __device__ __forceinline__ float rotate_half(float x, float partner, bool first_half, float c, float s) {
   return first_half ? x * c - partner * s : x * c + partner * s;
+}
+
+// Two values already representable in T as the packed pair an mma operand register holds (lo in the low half).
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 template <typename T, bool kPrefetch, int kInFlight>
@@ -113,13 +128,32 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     rope_c = rope_cos[pos * half + i];
     rope_s = rope_sin[pos * half + i];
   }
+  // one_pass (block-uniform): every position is below kThreads and a row is exactly the kInFlight pieces prefetched
+  // here (TinyLlama's and Qwen2-7B's decode up to 256 positions): phases 2 and 4 then take rows from registers or
+  // the new row in shared memory without pointer selection, bounds tests or loops. 16-bit: the scores on tensor
+  // cores (mma_scores below), with K prefetched in mma fragment order: warp w owns positions [32 w, 32 w + 32) as two
+  // 16-row tiles; lane (g, t) loads, for tile, half h and 32-column step s, 16 bytes of row 32 w + 16 tile + 8 h + g
+  // at column 32 s + 8 t. fp32: each thread its own row, as the general path.
+  const bool one_pass = kPrefetch && head_dim == kInFlight * kVec && pos < kThreads;
+  constexpr bool kMmaScores = sizeof(T) == 2 && kInFlight % 4 == 0;
+  const bool mma_scores = kMmaScores && one_pass;
+  constexpr int kSteps = kInFlight / 4;  // 32-column steps of a row (mma_scores: kInFlight pieces = head_dim / 8)
+  const int warp = threadIdx.x >> 5, quad_g = lane >> 2, quad_t = lane & 3;
+  auto mma_row = [&](int u) { return warp * 32 + (u / (2 * kSteps)) * 16 + ((u / kSteps) % 2) * 8 + quad_g; };
+  auto mma_piece = [&](int u) { return (u % kSteps) * 4 + quad_t; };
   uint4 k_pre[kInFlight], v_pre[kInFlight];
 #pragma unroll
   for (int u = 0; u < (kPrefetch ? kInFlight : 0); ++u) {
     const int d = u * kVec;
-    k_pre[u] = threadIdx.x < pos && d < head_dim
-                   ? *reinterpret_cast<const uint4*>(keys + int64_t(threadIdx.x) * head_dim + d)
-                   : make_uint4(0, 0, 0, 0);
+    if (mma_scores) {
+      const int row = mma_row(u);
+      k_pre[u] = row < pos ? *reinterpret_cast<const uint4*>(keys + int64_t(row) * head_dim + mma_piece(u) * kVec)
+                           : make_uint4(0, 0, 0, 0);
+    } else {
+      k_pre[u] = threadIdx.x < pos && d < head_dim
+                     ? *reinterpret_cast<const uint4*>(keys + int64_t(threadIdx.x) * head_dim + d)
+                     : make_uint4(0, 0, 0, 0);
+    }
     const int64_t t = r0 + int64_t(u) * rows_per_pass;
     v_pre[u] = r0 < rows_per_pass && t < pos
                    ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
@@ -155,11 +189,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
   // piece still feeds chain j % 4, so the sums are the ones the scalar loop made. Each thread keeps the largest of its
   // scores for the softmax below.
-  // one_pass (block-uniform): every position is below kThreads and a row is exactly the kInFlight pieces prefetched
-  // before the wait (TinyLlama's and Qwen2-7B's decode up to 256 positions): phases 2 and 4 then take rows from
-  // registers or the new row in shared memory without pointer selection, bounds tests or loops. Same arithmetic, in
-  // the same order, as the general path.
-  const bool one_pass = kPrefetch && head_dim == kInFlight * kVec && pos < kThreads;
   // q . (kInFlight 16-byte pieces of a K row from column d0) into the four chains.
   auto dot_pieces = [&](const uint4 (&raw)[kInFlight], int d0, float (&acc4)[4]) {
 #pragma unroll
@@ -179,7 +208,52 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   };
   float local_max = -FLT_MAX;
-  if (one_pass) {
+  if (mma_scores) {
+    if constexpr (kMmaScores) {
+      // Scores as a [positions x head_dim] x [head_dim x 8] product with q in every column (mma.m16n8k16, fp32
+      // accumulation): the lane's physical 16 bytes fill the fragment's logical k slots and q is taken at the same
+      // physical columns, as the decode GEMV does (gemv_mma_tile.cuh). The new row comes from k_new.
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        if (mma_row(u) == pos) k_pre[u] = reinterpret_cast<const uint4*>(k_new)[mma_piece(u)];
+      }
+      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+      for (int step = 0; step < kSteps; ++step) {
+        // q at columns 32 step + 8 quad_t .. + 7 as T pairs (exact: q_s holds values rounded to T).
+        const float4 qa = reinterpret_cast<const float4*>(q_s + step * 32 + quad_t * 8)[0];
+        const float4 qb = reinterpret_cast<const float4*>(q_s + step * 32 + quad_t * 8)[1];
+        const uint32_t qw[4] = {pack_pair<T>(qa.x, qa.y), pack_pair<T>(qa.z, qa.w), pack_pair<T>(qb.x, qb.y),
+                                pack_pair<T>(qb.z, qb.w)};
+#pragma unroll
+        for (int tile = 0; tile < 2; ++tile) {
+          const uint4& w0 = k_pre[tile * 2 * kSteps + step];           // row g
+          const uint4& w1 = k_pre[tile * 2 * kSteps + kSteps + step];  // row g + 8
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const uint32_t a[4] = {gemv::word_of(w0, 2 * j), gemv::word_of(w1, 2 * j), gemv::word_of(w0, 2 * j + 1),
+                                   gemv::word_of(w1, 2 * j + 1)};
+            gemv::HalfTraits<T>::mma(c[tile], a, qw[2 * j], qw[2 * j + 1]);
+          }
+        }
+      }
+      // Every column holds the same dot product: lanes with quad_t == 0 write rows g and g + 8 of each tile.
+      if (quad_t == 0) {
+#pragma unroll
+        for (int tile = 0; tile < 2; ++tile) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = warp * 32 + tile * 16 + h * 8 + quad_g;
+            if (row <= pos) {
+              const float score = c[tile][2 * h] * scale;
+              scores[row] = score;
+              local_max = fmaxf(local_max, score);
+            }
+          }
+        }
+      }
+    }
+  } else if (one_pass) {
     if (threadIdx.x <= pos) {
       uint4 raw[kInFlight];
 #pragma unroll
@@ -216,11 +290,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
 
   // ---- 3. softmax: block max and sum through per-warp partials; scores[t] becomes exp(score - max) ----
   // (Was every warp walking all scores twice, exp included, and phase 4 taking the exp again: ~1000 cycles a
-  // block on 200 positions.) A thread rereads only the scores it wrote, so one barrier per reduction suffices.
+  // block on 200 positions.) The first barrier also publishes the scores (the tensor-core path writes a row from
+  // another thread than the one that takes its exp).
   constexpr int kWarps = kThreads / 32;
   __shared__ float warp_part[2][kWarps];
   static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
-  const int warp = threadIdx.x >> 5;
   local_max = warp_max(local_max);
   if (lane == 0) warp_part[0][warp] = local_max;
   __syncthreads();
