@@ -130,12 +130,15 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   }
   // one_pass (block-uniform): every position is below kThreads and a row is exactly the kInFlight pieces prefetched
   // here (TinyLlama's and Qwen2-7B's decode up to 256 positions): phases 2 and 4 then take rows from registers or
-  // the new row in shared memory without pointer selection, bounds tests or loops. 16-bit: the scores on tensor
+  // the new row in shared memory without pointer selection, bounds tests or loops. 16-bit wide: the scores on tensor
   // cores (mma_scores below), with K prefetched in mma fragment order: warp w owns positions [32 w, 32 w + 32) as two
   // 16-row tiles; lane (g, t) loads, for tile, half h and 32-column step s, 16 bytes of row 32 w + 16 tile + 8 h + g
-  // at column 32 s + 8 t. fp32: each thread its own row, as the general path.
+  // at column 32 s + 8 t. Otherwise each thread its own row, as the general path.
   const bool one_pass = kPrefetch && head_dim == kInFlight * kVec && pos < kThreads;
-  constexpr bool kMmaScores = sizeof(T) == 2 && kInFlight % 4 == 0;
+  // Tensor-core scores in the wide variant only: on 64-dim rows (narrow) they measured TinyLlama fp16 1007.3 /
+  // 1006.7 tok/s against 1011.1 / 1011.2 with the FMA path (nf4 1898 against 1874); on Qwen2-7B's 128-dim rows nf4
+  // 554.2 against 546.7 (BENCHMARKS.md, session 23).
+  constexpr bool kMmaScores = sizeof(T) == 2 && kInFlight == 16;
   const bool mma_scores = kMmaScores && one_pass;
   constexpr int kSteps = kInFlight / 4;  // 32-column steps of a row (mma_scores: kInFlight pieces = head_dim / 8)
   const int warp = threadIdx.x >> 5, quad_g = lane >> 2, quad_t = lane & 3;
