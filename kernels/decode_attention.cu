@@ -25,8 +25,9 @@
 //     sizes).
 // Phases 2 and 4 have a one-pass form for the common decode case (positions below 256, a row exactly the pieces
 // prefetched before the wait): rows come from registers or the new row in shared memory, with the general loop's
-// arithmetic in the same order. End to end on the H100 (BENCHMARKS.md, session 23), this form and the softmax took
-// TinyLlama fp16 from 976 to 1011 tok/s and Qwen2-7B nf4 from 529 to 547.
+// arithmetic in the same order, except that 128-dim 16-bit rows take their scores on tensor cores. End to end on
+// the H100 (BENCHMARKS.md, session 23), this form and the softmax took TinyLlama fp16 from 976 to 1011 tok/s and
+// Qwen2-7B nf4 from 529 to 555.
 // Shared memory: k_new [D] | v_new [D] (T) | q [D] | scores [capacity] | partial [256 x 8] (fp32); static: the
 // softmax's per-warp partials.
 #include <cfloat>
