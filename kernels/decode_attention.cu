@@ -76,20 +76,6 @@ __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi)
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-__device__ __forceinline__ void set_word(uint4& v, int i, uint32_t w) {
-  if (i == 0) v.x = w;
-  if (i == 1) v.y = w;
-  if (i == 2) v.z = w;
-  if (i == 3) v.w = w;
-}
-
-// Transposes an 8 x 8 matrix of 16-bit values held a row per lane quad (lane l: row l / 4, columns 2 (l % 4), +1).
-__device__ __forceinline__ uint32_t transpose8x8(uint32_t v) {
-  uint32_t t;
-  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(t) : "r"(v));
-  return t;
-}
-
 template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
@@ -159,13 +145,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   const int warp = threadIdx.x >> 5, quad_g = lane >> 2, quad_t = lane & 3;
   auto mma_row = [&](int u) { return warp * 32 + (u / (2 * kSteps)) * 16 + ((u / kSteps) % 2) * 8 + quad_g; };
   auto mma_piece = [&](int u) { return (u % kSteps) * 4 + quad_t; };
-  // The output phase on tensor cores (with mma_scores): out = p V as an m16n8k16 product with p in every row of A,
-  // positions as k and head dimensions as n. Warp w owns dimensions [16 w, 16 w + 16) (two 8-wide n tiles) over all
-  // 16 k tiles of 16 positions. B wants two positions of one dimension per register, V rows give the opposite, so
-  // each 8 x 8 block (8 positions x 8 dimensions) is loaded a row per lane quad, 4 bytes a lane, and transposed by
-  // movmatrix. Word c of v_pre[u] (k tile u): n tile c / 2, position half c % 2, i.e. row v_row(u, c) at v_col(c).
-  auto v_row = [&](int u, int c) { return u * 16 + (c % 2) * 8 + quad_g; };
-  auto v_col = [&](int c) { return (warp * 2 + c / 2) * 8 + 2 * quad_t; };
   uint4 k_pre[kInFlight], v_pre[kInFlight];
 #pragma unroll
   for (int u = 0; u < (kPrefetch ? kInFlight : 0); ++u) {
@@ -179,20 +158,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                      ? *reinterpret_cast<const uint4*>(keys + int64_t(threadIdx.x) * head_dim + d)
                      : make_uint4(0, 0, 0, 0);
     }
-    if (mma_scores) {  // V for the tensor-core output phase: word c of v_pre[u] is v_word(u, c) (see below)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int row = v_row(u, c);
-        set_word(v_pre[u], c, row < pos ? *reinterpret_cast<const uint32_t*>(values + int64_t(row) * head_dim +
-                                                                              v_col(c))
-                                        : 0u);
-      }
-    } else {
-      const int64_t t = r0 + int64_t(u) * rows_per_pass;
-      v_pre[u] = r0 < rows_per_pass && t < pos
-                     ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
-                     : make_uint4(0, 0, 0, 0);
-    }
+    const int64_t t = r0 + int64_t(u) * rows_per_pass;
+    v_pre[u] = r0 < rows_per_pass && t < pos
+                   ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
+                   : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
 
@@ -351,54 +320,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   const float inv_sum = 1.f / sum;
 
   // ---- 4. output: pieces of V rows, rows_per_pass rows at a time; the first pass prefetched ----
-  if (mma_scores) {
-    if constexpr (kMmaScores) {
-      // p split as hi + lo in T (hi = p rounded, lo = the rest rounded): the two products keep p to ~16 bits, where
-      // one 16-bit p would round it to 8 (bf16). hi and lo accumulate apart: four independent mma chains.
-      float c_hi[2][4] = {}, c_lo[2][4] = {};
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u) {
-        if (u * 16 > pos) break;  // block-uniform: k tiles past the last position hold only zeros
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          if (v_row(u, c) == pos) set_word(v_pre[u], c, *reinterpret_cast<const uint32_t*>(v_new + v_col(c)));
-        }
-        float pv[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {  // positions 16 u + 2 quad_t + {0, 1, 8, 9}
-          const int t = u * 16 + 2 * quad_t + (i % 2) + (i / 2) * 8;
-          pv[i] = t <= pos ? scores[t] : 0.f;
-        }
-        uint32_t a_hi[4], a_lo[4];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float hi0 = round_to<T>(pv[2 * h]), hi1 = round_to<T>(pv[2 * h + 1]);
-          a_hi[2 * h] = a_hi[2 * h + 1] = pack_pair<T>(hi0, hi1);
-          a_lo[2 * h] = a_lo[2 * h + 1] = pack_pair<T>(pv[2 * h] - hi0, pv[2 * h + 1] - hi1);
-        }
-        // a_hi = {rows g: k 2t, 2t+1 | rows g+8: same | rows g: k 2t+8, 2t+9 | rows g+8: same}
-        const uint32_t ah[4] = {a_hi[0], a_hi[1], a_hi[2], a_hi[3]};
-        const uint32_t al[4] = {a_lo[0], a_lo[1], a_lo[2], a_lo[3]};
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-          const uint32_t b0 = transpose8x8(gemv::word_of(v_pre[u], 2 * nt));
-          const uint32_t b1 = transpose8x8(gemv::word_of(v_pre[u], 2 * nt + 1));
-          gemv::HalfTraits<T>::mma(c_hi[nt], ah, b0, b1);
-          gemv::HalfTraits<T>::mma(c_lo[nt], al, b0, b1);
-        }
-      }
-      if (quad_g == 0) {  // every row of C is the output: lanes 0..3 write row 0's columns 2 quad_t, 2 quad_t + 1
-        T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-          const int d = (warp * 2 + nt) * 8 + 2 * quad_t;
-          out_row[d] = from_float<T>((c_hi[nt][0] + c_lo[nt][0]) * inv_sum);
-          out_row[d + 1] = from_float<T>((c_hi[nt][1] + c_lo[nt][1]) * inv_sum);
-        }
-      }
-    }
-    return;
-  }
   float acc[kVec];
 #pragma unroll
   for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
