@@ -34,6 +34,7 @@
 
 #include "dtype_utils.cuh"
 #include "gemv_mma_tile.cuh"
+#include "q4_common.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
@@ -60,20 +61,6 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 // first half, below it in the second); c, s the cos and sin of its frequency (read before the PDL wait).
 __device__ __forceinline__ float rotate_half(float x, float partner, bool first_half, float c, float s) {
   return first_half ? x * c - partner * s : x * c + partner * s;
-}
-
-// Two values already representable in T as the packed pair an mma operand register holds (lo in the low half).
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float lo, float hi);
-template <>
-__device__ __forceinline__ uint32_t pack_pair<__half>(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <>
-__device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
 }
 
 template <typename T, bool kPrefetch, int kInFlight>
@@ -112,8 +99,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // ---- 0. before the PDL wait: the cached rows this thread reads first ----
   // Position and cache rows below it were written by kernels at least two launches back (the previous
   // step's advance_step and attention), which have completed (pdl.cuh): only the qkv row is the
-  // predecessor's. Thread i's K row i (phase 2) and its first kInFlight V pieces (phase 4) are loaded
-  // into registers here, so their DRAM latency overlaps the qkv GEMV instead of following it.
+  // predecessor's. Thread i's K row i (phase 2; mma_scores: fragment order, below) and its first kInFlight V pieces
+  // (phase 4) are loaded into registers here, so their DRAM latency overlaps the qkv GEMV instead of following it.
   pdl_launch_dependents();  // followed by the output projection's GEMV: see pdl.cuh, rule 3
   const int64_t pos = *position;
   // Every cached row of this K/V head asked of L2 at once (one block per K/V head asks), so that the reads
@@ -227,16 +214,17 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
         // q at columns 32 step + 8 quad_t .. + 7 as T pairs (exact: q_s holds values rounded to T).
         const float4 qa = reinterpret_cast<const float4*>(q_s + step * 32 + quad_t * 8)[0];
         const float4 qb = reinterpret_cast<const float4*>(q_s + step * 32 + quad_t * 8)[1];
-        const uint32_t qw[4] = {pack_pair<T>(qa.x, qa.y), pack_pair<T>(qa.z, qa.w), pack_pair<T>(qb.x, qb.y),
-                                pack_pair<T>(qb.z, qb.w)};
+        using Pack = q4::ActOps<T>;
+        const uint32_t qw[4] = {Pack::pack(qa.x, qa.y), Pack::pack(qa.z, qa.w), Pack::pack(qb.x, qb.y),
+                                Pack::pack(qb.z, qb.w)};
 #pragma unroll
         for (int tile = 0; tile < 2; ++tile) {
           const uint4& w0 = k_pre[tile * 2 * kSteps + step];           // row g
           const uint4& w1 = k_pre[tile * 2 * kSteps + kSteps + step];  // row g + 8
 #pragma unroll
           for (int j = 0; j < 2; ++j) {
-            const uint32_t a[4] = {gemv::word_of(w0, 2 * j), gemv::word_of(w1, 2 * j), gemv::word_of(w0, 2 * j + 1),
-                                   gemv::word_of(w1, 2 * j + 1)};
+            uint32_t a[4];
+            gemv::half16_a_fragment(w0, w1, j, a);
             gemv::HalfTraits<T>::mma(c[tile], a, qw[2 * j], qw[2 * j + 1]);
           }
         }

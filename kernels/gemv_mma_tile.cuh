@@ -79,6 +79,16 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
+// The A fragment of mma j (k16) of a 32-column step from one lane's 16-byte loads of 16-bit rows g and g + 8:
+// physical words 2j and 2j + 1 (elements 4j .. 4j + 3) fill the logical k slots {2t, 2t+1} and {2t+8, 2t+9}, so the
+// B operand must take the same physical columns (the trick in this file's header).
+__device__ __forceinline__ void half16_a_fragment(const uint4& row_g, const uint4& row_g8, int j, uint32_t (&a)[4]) {
+  a[0] = word_of(row_g, 2 * j);
+  a[1] = word_of(row_g8, 2 * j);
+  a[2] = word_of(row_g, 2 * j + 1);
+  a[3] = word_of(row_g8, 2 * j + 1);
+}
+
 template <typename T>
 struct HalfTraits;
 
@@ -209,10 +219,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
           Traits::int8x4_to_pairs(word_of(in.w[r][0], j), a[r][j][0], a[r][j][2]);
           Traits::int8x4_to_pairs(word_of(in.w[r][1], j), a[r][j][1], a[r][j][3]);
         } else {
-          a[r][j][0] = word_of(in.w[r][0], 2 * j);
-          a[r][j][1] = word_of(in.w[r][1], 2 * j);
-          a[r][j][2] = word_of(in.w[r][0], 2 * j + 1);
-          a[r][j][3] = word_of(in.w[r][1], 2 * j + 1);
+          half16_a_fragment(in.w[r][0], in.w[r][1], j, a[r][j]);
         }
       }
     }
