@@ -40,6 +40,7 @@
 #include <cstdint>
 
 #include "activation.cuh"
+#include "l2_policy.cuh"
 #include "pdl.cuh"
 
 namespace qb::kernels::gemv {
@@ -60,6 +61,7 @@ struct GemvParams {
   int M = 0, N = 0, K = 0;
   int k_weights = 0;
   ActType act = ActType::kSilu;  // GATED only
+  bool weights_evict_first = true;  // W's loads evict-first in L2 (l2_policy.cuh); set by launch_gemv_mma
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -70,6 +72,14 @@ __device__ __forceinline__ uint4 load_stream16(const void* ptr) {
   asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(ptr));
+  return v;
+}
+// The same with an L2 eviction policy (weight_stream_policy, l2_policy.cuh).
+__device__ __forceinline__ uint4 load_stream16(const void* ptr, uint64_t policy) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(ptr), "l"(policy));
   return v;
 }
 
@@ -170,6 +180,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   const int tile_stride = GATED ? (p.N >> 5) * 16 : 16;
   const T* x = static_cast<const T*>(p.x);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
+  const uint64_t policy = weight_stream_policy(p.weights_evict_first);
   const char* w_row[RT][2];
   bool has_row[RT][2];
 #pragma unroll
@@ -189,7 +200,7 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
     for (int r = 0; r < RT; ++r) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16(w_row[r][h] + (int64_t)k * kWeightBytes)
+        out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16(w_row[r][h] + (int64_t)k * kWeightBytes, policy)
                                               : make_uint4(0, 0, 0, 0);
         if constexpr (PER_GROUP) {
           const int group = (step < steps ? step : 0) / p.group_steps;
@@ -324,7 +335,9 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false>
-inline void launch_gemv_mma(const GemvParams& p, cudaStream_t stream) {
+inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
+  GemvParams p = params;
+  p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, blocks, KSPLIT * 32, 0, stream, p);
 }
