@@ -5,8 +5,8 @@
 // tables. Loaded at normal priority, the weights push all of that out of L2 between one step and the next, so
 // the attention's K/V reads (on the step's critical path: the attention is one block per head) go to DRAM.
 // Loaded evict-first, the weight lines replace each other and the rest stays.
-// QB_L2_EVICT_FIRST=0 (A/B): the weights' loads leave the line's priority as it was (evict-unchanged, what a load
-// without a hint does).
+// QB_L2_EVICT_FIRST=0 (A/B): evict-normal, what a load without a hint gets. (evict_unchanged as the primary
+// priority assembles but is an illegal instruction on the H100, even predicated off.)
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@ __device__ __forceinline__ uint64_t weight_stream_policy(bool evict_first) {
   if (evict_first) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   } else {
-    asm volatile("createpolicy.fractional.L2::evict_unchanged.b64 %0, 1.0;" : "=l"(policy));
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
   }
   return policy;
 }

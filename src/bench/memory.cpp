@@ -64,8 +64,11 @@ DeviceMemory device_memory(c10::Device device) {
 DeviceMemorySampler::DeviceMemorySampler(c10::Device device, int interval_us)
     : device_(device), interval_us_(interval_us) {}
 
+// Never throws: it runs while a failed run unwinds (a kernel fault leaves the context unusable, and stop()'s final
+// reading would throw again, from a destructor: std::terminate, the whole sweep lost). The thread is joined either way.
 DeviceMemorySampler::~DeviceMemorySampler() {
-  if (running_.load()) stop();
+  running_ = false;
+  if (thread_.joinable()) thread_.join();
 }
 
 void DeviceMemorySampler::start() {
