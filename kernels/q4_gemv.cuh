@@ -24,7 +24,7 @@
 // y [M, ldy] at gate row j's columns.
 //
 // Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
-// (cp.async.cg: L2 only; evict-first in L2 unless QB_L2_EVICT_FIRST=0, l2_policy.cuh): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
+// (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
 // 0..3 (lane 0 for nested codes) the chunk's 64-byte (16-byte) scale record. stages - 1 chunks per warp are in
 // flight without holding a register: the previous kernel kept its ring in registers, ran at 80-128 registers per
 // thread, 16-24 warps per SM, and its bandwidth tracked its bytes in flight (NOTES-q4.md). x is read through L1
@@ -58,7 +58,6 @@
 #include <cstdint>
 
 #include "activation.cuh"
-#include "l2_policy.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/gated_epilogue.h"
@@ -97,9 +96,8 @@ __device__ __forceinline__ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint64_t policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "l"(policy)
-               : "memory");
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // Wait until at most `pending` groups are outstanding (ring depths the host allows: 2, 3, 4, 6).
@@ -231,7 +229,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act, bool weights_evict_first) {
+                   ActType gate_act) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -262,7 +260,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
   const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
-  const uint64_t policy = weight_stream_policy(weights_evict_first);  // codes and scale records (l2_policy.cuh)
   const int64_t tile_scale_bytes = static_cast<int64_t>(units) * scale_record_bytes(MODE);
 
   // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
@@ -277,11 +274,11 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
   auto issue = [&]() {
     if (p_q < total && p_chunk < C) {
-      cp_async16(ring_lane_s + p_off, p_codes, policy);
-      if (p_chunk + 1 < C) cp_async16(ring_lane_s + p_off + kChunkCodeBytes, p_codes + kChunkCodeBytes, policy);
+      cp_async16(ring_lane_s + p_off, p_codes);
+      if (p_chunk + 1 < C) cp_async16(ring_lane_s + p_off + kChunkCodeBytes, p_codes + kChunkCodeBytes);
       if (rec_h < 2 && p_chunk + rec_h < C) {
         cp_async16(ring_lane_s - lane * 16 + p_off + 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16,
-                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16, policy);
+                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16);
       }
     }
     cp_async_commit();  // one group per item, empty past the end: the wait count stays uniform

@@ -46,8 +46,7 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
   launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated>, grid, warps * 32,
              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w, static_cast<const Act*>(x), ldx,
-             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gate_act,
-             weight_stream_evict_first());
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gate_act);
   QB_CUDA_CHECK_LAUNCH();
 }
 
