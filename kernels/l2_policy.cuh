@@ -18,9 +18,10 @@ namespace qb::kernels {
 // createpolicy.fractional.L2::evict_first (evict_normal) with fraction 1.0 produces, read off its SASS.
 // Not in the 4-bit GEMV: its weights arrive by cp.async, and ptxas 13.0 miscompiles cp.async with a cache hint there
 // (the LDGSTS reads an undefined uniform register as its descriptor: cudaErrorIllegalInstruction in every 4-bit test
-// on the H100, session 24; whether the policy came from createpolicy, a constant or a kernel parameter; Marlin issue
-// 44 and Triton PR 11660 report the same bug, fixed in ptxas 13.4).
-__device__ __forceinline__ uint64_t weight_stream_policy(bool evict_first) {
+// on the H100, session 24; whether the policy came from createpolicy, a constant or a kernel parameter, and with the
+// hint on the code copies only the sm_90 SASS of 6 of the 8 instantiation files still had it; Marlin issue 44 and
+// Triton PR 11660 report the same bug, fixed in ptxas 13.4).
+__host__ __device__ constexpr uint64_t weight_stream_policy(bool evict_first) {
   return evict_first ? 0x12F0000000000000ull : 0x16F0000000000000ull;
 }
 
