@@ -464,9 +464,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   const size_t stage_bytes = static_cast<size_t>(2 * (wide ? 16 : 8) * kThreads * 16);
-  static const int staged_mode = env_int("QB_ATTENTION_STAGED", 1, 0);  // EXPERIMENT: 0 off, 1 wide only, 2 both
-  const bool staged = ((wide && staged_mode >= 1) || (narrow && staged_mode >= 2)) && staged_allowed &&
-                      shared_bytes + stage_bytes <= static_cast<size_t>(max_shared);
+  const bool staged = (wide || narrow) && staged_allowed && shared_bytes + stage_bytes <= static_cast<size_t>(max_shared);
   QB_DISPATCH_DTYPE(dtype, T, {
     auto kernel = wide     ? (staged ? decode_attention_kernel<T, true, 16, true> : decode_attention_kernel<T, true, 16, false>)
                   : narrow ? (staged ? decode_attention_kernel<T, true, 8, true> : decode_attention_kernel<T, true, 8, false>)

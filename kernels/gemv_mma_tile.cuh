@@ -42,8 +42,6 @@
 #include "activation.cuh"
 #include "l2_policy.cuh"
 #include "pdl.cuh"
-#include "quantbench/core/env_switch.h"
-#include "quantbench/kernels/cuda_check.h"
 
 namespace qb::kernels::gemv {
 
@@ -340,16 +338,6 @@ template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, boo
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
-  // EXPERIMENT (session 24): QB_GEMV_CARVEOUT=N sets the preferred shared-memory carveout (percent) of the kernel.
-  static const int carveout = [] {
-    const int pct = env_int("QB_GEMV_CARVEOUT", -1, 0);
-    if (pct >= 0) {
-      QB_CUDA_CHECK(cudaFuncSetAttribute(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>,
-                                         cudaFuncAttributePreferredSharedMemoryCarveout, pct));
-    }
-    return pct;
-  }();
-  (void)carveout;
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, blocks, KSPLIT * 32, 0, stream, p);
 }
