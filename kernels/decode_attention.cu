@@ -63,28 +63,18 @@ __device__ __forceinline__ float rotate_half(float x, float partner, bool first_
   return first_half ? x * c - partner * s : x * c + partner * s;
 }
 
-// The staged form's copies: 16 bytes global -> shared, zero-filled when `bytes` is 0 (a row past the position).
-__device__ __forceinline__ void stage16(uint32_t dst, const void* src, uint32_t bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-
-template <typename T, bool kPrefetch, int kInFlight, bool kStaged>
-__global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_kernel(
+template <typename T, bool kPrefetch, int kInFlight>
+__global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
-  static_assert(!kStaged || kPrefetch, "the staged form is a form of the prefetch");
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
-  // kStaged: the prefetched pieces land in shared memory (cp.async) instead of registers: thread i's piece u of K at
-  // stage[u][i], of V at stage[kInFlight + u][i] (each thread reads back only what it copied: no barrier).
-  uint4* stage = reinterpret_cast<uint4*>(shared_raw);
-  unsigned char* const shared_rest = shared_raw + (kStaged ? 2 * kInFlight * kThreads * 16 : 0);
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
   const int group = num_heads / num_kv_heads, kv_head = head / group;
   const bool writes_cache = head % group == 0;
   const int lane = threadIdx.x & 31;
   // head_dim is a multiple of kVec: both T rows end on a 16-byte boundary.
-  T* k_new = reinterpret_cast<T*>(shared_rest);              // [D], what the cache holds at pos
+  T* k_new = reinterpret_cast<T*>(shared_raw);               // [D], what the cache holds at pos
   T* v_new = k_new + head_dim;                               // [D]
   float* q_s = reinterpret_cast<float*>(v_new + head_dim);   // [D]
   float* scores = q_s + head_dim;                            // [capacity]
@@ -146,30 +136,20 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
 #pragma unroll
   for (int u = 0; u < (kPrefetch ? kInFlight : 0); ++u) {
     const int d = u * kVec;
-    const T* k_src;
-    bool k_valid;
     if (mma_scores) {
       const int row = mma_row(u);
-      k_src = keys + int64_t(row) * head_dim + mma_piece(u) * kVec;
-      k_valid = row < pos;
+      k_pre[u] = row < pos ? *reinterpret_cast<const uint4*>(keys + int64_t(row) * head_dim + mma_piece(u) * kVec)
+                           : make_uint4(0, 0, 0, 0);
     } else {
-      k_src = keys + int64_t(threadIdx.x) * head_dim + d;
-      k_valid = threadIdx.x < pos && d < head_dim;
+      k_pre[u] = threadIdx.x < pos && d < head_dim
+                     ? *reinterpret_cast<const uint4*>(keys + int64_t(threadIdx.x) * head_dim + d)
+                     : make_uint4(0, 0, 0, 0);
     }
     const int64_t t = r0 + int64_t(u) * rows_per_pass;
-    const T* v_src = values + t * head_dim + piece * kVec;
-    const bool v_valid = r0 < rows_per_pass && t < pos;
-    if constexpr (kStaged) {
-      stage16(static_cast<uint32_t>(__cvta_generic_to_shared(stage + u * kThreads + threadIdx.x)),
-              k_valid ? k_src : keys, k_valid ? 16u : 0u);
-      stage16(static_cast<uint32_t>(__cvta_generic_to_shared(stage + (kInFlight + u) * kThreads + threadIdx.x)),
-              v_valid ? v_src : values, v_valid ? 16u : 0u);
-    } else {
-      k_pre[u] = k_valid ? *reinterpret_cast<const uint4*>(k_src) : make_uint4(0, 0, 0, 0);
-      v_pre[u] = v_valid ? *reinterpret_cast<const uint4*>(v_src) : make_uint4(0, 0, 0, 0);
-    }
+    v_pre[u] = r0 < rows_per_pass && t < pos
+                   ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
+                   : make_uint4(0, 0, 0, 0);
   }
-  if constexpr (kStaged) asm volatile("cp.async.commit_group;" ::: "memory");
   pdl_wait();
 
   // ---- 1. rotate q and the new k, write the cache ----
@@ -197,23 +177,6 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
   __syncthreads();  // k_new, v_new and q_s visible to every thread
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
-  // kStaged: this thread's own copies have landed (it reads no other thread's); each piece is read where it is used,
-  // so that neither K's nor V's pieces are held in registers across a phase (<= 128 registers, two blocks an SM).
-  if constexpr (kStaged) asm volatile("cp.async.wait_all;" ::: "memory");
-  auto k_piece = [&](int u) -> uint4 {
-    if constexpr (kStaged) {
-      return stage[u * kThreads + threadIdx.x];
-    } else {
-      return k_pre[u];
-    }
-  };
-  auto v_piece = [&](int u) -> uint4 {
-    if constexpr (kStaged) {
-      return stage[(kInFlight + u) * kThreads + threadIdx.x];
-    } else {
-      return v_pre[u];
-    }
-  };
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
   // piece still feeds chain j % 4, so the sums are the ones the scalar loop made. Each thread keeps the largest of its
   // scores for the softmax below.
@@ -241,10 +204,10 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
       // Scores as a [positions x head_dim] x [head_dim x 8] product with q in every column (mma.m16n8k16, fp32
       // accumulation): the lane's physical 16 bytes fill the fragment's logical k slots and q is taken at the same
       // physical columns, as the decode GEMV does (gemv_mma_tile.cuh). The new row comes from k_new.
-      // Piece u of the lane's rows, the new row's from k_new.
-      auto k_frag = [&](int u) -> uint4 {
-        return mma_row(u) == pos ? reinterpret_cast<const uint4*>(k_new)[mma_piece(u)] : k_piece(u);
-      };
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        if (mma_row(u) == pos) k_pre[u] = reinterpret_cast<const uint4*>(k_new)[mma_piece(u)];
+      }
       float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
       for (int step = 0; step < kSteps; ++step) {
@@ -256,8 +219,8 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
                                 Pack::pack(qb.z, qb.w)};
 #pragma unroll
         for (int tile = 0; tile < 2; ++tile) {
-          const uint4 w0 = k_frag(tile * 2 * kSteps + step);           // row g
-          const uint4 w1 = k_frag(tile * 2 * kSteps + kSteps + step);  // row g + 8
+          const uint4& w0 = k_pre[tile * 2 * kSteps + step];           // row g
+          const uint4& w1 = k_pre[tile * 2 * kSteps + kSteps + step];  // row g + 8
 #pragma unroll
           for (int j = 0; j < 2; ++j) {
             uint32_t a[4];
@@ -287,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
       uint4 raw[kInFlight];
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
-        raw[u] = threadIdx.x < pos ? k_piece(u) : reinterpret_cast<const uint4*>(k_new)[u];
+        raw[u] = threadIdx.x < pos ? k_pre[u] : reinterpret_cast<const uint4*>(k_new)[u];
       }
       float acc4[4] = {0.f, 0.f, 0.f, 0.f};
       dot_pieces(raw, 0, acc4);
@@ -305,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
 #pragma unroll
         for (int u = 0; u < kInFlight; ++u) {
           const int d = d0 + u * kVec;
-          raw[u] = prefetched && d0 == 0 ? k_piece(u)
+          raw[u] = prefetched && d0 == 0 ? k_pre[u]
                    : d < head_dim        ? *reinterpret_cast<const uint4*>(row + d)
                                          : make_uint4(0, 0, 0, 0);
         }
@@ -345,7 +308,6 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
   const float inv_sum = 1.f / sum;
 
   // ---- 4. output: pieces of V rows, rows_per_pass rows at a time; the first pass prefetched ----
-
   float acc[kVec];
 #pragma unroll
   for (int j = 0; j < kVec; ++j) acc[j] = 0.f;
@@ -363,7 +325,7 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
       const int t = r0 + u * rows_per_pass;
-      raw[u] = t < pos    ? v_piece(u)
+      raw[u] = t < pos    ? v_pre[u]
                : t == pos ? reinterpret_cast<const uint4*>(v_new)[piece]
                           : make_uint4(0, 0, 0, 0);
       p[u] = t <= pos ? scores[t] : 0.f;
@@ -377,7 +339,7 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
       for (int u = 0; u < kInFlight; ++u) {
         const int64_t t = t0 + int64_t(u) * rows_per_pass;
         const T* row = t == pos ? v_new : values + t * head_dim;
-        raw[u] = kPrefetch && t0 == r0 && t < pos ? v_piece(u)
+        raw[u] = kPrefetch && t0 == r0 && t < pos ? v_pre[u]
                  : t <= pos          ? *reinterpret_cast<const uint4*>(row + piece * kVec)
                                      : make_uint4(0, 0, 0, 0);
         p[u] = t <= pos ? scores[t] : 0.f;
@@ -410,14 +372,12 @@ __global__ void __launch_bounds__(kThreads, kStaged ? 2 : 1) decode_attention_ke
 
 template <typename T>
 void configure(int max_shared) {
-  const auto allow = [max_shared](auto kernel) {
-    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
-  };
-  allow(decode_attention_kernel<T, true, 16, false>);
-  allow(decode_attention_kernel<T, true, 8, false>);
-  allow(decode_attention_kernel<T, false, 8, false>);
-  allow(decode_attention_kernel<T, true, 16, true>);
-  allow(decode_attention_kernel<T, true, 8, true>);
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, true, 16>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, true, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     max_shared));
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_kernel<T, false, 8>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
 }
 
 }  // namespace
@@ -451,27 +411,22 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   // The register prefetch where the grid is at most one block per SM, with as many loads as a row fills: wide
   // from 256-byte rows, narrow from 128. (The wide variant on 128-byte rows lost to light in one call on H100,
   // BENCHMARKS.md: TinyLlama / GPT-2 nf4 +4%, awq +3%, gpt2 fp16 +8% with light: its 255-register blocks wait for
-  // whole free SMs, half their loads unused.) Staged (the prefetch into shared memory, <= 128 registers): a block
-  // fits on an SM that still runs a block of the GEMV before it, so the prefetch starts earlier.
-  // QB_ATTENTION_PREFETCH=0: light everywhere; QB_ATTENTION_NARROW=0: no narrow variant; QB_ATTENTION_WIDE=0: narrow
-  // for the wide variant's rows too; QB_ATTENTION_STAGED=0: the prefetch in registers (the A/B runs).
+  // whole free SMs, half their loads unused.) QB_ATTENTION_PREFETCH=0: light everywhere; QB_ATTENTION_NARROW=0:
+  // no narrow variant; QB_ATTENTION_WIDE=0: narrow for the wide variant's rows too (the A/B runs).
   static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
   static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
   static const bool wide_allowed = env_on_unless_zero("QB_ATTENTION_WIDE");
-  static const bool staged_allowed = env_on_unless_zero("QB_ATTENTION_STAGED");
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
-  const size_t stage_bytes = static_cast<size_t>(2 * (wide ? 16 : 8) * kThreads * 16);
-  const bool staged = (wide || narrow) && staged_allowed && shared_bytes + stage_bytes <= static_cast<size_t>(max_shared);
   QB_DISPATCH_DTYPE(dtype, T, {
-    auto kernel = wide     ? (staged ? decode_attention_kernel<T, true, 16, true> : decode_attention_kernel<T, true, 16, false>)
-                  : narrow ? (staged ? decode_attention_kernel<T, true, 8, true> : decode_attention_kernel<T, true, 8, false>)
-                           : decode_attention_kernel<T, false, 8, false>;
-    launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes + (staged ? stage_bytes : 0),
-               stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position,
-               rope_cos, rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+    auto kernel = wide     ? decode_attention_kernel<T, true, 16>
+                  : narrow ? decode_attention_kernel<T, true, 8>
+                           : decode_attention_kernel<T, false, 8>;
+    launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
+               static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
+               rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
                static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale);
   });
   QB_CUDA_CHECK_LAUNCH();
