@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include "quantbench/bench/benchmark.h"
@@ -13,6 +14,11 @@
 
 #ifdef QB_HAVE_CUDA
 #include <c10/cuda/CUDAStream.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "quantbench/kernels/timing_probe.h"
 #endif
@@ -172,6 +178,41 @@ TEST(BenchmarkGpu, OutOfMemoryIsRecordedAndTheNextRunGoesOn) {
   plan.model = test::fixtures_dir() + "/models/llama";
   results = session.run(plan);
   EXPECT_EQ(results[0]["status"], "ok");
+}
+
+// A kernel fault takes the process's CUDA context with it: the run it hit is recorded as failed, the later runs as
+// not run with the cause, the JSON is still written and the process exits normally (status 1: not every run passed).
+// Through the CLI in a child process, since the fault would take this test process's context too.
+TEST(BenchmarkGpu, AKernelFaultIsRecordedAndTheLaterRunsMarkedNotRun) {
+  QB_REQUIRE_CUDA();
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("qb-kernel-fault-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path out = dir / "runs.json";
+  auto quoted = [](const std::string& text) { return "'" + text + "'"; };
+  const std::string command = "QB_DIAG_KERNEL_FAULT=fp32 " + quoted(QB_CLI_PATH) + " run --model " +
+                              quoted(test::fixtures_dir() + "/models/llama") +
+                              " --device cuda --precision fp16,fp32,bf16 --batch 1 --prompt-len 8 --gen-len 2"
+                              " --warmup 0 --repetitions 1 --no-probe --format json --out " +
+                              quoted(out.string()) + " > " + quoted((dir / "stdout").string()) + " 2> " +
+                              quoted((dir / "stderr").string());
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "the CLI was killed by a signal: " << command;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << command;
+  ASSERT_TRUE(fs::exists(out)) << "no results written: " << command;
+  const nlohmann::json records = nlohmann::json::parse(std::ifstream(out));
+  ASSERT_EQ(records.size(), 3u) << records.dump(1);
+  std::map<std::string, nlohmann::json> by_precision;
+  for (const auto& r : records) by_precision[r["key"]["precision"].get<std::string>()] = r;
+  EXPECT_EQ(by_precision["fp16"]["status"], "ok") << records.dump(1);  // the baseline runs first
+  EXPECT_EQ(by_precision["fp32"]["status"], "error");
+  const std::string fault = by_precision["fp32"]["error"]["message"].get<std::string>();
+  EXPECT_NE(fault.find("launch failure"), std::string::npos) << fault;  // what a trap reports
+  EXPECT_EQ(by_precision["bf16"]["status"], "error");
+  EXPECT_EQ(by_precision["bf16"]["error"]["kind"], "device");
+  const std::string not_run = by_precision["bf16"]["error"]["message"].get<std::string>();
+  EXPECT_EQ(not_run.rfind("not run: a kernel fault (cudaErrorLaunchFailure", 0), 0u) << not_run;
+  fs::remove_all(dir);
 }
 #endif
 

@@ -19,6 +19,10 @@
 #include "quantbench/engine/generator.h"
 #include "quantbench/engine/prompt.h"
 #ifdef QB_HAVE_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/diag_fault.h"
 #include "quantbench/kernels/pdl.h"
 #endif
 #include "quantbench/io/model_resolver.h"
@@ -68,6 +72,26 @@ bool programmatic_launch(const c10::Device& device) {
 #endif
 }
 
+// QB_DIAG_KERNEL_FAULT=<precision>: a kernel that traps at the start of each of that precision's runs, so that
+// tests can check what a run records after a kernel fault (kernels/diag_fault.cu). Read once.
+void inject_kernel_fault_if_asked(const c10::Device& device, const std::string& precision) {
+#ifdef QB_HAVE_CUDA
+  static const char* const target = std::getenv("QB_DIAG_KERNEL_FAULT");
+  if (device.is_cuda() && target != nullptr && precision == target) {
+    kernels::launch_trap_kernel(c10::cuda::getCurrentCUDAStream(device.index()).stream());
+    QB_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+#else
+  (void)device, (void)precision;
+#endif
+}
+
+// The record of a run that was not attempted because an earlier kernel fault took the GPU (lost_device_context).
+nlohmann::json not_run_result(const report::RunKey& key, const std::string& lost, const nlohmann::json& environment) {
+  return report::make_error_result(key, error_kind_name(ErrorKind::kDevice),
+                                   "not run: " + lost + "; run it again in a new process", environment);
+}
+
 }  // namespace
 
 BenchmarkSession::BenchmarkSession(c10::Device device, std::string command_line, bool probe_bandwidth)
@@ -99,6 +123,13 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     auto key_for = [&](int64_t batch, int64_t prompt_len) {
       return report::RunKey{plan.model, precision, device_name, batch, prompt_len, plan.gen_len};
     };
+    if (const auto lost = lost_device_context(device_)) {
+      spdlog::error("{} {}: not run: {}", plan.model, precision, *lost);
+      for (int64_t batch : plan.batches) {
+        for (int64_t prompt_len : plan.prompt_lens) emit(not_run_result(key_for(batch, prompt_len), *lost, environment_));
+      }
+      continue;
+    }
     // Declared before the model it wraps, so that it outlives it.
     std::unique_ptr<LinearProfile> profile =
         plan.profile_linears ? std::make_unique<LinearProfile>(device_) : nullptr;
@@ -123,6 +154,7 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     });
     if (load_failure) {
       spdlog::error("{} {}: {}", plan.model, precision, load_failure->second);
+      (void)lost_device_context(device_);  // a fault while loading takes the later runs too
       for (int64_t batch : plan.batches) {
         for (int64_t prompt_len : plan.prompt_lens) {
           emit(report::make_error_result(key_for(batch, prompt_len), load_failure->first, load_failure->second,
@@ -139,8 +171,14 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
     for (int64_t batch : plan.batches) {
       for (int64_t prompt_len : plan.prompt_lens) {
         const report::RunKey key = key_for(batch, prompt_len);
+        if (const auto lost = lost_device_context(device_)) {
+          spdlog::error("{}: not run: {}", key.str(), *lost);
+          emit(not_run_result(key, *lost, environment_));
+          continue;
+        }
         nlohmann::json record;
         const auto failure = capture_failure([&] {
+          inject_kernel_fault_if_asked(device_, precision);
           engine::GenerateOptions gen;
           gen.gen_len = plan.gen_len;
           gen.use_cuda_graph = plan.cuda_graph && device_.is_cuda() && profile == nullptr;

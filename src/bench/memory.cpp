@@ -2,6 +2,9 @@
 
 #include <chrono>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContextLight.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -42,10 +45,35 @@ void release_cached_memory(c10::Device device) {
     // the caching allocator; every decode run takes a fresh stream from the pool for its graph, so without this
     // each run left ~32 MB allocated and a sweep's later runs counted up to ~1 GB of earlier runs' workspaces in
     // their memory figures. Called between runs only, when no captured graph refers to a workspace.
-    at::cuda::clearCublasWorkspaces();
-    c10::cuda::CUDACachingAllocator::emptyCache();
+    try {
+      at::cuda::clearCublasWorkspaces();
+      c10::cuda::CUDACachingAllocator::emptyCache();
+    } catch (const std::exception& e) {
+      // After a kernel fault every CUDA call fails; the run that caused it is already recorded as failed.
+      spdlog::warn("could not release cached device memory: {}", e.what());
+    }
   }
 #endif
+}
+
+std::optional<std::string> lost_device_context(c10::Device device) {
+  static std::optional<std::string> lost;  // single-threaded use: the benchmark loop
+#ifdef QB_HAVE_CUDA
+  if (!lost && device.is_cuda()) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();  // clears an error that is not sticky (a failed launch's configuration, ...)
+      e = cudaDeviceSynchronize();
+    }
+    if (e != cudaSuccess) {
+      lost = fmt::format("a kernel fault ({}: {}) left this process's CUDA context unusable", cudaGetErrorName(e),
+                         cudaGetErrorString(e));
+    }
+  }
+#else
+  (void)device;
+#endif
+  return lost;
 }
 
 DeviceMemory device_memory(c10::Device device) {

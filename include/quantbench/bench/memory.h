@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 
 namespace qb::bench {
@@ -25,8 +27,14 @@ struct AllocatorStats {
 AllocatorStats allocator_stats(c10::Device device);
 void reset_allocator_peaks(c10::Device device);
 // Frees libtorch's cuBLAS workspaces and the caching allocator's free blocks; between runs only (no live
-// CUDA graph may refer to a workspace).
+// CUDA graph may refer to a workspace). Best effort, never throws: it also runs after a failed run, when the
+// device may be unusable.
 void release_cached_memory(c10::Device device);
+
+// Why the process can no longer use the GPU, once a kernel fault (illegal address or instruction, trap, ...) has
+// left its CUDA context unusable: every later CUDA call fails with that error, whatever it is asked. Checked after
+// a failed run; the answer is remembered for the process (the context is the process's). Nothing on the CPU.
+std::optional<std::string> lost_device_context(c10::Device device);
 
 struct DeviceMemory {
   int64_t total_bytes = 0;
