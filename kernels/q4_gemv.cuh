@@ -135,7 +135,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
 __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
                                            const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
                                            int64_t tile, int units, int g, uint32_t lane_base,
-                                           const float* nested_code, float (&acc)[NT][4]) {
+                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base) {
   float sg, sg8;
   uint32_t nz_g = 0, nz_g8 = 0;
   if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
@@ -183,7 +183,11 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     uint4 xv[NT][2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      if (x_valid[nt]) {
+      if (x_frag_base != nullptr) {  // EXPERIMENT: [chunk][NT][2][32][8], each half a contiguous 512 bytes a warp
+        const Act* xf = x_frag_base + static_cast<int64_t>((chunk * NT + nt) * 2) * 256 + (threadIdx.x & 31) * 8;
+        xv[nt][0] = load_cached16(xf);
+        xv[nt][1] = load_cached16(xf + 256);
+      } else if (x_valid[nt]) {
         const Act* xp = x_lane[nt] + chunk * 64;
         xv[nt][0] = load_cached16(xp);
         xv[nt][1] = load_cached16(xp + 8);
@@ -229,7 +233,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act) {
+                   ActType gate_act, bool x_frag) {
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -321,6 +325,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   float acc[NT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  const Act* const x_frag_base = !kCudaCores && x_frag ? x : nullptr;
 
   int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
@@ -333,10 +338,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
       gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
-                                            units, g, lane_base, nested_code, acc);
+                                            units, g, lane_base, nested_code, acc, x_frag_base);
       if (chunk + 1 < C) {
         gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
-                                              c_tile, units, g, lane_base, nested_code, acc);
+                                              c_tile, units, g, lane_base, nested_code, acc, x_frag_base);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
@@ -394,7 +399,7 @@ struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
   static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, ActType gate_act, cudaStream_t stream);
+                     int warps, int stages, int grid, ActType gate_act, cudaStream_t stream, bool x_frag = false);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

@@ -42,11 +42,11 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
                                                    int stages, int grid, ActType gate_act,
-                                                   cudaStream_t stream) {
+                                                   cudaStream_t stream, bool x_frag) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
   launch_pdl(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated>, grid, warps * 32,
              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w, static_cast<const Act*>(x), ldx,
-             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gate_act);
+             static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages, gate_act, x_frag);
   QB_CUDA_CHECK_LAUNCH();
 }
 

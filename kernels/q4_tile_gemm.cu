@@ -23,7 +23,7 @@ namespace {
 
 using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          ActType, cudaStream_t);
+                          ActType, cudaStream_t, bool);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -181,7 +181,8 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config, gated.on);
   const KernelFns k =
       kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores, gated.on);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act, stream);
+  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act, stream,
+           config.x_fragment_order);
 }
 
 }  // namespace qb::kernels

@@ -374,6 +374,20 @@ __global__ void fill_random_kernel(uint32_t* p, int64_t words, uint32_t seed) {
 }
 
 // Random half/bf16 values in [-1, 1) (exponent forced), for activations and bf16 weights.
+// EXPERIMENT (session 24): x [M, K] into the fragment order [K/64][NT][2][32 lanes][8] the tensor-core GEMV reads
+// with x_fragment_order (rows past M zero).
+__global__ void permute_x_fragments(const uint16_t* x, uint16_t* xf, int M, int K, int NT) {
+  const int64_t n = int64_t{K} / 64 * NT * 512;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    const int j = static_cast<int>(i % 8), lane = static_cast<int>(i / 8 % 32), h = static_cast<int>(i / 256 % 2);
+    const int nt = static_cast<int>(i / 512 % NT);
+    const int64_t chunk = i / (512 * NT);
+    const int m = nt * 8 + lane / 4;
+    const int64_t col = chunk * 64 + 16 * (lane % 4) + 8 * h + j;
+    xf[i] = m < M ? x[m * int64_t{K} + col] : uint16_t{0};
+  }
+}
+
 __global__ void fill_half_kernel(uint16_t* p, int64_t n, uint32_t seed, bool bf16) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -789,7 +803,7 @@ void run_prefill_timing(cublasHandle_t handle, Bind bind, bool quick, const char
 }
 
 int main(int argc, char** argv) {
-  bool quick = false, only_check = false, probes = false, sweep = true, prefill = false;
+  bool quick = false, only_check = false, probes = false, sweep = true, prefill = false, xfrag = false;
   const char* prefill_shape = nullptr;  // --prefill-shape NAME: no checks, that shape's prefill timing alone (ncu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--no-sweep")) sweep = false;
@@ -797,6 +811,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
     if (!std::strcmp(argv[i], "--prefill")) prefill = true;
+    if (!std::strcmp(argv[i], "--xfrag")) xfrag = true;  // EXPERIMENT: M = 16 with x in fragment order
     if (!std::strcmp(argv[i], "--prefill-shape") && i + 1 < argc) prefill_shape = argv[++i];
   }
   prefill = prefill || prefill_shape != nullptr;
@@ -821,7 +836,7 @@ int main(int argc, char** argv) {
   int failures = 0;
   const DType dts[2] = {DType::kF16, DType::kBF16};
   for (DType dt : dts) {
-    if (prefill) break;  // --prefill checks only the kernels it times
+    if (prefill || xfrag) break;  // --prefill checks only the kernels it times
     for (Fmt f : {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kFp4B128, Fmt::kAwq}) {
       for (int64_t M : {1, 2, 3, 5, 8, 9, 16, 17, 33, 64}) failures += !run_check(f, 200, 384, M, dt, 0, handle, rng);
       for (int64_t M : {1, 7, 16, 40}) failures += !run_check(f, 200, 384, M, dt, 4, handle, rng);
@@ -872,7 +887,13 @@ int main(int argc, char** argv) {
                                {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
   if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
   std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kAwq};
+  bool fmts_override = false;
   std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
+  if (xfrag) {
+    Ms = {16, 8};
+    sweep = false;
+    fmts_override = true;
+  }
   // QB_BENCH_SHAPES=small: TinyLlama-1.1B and GPT-2 decode shapes, nf4 and awq, M = 1 (latency-bound layers).
   const char* shape_set = std::getenv("QB_BENCH_SHAPES");
   if (shape_set != nullptr && std::string(shape_set) == "small") {
@@ -881,6 +902,7 @@ int main(int argc, char** argv) {
     fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kAwq};
     Ms = {1};
   }
+  if (fmts_override) fmts = {Fmt::kNf4A16, Fmt::kAwq};
   std::vector<std::string> table, sweep_table;
   const int64_t l2_guard = int64_t{200} << 20;
   for (const Shape& s : shapes) {
@@ -932,6 +954,30 @@ int main(int argc, char** argv) {
           return us;
         };
         run(DType::kBF16, {}, true);
+        if (xfrag) {
+          const int nt = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
+          void* dxf = nullptr;
+          CK(cudaMalloc(&dxf, s.K / 64 * nt * 512 * 2));
+          permute_x_fragments<<<1024, 256>>>(static_cast<const uint16_t*>(dx), static_cast<uint16_t*>(dxf),
+                                             static_cast<int>(M), static_cast<int>(s.K), nt);
+          std::vector<uint16_t> ref(M * s.N), got(M * s.N);
+          q4_tile_gemm(DType::kBF16, tw.copies[0], dx, s.K, nullptr, dy, s.N, M, 0, {});
+          CK(cudaMemcpy(ref.data(), dy, ref.size() * 2, cudaMemcpyDeviceToHost));
+          Q4GemvConfig xc;
+          xc.x_fragment_order = true;
+          q4_tile_gemm(DType::kBF16, tw.copies[0], dxf, s.K, nullptr, dy, s.N, M, 0, xc);
+          CK(cudaMemcpy(got.data(), dy, got.size() * 2, cudaMemcpyDeviceToHost));
+          std::printf("xfrag %s %s M=%lld: outputs %s\n", s.name, fmt_name(f), (long long)M,
+                      ref == got ? "bit-identical" : "DIFFER");
+          const double us = time_us([&](int i, cudaStream_t st) {
+            q4_tile_gemm(DType::kBF16, tw.copies[i % copies], dxf, s.K, nullptr, dy, s.N, M, st, xc);
+          });
+          run(DType::kBF16, {}, true);  // again, after: the pair brackets the fragment-order run
+          std::printf("time | %-8s | %-8s | bf16 | x fragment order | %3lld | %8.2f |\n", s.name, fmt_name(f),
+                      (long long)M, us);
+          CK(cudaFree(dxf));
+          continue;
+        }
         if (!sweep || (M != 1 && M != 16)) continue;
         std::vector<Q4GemvConfig> variants;
         for (Q4GemvCompute comp : {Q4GemvCompute::kTensorCores, Q4GemvCompute::kCudaCores}) {
