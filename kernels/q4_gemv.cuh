@@ -28,7 +28,8 @@
 // 0..3 (lane 0 for nested codes) the chunk's 64-byte (16-byte) scale record. stages - 1 chunks per warp are in
 // flight without holding a register: the previous kernel kept its ring in registers, ran at 80-128 registers per
 // thread, 16-24 warps per SM, and its bandwidth tracked its bytes in flight (NOTES-q4.md). x is read through L1
-// with 16-byte __ldg (hot after the first touch on each SM).
+// with 16-byte __ldg (hot after the first touch on each SM); on tensor cores from the fragment-ordered copy
+// q4_x_fragments writes (x_frag), where one warp load is 512 contiguous bytes instead of pieces of 8 rows.
 //
 // Per chunk lane (g, t) owns rows g, g+8 of the tile and columns 16t..16t+15 of the chunk: byte b (0..7) of a
 // row covers columns 16t+2b (high nibble) and 16t+2b+1 (low nibble). A byte becomes a pair of Act values
@@ -183,7 +184,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     uint4 xv[NT][2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      if (x_frag_base != nullptr) {  // EXPERIMENT: [chunk][NT][2][32][8], each half a contiguous 512 bytes a warp
+      if (x_frag_base != nullptr) {  // x in fragment order (q4_x_fragments.cu): each load 512 contiguous bytes a warp
         const Act* xf = x_frag_base + static_cast<int64_t>((chunk * NT + nt) * 2) * 256 + (threadIdx.x & 31) * 8;
         xv[nt][0] = load_cached16(xf);
         xv[nt][1] = load_cached16(xf + 256);
@@ -325,6 +326,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   float acc[NT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  // x_frag: x is q4_x_fragments' copy [K/64][NT][2][32 lanes][8] (zeros past M), read by the tensor-core path only.
   const Act* const x_frag_base = !kCudaCores && x_frag ? x : nullptr;
 
   int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;

@@ -155,9 +155,17 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   return c;
 }
 
+size_t q4_x_fragments_bytes(int64_t M, int64_t K) {
+  // QB_Q4_X_FRAGMENTS=0: x read in its row layout (the A/B). Measured (bench_q4, BENCHMARKS.md session 24) at M = 16:
+  // gate_up 60.0 -> 42.8 us, down 40.8 -> 24.0, qkv 11.5 -> 8.5, lm_head 226 -> 165; at M = 8 11-16% less.
+  static const bool on = env_on_unless_zero("QB_Q4_X_FRAGMENTS");
+  if (!on || M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
+  return static_cast<size_t>(K / 64) * tokens_per_slice_count(M) * 512 * 2;
+}
+
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                   int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config,
-                  const GatedEpilogue& gated) {
+                  const GatedEpilogue& gated, void* x_scratch) {
   QB_CHECK(q4_tile_gemm_supported(dtype, x, ldx, M), kInvalidInput,
            "q4_tile_gemm: needs fp16/bf16 x, 1 <= M <= {} (got {}), ldx % 8 == 0 (got {}) and 16-byte aligned x",
            kQ4GemvMaxM, M, ldx);
@@ -181,8 +189,13 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config, gated.on);
   const KernelFns k =
       kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores, gated.on);
-  k.launch(w, x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act, stream,
-           config.x_fragment_order);
+  const bool fragments = c.compute == Q4GemvCompute::kTensorCores && x_scratch != nullptr;
+  if (fragments) {
+    QB_CHECK(reinterpret_cast<uintptr_t>(x_scratch) % 16 == 0, kInvalidInput, "q4_tile_gemm: x_scratch not 16-byte aligned");
+    q4_x_fragments(x, ldx, M, w.K, tokens_per_slice_count(M), x_scratch, stream);
+  }
+  k.launch(w, fragments ? x_scratch : x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act,
+           stream, fragments);
 }
 
 }  // namespace qb::kernels

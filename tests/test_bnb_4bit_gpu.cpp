@@ -417,6 +417,46 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
   }
 }
 
+// x in fragment order (q4_tile_gemm's x_scratch, kernels/q4_x_fragments.cu) gives every output element bit for bit
+// what the row layout gives: the same values reach the same fragment slots, summed in the same order. Every scheme,
+// fp16 and bf16, M = 2 .. 64 (1 .. 8 slices, partial slices), odd N, x with a row stride past K, gated up to 8 rows.
+TEST(Q4Gpu, FragmentOrderedXIsTheSameProductBitForBit) {
+  QB_REQUIRE_CUDA();
+  namespace k = qb::kernels;
+  at::manual_seed(47);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  for (const auto& [mode, absmax_f16] : all_schemes()) {
+    for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{96, 1024, 128}}) {
+      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block, absmax_f16);
+      for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
+        const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
+        for (int64_t M : {2, 5, 8, 9, 16, 17, 33, 64}) {
+          const int64_t ldx = sh.K + 8;
+          const at::Tensor x = at::randn({M, ldx}).to(at::kCUDA, act);
+          const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
+          const size_t bytes = k::q4_x_fragments_bytes(M, sh.K);
+          ASSERT_GT(bytes, 0u) << "QB_Q4_X_FRAGMENTS=0 in the environment?";
+          at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, x.options().dtype(at::kByte));
+          for (bool gated : {false, true}) {
+            if (gated && (M > k::kQ4GemvGatedMaxM || !k::gated_epilogue_fits(sh.N))) continue;
+            k::GatedEpilogue epilogue;
+            epilogue.on = gated;
+            const int64_t width = gated ? sh.N / 2 : sh.N;
+            at::Tensor rows = at::empty({M, width}, x.options()), frags = at::empty({M, width}, x.options());
+            k::q4_tile_gemm(dt, c.tw, x.data_ptr(), ldx, bias.data_ptr(), rows.data_ptr(), width, M, stream, {},
+                            epilogue);
+            k::q4_tile_gemm(dt, c.tw, x.data_ptr(), ldx, bias.data_ptr(), frags.data_ptr(), width, M, stream, {},
+                            epilogue, scratch.data_ptr());
+            EXPECT_TRUE(at::equal(rows.view(at::kShort), frags.view(at::kShort)))
+                << scheme_name(mode, absmax_f16) << " N=" << sh.N << " K=" << sh.K << " M=" << M << " "
+                << c10::toString(act) << (gated ? " gated" : "");
+          }
+        }
+      }
+    }
+  }
+}
+
 // The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu), every form (register-A with 128- and 256-token blocks,
 // shared-B), on fresh random weights of the three scale schemes,
 // fp16 and bf16, with and without bias. Shapes: K = 320 (5 steps of 64: fewer than the stage and ring depths),

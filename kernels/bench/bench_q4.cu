@@ -374,20 +374,6 @@ __global__ void fill_random_kernel(uint32_t* p, int64_t words, uint32_t seed) {
 }
 
 // Random half/bf16 values in [-1, 1) (exponent forced), for activations and bf16 weights.
-// EXPERIMENT (session 24): x [M, K] into the fragment order [K/64][NT][2][32 lanes][8] the tensor-core GEMV reads
-// with x_fragment_order (rows past M zero).
-__global__ void permute_x_fragments(const uint16_t* x, uint16_t* xf, int M, int K, int NT) {
-  const int64_t n = int64_t{K} / 64 * NT * 512;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const int j = static_cast<int>(i % 8), lane = static_cast<int>(i / 8 % 32), h = static_cast<int>(i / 256 % 2);
-    const int nt = static_cast<int>(i / 512 % NT);
-    const int64_t chunk = i / (512 * NT);
-    const int m = nt * 8 + lane / 4;
-    const int64_t col = chunk * 64 + 16 * (lane % 4) + 8 * h + j;
-    xf[i] = m < M ? x[m * int64_t{K} + col] : uint16_t{0};
-  }
-}
-
 __global__ void fill_half_kernel(uint16_t* p, int64_t n, uint32_t seed, bool bf16) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -811,7 +797,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--only-check")) only_check = true;
     if (!std::strcmp(argv[i], "--probes")) probes = true;
     if (!std::strcmp(argv[i], "--prefill")) prefill = true;
-    if (!std::strcmp(argv[i], "--xfrag")) xfrag = true;  // EXPERIMENT: M = 16 with x in fragment order
+    if (!std::strcmp(argv[i], "--xfrag")) xfrag = true;  // M = 16 and 8: x in fragment order against rows
     if (!std::strcmp(argv[i], "--prefill-shape") && i + 1 < argc) prefill_shape = argv[++i];
   }
   prefill = prefill || prefill_shape != nullptr;
@@ -954,28 +940,24 @@ int main(int argc, char** argv) {
           return us;
         };
         run(DType::kBF16, {}, true);
-        if (xfrag) {
-          const int nt = M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8;
-          void* dxf = nullptr;
-          CK(cudaMalloc(&dxf, s.K / 64 * nt * 512 * 2));
-          permute_x_fragments<<<1024, 256>>>(static_cast<const uint16_t*>(dx), static_cast<uint16_t*>(dxf),
-                                             static_cast<int>(M), static_cast<int>(s.K), nt);
+        if (xfrag) {  // x in fragment order (q4_tile_gemm's x_scratch) against the row layout, same process
+          void* scratch = nullptr;
+          CK(cudaMalloc(&scratch, std::max<size_t>(q4_x_fragments_bytes(M, s.K), 16)));
           std::vector<uint16_t> ref(M * s.N), got(M * s.N);
-          q4_tile_gemm(DType::kBF16, tw.copies[0], dx, s.K, nullptr, dy, s.N, M, 0, {});
+          q4_tile_gemm(DType::kBF16, tw.copies[0], dx, s.K, nullptr, dy, s.N, M, 0);
           CK(cudaMemcpy(ref.data(), dy, ref.size() * 2, cudaMemcpyDeviceToHost));
-          Q4GemvConfig xc;
-          xc.x_fragment_order = true;
-          q4_tile_gemm(DType::kBF16, tw.copies[0], dxf, s.K, nullptr, dy, s.N, M, 0, xc);
+          q4_tile_gemm(DType::kBF16, tw.copies[0], dx, s.K, nullptr, dy, s.N, M, 0, {}, {}, scratch);
           CK(cudaMemcpy(got.data(), dy, got.size() * 2, cudaMemcpyDeviceToHost));
-          std::printf("xfrag %s %s M=%lld: outputs %s\n", s.name, fmt_name(f), (long long)M,
+          std::printf("x fragments %s %s M=%lld: outputs %s\n", s.name, fmt_name(f), (long long)M,
                       ref == got ? "bit-identical" : "DIFFER");
+          failures += ref != got;
           const double us = time_us([&](int i, cudaStream_t st) {
-            q4_tile_gemm(DType::kBF16, tw.copies[i % copies], dxf, s.K, nullptr, dy, s.N, M, st, xc);
+            q4_tile_gemm(DType::kBF16, tw.copies[i % copies], dx, s.K, nullptr, dy, s.N, M, st, {}, {}, scratch);
           });
-          run(DType::kBF16, {}, true);  // again, after: the pair brackets the fragment-order run
-          std::printf("time | %-8s | %-8s | bf16 | x fragment order | %3lld | %8.2f |\n", s.name, fmt_name(f),
-                      (long long)M, us);
-          CK(cudaFree(dxf));
+          run(DType::kBF16, {}, true);  // the row layout again, after: the pair brackets the fragment-order run
+          std::printf("time | %-8s | %-8s | bf16 | x fragments (copy included) | %3lld | %8.2f |\n", s.name,
+                      fmt_name(f), (long long)M, us);
+          CK(cudaFree(scratch));
           continue;
         }
         if (!sweep || (M != 1 && M != 16)) continue;

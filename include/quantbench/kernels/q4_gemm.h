@@ -78,8 +78,6 @@ struct Q4GemvConfig {
                    // 1..8 for M <= 32, 1..4 above
   int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
-  // EXPERIMENT (session 24, bench only): x given in fragment order [K/64][NT][2][32 lanes][8] (tensor cores only).
-  bool x_fragment_order = false;
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included); `gated`: with the
 // gated epilogue (the grid then counts (gate, up) tile pairs).
@@ -89,9 +87,19 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 // Decode / small-batch path: y = x W^T (+ bias) straight from the tile layout. x [M, ldx], bias [N] or null,
 // y [M, ldy]. No allocation, no host sync: capturable in a CUDA graph. Deterministic (fixed-order sums).
 // With gated.on, y [M, ldy >= N / 2] gets act(gate) * up instead (gated_epilogue.h; N % 32 == 0).
+// x_scratch (16-byte aligned, q4_x_fragments_bytes(M, K) bytes) or null: where the tensor-core path (M >= 2) first
+// copies x in the order its lanes read it (kernels/q4_x_fragments.cu), so that each x load of a warp is 512
+// contiguous bytes instead of 8 rows' pieces; the same values in the same order (bit-identical y).
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
                   int64_t ldy, int64_t M, cudaStream_t stream, const Q4GemvConfig& config = {},
-                  const GatedEpilogue& gated = {});
+                  const GatedEpilogue& gated = {}, void* x_scratch = nullptr);
+
+// Bytes of q4_tile_gemm's x_scratch for M tokens of K columns (K % 64 == 0): 0 where none is used (M = 1: the CUDA-core
+// path reads x as it is; or QB_Q4_X_FRAGMENTS=0, the A/B switch).
+size_t q4_x_fragments_bytes(int64_t M, int64_t K);
+// x [M, ldx] (16-bit) into the fragment order of the tensor-core GEMV with nt 8-token slices:
+// out[((c * nt + s) * 2 + h) * 256 + lane * 8 + j] = x[8 s + lane / 4][64 c + 16 (lane % 4) + 8 h + j] (0 past M).
+void q4_x_fragments(const void* x, int64_t ldx, int64_t M, int64_t K, int nt, void* out, cudaStream_t stream);
 
 // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
 // dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.
