@@ -132,7 +132,7 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
 
 // One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
 // x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
 __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
                                            const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
                                            int64_t tile, int units, int g, uint32_t lane_base,
@@ -184,7 +184,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     uint4 xv[NT][2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      if (x_frag_base != nullptr) {  // x in fragment order (q4_x_fragments.cu): each load 512 contiguous bytes a warp
+      if constexpr (kXFrag) {  // x in fragment order (q4_x_fragments.cu): each load 512 contiguous bytes a warp
         const Act* xf = x_frag_base + static_cast<int64_t>((chunk * NT + nt) * 2) * 256 + (threadIdx.x & 31) * 8;
         xv[nt][0] = load_cached16(xf);
         xv[nt][1] = load_cached16(xf + 256);
@@ -230,11 +230,12 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
   }
 }
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act, bool x_frag) {
+                   ActType gate_act) {
+  static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
@@ -326,8 +327,9 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   float acc[NT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
-  // x_frag: x is q4_x_fragments' copy [K/64][NT][2][32 lanes][8] (zeros past M), read by the tensor-core path only.
-  const Act* const x_frag_base = !kCudaCores && x_frag ? x : nullptr;
+  // kXFrag: x is q4_x_fragments' copy [K/64][NT][2][32 lanes][8] (zeros past M). A template parameter: as a runtime
+  // branch in the chunk loop it cost the row-layout path ~25% at M = 16 (bench_q4, session 24).
+  const Act* const x_frag_base = kXFrag ? x : nullptr;
 
   int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
@@ -339,10 +341,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint8_t* stage = ring + p_off;
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
-      gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
+      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
                                             units, g, lane_base, nested_code, acc, x_frag_base);
       if (chunk + 1 < C) {
-        gemv_chunk<Act, MODE, NT, kCudaCores>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
+        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
                                               c_tile, units, g, lane_base, nested_code, acc, x_frag_base);
       }
     }
