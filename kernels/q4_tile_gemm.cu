@@ -156,16 +156,11 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 }
 
 size_t q4_x_fragments_bytes(int64_t M, int64_t K) {
-  if (M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
-  return static_cast<size_t>(K / 64) * tokens_per_slice_count(M) * 512 * 2;
-}
-
-bool q4_x_fragments_pay(int64_t M, int64_t N, int64_t K) {
-  // End to end (BENCHMARKS.md, session 24) the copy is one more launch in the chain (~1.5 us): with it on every 4-bit
-  // layer Qwen2-7B nf4 at batch 16 went 4716 -> 4870 tok/s but TinyLlama's (K = 2048, N <= 11264) 16401 -> 15783.
-  // So only weights of at least 32 M elements (Qwen2-7B's gate_up, down and every LM head here).
+  // QB_Q4_X_FRAGMENTS=0: x read in its row layout (the A/B). Measured (bench_q4, BENCHMARKS.md session 24) at M = 16:
+  // gate_up 60.0 -> 42.8 us, down 40.8 -> 24.0, qkv 11.5 -> 8.5, lm_head 226 -> 165; at M = 8 11-16% less.
   static const bool on = env_on_unless_zero("QB_Q4_X_FRAGMENTS");
-  return on && q4_x_fragments_bytes(M, K) > 0 && N * K >= (int64_t{32} << 20);
+  if (!on || M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
+  return static_cast<size_t>(K / 64) * tokens_per_slice_count(M) * 512 * 2;
 }
 
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,
