@@ -328,7 +328,8 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
   // kXFrag: x is q4_x_fragments' copy [K/64][NT][2][32 lanes][8] (zeros past M). A template parameter: as a runtime
-  // branch in the chunk loop it cost the row-layout path ~25% at M = 16 (bench_q4, session 24).
+  // branch in the chunk loop it slowed the row-layout path (Qwen2-7B nf4 batch 16: 3830 tok/s with the branch, 4716
+  // without; BENCHMARKS.md, session 24).
   const Act* const x_frag_base = kXFrag ? x : nullptr;
 
   int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;

@@ -156,8 +156,10 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 }
 
 size_t q4_x_fragments_bytes(int64_t M, int64_t K) {
-  // QB_Q4_X_FRAGMENTS=0: x read in its row layout (the A/B). Measured (bench_q4, BENCHMARKS.md session 24) at M = 16:
-  // gate_up 60.0 -> 42.8 us, down 40.8 -> 24.0, qkv 11.5 -> 8.5, lm_head 226 -> 165; at M = 8 11-16% less.
+  // QB_Q4_X_FRAGMENTS=0: x read in its row layout (the A/B). End to end (BENCHMARKS.md, session 24): Qwen2-7B batch
+  // 16 nf4 4716 -> 4870 tok/s, awq 4654 -> 4782, batch 8 nf4 2978 -> 3000; TinyLlama batch 16 nf4 16401 -> 15783,
+  // awq 16059 -> 15514: its layers are small, and the copy's launch costs more than it saves there. A size rule
+  // (large weights only) is the obvious next step, not yet measured.
   static const bool on = env_on_unless_zero("QB_Q4_X_FRAGMENTS");
   if (!on || M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
   return static_cast<size_t>(K / 64) * tokens_per_slice_count(M) * 512 * 2;

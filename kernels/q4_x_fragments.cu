@@ -3,8 +3,8 @@
 // Why: per 64-column chunk, lane (g, t) of the GEMV takes columns 16t .. 16t + 15 of token 8s + g in each 8-token
 // slice s, as two 16-byte loads; from x's row layout every such warp load touches 8 rows (8 cache lines, half of each
 // used), and at M = 16 those loads were ~60% of the L1 wavefronts of the kernel, the unit that bounds it (ncu,
-// NOTES-q4.md). In this order each of them is 512 contiguous bytes. bench_q4 at M = 16: gate_up 60.0 -> 42.8 us,
-// down 40.8 -> 24.0 (BENCHMARKS.md, session 24); the copy itself moves 2 x M x K bytes.
+// NOTES-q4.md). In this order each of them is 512 contiguous bytes. Measured: BENCHMARKS.md, session 24 (end to end
+// Qwen2-7B batch 16 +3%, TinyLlama batch 16 -3.6%: the copy is one more launch per layer); it moves 2 x M x K bytes.
 // Layout: out[((c * nt + s) * 2 + h) * 256 + lane * 8 + j] = x[8 s + lane / 4][64 c + 16 (lane % 4) + 8 h + j], zero
 // for tokens >= M. One thread per 16-byte piece: a 16-byte load of x, a coalesced 16-byte store.
 #include <algorithm>
