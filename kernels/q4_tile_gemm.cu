@@ -192,10 +192,7 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   const KernelFns k =
       kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores, gated.on);
   const bool fragments = c.compute == Q4GemvCompute::kTensorCores && x_scratch != nullptr;
-  if (fragments) {
-    QB_CHECK(reinterpret_cast<uintptr_t>(x_scratch) % 16 == 0, kInvalidInput, "q4_tile_gemm: x_scratch not 16-byte aligned");
-    q4_x_fragments(x, ldx, M, w.K, tokens_per_slice_count(M), x_scratch, stream);
-  }
+  if (fragments) q4_x_fragments(x, ldx, M, w.K, tokens_per_slice_count(M), x_scratch, stream);  // checks x_scratch
   k.launch(w, fragments ? x_scratch : x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act,
            stream, fragments);
 }

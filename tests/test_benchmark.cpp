@@ -190,7 +190,7 @@ TEST(BenchmarkGpu, AKernelFaultIsRecordedAndTheLaterRunsMarkedNotRun) {
   const fs::path dir = fs::temp_directory_path() / ("qb-kernel-fault-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const fs::path out = dir / "runs.json";
-  auto quoted = [](const std::string& text) { return "'" + text + "'"; };
+  using test::quoted;
   const std::string command = "QB_DIAG_KERNEL_FAULT=fp32 " + quoted(QB_CLI_PATH) + " run --model " +
                               quoted(test::fixtures_dir() + "/models/llama") +
                               " --device cuda --precision fp16,fp32,bf16 --batch 1 --prompt-len 8 --gen-len 2"

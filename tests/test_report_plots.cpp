@@ -13,8 +13,7 @@ namespace qb {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string quoted(const std::string& text) { return "'" + text + "'"; }
+using test::quoted;
 
 TEST(ReportPlots, ThreePngsFromTheFixture) {
   const fs::path python = fs::path(QB_SOURCE_DIR) / ".venv" / "bin" / "python";

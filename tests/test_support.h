@@ -80,6 +80,9 @@ inline double relative_error(const at::Tensor& out, const at::Tensor& ref) {
 
 bool cuda_available();  // defined in test_support.cpp
 
+// `text` in single quotes, for a shell command line (the tests' paths hold no quote).
+inline std::string quoted(const std::string& text) { return "'" + text + "'"; }
+
 // Options for a layer on `device` computing in `act`; `block` is both the nf4 / fp4 blocksize and the awq group.
 inline quant::FormatOptions format_options(c10::Device device, at::ScalarType act, bool double_quant, int64_t block) {
   quant::FormatOptions o;

@@ -873,13 +873,7 @@ int main(int argc, char** argv) {
                                {"down", 18944, 3584}, {"lm_head", 3584, 152064}};
   if (quick) shapes = {{"gate_up", 3584, 37888}, {"down", 18944, 3584}};
   std::vector<Fmt> fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kNf4Dq, Fmt::kAwq};
-  bool fmts_override = false;
   std::vector<int64_t> Ms = {1, 4, 8, 16, 64};
-  if (xfrag) {
-    Ms = {16, 8};
-    sweep = false;
-    fmts_override = true;
-  }
   // QB_BENCH_SHAPES=small: TinyLlama-1.1B and GPT-2 decode shapes, nf4 and awq, M = 1 (latency-bound layers).
   const char* shape_set = std::getenv("QB_BENCH_SHAPES");
   if (shape_set != nullptr && std::string(shape_set) == "small") {
@@ -888,7 +882,11 @@ int main(int argc, char** argv) {
     fmts = {Fmt::kNf4, Fmt::kNf4A16, Fmt::kAwq};
     Ms = {1};
   }
-  if (fmts_override) fmts = {Fmt::kNf4A16, Fmt::kAwq};
+  if (xfrag) {
+    fmts = {Fmt::kNf4A16, Fmt::kAwq};
+    Ms = {16, 8};
+    sweep = false;
+  }
   std::vector<std::string> table, sweep_table;
   const int64_t l2_guard = int64_t{200} << 20;
   for (const Shape& s : shapes) {
