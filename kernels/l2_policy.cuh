@@ -1,4 +1,4 @@
-// L2 eviction priority of the dense and int8 decode GEMVs' weight stream.
+// L2 eviction priority of the decode GEMVs' weight stream (dense, int8 and 4-bit).
 //
 // A decode step streams every weight once (14 GB for Qwen2-7B in bf16, 8 GB in int8, against 50 MB of L2) and
 // re-reads or writes a few MB of other data every step: the KV cache rows, the activations, norm weights and
@@ -18,16 +18,13 @@ namespace qb::kernels {
 
 // The policy operand of the weight loads' .L2::cache_hint (ld.global.nc in gemv_mma_tile.cuh): the 64-bit value
 // createpolicy.fractional.L2::evict_first (evict_normal) with fraction 1.0 produces, read off its SASS.
-// Not in the 4-bit GEMV: its weights arrive by cp.async, and ptxas 13.0 miscompiles cp.async with a cache hint there
-// (the LDGSTS reads an undefined uniform register as its descriptor: cudaErrorIllegalInstruction in every 4-bit test
-// on the H100, session 24; whether the policy came from createpolicy, a constant or a kernel parameter, and with the
-// hint on the code copies only the sm_90 SASS of 6 of the 8 instantiation files still had it; Marlin issue 44 and
-// Triton PR 11660 report the same bug, fixed in ptxas 13.4).
+// The 4-bit GEMV passes it to cp.async, which ptxas 13.0 can miscompile (q4_gemv.cuh, cp_async16, says how it is
+// avoided; Marlin issue 44 and Triton PR 11660 report the same bug, fixed in ptxas 13.4).
 __host__ __device__ constexpr uint64_t weight_stream_policy(bool evict_first) {
   return evict_first ? 0x12F0000000000000ull : 0x16F0000000000000ull;
 }
 
-// Host: whether the dense and int8 decode GEMVs load their weights evict-first (read once per process).
+// Host: whether the decode GEMVs load their weights evict-first (read once per process).
 inline bool weight_stream_evict_first() {
   static const bool on = env_on_unless_zero("QB_L2_EVICT_FIRST");
   return on;

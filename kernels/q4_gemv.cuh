@@ -25,7 +25,8 @@
 //
 // Loads. Each warp streams its chunks through its own ring of `stages` shared-memory slots filled by cp.async
 // (cp.async.cg: L2 only): lane l copies bytes 16l..16l+15 of the chunk (the ones it later reads itself), lanes
-// 0..3 (lane 0 for nested codes) the chunk's 64-byte (16-byte) scale record. stages - 1 chunks per warp are in
+// 0..3 (lane 0 for nested codes) the chunk's 64-byte (16-byte) scale record. The copies carry the L2 policy
+// `weight_policy` (l2_policy.cuh: evict-first unless QB_L2_EVICT_FIRST=0). stages - 1 chunks per warp are in
 // flight without holding a register: the previous kernel kept its ring in registers, ran at 80-128 registers per
 // thread, 16-24 warps per SM, and its bandwidth tracked its bytes in flight (NOTES-q4.md). x is read through L1
 // with 16-byte __ldg (hot after the first touch on each SM); on tensor cores from the fragment-ordered copy
@@ -97,8 +98,13 @@ __device__ __forceinline__ uint32_t smem_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+// With an L2 policy. ptxas 13.0 miscompiles this form when it folds a warp-uniform part of `dst` into the address
+// ([Ra + URb]): the LDGSTS then names a descriptor register nothing defines (desc[UR1] beside [R + UR0];
+// cudaErrorIllegalInstruction on the H100, session 24). The callers pass a destination computed per lane, which
+// keeps it in a plain register; scripts/check-sass-descriptors.py checks the built objects for the pattern.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "l"(policy)
+               : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // Wait until at most `pending` groups are outstanding (ring depths the host allows: 2, 3, 4, 6).
@@ -234,7 +240,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, 
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act) {
+                   ActType gate_act, uint64_t weight_policy) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
@@ -274,22 +280,28 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   int p_q = 0, p_j = 0, p_chunk = 2 * warp, p_item = 0;
   int64_t p_tile = blockIdx.x;
   uint32_t p_off = 0;
+  // p_dst = ring_lane_s + p_off, advanced on its own rather than summed at each copy: see cp_async16.
+  uint32_t p_dst = ring_lane_s;
+  const uint32_t ring_lane_end = ring_lane_s + ring_bytes;
   const uint8_t* p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
   const uint8_t* p_scales = scale_bytes + p_tile * tile_scale_bytes;
   // Lanes 0 .. 2 kRecordLanes - 1 copy the two chunks' scale records (16 bytes each) to stage + 1024 + h * 64.
   const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
+  const uint32_t rec_dst = 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16 - lane * 16;  // from p_dst, mod 2^32
   auto issue = [&]() {
     if (p_q < total && p_chunk < C) {
-      cp_async16(ring_lane_s + p_off, p_codes);
-      if (p_chunk + 1 < C) cp_async16(ring_lane_s + p_off + kChunkCodeBytes, p_codes + kChunkCodeBytes);
+      cp_async16(p_dst, p_codes, weight_policy);
+      if (p_chunk + 1 < C) cp_async16(p_dst + kChunkCodeBytes, p_codes + kChunkCodeBytes, weight_policy);
       if (rec_h < 2 && p_chunk + rec_h < C) {
-        cp_async16(ring_lane_s - lane * 16 + p_off + 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16,
-                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16);
+        cp_async16(p_dst + rec_dst,
+                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16,
+                   weight_policy);
       }
     }
     cp_async_commit();  // one group per item, empty past the end: the wait count stays uniform
     ++p_q;
     p_off = p_off + kStageBytes == ring_bytes ? 0u : p_off + kStageBytes;
+    p_dst = p_dst + kStageBytes == ring_lane_end ? ring_lane_s : p_dst + kStageBytes;
     p_chunk += 2 * S;
     p_codes += static_cast<int64_t>(S) * 2 * kChunkCodeBytes;
     if (++p_j == cnt) {

@@ -5,6 +5,7 @@
 
 #include <mutex>
 
+#include "l2_policy.cuh"
 #include "pdl.cuh"
 #include "q4_gemv.cuh"
 #include "quantbench/core/error.h"
@@ -49,7 +50,7 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
   auto run = [&](auto kernel) {
     launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w,
                static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
-               gate_act);
+               gate_act, weight_stream_policy(weight_stream_evict_first()));
   };
   if constexpr (!kCudaCores) {
     if (x_frag) {

@@ -156,13 +156,19 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
 }
 
 size_t q4_x_fragments_bytes(int64_t M, int64_t K) {
-  // QB_Q4_X_FRAGMENTS=0: x read in its row layout (the A/B). End to end (BENCHMARKS.md, session 24): Qwen2-7B batch
-  // 16 nf4 4716 -> 4870 tok/s, awq 4654 -> 4782, batch 8 nf4 2978 -> 3000; TinyLlama batch 16 nf4 16401 -> 15783,
-  // awq 16059 -> 15514: its layers are small, and the copy's launch costs more than it saves there. A size rule
-  // (large weights only) is the obvious next step, not yet measured.
-  static const bool on = env_on_unless_zero("QB_Q4_X_FRAGMENTS");
-  if (!on || M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
+  if (M < 2 || M > kQ4GemvMaxM || K % 64 != 0) return 0;
   return static_cast<size_t>(K / 64) * tokens_per_slice_count(M) * 512 * 2;
+}
+
+bool q4_x_fragments_pay(int64_t M, int64_t N, int64_t K) {
+  // With the copy on every 4-bit layer (BENCHMARKS.md, session 24): Qwen2-7B batch 16 nf4 4716 -> 4870 tok/s, awq
+  // 4654 -> 4782, batch 8 nf4 2978 -> 3000; TinyLlama batch 16 nf4 16401 -> 15783, awq 16059 -> 15514: the copy is
+  // one more launch in the chain (~1.5 us), which a small weight's GEMV does not win back. So large weights only.
+  // QB_Q4_X_FRAGMENTS=0: never; =all: every layer (the A/B of the rule).
+  static const bool never = env_equals("QB_Q4_X_FRAGMENTS", "0");
+  static const bool always = env_equals("QB_Q4_X_FRAGMENTS", "all");
+  if (never || q4_x_fragments_bytes(M, K) == 0) return false;
+  return always || N * K >= kQ4XFragmentsMinWeights;
 }
 
 void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y,

@@ -264,11 +264,11 @@ std::pair<at::Tensor, at::Tensor> affine_unwords(const at::Tensor& words) {
   return {scale, words.bitwise_right_shift(16).to(at::kByte)};
 }
 
-// q4_tile_gemm's x_scratch for M rows of x2 (the tensor-core path's fragment-ordered copy of x), from the caching
-// allocator (graph-safe); undefined where the call reads x as it is (M = 1, or QB_Q4_X_FRAGMENTS=0).
-at::Tensor x_fragment_scratch(const at::Tensor& x2, int64_t M, int64_t K) {
-  const size_t bytes = kernels::q4_x_fragments_bytes(M, K);
-  return bytes > 0 ? at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte)) : at::Tensor();
+// q4_tile_gemm's x_scratch for M rows of x2 (the tensor-core path's fragment-ordered copy of x) where the copy pays
+// for this N x K weight, from the caching allocator (graph-safe); undefined where the call reads x as it is.
+at::Tensor x_fragment_scratch(const at::Tensor& x2, int64_t M, int64_t N, int64_t K) {
+  if (!kernels::q4_x_fragments_pay(M, N, K)) return {};
+  return at::empty({static_cast<int64_t>(kernels::q4_x_fragments_bytes(M, K))}, x2.options().dtype(at::kByte));
 }
 
 }  // namespace
@@ -491,7 +491,7 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   int splits = 1;
   if (d.tiles && dtype != k::DType::kF32 && M <= k::kQ4GemvMaxM) {
     if (!k::q4_tile_gemm_supported(dtype, x2.data_ptr(), K, M)) x2 = x2.clone();  // an unaligned view
-    const at::Tensor scratch = x_fragment_scratch(x2, M, K);
+    const at::Tensor scratch = x_fragment_scratch(x2, M, N, K);
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, {}, {},
                     scratch.defined() ? scratch.data_ptr() : nullptr);
   } else if (d.tiles && k::q4_prefill_fused_form(d.tw, M, &form, &splits) &&
@@ -538,7 +538,7 @@ at::Tensor Q4Linear::forward_gated(const at::Tensor& x, GateActivation act) cons
   at::Tensor bias;
   if (bias_.has_value()) bias = bias_->scalar_type() == st ? *bias_ : bias_->to(st);
   at::Tensor y = at::empty({M, N / 2}, x2.options());
-  const at::Tensor scratch = x_fragment_scratch(x2, M, K);
+  const at::Tensor scratch = x_fragment_scratch(x2, M, N, K);
   k::q4_tile_gemm(dtype, device_->tw, x2.data_ptr(), K, bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
                   N / 2, M, at::cuda::getCurrentCUDAStream(), {}, gated_epilogue(act),
                   scratch.defined() ? scratch.data_ptr() : nullptr);

@@ -95,8 +95,12 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
                   const GatedEpilogue& gated = {}, void* x_scratch = nullptr);
 
 // Bytes of q4_tile_gemm's x_scratch for M tokens of K columns (K % 64 == 0): 0 where none is used (M = 1: the CUDA-core
-// path reads x as it is; or QB_Q4_X_FRAGMENTS=0, the A/B switch).
+// path reads x as it is).
 size_t q4_x_fragments_bytes(int64_t M, int64_t K);
+// Whether the copy pays for an N x K weight at M tokens: weights of at least kQ4XFragmentsMinWeights elements
+// (QB_Q4_X_FRAGMENTS=0: never, =all: always; the A/B switches).
+constexpr int64_t kQ4XFragmentsMinWeights = int64_t{32} << 20;
+bool q4_x_fragments_pay(int64_t M, int64_t N, int64_t K);
 // x [M, ldx] (16-bit) into the fragment order of the tensor-core GEMV with nt 8-token slices:
 // out[((c * nt + s) * 2 + h) * 256 + lane * 8 + j] = x[8 s + lane / 4][64 c + 16 (lane % 4) + 8 h + j] (0 past M).
 void q4_x_fragments(const void* x, int64_t ldx, int64_t M, int64_t K, int nt, void* out, cudaStream_t stream);

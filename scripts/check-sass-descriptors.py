@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Checks CUDA objects for a ptxas 13.0 miscompile: a global load (LDG / LDGSTS / ...) whose memory descriptor
+desc[URn] is a uniform register that nothing in the same function defines (kernels/q4_gemv.cuh, cp_async16, says
+when it happens). Such an instruction dies with cudaErrorIllegalInstruction on the GPU; this finds it on any machine.
+
+usage: check-sass-descriptors.py [--cuobjdump PATH] OBJECT_OR_CUBIN...   (exit 1 when one is found)
+"""
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+
+INSTR = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s+([^;]*);")
+
+
+def find_cuobjdump(given):
+    if given:
+        return given
+    for candidate in ("cuobjdump", "/usr/local/cuda/bin/cuobjdump"):
+        if shutil.which(candidate):
+            return shutil.which(candidate)
+    sys.exit("check-sass-descriptors: no cuobjdump on PATH or in /usr/local/cuda/bin (pass --cuobjdump)")
+
+
+def undefined_descriptors(sass, counts):
+    """Yields (function, instruction) for each descriptor use without a definition in its function."""
+    for block in re.split(r"\n\s*Function : ", sass)[1:]:
+        name = block.split("\n", 1)[0].strip()
+        counts["functions"] += 1
+        defined = set()
+        for line in block.split("\n"):
+            m = INSTR.search(line)
+            if not m:
+                continue
+            op, args = m.group(1), m.group(2)
+            for n in map(int, re.findall(r"UR(\d+)", args.split(",")[0])):  # destination operand
+                defined.update((n, n + 1) if ".64" in op else (n,))
+            for n in map(int, re.findall(r"desc\[UR(\d+)\]", args)):
+                counts["uses"] += 1
+                if n not in defined:
+                    yield name, f"{op} {args.strip()}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuobjdump")
+    ap.add_argument("objects", nargs="+")
+    args = ap.parse_args()
+    tool = find_cuobjdump(args.cuobjdump)
+    found = 0
+    counts = {"functions": 0, "uses": 0}
+    for path in args.objects:
+        run = subprocess.run([tool, "-sass", path], capture_output=True, text=True)
+        if run.returncode != 0:
+            sys.exit(f"check-sass-descriptors: {path}: cuobjdump failed: {run.stderr.strip()}")
+        for name, instr in undefined_descriptors(run.stdout, counts):
+            found += 1
+            print(f"{path}: {name}: undefined descriptor in `{instr}`")
+    print(f"check-sass-descriptors: {len(args.objects)} objects, {counts['functions']} functions, "
+          f"{counts['uses']} descriptor uses, {found} undefined", file=sys.stderr)
+    if counts["functions"] == 0:
+        print("check-sass-descriptors: no SASS functions found (objects without device code?)", file=sys.stderr)
+        return 1
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
