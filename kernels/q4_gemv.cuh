@@ -71,15 +71,15 @@ constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
 
 
-// Dynamic shared memory of one block: partial sums [2][S][RT*NT*4][32] fp32, nested code map [256] fp32 (nested
-// only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), the warps' rings [S][stages][RT * kStageBytes].
+// Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
+// only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), the warps' rings [S][stages][kStageBytes].
 __host__ __device__ inline size_t gemv_gate_floats(bool gated, int nt) {
   return gated ? static_cast<size_t>(nt) * 8 * 16 : 0;
 }
-inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated, int rt = 1) {
-  return sizeof(float) * (2 * static_cast<size_t>(warps) * rt * nt * 4 * 32 +
-                          (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0) + gemv_gate_floats(gated, nt)) +
-         static_cast<size_t>(warps) * stages * rt * kStageBytes;
+inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated) {
+  return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0) +
+                          gemv_gate_floats(gated, nt)) +
+         static_cast<size_t>(warps) * stages * kStageBytes;
 }
 
 // Values computed once per thread and kept in a register: an empty asm the compiler cannot see through, so it
@@ -136,14 +136,13 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
   }
 }
 
-// The scales of rows g and g + 8 of one chunk (and awq's -zero pairs), from its record `rec` in shared memory.
-struct ChunkScales {
-  float sg, sg8;
-  uint32_t nz_g = 0, nz_g8 = 0;
-};
-template <typename Act, Q4ScaleMode MODE>
-__device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, const uint8_t* rec, int chunk,
-                                                    int64_t tile, int units, int g, const float* nested_code) {
+// One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
+// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
+__device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
+                                           const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
+                                           int64_t tile, int units, int g, uint32_t lane_base,
+                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base) {
   float sg, sg8;
   uint32_t nz_g = 0, nz_g8 = 0;
   if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
@@ -167,74 +166,6 @@ __device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, cons
     nz_g = affine_neg_zero<Act>(s.x);
     nz_g8 = affine_neg_zero<Act>(s.y);
   }
-  return {sg, sg8, nz_g, nz_g8};
-}
-
-// Tensor cores: the lane's x values of one chunk, xv[nt] = token slice nt's 16 values (zeros past M).
-// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
-template <typename Act, int NT, bool kXFrag>
-__device__ __forceinline__ void load_x_chunk(const Act* const (&x_lane)[NT], const bool (&x_valid)[NT], int chunk,
-                                             const Act* x_frag_base, uint4 (&xv)[NT][2]) {
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    if constexpr (kXFrag) {  // x in fragment order (q4_x_fragments.cu): each load 512 contiguous bytes a warp
-      const Act* xf = x_frag_base + static_cast<int64_t>((chunk * NT + nt) * 2) * 256 + (threadIdx.x & 31) * 8;
-      xv[nt][0] = load_cached16(xf);
-      xv[nt][1] = load_cached16(xf + 256);
-    } else if (x_valid[nt]) {
-      const Act* xp = x_lane[nt] + chunk * 64;
-      xv[nt][0] = load_cached16(xp);
-      xv[nt][1] = load_cached16(xp + 8);
-    } else {
-      xv[nt][0] = xv[nt][1] = make_uint4(0, 0, 0, 0);
-    }
-  }
-}
-
-// Tensor cores: one chunk of one tile (codes wv, scales sc) times x (xv) into acc.
-template <typename Act, Q4ScaleMode MODE, int NT>
-__device__ __forceinline__ void mma_chunk(const uint4 (&xv)[NT][2], uint4 wv, const ChunkScales& sc,
-                                          uint32_t lane_base, float (&acc)[NT][4]) {
-  float part[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) part[nt][0] = part[nt][1] = part[nt][2] = part[nt][3] = 0.f;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const uint32_t rg = j < 2 ? wv.x : wv.y, rg8 = j < 2 ? wv.z : wv.w;
-    uint32_t a[4];
-    if ((j & 1) == 0) {
-      a[0] = code_pair<Act, MODE, 0>(lane_base, rg, sc.nz_g);    // row g,   physical columns 16t+4j+{0,1}
-      a[1] = code_pair<Act, MODE, 0>(lane_base, rg8, sc.nz_g8);  // row g+8
-      a[2] = code_pair<Act, MODE, 1>(lane_base, rg, sc.nz_g);    // row g,   columns 16t+4j+{2,3}
-      a[3] = code_pair<Act, MODE, 1>(lane_base, rg8, sc.nz_g8);
-    } else {
-      a[0] = code_pair<Act, MODE, 2>(lane_base, rg, sc.nz_g);
-      a[1] = code_pair<Act, MODE, 2>(lane_base, rg8, sc.nz_g8);
-      a[2] = code_pair<Act, MODE, 3>(lane_base, rg, sc.nz_g);
-      a[3] = code_pair<Act, MODE, 3>(lane_base, rg8, sc.nz_g8);
-    }
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const uint4& xq = xv[nt][j >> 1];
-      ActOps<Act>::mma(part[nt], a, (j & 1) ? xq.z : xq.x, (j & 1) ? xq.w : xq.y);
-    }
-  }
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    acc[nt][0] = fmaf(sc.sg, part[nt][0], acc[nt][0]);
-    acc[nt][1] = fmaf(sc.sg, part[nt][1], acc[nt][1]);
-    acc[nt][2] = fmaf(sc.sg8, part[nt][2], acc[nt][2]);
-    acc[nt][3] = fmaf(sc.sg8, part[nt][3], acc[nt][3]);
-  }
-}
-
-// One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
-__device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
-                                           const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
-                                           int64_t tile, int units, int g, uint32_t lane_base,
-                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base) {
-  const ChunkScales sc = chunk_scales<Act, MODE>(w, rec, chunk, tile, units, g, nested_code);
   if constexpr (kCudaCores) {
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
     const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
@@ -242,7 +173,7 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const uint32_t wa = h == 0 ? wv.x : wv.z, wb = h == 0 ? wv.y : wv.w;
-      const uint32_t nz = h == 0 ? sc.nz_g : sc.nz_g8;
+      const uint32_t nz = h == 0 ? nz_g : nz_g8;
       uint32_t s2 = 0;
       s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], s2);
       s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], s2);
@@ -253,26 +184,65 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
       s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], s2);
       s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], s2);
       const float2 f = ActOps<Act>::to_float2(s2);
-      acc[0][2 * h] = fmaf(h == 0 ? sc.sg : sc.sg8, f.x + f.y, acc[0][2 * h]);
+      acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, f.x + f.y, acc[0][2 * h]);
     }
   } else {
     uint4 xv[NT][2];
-    load_x_chunk<Act, NT, kXFrag>(x_lane, x_valid, chunk, x_frag_base, xv);
-    mma_chunk<Act, MODE, NT>(xv, wv, sc, lane_base, acc);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      if constexpr (kXFrag) {  // x in fragment order (q4_x_fragments.cu): each load 512 contiguous bytes a warp
+        const Act* xf = x_frag_base + static_cast<int64_t>((chunk * NT + nt) * 2) * 256 + (threadIdx.x & 31) * 8;
+        xv[nt][0] = load_cached16(xf);
+        xv[nt][1] = load_cached16(xf + 256);
+      } else if (x_valid[nt]) {
+        const Act* xp = x_lane[nt] + chunk * 64;
+        xv[nt][0] = load_cached16(xp);
+        xv[nt][1] = load_cached16(xp + 8);
+      } else {
+        xv[nt][0] = xv[nt][1] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    float part[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) part[nt][0] = part[nt][1] = part[nt][2] = part[nt][3] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t rg = j < 2 ? wv.x : wv.y, rg8 = j < 2 ? wv.z : wv.w;
+      uint32_t a[4];
+      if ((j & 1) == 0) {
+        a[0] = code_pair<Act, MODE, 0>(lane_base, rg, nz_g);    // row g,   physical columns 16t+4j+{0,1}
+        a[1] = code_pair<Act, MODE, 0>(lane_base, rg8, nz_g8);  // row g+8
+        a[2] = code_pair<Act, MODE, 1>(lane_base, rg, nz_g);    // row g,   columns 16t+4j+{2,3}
+        a[3] = code_pair<Act, MODE, 1>(lane_base, rg8, nz_g8);
+      } else {
+        a[0] = code_pair<Act, MODE, 2>(lane_base, rg, nz_g);
+        a[1] = code_pair<Act, MODE, 2>(lane_base, rg8, nz_g8);
+        a[2] = code_pair<Act, MODE, 3>(lane_base, rg, nz_g);
+        a[3] = code_pair<Act, MODE, 3>(lane_base, rg8, nz_g8);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint4& xq = xv[nt][j >> 1];
+        ActOps<Act>::mma(part[nt], a, (j & 1) ? xq.z : xq.x, (j & 1) ? xq.w : xq.y);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] = fmaf(sg, part[nt][0], acc[nt][0]);
+      acc[nt][1] = fmaf(sg, part[nt][1], acc[nt][1]);
+      acc[nt][2] = fmaf(sg8, part[nt][2], acc[nt][2]);
+      acc[nt][3] = fmaf(sg8, part[nt][3], acc[nt][3]);
+    }
   }
 }
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag, int RT = 1>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
                    ActType gate_act, uint64_t weight_policy) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
-  static_assert(RT == 1 || RT == 2 || RT == 4, "row tiles per block step: 1, 2 or 4");
-  static_assert(RT == 1 || (!kCudaCores && !kGated), "row tiles: the tensor-core path without the gated epilogue");
-  constexpr int kRTShift = RT == 4 ? 2 : RT == 2 ? 1 : 0;
-  constexpr int kItemBytes = RT * kStageBytes;  // one ring slot: the RT tiles' chunk pairs and records
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
@@ -290,26 +260,21 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int half_T = T >> 1;  // gated: the up tiles start here (T even, host-checked)
   // Gated, this block's i-th tile: (gate j, up j + T / 2) pairs, j = blockIdx.x + grid (i / 2).
   auto tile_of = [&](int i) { return static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T; };
-  // Row tiles (RT > 1): a block's unit of work is a group of RT consecutive tiles whose chunk pairs each warp
-  // takes together, so that one load of x serves RT tiles (the M = 16 GEMV re-read x from L2 once per tile).
-  const int block_units = kGated ? half_T : (T + RT - 1) >> kRTShift;  // tiles, tile pairs or tile groups
-  // host: gridDim.x <= block_units
+  const int block_units = kGated ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
   const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (kGated ? 2 : 1);
   const int total = my_tiles * cnt;
 
-  float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][RT][kParts][32]
-  float* nested_code = partial + 2 * S * RT * kParts * 32;  // [256], nested only
+  float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][kParts][32]
+  float* nested_code = partial + 2 * S * kParts * 32;   // [256], nested only
   float* gate_sums = nested_code + (kNested ? 256 : 0);  // [NT * 8][16], gated only
   const uint8_t* ring = reinterpret_cast<const uint8_t*>(gate_sums + gemv_gate_floats(kGated, NT)) +
-                        warp * stages * kItemBytes;
+                        warp * stages * kStageBytes;
   const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
-  const uint32_t ring_bytes = static_cast<uint32_t>(stages * kItemBytes);
+  const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
   const uint8_t* scale_bytes = static_cast<const uint8_t*>(w.scales);
   const int64_t tile_scale_bytes = static_cast<int64_t>(units) * scale_record_bytes(MODE);
-  const int64_t tile_code_bytes = static_cast<int64_t>(C) * kChunkCodeBytes;
 
-  // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j
-  // (row tiles: of the RT tiles of group i, p_tile counting groups).
+  // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
   // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
   // pointer advances on every call, so that after issue() it names the slot the consumer reads next.
   int p_q = 0, p_j = 0, p_chunk = 2 * warp, p_item = 0;
@@ -318,32 +283,25 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // p_dst = ring_lane_s + p_off, advanced on its own rather than summed at each copy: see cp_async16.
   uint32_t p_dst = ring_lane_s;
   const uint32_t ring_lane_end = ring_lane_s + ring_bytes;
-  const uint8_t* p_codes = w.tiles + ((p_tile * RT * C + p_chunk) * 32 + lane) * 16;
-  const uint8_t* p_scales = scale_bytes + p_tile * RT * tile_scale_bytes;
+  const uint8_t* p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
+  const uint8_t* p_scales = scale_bytes + p_tile * tile_scale_bytes;
   // Lanes 0 .. 2 kRecordLanes - 1 copy the two chunks' scale records (16 bytes each) to stage + 1024 + h * 64.
   const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
   const uint32_t rec_dst = 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16 - lane * 16;  // from p_dst, mod 2^32
   auto issue = [&]() {
     if (p_q < total && p_chunk < C) {
-#pragma unroll
-      for (int r = 0; r < RT; ++r) {
-        if (RT > 1 && p_tile * RT + r >= T) break;  // the last group of an odd tile count
-        const uint8_t* codes = p_codes + r * tile_code_bytes;
-        const uint32_t dst = p_dst + r * kStageBytes;
-        cp_async16(dst, codes, weight_policy);
-        if (p_chunk + 1 < C) cp_async16(dst + kChunkCodeBytes, codes + kChunkCodeBytes, weight_policy);
-        if (rec_h < 2 && p_chunk + rec_h < C) {
-          cp_async16(dst + rec_dst,
-                     p_scales + r * tile_scale_bytes + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) +
-                         rec_part * 16,
-                     weight_policy);
-        }
+      cp_async16(p_dst, p_codes, weight_policy);
+      if (p_chunk + 1 < C) cp_async16(p_dst + kChunkCodeBytes, p_codes + kChunkCodeBytes, weight_policy);
+      if (rec_h < 2 && p_chunk + rec_h < C) {
+        cp_async16(p_dst + rec_dst,
+                   p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16,
+                   weight_policy);
       }
     }
     cp_async_commit();  // one group per item, empty past the end: the wait count stays uniform
     ++p_q;
-    p_off = p_off + kItemBytes == ring_bytes ? 0u : p_off + kItemBytes;
-    p_dst = p_dst + kItemBytes == ring_lane_end ? ring_lane_s : p_dst + kItemBytes;
+    p_off = p_off + kStageBytes == ring_bytes ? 0u : p_off + kStageBytes;
+    p_dst = p_dst + kStageBytes == ring_lane_end ? ring_lane_s : p_dst + kStageBytes;
     p_chunk += 2 * S;
     p_codes += static_cast<int64_t>(S) * 2 * kChunkCodeBytes;
     if (++p_j == cnt) {
@@ -354,8 +312,8 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       } else {
         p_tile += grid;
       }
-      p_codes = w.tiles + ((p_tile * RT * C + p_chunk) * 32 + lane) * 16;
-      p_scales = scale_bytes + p_tile * RT * tile_scale_bytes;
+      p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
+      p_scales = scale_bytes + p_tile * tile_scale_bytes;
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
@@ -378,11 +336,9 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     x_lane[nt] = pinned(x + static_cast<int64_t>(min(m, M - 1)) * ldx + 16 * t);
   }
 
-  float acc[RT][NT][4];
+  float acc[NT][4];
 #pragma unroll
-  for (int r = 0; r < RT; ++r)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) acc[r][nt][0] = acc[r][nt][1] = acc[r][nt][2] = acc[r][nt][3] = 0.f;
+  for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
   // kXFrag: x is q4_x_fragments' copy [K/64][NT][2][32 lanes][8] (zeros past M). A template parameter: as a runtime
   // branch in the chunk loop it slowed the row-layout path (Qwen2-7B nf4 batch 16: 3830 tok/s with the branch, 4716
   // without; BENCHMARKS.md, session 24).
@@ -396,67 +352,43 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     const int chunk = 2 * (warp + S * c_j);
     if (chunk < C) {
       const uint8_t* stage = ring + p_off;
-      if constexpr (RT == 1) {
-        const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
-        const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
-        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk,
-                                                      c_tile, units, g, lane_base, nested_code, acc[0], x_frag_base);
-        if (chunk + 1 < C) {
-          gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64,
-                                                        chunk + 1, c_tile, units, g, lane_base, nested_code, acc[0],
-                                                        x_frag_base);
-        }
-      } else {  // each chunk's x once, for the group's RT tiles (slot r at stage + r * kStageBytes)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          if (c == 1 && chunk + 1 >= C) break;
-          uint4 xv[NT][2];
-          load_x_chunk<Act, NT, kXFrag>(x_lane, x_valid, chunk + c, x_frag_base, xv);
-#pragma unroll
-          for (int r = 0; r < RT; ++r) {
-            const int64_t tile = static_cast<int64_t>(c_tile) * RT + r;
-            if (tile < T) {
-              const uint8_t* slot = stage + r * kStageBytes;
-              const uint4 wv = *reinterpret_cast<const uint4*>(slot + c * kChunkCodeBytes + lane * 16);
-              const ChunkScales sc = chunk_scales<Act, MODE>(w, slot + 2 * kChunkCodeBytes + c * 64, chunk + c, tile,
-                                                             units, g, nested_code);
-              mma_chunk<Act, MODE, NT>(xv, wv, sc, lane_base, acc[r]);
-            }
-          }
-        }
+      const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
+      const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
+      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
+                                            units, g, lane_base, nested_code, acc, x_frag_base);
+      if (chunk + 1 < C) {
+        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
+                                              c_tile, units, g, lane_base, nested_code, acc, x_frag_base);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
 
     if (++c_j == cnt) {  // the tile is done on every warp (cnt is the same for all): combine and write
-      float* pb = partial + buf * (S * RT * kParts * 32);
+      float* pb = partial + buf * (S * kParts * 32);
       if constexpr (kCudaCores) {  // the 4 lanes of a row hold different columns: sum them
 #pragma unroll
         for (int e = 0; e < 4; e += 2) {
-          acc[0][0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][0][e], 1);
-          acc[0][0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][0][e], 2);
+          acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 1);
+          acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 2);
         }
       }
 #pragma unroll
-      for (int r = 0; r < RT; ++r)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            pb[(warp * RT * kParts + r * kParts + nt * 4 + e) * 32 + lane] = acc[r][nt][e];
-            acc[r][nt][e] = 0.f;
-          }
+        for (int e = 0; e < 4; ++e) {
+          pb[(warp * kParts + nt * 4 + e) * 32 + lane] = acc[nt][e];
+          acc[nt][e] = 0.f;
+        }
       __syncthreads();
-      const int64_t row0 = static_cast<int64_t>(c_tile) * 16 * RT;
-      for (int o = tid; o < 16 * RT * M; o += static_cast<int>(blockDim.x)) {
-        const int m = o >> (4 + kRTShift), rr = o & (16 * RT - 1), r = rr & 15;  // token m, group row rr
-        const int64_t n = row0 + rr;
+      const int64_t row0 = static_cast<int64_t>(c_tile) * 16;
+      for (int o = tid; o < 16 * M; o += static_cast<int>(blockDim.x)) {
+        const int m = o >> 4, r = o & 15;
+        const int64_t n = row0 + r;
         if (n < w.N) {
           // accumulator layout: lane (g, t) holds (row g | g+8, token 2t | 2t+1) of each 8-token slice
-          const int idx = (rr >> 4) * kParts * 32 + ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 +
-                          ((m & 7) >> 1);
+          const int idx = ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 + ((m & 7) >> 1);
           float sum = 0.f;
-          for (int p = 0; p < S; ++p) sum += pb[p * RT * kParts * 32 + idx];
+          for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
           if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
           if constexpr (!kGated) {
             y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
@@ -479,7 +411,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 }
 
 // Host side of one instantiation (defined in q4_gemv_launch.cuh, instantiated per activation type).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false, int RT = 1>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false>
 struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
   static int resident_blocks(int warps, int stages);
@@ -495,10 +427,7 @@ struct GemvKernel {
   extern template struct GemvKernel<ACT, MODE, 8, false>;      \
   extern template struct GemvKernel<ACT, MODE, 1, true>;       \
   extern template struct GemvKernel<ACT, MODE, 1, false, true>; \
-  extern template struct GemvKernel<ACT, MODE, 1, true, true>;       \
-  extern template struct GemvKernel<ACT, MODE, 1, false, false, 2>; \
-  extern template struct GemvKernel<ACT, MODE, 2, false, false, 2>; \
-  extern template struct GemvKernel<ACT, MODE, 2, false, false, 4>;
+  extern template struct GemvKernel<ACT, MODE, 1, true, true>;
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxF32)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAbsmaxNested)
 QB_Q4_GEMV_EXTERN(__half, Q4ScaleMode::kAffine)

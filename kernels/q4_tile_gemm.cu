@@ -29,20 +29,17 @@ struct KernelFns {
   LaunchFn launch = nullptr;
 };
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false, int RT = 1>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false>
 KernelFns fns() {
-  using K = q4::GemvKernel<Act, MODE, NT, kCudaCores, kGated, RT>;
+  using K = q4::GemvKernel<Act, MODE, NT, kCudaCores, kGated>;
   return {&K::resident_blocks, &K::launch};
 }
 
 // Gated: instantiated for one 8-token slice only (nt == 1; q4_tile_gemm_config checks M <= kQ4GemvGatedMaxM).
-// Row tiles (rt > 1): tensor cores, ungated, nt <= 2 (rt 4: nt == 2); q4_tile_gemm_config checks.
 template <typename Act, Q4ScaleMode MODE>
-KernelFns fns_for(int nt, bool cuda_cores, bool gated, int rt) {
+KernelFns fns_for(int nt, bool cuda_cores, bool gated) {
   if (gated) return cuda_cores ? fns<Act, MODE, 1, true, true>() : fns<Act, MODE, 1, false, true>();
   if (cuda_cores) return fns<Act, MODE, 1, true>();
-  if (rt == 2) return nt == 1 ? fns<Act, MODE, 1, false, false, 2>() : fns<Act, MODE, 2, false, false, 2>();
-  if (rt == 4) return fns<Act, MODE, 2, false, false, 4>();
   switch (nt) {
     case 1: return fns<Act, MODE, 1, false>();
     case 2: return fns<Act, MODE, 2, false>();
@@ -52,19 +49,19 @@ KernelFns fns_for(int nt, bool cuda_cores, bool gated, int rt) {
 }
 
 template <typename Act>
-KernelFns fns_for(Q4ScaleMode mode, int nt, bool cuda_cores, bool gated, int rt) {
+KernelFns fns_for(Q4ScaleMode mode, int nt, bool cuda_cores, bool gated) {
   switch (mode) {
-    case Q4ScaleMode::kAbsmaxF32: return fns_for<Act, Q4ScaleMode::kAbsmaxF32>(nt, cuda_cores, gated, rt);
-    case Q4ScaleMode::kAbsmaxNested: return fns_for<Act, Q4ScaleMode::kAbsmaxNested>(nt, cuda_cores, gated, rt);
-    case Q4ScaleMode::kAffine: return fns_for<Act, Q4ScaleMode::kAffine>(nt, cuda_cores, gated, rt);
-    case Q4ScaleMode::kAbsmax16: return fns_for<Act, Q4ScaleMode::kAbsmax16>(nt, cuda_cores, gated, rt);
+    case Q4ScaleMode::kAbsmaxF32: return fns_for<Act, Q4ScaleMode::kAbsmaxF32>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAbsmaxNested: return fns_for<Act, Q4ScaleMode::kAbsmaxNested>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAffine: return fns_for<Act, Q4ScaleMode::kAffine>(nt, cuda_cores, gated);
+    case Q4ScaleMode::kAbsmax16: return fns_for<Act, Q4ScaleMode::kAbsmax16>(nt, cuda_cores, gated);
   }
   return {};
 }
 
-KernelFns kernel_fns(DType dtype, Q4ScaleMode mode, int nt, bool cuda_cores, bool gated, int rt) {
-  return dtype == DType::kF16 ? fns_for<__half>(mode, nt, cuda_cores, gated, rt)
-                              : fns_for<__nv_bfloat16>(mode, nt, cuda_cores, gated, rt);
+KernelFns kernel_fns(DType dtype, Q4ScaleMode mode, int nt, bool cuda_cores, bool gated) {
+  return dtype == DType::kF16 ? fns_for<__half>(mode, nt, cuda_cores, gated)
+                              : fns_for<__nv_bfloat16>(mode, nt, cuda_cores, gated);
 }
 
 int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
@@ -102,14 +99,6 @@ static int default_stages() {
   return stages;
 }
 
-// Row tiles a block step for M tokens where the request leaves it open (0). QB_Q4_ROW_TILES=1|2|4 (A/B).
-static int default_row_tiles(int64_t M) {
-  static const int forced = env_int("QB_Q4_ROW_TILES", 0, 1);
-  if (forced == 2) return 2;
-  if (forced == 4) return M > 8 ? 4 : 2;
-  return 1;
-}
-
 Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M, const Q4GemvConfig& request,
                                   bool gated) {
   QB_CHECK(dtype == DType::kF16 || dtype == DType::kBF16, kInvalidInput, "q4_tile_gemm: activations must be fp16/bf16");
@@ -135,18 +124,9 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);
   QB_CHECK(!gated || M <= kQ4GemvGatedMaxM, kInvalidInput, "q4_tile_gemm: the gated epilogue takes M <= {}, got {}",
            kQ4GemvGatedMaxM, M);
-  if (c.row_tiles == 0) c.row_tiles = cuda_cores || gated || M > 16 ? 1 : default_row_tiles(M);
-  QB_CHECK(c.row_tiles == 1 || (c.row_tiles == 2 && !cuda_cores && !gated && M <= 16) ||
-               (c.row_tiles == 4 && !cuda_cores && !gated && M > 8 && M <= 16),
-           kInvalidInput,
-           "q4_tile_gemm: {} row tiles a step: 2 take the tensor-core path without the gated epilogue up to 16 tokens, "
-           "4 the same for 9-16 tokens (M = {})",
-           c.row_tiles, M);
-  const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores, gated, c.row_tiles);
-  // Gated, a block's unit of work is a (gate, up) pair of tiles; with row tiles, a group of row_tiles tiles: the
-  // grid is at most the unit count.
-  const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : (q4_n_tiles(w.N) + c.row_tiles - 1) / c.row_tiles,
-                pairs = (w.K / 64 + 1) / 2, sms = sm_count();
+  const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores, gated);
+  // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
+  const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
     const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
     return std::min(tiles, resident);
@@ -215,8 +195,8 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
                "q4_tile_gemm: affine weights need the identity codebook 0..15 (entry {} is {})", i, w.codebook[i]);
   }
   const Q4GemvConfig c = q4_tile_gemm_config(dtype, w, M, config, gated.on);
-  const KernelFns k = kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores,
-                                 gated.on, c.row_tiles);
+  const KernelFns k =
+      kernel_fns(dtype, w.mode, tokens_per_slice_count(M), c.compute == Q4GemvCompute::kCudaCores, gated.on);
   const bool fragments = c.compute == Q4GemvCompute::kTensorCores && x_scratch != nullptr;
   if (fragments) q4_x_fragments(x, ldx, M, w.K, tokens_per_slice_count(M), x_scratch, stream);  // checks x_scratch
   k.launch(w, fragments ? x_scratch : x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act,

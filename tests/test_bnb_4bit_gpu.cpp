@@ -457,54 +457,6 @@ TEST(Q4Gpu, FragmentOrderedXIsTheSameProductBitForBit) {
   }
 }
 
-// Row tiles (Q4GemvConfig::row_tiles 2, 4): a warp takes the chunk pair of 2 or 4 consecutive tiles at once and loads
-// x once for them; each tile's sums are the same additions in the same order, so y must be bit-identical to one tile a
-// step. N = 77 and 96: 5 and 6 tiles, so the last group is partial for both 2 and 4; K = 320: an odd chunk count
-// (the last pair has one chunk); K = 1024 with 128-column units. Grids of 1 and 2 blocks make each block loop over
-// several groups. The row-tile output starts as NaN: a row left unwritten cannot compare equal.
-TEST(Q4Gpu, RowTilesAreTheSameProductBitForBit) {
-  QB_REQUIRE_CUDA();
-  namespace k = qb::kernels;
-  at::manual_seed(53);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  for (const auto& [mode, absmax_f16] : all_schemes()) {
-    for (const TileShape& sh : {TileShape{77, 320, 64}, TileShape{96, 1024, 128}}) {
-      TileCase c = make_tile_case(mode, sh.N, sh.K, sh.block, absmax_f16);
-      for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
-        const k::DType dt = act == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
-        for (int64_t M : {2, 5, 8, 9, 16}) {
-          const int64_t ldx = sh.K + 8;
-          const at::Tensor x = at::randn({M, ldx}).to(at::kCUDA, act);
-          const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
-          at::Tensor scratch =
-              at::empty({static_cast<int64_t>(k::q4_x_fragments_bytes(M, sh.K))}, x.options().dtype(at::kByte));
-          k::Q4GemvConfig one;
-          one.compute = k::Q4GemvCompute::kTensorCores;
-          one.row_tiles = 1;
-          at::Tensor ref = at::empty({M, sh.N}, x.options());
-          k::q4_tile_gemm(dt, c.tw, x.data_ptr(), ldx, bias.data_ptr(), ref.data_ptr(), sh.N, M, stream, one);
-          for (int rt : {2, 4}) {
-            if (rt == 4 && M <= 8) continue;
-            for (int grid : {0, 1, 2}) {
-              for (bool frag : {false, true}) {
-                k::Q4GemvConfig cfg = one;
-                cfg.row_tiles = rt;
-                cfg.grid = grid;
-                at::Tensor y = at::full({M, sh.N}, std::numeric_limits<float>::quiet_NaN(), x.options());
-                k::q4_tile_gemm(dt, c.tw, x.data_ptr(), ldx, bias.data_ptr(), y.data_ptr(), sh.N, M, stream, cfg, {},
-                                frag ? scratch.data_ptr() : nullptr);
-                EXPECT_TRUE(at::equal(ref.view(at::kShort), y.view(at::kShort)))
-                    << scheme_name(mode, absmax_f16) << " N=" << sh.N << " K=" << sh.K << " M=" << M << " "
-                    << c10::toString(act) << " row_tiles=" << rt << " grid=" << grid << (frag ? " x fragments" : "");
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
 // The fused Hopper prefill kernel (kernels/q4_gemm_sm90a.cu), every form (register-A with 128- and 256-token blocks,
 // shared-B), on fresh random weights of the three scale schemes,
 // fp16 and bf16, with and without bias. Shapes: K = 320 (5 steps of 64: fewer than the stage and ring depths),

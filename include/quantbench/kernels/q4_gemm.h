@@ -78,8 +78,6 @@ struct Q4GemvConfig {
                    // 1..8 for M <= 32, 1..4 above
   int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
-  int row_tiles = 0;  // tiles a warp takes together per chunk (one x load for all): 1; 2 (tensor cores, ungated,
-                      // M <= 16); 4 (the same, M 9..16); 0 = the default (QB_Q4_ROW_TILES overrides)
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included); `gated`: with the
 // gated epilogue (the grid then counts (gate, up) tile pairs).
