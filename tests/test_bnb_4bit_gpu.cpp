@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <limits>
 #include <utility>
 
@@ -177,6 +178,24 @@ TEST(Q4Gpu, FusedLayersMatchParts) {
 }
 
 #ifdef QB_HAVE_CUDA
+// The x-fragment rule (a host function, no GPU needed): the copy for weights of >= 32 M elements at 2..64 tokens, as
+// measured (BENCHMARKS.md, session 25): on Qwen2-7B's gate_up, down and LM head, not on its q/k/v or o, nor on
+// any TinyLlama layer but the LM head. QB_Q4_X_FRAGMENTS changes the answer (read once per process): skipped then.
+TEST(Q4XFragmentRule, LargeWeightsAtTwoToSixtyFourTokens) {
+  if (std::getenv("QB_Q4_X_FRAGMENTS") != nullptr) GTEST_SKIP() << "QB_Q4_X_FRAGMENTS is set";
+  namespace k = qb::kernels;
+  EXPECT_TRUE(k::q4_x_fragments_pay(16, 37888, 3584));    // Qwen2-7B gate_up
+  EXPECT_TRUE(k::q4_x_fragments_pay(2, 3584, 18944));     // down
+  EXPECT_TRUE(k::q4_x_fragments_pay(64, 152064, 3584));   // LM head
+  EXPECT_TRUE(k::q4_x_fragments_pay(16, 32000, 2048));    // TinyLlama LM head (65.5 M)
+  EXPECT_FALSE(k::q4_x_fragments_pay(16, 4608, 3584));    // Qwen2-7B qkv (16.5 M)
+  EXPECT_FALSE(k::q4_x_fragments_pay(16, 11264, 2048));   // TinyLlama gate_up (23 M)
+  EXPECT_FALSE(k::q4_x_fragments_pay(1, 37888, 3584));    // M = 1: the CUDA-core path reads x as it is
+  EXPECT_FALSE(k::q4_x_fragments_pay(65, 37888, 3584));   // beyond the GEMV
+  EXPECT_FALSE(k::q4_x_fragments_pay(16, 37888, 3584 + 32));  // K % 64 != 0: no tile layout
+  EXPECT_EQ(k::q4_x_fragments_bytes(16, 3584), size_t{56} * 2 * 512 * 2);
+}
+
 // The large-M policy (a host function, no GPU needed): the fused kernel where its time model, with the constants
 // fitted to the H100, beats dequantize + cuBLAS by 10%; split-K where the tiles alone leave SMs idle. The
 // expectations are the choices bench_q4 / bench_int8 measured best on the Qwen2-7B shapes (NOTES-q4.md "Split-K").
