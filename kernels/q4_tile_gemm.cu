@@ -163,8 +163,9 @@ size_t q4_x_fragments_bytes(int64_t M, int64_t K) {
 bool q4_x_fragments_pay(int64_t M, int64_t N, int64_t K) {
   // With the copy on every 4-bit layer (BENCHMARKS.md, session 24): Qwen2-7B batch 16 nf4 4716 -> 4870 tok/s, awq
   // 4654 -> 4782, batch 8 nf4 2978 -> 3000; TinyLlama batch 16 nf4 16401 -> 15783, awq 16059 -> 15514: the copy is
-  // one more launch in the chain (~1.5 us), which a small weight's GEMV does not win back. So large weights only.
-  // QB_Q4_X_FRAGMENTS=0: never; =all: every layer (the A/B of the rule).
+  // one more launch in the chain (~1.5 us), which a small weight's GEMV does not win back. So large weights only:
+  // session 25, batch 16, rule / every layer / none: Qwen2-7B nf4 5024 / 4916 / 4749 tok/s, TinyLlama 16588 / 15735 /
+  // 16524 (means of three alternating rounds). QB_Q4_X_FRAGMENTS=0: never; =all: every layer (the A/B of the rule).
   static const bool never = env_equals("QB_Q4_X_FRAGMENTS", "0");
   static const bool always = env_equals("QB_Q4_X_FRAGMENTS", "all");
   if (never || q4_x_fragments_bytes(M, K) == 0) return false;
