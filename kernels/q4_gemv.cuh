@@ -138,18 +138,11 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
 
 // One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
 // x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
-#ifndef QB_Q4_UNCONDITIONAL_PAIR
-#define QB_Q4_UNCONDITIONAL_PAIR 1
-#endif
-#ifndef QB_Q4_SPLIT_CHAIN
-#define QB_Q4_SPLIT_CHAIN 0
-#endif
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
 __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
                                            const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
                                            int64_t tile, int units, int g, uint32_t lane_base,
-                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base,
-                                           bool live = true) {
+                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base) {
   float sg, sg8;
   uint32_t nz_g = 0, nz_g8 = 0;
   if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
@@ -172,10 +165,6 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     sg8 = affine_scale(s.y) * ActOps<Act>::kAffineScale;
     nz_g = affine_neg_zero<Act>(s.x);
     nz_g8 = affine_neg_zero<Act>(s.y);
-  }
-  if (!live) {  // a pair's missing second chunk (odd K / 64): stale codes, contributing exactly 0 * finite
-    sg = sg8 = 0.f;
-    nz_g = nz_g8 = 0;
   }
   if constexpr (kCudaCores) {
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
@@ -216,11 +205,6 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     float part[NT][4];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) part[nt][0] = part[nt][1] = part[nt][2] = part[nt][3] = 0.f;
-#if QB_Q4_SPLIT_CHAIN
-    float part2[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) part2[nt][0] = part2[nt][1] = part2[nt][2] = part2[nt][3] = 0.f;
-#endif
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const uint32_t rg = j < 2 ? wv.x : wv.y, rg8 = j < 2 ? wv.z : wv.w;
@@ -239,19 +223,11 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const uint4& xq = xv[nt][j >> 1];
-#if QB_Q4_SPLIT_CHAIN
-        ActOps<Act>::mma(j < 2 ? part[nt] : part2[nt], a, (j & 1) ? xq.z : xq.x, (j & 1) ? xq.w : xq.y);
-#else
         ActOps<Act>::mma(part[nt], a, (j & 1) ? xq.z : xq.x, (j & 1) ? xq.w : xq.y);
-#endif
       }
     }
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-#if QB_Q4_SPLIT_CHAIN
-#pragma unroll
-      for (int e = 0; e < 4; ++e) part[nt][e] += part2[nt][e];
-#endif
       acc[nt][0] = fmaf(sg, part[nt][0], acc[nt][0]);
       acc[nt][1] = fmaf(sg, part[nt][1], acc[nt][1]);
       acc[nt][2] = fmaf(sg8, part[nt][2], acc[nt][2]);
@@ -380,12 +356,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
       gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
                                             units, g, lane_base, nested_code, acc, x_frag_base);
-      if constexpr (QB_Q4_UNCONDITIONAL_PAIR && (kCudaCores || NT >= 2)) {
-        const bool two = chunk + 1 < C;
-        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64,
-                                                      two ? chunk + 1 : chunk, c_tile, units, g, lane_base,
-                                                      nested_code, acc, x_frag_base, two);
-      } else if (chunk + 1 < C) {
+      if (chunk + 1 < C) {
         gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
                                               c_tile, units, g, lane_base, nested_code, acc, x_frag_base);
       }
