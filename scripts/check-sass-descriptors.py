@@ -24,18 +24,17 @@ def find_cuobjdump(given):
 
 
 def undefined_descriptors(sass, counts):
-    """Yields (function, instruction) for each descriptor use without a definition in its function."""
+    """Yields (function, instruction) for each descriptor use whose register nothing in its function defines
+    (anywhere: a loop may define it below its use)."""
     for block in re.split(r"\n\s*Function : ", sass)[1:]:
         name = block.split("\n", 1)[0].strip()
         counts["functions"] += 1
+        instrs = [m.groups() for m in map(INSTR.search, block.split("\n")) if m]
         defined = set()
-        for line in block.split("\n"):
-            m = INSTR.search(line)
-            if not m:
-                continue
-            op, args = m.group(1), m.group(2)
+        for op, args in instrs:
             for n in map(int, re.findall(r"UR(\d+)", args.split(",")[0])):  # destination operand
                 defined.update((n, n + 1) if ".64" in op else (n,))
+        for op, args in instrs:
             for n in map(int, re.findall(r"desc\[UR(\d+)\]", args)):
                 counts["uses"] += 1
                 if n not in defined:
