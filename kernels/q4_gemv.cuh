@@ -136,13 +136,14 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
   }
 }
 
-// One chunk's contribution: codes = the lane's 16 bytes, rec = the chunk's scale record (in shared memory).
-// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
-__device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* const (&x_lane)[NT],
-                                           const bool (&x_valid)[NT], uint4 wv, const uint8_t* rec, int chunk,
-                                           int64_t tile, int units, int g, uint32_t lane_base,
-                                           const float* nested_code, float (&acc)[NT][4], const Act* x_frag_base) {
+// The scales of rows g and g + 8 of one chunk (and awq's -zero pairs), from its record `rec` in shared memory.
+struct ChunkScales {
+  float sg, sg8;
+  uint32_t nz_g, nz_g8;
+};
+template <typename Act, Q4ScaleMode MODE>
+__device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, const uint8_t* rec, int chunk,
+                                                    int64_t tile, int units, int g, const float* nested_code) {
   float sg, sg8;
   uint32_t nz_g = 0, nz_g8 = 0;
   if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
@@ -166,6 +167,17 @@ __device__ __forceinline__ void gemv_chunk(const Q4TileWeights& w, const Act* co
     nz_g = affine_neg_zero<Act>(s.x);
     nz_g8 = affine_neg_zero<Act>(s.y);
   }
+  return {sg, sg8, nz_g, nz_g8};
+}
+
+// One chunk's contribution: codes = the lane's 16 bytes, sc = the chunk's scales (chunk_scales).
+// x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
+__device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const bool (&x_valid)[NT], uint4 wv,
+                                           const ChunkScales& scales, int chunk, uint32_t lane_base,
+                                           float (&acc)[NT][4], const Act* x_frag_base) {
+  const float sg = scales.sg, sg8 = scales.sg8;
+  const uint32_t nz_g = scales.nz_g, nz_g8 = scales.nz_g8;
   if constexpr (kCudaCores) {
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
     const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
@@ -354,11 +366,21 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint8_t* stage = ring + p_off;
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
-      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv0, stage + 2 * kChunkCodeBytes, chunk, c_tile,
-                                            units, g, lane_base, nested_code, acc, x_frag_base);
+      const ChunkScales sc0 =
+          chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes, chunk, c_tile, units, g, nested_code);
+      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv0, sc0, chunk, lane_base, acc, x_frag_base);
       if (chunk + 1 < C) {
-        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(w, x_lane, x_valid, wv1, stage + 2 * kChunkCodeBytes + 64, chunk + 1,
-                                              c_tile, units, g, lane_base, nested_code, acc, x_frag_base);
+        // awq with groups of 128 columns or more (unit_shift >= 1): the pair (chunk even) is one unit, so the second
+        // chunk's record is the first's and its decode (two fp16 scales, two zero pairs) is skipped. Other modes keep
+        // their per-chunk decode (nf4's units are one chunk by default).
+        ChunkScales sc1;
+        if (MODE == Q4ScaleMode::kAffine && w.unit_shift > 0) {
+          sc1 = sc0;
+        } else {
+          sc1 = chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes + 64, chunk + 1, c_tile, units, g, nested_code);
+        }
+        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv1, sc1, chunk + 1, lane_base, acc,
+                                                      x_frag_base);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
