@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "kernel_bridge.h"
-#include "l2_hints.h"
 #include "quantbench/core/error.h"
 
 namespace qb::model {
@@ -13,10 +12,6 @@ CausalLM::CausalLM(CausalLMParts parts) : parts_(std::move(parts)) {
     // The table bounds the positions a run may use: the config's context, capped at 32768 (a
     // 128k-context table would cost tens of MB for positions no benchmark here reaches).
     rope_ = RotaryTable(parts_.config, std::min<int64_t>(parts_.config.max_positions, 32768), parts_.device);
-  }
-  if (parts_.device.is_cuda()) {
-    l2_hints_ = std::make_shared<DecodeL2Hints>();
-    if (!l2_hints_->enabled()) l2_hints_.reset();
   }
 }
 
@@ -66,11 +61,9 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
            "{} tokens exceed the model's {} positions", input_ids.size(1), max_positions());
   at::Tensor residual = embed(input_ids, where);
   at::Tensor delta;  // the last block's output, added into the residual by the next norm
-  DecodeL2Hints* hints = where.decode ? l2_hints_.get() : nullptr;
   for (size_t i = 0; i < parts_.layers.size(); ++i) {
     const DecoderLayer& layer = parts_.layers[i];
     const int64_t index = static_cast<int64_t>(i);
-    if (hints != nullptr) hints->before_attention(layer);
     if (c.parallel_residual) {
       const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
@@ -83,7 +76,6 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
     } else {
       const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
-      if (hints != nullptr) hints->before_mlp(layer, i + 1 < parts_.layers.size() ? &parts_.layers[i + 1] : nullptr);
       const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
       delta = layer.mlp->forward(normed2);
     }
@@ -100,9 +92,7 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
     h = delta.defined() ? residual + delta : residual;
   }
   if (parts_.project_out != nullptr) h = parts_.project_out->forward(h);
-  at::Tensor logits = parts_.lm_head->forward(h);
-  if (hints != nullptr) hints->join();
-  return logits;
+  return parts_.lm_head->forward(h);
 }
 
 ModelFootprint CausalLM::footprint() const {

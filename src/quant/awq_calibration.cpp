@@ -30,7 +30,6 @@ class RecordingLinear final : public Linear {
   }
   at::Tensor dequantize() const override { return inner_->dequantize(); }
   int64_t weight_bytes() const override { return inner_->weight_bytes(); }
-  std::vector<at::Tensor> weight_tensors() const override { return inner_->weight_tensors(); }
   std::string format_name() const override { return inner_->format_name(); }
 
  private:

@@ -68,11 +68,6 @@ at::Tensor DenseLinear::forward_gated(const at::Tensor& x, GateActivation act) c
 
 at::Tensor DenseLinear::dequantize() const { return weight_.to(at::kCPU, at::kFloat); }
 
-std::vector<at::Tensor> DenseLinear::weight_tensors() const {
-  if (bias_.has_value()) return {weight_, *bias_};
-  return {weight_};
-}
-
 int64_t DenseLinear::weight_bytes() const {
   return static_cast<int64_t>(weight_.nbytes()) + (bias_.has_value() ? static_cast<int64_t>(bias_->nbytes()) : 0);
 }

@@ -127,11 +127,6 @@ at::Tensor Int8Linear::dequantize() const {
   return q * s.repeat_interleave(group_size_, 1).narrow(1, 0, in_features());
 }
 
-std::vector<at::Tensor> Int8Linear::weight_tensors() const {
-  if (bias_.has_value()) return {q_, scales_, *bias_};
-  return {q_, scales_};
-}
-
 int64_t Int8Linear::weight_bytes() const {
   return static_cast<int64_t>(q_.nbytes() + scales_.nbytes()) + (bias_.has_value() ? bias_->nbytes() : 0);
 }

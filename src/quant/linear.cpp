@@ -42,14 +42,6 @@ int64_t ConcatLinear::weight_bytes() const {
   return total;
 }
 
-std::vector<at::Tensor> ConcatLinear::weight_tensors() const {
-  std::vector<at::Tensor> all;
-  for (const auto& part : parts_) {
-    for (at::Tensor& t : part->weight_tensors()) all.push_back(std::move(t));
-  }
-  return all;
-}
-
 std::string ConcatLinear::format_name() const { return parts_.front()->format_name(); }
 
 }  // namespace qb::quant

@@ -192,11 +192,6 @@ at::Tensor LlmInt8Linear::dequantize() const {
   return cb_.narrow(1, 0, in_features()).to(at::kCPU, at::kFloat) * scb_.to(at::kCPU).unsqueeze(1) * kInvScale;
 }
 
-std::vector<at::Tensor> LlmInt8Linear::weight_tensors() const {
-  if (bias_.has_value()) return {cb_, scb_, *bias_};
-  return {cb_, scb_};
-}
-
 int64_t LlmInt8Linear::weight_bytes() const {
   return static_cast<int64_t>(cb_.nbytes() + scb_.nbytes()) + (bias_.has_value() ? bias_->nbytes() : 0);
 }

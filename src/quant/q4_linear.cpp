@@ -441,19 +441,6 @@ Q4Weights Q4Linear::canonical(bool on_device) const {
 
 at::Tensor Q4Linear::dequantize() const { return canonical().dequantize(); }
 
-std::vector<at::Tensor> Q4Linear::weight_tensors() const {
-  std::vector<at::Tensor> all;
-#ifdef QB_HAVE_CUDA
-  if (device_) {
-    for (const at::Tensor* t : {&device_->codes, &device_->scales, &device_->nested, &device_->nested_code}) {
-      if (t->defined()) all.push_back(*t);
-    }
-  }
-#endif
-  if (bias_.has_value()) all.push_back(*bias_);
-  return all;
-}
-
 int64_t Q4Linear::weight_bytes() const {
   int64_t total = bias_.has_value() ? static_cast<int64_t>(bias_->nbytes()) : 0;
   if (device_) {

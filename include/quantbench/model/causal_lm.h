@@ -6,7 +6,6 @@
 #include <ATen/Tensor.h>
 
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,8 +15,6 @@
 #include "quantbench/model/kv_cache.h"
 
 namespace qb::model {
-
-class DecodeL2Hints;
 
 struct DecoderLayer {
   Norm attn_norm;
@@ -74,7 +71,6 @@ class CausalLM {
   at::Tensor embed(const at::Tensor& input_ids, const StepPositions& where) const;
   CausalLMParts parts_;
   RotaryTable rope_;
-  std::shared_ptr<DecodeL2Hints> l2_hints_;  // decode steps on CUDA (src/model/l2_hints.h)
 };
 
 }  // namespace qb::model

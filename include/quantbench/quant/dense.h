@@ -16,7 +16,6 @@ class DenseLinear final : public Linear {
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
-  std::vector<at::Tensor> weight_tensors() const override;
   std::string format_name() const override { return format_; }
   const at::Tensor& weight() const { return weight_; }
   bool has_bias() const { return bias_.has_value(); }

@@ -34,7 +34,6 @@ class Int8Linear final : public Linear {
   at::Tensor forward_with(const at::Tensor& x, Int8KernelPath path) const;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
-  std::vector<at::Tensor> weight_tensors() const override;
   std::string format_name() const override { return "int8"; }
 
   const at::Tensor& q() const { return q_; }

@@ -42,10 +42,6 @@ class Linear {
   // Bytes one forward pass with a single token must read from memory (weights + metadata + bias);
   // the numerator of the decode bandwidth floor. Equal to weight_bytes() for every format so far.
   virtual int64_t bytes_read_per_token() const { return weight_bytes(); }
-  // The tensors on the layer's device that every forward pass reads whatever x is (packed weights, scales, zeros,
-  // bias), in the order the decode kernel first needs them: what a caller may ask the memory system for ahead of
-  // the forward (kernels/l2_hint.h). Empty where there is nothing to ask for (CPU layers).
-  virtual std::vector<at::Tensor> weight_tensors() const { return {}; }
   virtual std::string format_name() const = 0;
 
   int64_t in_features() const { return in_features_; }
@@ -66,7 +62,6 @@ class ConcatLinear final : public Linear {
   at::Tensor forward(const at::Tensor& x) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
-  std::vector<at::Tensor> weight_tensors() const override;
   std::string format_name() const override;
 
  private:

@@ -41,7 +41,6 @@ class LlmInt8Linear final : public Linear {
   at::Tensor forward_with(const at::Tensor& x, LlmInt8KernelPath path) const;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
-  std::vector<at::Tensor> weight_tensors() const override;
   std::string format_name() const override { return "llm.int8"; }
 
   const at::Tensor& cb_padded() const { return cb_; }  // [out, round_up(in, 16)]

@@ -79,7 +79,6 @@ class Q4Linear final : public Linear {
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
-  std::vector<at::Tensor> weight_tensors() const override;
   std::string format_name() const override { return format_; }
 
   // The canonical weights back (read back from the device layout on CUDA): on the CPU, or with on_device on the
