@@ -71,29 +71,14 @@ constexpr int kChunkCodeBytes = 512;
 constexpr int kStageBytes = 2 * kChunkCodeBytes + 2 * 64;  // two chunks' codes + their scale records
 
 
-// awq on CUDA cores (M = 1) folds the zero point out of the inner loop: the pair table holds (code - 8) * unit and
-// each chunk adds (8 - zero) * scale * (sum of the lane's 16 x values) in fp32, so a pair costs nf4's lookup and one
-// fma2 instead of two fma2 (y = s sum (c - z) x = s sum (c - 8) x + s (8 - z) sum x). The sums are computed once per
-// block into shared memory, xsum [K / 16] fp32 (16-column group i: x[16 i .. 16 i + 15], summed in index order).
-// Why 8 and not 0: the packed partials then stay the size of (c - z) x (zeros sit near the middle of 0..15), so
-// their rounding error is what the unfolded loop had (folding with 0 would make it ~2-4x larger).
-__host__ __device__ constexpr bool gemv_folds_zero(Q4ScaleMode mode, bool cuda_cores) {
-  return mode == Q4ScaleMode::kAffine && cuda_cores;
-}
-
 // Dynamic shared memory of one block: partial sums [2][S][NT*4][32] fp32, nested code map [256] fp32 (nested
-// only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), xsum [K / 16] fp32 (zero folding only), the warps'
-// rings [S][stages][kStageBytes].
+// only), gate_sums [NT*8 tokens][16 rows] fp32 (gated only), the warps' rings [S][stages][kStageBytes].
 __host__ __device__ inline size_t gemv_gate_floats(bool gated, int nt) {
   return gated ? static_cast<size_t>(nt) * 8 * 16 : 0;
 }
-__host__ __device__ inline size_t gemv_xsum_floats(bool folds_zero, int64_t K) {
-  return folds_zero ? static_cast<size_t>(K / 16) : 0;  // K % 64 == 0: a multiple of 4 floats, the ring stays aligned
-}
-inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated, bool cuda_cores,
-                                      int64_t K) {
+inline size_t gemv_dynamic_smem_bytes(Q4ScaleMode mode, int nt, int warps, int stages, bool gated) {
   return sizeof(float) * (2 * static_cast<size_t>(warps) * nt * 4 * 32 + (mode == Q4ScaleMode::kAbsmaxNested ? 256 : 0) +
-                          gemv_gate_floats(gated, nt) + gemv_xsum_floats(gemv_folds_zero(mode, cuda_cores), K)) +
+                          gemv_gate_floats(gated, nt)) +
          static_cast<size_t>(warps) * stages * kStageBytes;
 }
 
@@ -141,13 +126,13 @@ __device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
   return ActOps<Act>::pack(nz, nz);
 }
 
-template <typename Act, Q4ScaleMode MODE, int B, bool kFoldZero = false>
+template <typename Act, Q4ScaleMode MODE, int B>
 __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word, uint32_t neg_zero) {
-  if constexpr (MODE == Q4ScaleMode::kAffine && !kFoldZero) {
+  if constexpr (MODE == Q4ScaleMode::kAffine) {
     // The table holds the exact codes (awq's codebook is 0..15); one fma2 makes (code - zero) * unit, exact.
     return ActOps<Act>::fma2(table_pair<B>(lane_base, word), ActOps<Act>::kAffineMul, neg_zero);
   } else {
-    return table_pair<B>(lane_base, word);  // zero folding: the table holds (code - 8) * unit already
+    return table_pair<B>(lane_base, word);
   }
 }
 
@@ -155,14 +140,12 @@ __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word,
 struct ChunkScales {
   float sg, sg8;
   uint32_t nz_g, nz_g8;
-  float zs_g, zs_g8;  // awq, zero folding: (8 - zero) * scale per row
 };
 template <typename Act, Q4ScaleMode MODE>
 __device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, const uint8_t* rec, int chunk,
                                                     int64_t tile, int units, int g, const float* nested_code) {
   float sg, sg8;
   uint32_t nz_g = 0, nz_g8 = 0;
-  float zs_g = 0.f, zs_g8 = 0.f;
   if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
     const float2 s = *reinterpret_cast<const float2*>(rec + g * 8);
     sg = s.x;
@@ -183,10 +166,8 @@ __device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, cons
     sg8 = affine_scale(s.y) * ActOps<Act>::kAffineScale;
     nz_g = affine_neg_zero<Act>(s.x);
     nz_g8 = affine_neg_zero<Act>(s.y);
-    zs_g = (8.f - affine_zero(s.x)) * affine_scale(s.x);  // exact: 5 x 11 significant bits
-    zs_g8 = (8.f - affine_zero(s.y)) * affine_scale(s.y);
   }
-  return {sg, sg8, nz_g, nz_g8, zs_g, zs_g8};
+  return {sg, sg8, nz_g, nz_g8};
 }
 
 // One chunk's contribution: codes = the lane's 16 bytes, scales = the chunk's (chunk_scales).
@@ -194,13 +175,10 @@ __device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, cons
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
 __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const bool (&x_valid)[NT], uint4 wv,
                                            const ChunkScales& scales, int chunk, uint32_t lane_base,
-                                           float (&acc)[NT][4], const Act* x_frag_base, const float* xsum) {
+                                           float (&acc)[NT][4], const Act* x_frag_base) {
   const float sg = scales.sg, sg8 = scales.sg8;
   const uint32_t nz_g = scales.nz_g, nz_g8 = scales.nz_g8;
   if constexpr (kCudaCores) {
-    constexpr bool kFold = gemv_folds_zero(MODE, kCudaCores);
-    // zero folding: the sum of this lane's 16 x values (columns 16t .. 16t + 15 of the chunk)
-    const float xs = kFold ? xsum[chunk * 4 + (threadIdx.x & 3)] : 0.f;
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
     const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
     const uint32_t xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
@@ -209,17 +187,16 @@ __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const
       const uint32_t wa = h == 0 ? wv.x : wv.z, wb = h == 0 ? wv.y : wv.w;
       const uint32_t nz = h == 0 ? nz_g : nz_g8;
       uint32_t s2 = 0;
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0, kFold>(lane_base, wa, nz), xw[0], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1, kFold>(lane_base, wa, nz), xw[1], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2, kFold>(lane_base, wa, nz), xw[2], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3, kFold>(lane_base, wa, nz), xw[3], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0, kFold>(lane_base, wb, nz), xw[4], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1, kFold>(lane_base, wb, nz), xw[5], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2, kFold>(lane_base, wb, nz), xw[6], s2);
-      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3, kFold>(lane_base, wb, nz), xw[7], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wa, nz), xw[2], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wa, nz), xw[3], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wb, nz), xw[4], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wb, nz), xw[5], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], s2);
       const float2 f = ActOps<Act>::to_float2(s2);
       acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, f.x + f.y, acc[0][2 * h]);
-      if constexpr (kFold) acc[0][2 * h] = fmaf(h == 0 ? scales.zs_g : scales.zs_g8, xs, acc[0][2 * h]);
     }
   } else {
     uint4 xv[NT][2];
@@ -279,7 +256,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
-  constexpr bool kFoldZero = gemv_folds_zero(MODE, kCudaCores);
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
   __shared__ __align__(16) uint32_t table[kPairTableWords];
@@ -303,8 +279,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   float* partial = reinterpret_cast<float*>(dyn_smem);  // [2][S][kParts][32]
   float* nested_code = partial + 2 * S * kParts * 32;   // [256], nested only
   float* gate_sums = nested_code + (kNested ? 256 : 0);  // [NT * 8][16], gated only
-  float* xsum = gate_sums + gemv_gate_floats(kGated, NT);  // [K / 16], zero folding only
-  const uint8_t* ring = reinterpret_cast<const uint8_t*>(xsum + gemv_xsum_floats(kFoldZero, w.K)) +
+  const uint8_t* ring = reinterpret_cast<const uint8_t*>(gate_sums + gemv_gate_floats(kGated, NT)) +
                         warp * stages * kStageBytes;
   const uint32_t ring_lane_s = pinned(smem_address(ring) + static_cast<uint32_t>(lane) * 16);
   const uint32_t ring_bytes = static_cast<uint32_t>(stages * kStageBytes);
@@ -354,14 +329,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  if constexpr (kFoldZero) {
-    float shifted[16];  // awq's codebook is 0..15: the table holds (code - 8) * unit, exact
-#pragma unroll
-    for (int i = 0; i < 16; ++i) shifted[i] = (w.codebook[i] - 8.f) * ActOps<Act>::kAffineMul1;
-    fill_pair_table<Act>(table, shifted);
-  } else {
-    fill_pair_table<Act>(table, w.codebook);
-  }
+  fill_pair_table<Act>(table, w.codebook);
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }
@@ -370,21 +338,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // they overlap the tail of the kernel that writes x; x is read only after this.
   pdl_wait();
   pdl_launch_dependents();
-  if constexpr (kFoldZero) {  // M = 1: the 16-column sums of the token's x, in index order
-    for (int i = tid; i < static_cast<int>(w.K >> 4); i += static_cast<int>(blockDim.x)) {
-      const uint4 a = load_cached16(x + 16 * i), b = load_cached16(x + 16 * i + 8);
-      const uint32_t words[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-      float s = 0.f;
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float2 f = ActOps<Act>::to_float2(words[k]);
-        s += f.x;
-        s += f.y;
-      }
-      xsum[i] = s;
-    }
-    __syncthreads();
-  }
   const uint32_t lane_base = pinned(smem_address(table) + static_cast<uint32_t>(lane) * 4);
   const Act* x_lane[NT];
   bool x_valid[NT];
@@ -415,8 +368,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
       const ChunkScales sc0 =
           chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes, chunk, c_tile, units, g, nested_code);
-      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv0, sc0, chunk, lane_base, acc, x_frag_base,
-                                                    xsum);
+      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv0, sc0, chunk, lane_base, acc, x_frag_base);
       if (chunk + 1 < C) {
         // awq with groups of 128 columns or more (unit_shift >= 1): the pair (chunk even) is one unit, so the second
         // chunk's record is the first's and its decode (two fp16 scales, two zero pairs) is skipped. Other modes keep
@@ -429,7 +381,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           sc1 = chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes + 64, chunk + 1, c_tile, units, g, nested_code);
         }
         gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv1, sc1, chunk + 1, lane_base, acc,
-                                                      x_frag_base, xsum);
+                                                      x_frag_base);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it
@@ -485,8 +437,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated = false>
 struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
-  // K matters only where the block keeps per-column sums of x (gemv_xsum_floats).
-  static int resident_blocks(int warps, int stages, int64_t K);
+  static int resident_blocks(int warps, int stages);
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
                      int warps, int stages, int grid, ActType gate_act, cudaStream_t stream, bool x_frag = false);
 };

@@ -31,12 +31,12 @@ void gemv_prepare_kernel() {
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
-int GemvKernel<Act, MODE, NT, kCudaCores, kGated>::resident_blocks(int warps, int stages, int64_t K) {
+int GemvKernel<Act, MODE, NT, kCudaCores, kGated>::resident_blocks(int warps, int stages) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
   int blocks = 0;
   QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>,
                                                               warps * 32,
-                                                              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated, kCudaCores, K)));
+                                                              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated)));
   return blocks;
 }
 
@@ -48,7 +48,7 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
   // x_frag (tensor cores only): x is q4_x_fragments' copy, read by the kXFrag instance (the same resources: the
   // occupancy above is the row-layout instance's).
   auto run = [&](auto kernel) {
-    launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated, kCudaCores, w.K), stream, w,
+    launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w,
                static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
                gate_act, weight_stream_policy(weight_stream_evict_first()));
   };

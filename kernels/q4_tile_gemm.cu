@@ -21,7 +21,7 @@
 namespace qb::kernels {
 namespace {
 
-using ResidentFn = int (*)(int warps, int stages, int64_t K);
+using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
                           ActType, cudaStream_t, bool);
 struct KernelFns {
@@ -69,18 +69,18 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
 // Occupancy queries are host calls of a few microseconds; a decode step makes hundreds of launches.
-int resident_cached(ResidentFn fn, int warps, int stages, int64_t K) {
+int resident_cached(ResidentFn fn, int warps, int stages) {
   static std::mutex mutex;
-  static std::map<std::tuple<ResidentFn, int, int, int64_t, int>, int> cache;
+  static std::map<std::tuple<ResidentFn, int, int, int>, int> cache;
   int device = 0;
   QB_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(fn, warps, stages, K, device);
+  const auto key = std::make_tuple(fn, warps, stages, device);
   {
     std::lock_guard<std::mutex> lock(mutex);
     const auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const int blocks = fn(warps, stages, K);
+  const int blocks = fn(warps, stages);
   std::lock_guard<std::mutex> lock(mutex);
   cache[key] = blocks;
   return blocks;
@@ -128,13 +128,13 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
   const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
-    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages, w.K)) * sms;
+    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
     double best = -1;
     for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
-      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages, w.K));
+      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
       const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
