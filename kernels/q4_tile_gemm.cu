@@ -149,21 +149,11 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
     }
     QB_CHECK(c.warps > 0, kDevice, "q4_tile_gemm: no block shape fits on this device (M = {})", M);
   }
-  // Experiment (QB_Q4_PRELOAD=1: grids of one tile per block; =2: every grid): a ring one deeper than a warp's chunk
-  // pairs per tile, so that a tile's every load is issued before the PDL wait, when it does not cost residency.
-  static const int preload = env_int("QB_Q4_PRELOAD", 0, 0);
-  if (request.stages == 0 && preload > 0) {
-    const int64_t cnt = (pairs + c.warps - 1) / c.warps;
-    const int want = cnt + 1 <= 2 ? 2 : cnt + 1 <= 3 ? 3 : cnt + 1 <= 4 ? 4 : cnt + 1 <= 6 ? 6 : 0;
-    if (want > c.stages && (preload == 2 || grid_for(c.warps) >= tiles) &&
-        resident_cached(k.resident, c.warps, want) >= resident_cached(k.resident, c.warps, c.stages)) {
-      c.stages = want;
-    }
-  }
   const int64_t fit = grid_for(c.warps);
   QB_CHECK(fit > 0, kInvalidInput, "q4_tile_gemm: a block of {} warps with {} stages does not fit on this device",
            c.warps, c.stages);
   c.grid = c.grid > 0 ? static_cast<int>(std::min<int64_t>(c.grid, tiles)) : static_cast<int>(fit);
+  // QB_Q4_GEMV_TRACE=1: each shape's chosen block, ring and grid on stderr, once (a diagnostic for dispatch work).
   static const bool trace = env_equals("QB_Q4_GEMV_TRACE", "1");
   if (trace) {
     static std::mutex mutex;

@@ -12,6 +12,7 @@
 
 #include "quantbench/bench/build_options.h"
 #include "quantbench/bench/environment.h"
+#include "quantbench/bench/kernel_trace.h"
 #include "quantbench/bench/linear_profile.h"
 #include "quantbench/bench/memory.h"
 #include "quantbench/bench/stats.h"
@@ -62,6 +63,19 @@ struct LoadedModel {
   int64_t device_used_after_load_bytes = 0;
   int64_t device_used_before_load_bytes = 0;
 };
+
+// The traced step, largest kernels first (the record has them all).
+void log_kernel_trace(const std::string& key, const nlohmann::json& trace) {
+  spdlog::info("{}: decode step in the graph {:.1f} us ({:.1f} idle), by exclusive time (kernel_trace):", key,
+               trace["span_us_per_step"].get<double>(), trace["idle_us_per_step"].get<double>());
+  int shown = 0;
+  for (const auto& k : trace["kernels"]) {
+    if (++shown > 16) break;
+    spdlog::info("  {:8.2f} us  {:5.1f} calls  (own {:8.2f} us)  {}", k["exclusive_us_per_step"].get<double>(),
+                 k["calls_per_step"].get<double>(), k["own_us_per_step"].get<double>(),
+                 k["name"].get<std::string>().substr(0, 150));
+  }
+}
 
 // Whether this run's decode kernels overlap their predecessors' tails (kernels/pdl.cuh); false on the CPU.
 bool programmatic_launch(const c10::Device& device) {
@@ -222,6 +236,15 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
           }
           const int64_t device_peak = sampler.stop();
           const AllocatorStats alloc = allocator_stats(device_);
+          nlohmann::json kernel_trace;
+          if (plan.kernel_trace) {  // after the timed calls and the memory figures: it perturbs neither
+            QB_CHECK(device_.is_cuda() && kernel_trace_available(), kUnsupported,
+                     "--kernel-trace needs a CUDA device and a build with CUPTI");
+            KernelTrace trace;
+            const engine::GenerateResult traced = generator.run(prompt, nullptr);
+            kernel_trace = summarize_kernel_trace(trace.stop(), traced.decode_steps);
+            log_kernel_trace(key_for(batch, prompt_len).str(), kernel_trace);
+          }
 
           const Summary decode_summary = summarize(decode_tps);
           // Bytes one decode step must read: weights (with scales), norms, embedding rows, and the
@@ -320,6 +343,7 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
             }
             record["linear_profile"] = std::move(linear_profile);
           }
+          if (!kernel_trace.is_null()) record["kernel_trace"] = std::move(kernel_trace);
           if (device_.is_cpu()) {
             // The allocator statistics and cudaMemGetInfo are CUDA's; on the CPU they were not measured, and a 0
             // would read as a measurement.

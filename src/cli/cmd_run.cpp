@@ -23,6 +23,7 @@ struct RunFlags {
   int warmup = -1, repetitions = -1;
   bool eager = false, stop_at_eos = false, dense_lm_head = false, no_probe = false, int8_per_group = false;
   bool profile_linears = false;
+  bool kernel_trace = false;
   std::string prompt;
   int64_t blocksize = 64, group_size = 128;
   std::string double_quant = "off";
@@ -52,6 +53,8 @@ void add_run_command(CLI::App& app, Action& action, const std::string& command_l
   run->add_flag("--eager", flags->eager, "decode without CUDA graphs");
   run->add_flag("--profile-linears", flags->profile_linears,
                 "time every linear layer on its own (decodes eagerly); records linear_profile");
+  run->add_flag("--kernel-trace", flags->kernel_trace,
+                "after timing, one traced call: the decode step's time per kernel (CUPTI); records kernel_trace");
   run->add_flag("--stop-at-eos", flags->stop_at_eos, "stop when every sequence has produced EOS (default: fixed length)");
   run->add_option("--prompt", flags->prompt, "prompt text (models with a tokenizer; default: a built-in passage)");
   run->add_option("--blocksize", flags->blocksize, "nf4/fp4 block size")->capture_default_str();
@@ -82,6 +85,7 @@ void add_run_command(CLI::App& app, Action& action, const std::string& command_l
       plan.repetitions = flags->repetitions > 0 ? flags->repetitions : (cpu ? 3 : 5);
       plan.cuda_graph = !flags->eager;
       plan.profile_linears = flags->profile_linears;
+      plan.kernel_trace = flags->kernel_trace;
       plan.stop_at_eos = flags->stop_at_eos;
       if (!flags->prompt.empty()) plan.prompt_text = flags->prompt;
       QB_CHECK(flags->double_quant == "on" || flags->double_quant == "off", kInvalidInput,

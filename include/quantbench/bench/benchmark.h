@@ -36,6 +36,9 @@ struct BenchmarkPlan {
   // Time every linear layer on its own (bench/linear_profile.h): the record gets "linear_profile", and the run
   // decodes eagerly (no CUDA graph) so that the per-layer events can be read.
   bool profile_linears = false;
+  // One more generate call after the timed ones, with CUPTI recording every kernel (bench/kernel_trace.h): the
+  // record gets "kernel_trace", the decode step's device time per kernel inside the graph.
+  bool kernel_trace = false;
   // Quality in the same record: greedy agreement with `baseline` (run first when listed) and,
   // with quality_text, perplexity over its first quality_max_tokens tokens (checkpoints only).
   std::string baseline = "fp16";

@@ -1,0 +1,50 @@
+// The kernel trace's attribution (bench/kernel_trace.h): exclusive times and gaps sum to the span; overlapped
+// starts (programmatic dependent launch) are charged to the kernel that was already running.
+#include <gtest/gtest.h>
+
+#include "quantbench/bench/kernel_trace.h"
+
+namespace {
+
+using qb::bench::KernelSpan;
+
+const nlohmann::json& kernel(const nlohmann::json& trace, const std::string& name) {
+  for (const auto& k : trace["kernels"]) {
+    if (k["name"] == name) return k;
+  }
+  static const nlohmann::json none;
+  ADD_FAILURE() << "no kernel " << name;
+  return none;
+}
+
+TEST(KernelTrace, ExclusiveTimesAndGapsSumToTheSpan) {
+  // Two steps of graph kernels (graph 7) after a prefill kernel outside the graph, which is left out.
+  // step 1: norm [1000, 1010], gemv [1005, 1030] (starts under the norm), attn [1040, 1050] (10 ns gap)
+  // step 2: norm [1050, 1060], gemv [1052, 1070], attn [1068, 1069] (ends inside gemv: exclusive 0)
+  const std::vector<KernelSpan> spans = {
+      {"prefill", 0, 900, 0},      {"norm", 1000, 1010, 7}, {"gemv", 1005, 1030, 7}, {"attn", 1040, 1050, 7},
+      {"norm", 1050, 1060, 7},     {"gemv", 1052, 1070, 7}, {"attn", 1068, 1069, 7},
+  };
+  const nlohmann::json t = qb::bench::summarize_kernel_trace(spans, 2);
+  EXPECT_DOUBLE_EQ(t["span_us_per_step"].get<double>(), 70e-3 / 2);
+  EXPECT_DOUBLE_EQ(t["idle_us_per_step"].get<double>(), 10e-3 / 2);
+  EXPECT_DOUBLE_EQ(kernel(t, "norm")["exclusive_us_per_step"].get<double>(), (10 + 10) * 1e-3 / 2);
+  EXPECT_DOUBLE_EQ(kernel(t, "gemv")["exclusive_us_per_step"].get<double>(), (20 + 10) * 1e-3 / 2);
+  EXPECT_DOUBLE_EQ(kernel(t, "attn")["exclusive_us_per_step"].get<double>(), (10 + 0) * 1e-3 / 2);
+  EXPECT_DOUBLE_EQ(kernel(t, "gemv")["own_us_per_step"].get<double>(), (25 + 18) * 1e-3 / 2);
+  EXPECT_DOUBLE_EQ(kernel(t, "gemv")["calls_per_step"].get<double>(), 1.0);
+  double total = t["idle_us_per_step"].get<double>();
+  for (const auto& k : t["kernels"]) total += k["exclusive_us_per_step"].get<double>();
+  EXPECT_NEAR(total, t["span_us_per_step"].get<double>(), 1e-12);
+  EXPECT_EQ(t["kernels"][0]["name"], "gemv");  // largest exclusive time first
+  EXPECT_EQ(t["kernels"].size(), 3u);          // the prefill kernel outside the graph is not a decode kernel
+}
+
+TEST(KernelTrace, WithoutGraphsEveryKernelCounts) {
+  const std::vector<KernelSpan> spans = {{"a", 0, 10, 0}, {"b", 20, 30, 0}};
+  const nlohmann::json t = qb::bench::summarize_kernel_trace(spans, 1);
+  EXPECT_EQ(t["kernels"].size(), 2u);
+  EXPECT_DOUBLE_EQ(t["idle_us_per_step"].get<double>(), 10e-3);
+}
+
+}  // namespace
