@@ -7,6 +7,7 @@
 //   int8 -> fp16/bf16 is exact; fp32 accumulation; per-channel scale applied once to the fp32 sum,
 //   per-group scale applied to each 64-wide partial sum. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
+#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_gemv.h"
 
@@ -24,8 +25,15 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
+  // Experiment: QB_INT8_GEMV_UNROLL=4 (every shape) or =wide (N >= 16384, as the dense GEMV) for M <= 8.
+  static const bool u4_all = env_equals("QB_INT8_GEMV_UNROLL", "4");
+  static const bool u4_wide = env_equals("QB_INT8_GEMV_UNROLL", "wide");
   if (p.M <= 8) {
-    gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
+    if (u4_all || (u4_wide && p.N >= 16384)) {
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 4, PER_GROUP>(p, stream);
+    } else {
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
+    }
   } else if (p.M <= 16) {
     if (p.N < 16384) {
       gemv::launch_gemv_mma<kInt8, T, 2, 1, 8, 4, PER_GROUP>(p, stream);

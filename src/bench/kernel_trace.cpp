@@ -55,7 +55,8 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
-    spans.push_back({short_name(k->name), k->start, k->end, k->graphId});
+    const int64_t blocks = int64_t{k->gridX} * k->gridY * k->gridZ;
+    spans.push_back({short_name(k->name) + " [grid " + std::to_string(blocks) + "]", k->start, k->end, k->graphId});
   }
   std::free(buffer);
   std::lock_guard<std::mutex> lock(g_mutex);

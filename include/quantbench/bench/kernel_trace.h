@@ -17,7 +17,7 @@
 namespace qb::bench {
 
 struct KernelSpan {
-  std::string name;     // demangled, arguments cut
+  std::string name;     // demangled, arguments cut, " [grid N]" appended (one layer shape from another)
   uint64_t start = 0;   // ns, device clock
   uint64_t end = 0;
   uint32_t graph_id = 0;  // 0: launched outside a CUDA graph
