@@ -157,7 +157,7 @@ struct StepLoads {
   float scale[RT][2];
 };
 
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
 __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT == 2, "a gated block computes one gate and one up row tile");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
@@ -272,18 +272,39 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   // round still splits evenly (warps differ by at most one step).
   // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
   // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
-  for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
-    Loads cur[UNROLL];
+  if constexpr (PIPE) {
+    // Software-pipelined rounds: round r + 1's loads are issued before round r is computed, so the conversion and
+    // the mmas run under the next loads' latency (twice the load registers).
+    Loads cur[UNROLL], next[UNROLL];
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
-    if (base == 0) {
-      pdl_wait();
-      pdl_launch_dependents();
+    for (int u = 0; u < UNROLL; ++u) load_step(warp + KSPLIT * u, cur[u]);
+    pdl_wait();
+    pdl_launch_dependents();
+    for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) load_step(base + KSPLIT * UNROLL + warp + KSPLIT * u, next[u]);  // zeros past K
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int step = base + warp + KSPLIT * u;
+        if (step < steps) compute_step(step, cur[u]);  // warp-uniform
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) cur[u] = next[u];
     }
+  } else {
+    for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
+      Loads cur[UNROLL];
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
-      const int step = base + warp + KSPLIT * u;
-      if (step < steps) compute_step(step, cur[u]);  // warp-uniform
+      for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
+      if (base == 0) {
+        pdl_wait();
+        pdl_launch_dependents();
+      }
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int step = base + warp + KSPLIT * u;
+        if (step < steps) compute_step(step, cur[u]);  // warp-uniform
+      }
     }
   }
 
@@ -334,12 +355,14 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   }
 }
 
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,
+          bool PIPE = false>
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
-  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED>, blocks, KSPLIT * 32, 0, stream, p);
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
+             p);
 }
 
 }  // namespace qb::kernels::gemv
