@@ -42,6 +42,9 @@
 #include "activation.cuh"
 #include "l2_policy.cuh"
 #include "pdl.cuh"
+#include "quantbench/core/env_switch.h"
+#include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels::gemv {
 
@@ -353,6 +356,26 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
       y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
     }
   }
+}
+
+// Whether the software-pipelined form (PIPE) of <WK, T, MT, RT, KSPLIT, UNROLL> should run `blocks` blocks: where its
+// blocks all fit on the chip at once. Its extra load registers cost residency (int8 M <= 8: 64 registers and two
+// 16-warp blocks per SM instead of 40 and three), which a grid of several waves pays for (Qwen2-7B int8 gate_up
+// 1379 -> 1443 us a step, qkv 211 -> 328); a grid that fits anyway gains the overlap of the conversion and mmas
+// with the next loads (o + down, 224 blocks: 1198 -> 1067 us; BENCHMARKS.md, session 26).
+// QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only.
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+bool gemv_pipeline_pays(int64_t blocks) {
+  static const bool off = env_equals("QB_GEMV_PIPE", "0");
+  static const bool int8_only = env_equals("QB_GEMV_PIPE", "int8");
+  if (off || (int8_only && WK != WeightKind::kInt8)) return false;
+  static const int64_t resident = [] {
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>, KSPLIT * 32, 0));
+    return static_cast<int64_t>(per_sm) * sm_count();
+  }();
+  return blocks <= resident;
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,

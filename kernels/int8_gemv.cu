@@ -7,10 +7,6 @@
 //   int8 -> fp16/bf16 is exact; fp32 accumulation; per-channel scale applied once to the fp32 sum,
 //   per-group scale applied to each 64-wide partial sum. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
-#include <cstdlib>
-#include <string>
-
-#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_gemv.h"
 
@@ -28,20 +24,9 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
-  // Experiment: QB_INT8_GEMV_PIPE=16 / 8 (software-pipelined rounds, 16- or 8-warp blocks), =16s / 8s only where
-  // the grid is under two blocks per SM (N < 16 * 264: o, down), for M <= 8.
-  static const char* pipe_env = std::getenv("QB_INT8_GEMV_PIPE");
-  static const std::string pipe = pipe_env != nullptr ? pipe_env : "";
-  const bool small_grid = p.N < 16 * 264;
-  const bool pipe16 = pipe == "16" || (pipe == "16s" && small_grid);
-  const bool pipe8 = pipe == "8" || (pipe == "8s" && small_grid);
   if (p.M <= 8) {
-    if (pipe16) {
+    if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, false, true>(p, stream);
-    } else if (pipe8) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 2, PER_GROUP, false, true>(p, stream);
-    } else if (pipe == "8u4" || (pipe == "8u4s" && small_grid)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 4, PER_GROUP>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
     }
