@@ -46,7 +46,7 @@ void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
     } else if (blocks <= 160 && steps_per_warp >= 3) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
     } else if (p.N < 16384) {
-      if (gemv::gemv_pipeline_pays<kDense, T, 1, 1, 16, 2, false>(blocks)) {
+      if (gemv::gemv_pipeline_pays<kDense, T, 1, 1, 16, 2, false>(blocks, p.k_weights)) {
         gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false, false, true>(p, stream);
       } else {
         gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);

@@ -365,10 +365,13 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 // with the next loads (o + down, 224 blocks: 1198 -> 1067 us; BENCHMARKS.md, session 26).
 // QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only.
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
-bool gemv_pipeline_pays(int64_t blocks) {
+bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_PIPE", "0");
   static const bool int8_only = env_equals("QB_GEMV_PIPE", "int8");
-  if (off || (int8_only && WK != WeightKind::kInt8)) return false;
+  static const int min_steps = env_int("QB_GEMV_PIPE_MIN_STEPS", 6, 1);  // per warp
+  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
+  const int64_t steps_per_warp = (k_weights + kStepK * KSPLIT - 1) / (kStepK * KSPLIT);
+  if (off || (int8_only && WK != WeightKind::kInt8) || steps_per_warp < min_steps) return false;
   static const int64_t resident = [] {
     int per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(

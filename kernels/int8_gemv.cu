@@ -25,7 +25,7 @@ template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
-    if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16)) {
+    if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, false, true>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
