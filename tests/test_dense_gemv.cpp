@@ -32,9 +32,10 @@ TEST(DenseGemvGpu, EveryMUpTo32WritesEveryOutput) {
     const auto type = dtype == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
     const double bound = dtype == at::kHalf ? 2e-3 : 8e-3;
     // Small grids take unroll 8 (3592 x 301, 2056 x 37), 4 (4104 x 64, 1544 x 100) or 2 (8 x 17); wide ones 2,
-    // pipelined where every block is resident at once (1000 x 3000: 188 blocks on an H100), else not (3584 x 4608).
+    // pipelined where every block is resident at once and a warp has >= 6 steps (3200 x 3000: 188 blocks on an
+    // H100, 7 steps), else not (3584 x 4608).
     for (const Shape s : {Shape{3584 + 8, 301}, Shape{4104, 64}, Shape{257 * 8, 37}, Shape{1544, 100}, Shape{8, 17},
-                          Shape{1000, 3000}, Shape{3584, 4608}}) {
+                          Shape{3200, 3000}, Shape{3584, 4608}}) {
       const at::Tensor w = (at::randn({s.N, s.K}) * 0.05).to(cuda, dtype);
       const at::Tensor bias = at::randn({s.N}).to(cuda, dtype);
       const at::Tensor wd = w.to(at::kCPU, at::kDouble);
