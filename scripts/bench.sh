@@ -41,6 +41,10 @@ if want speed; then
   run qwen2-7b-profile --model synthetic:qwen2-7b --precision bf16,nf4 --batch 1 --prompt-len 128 --gen-len 32 \
     --profile-linears
   run gpt2-eager --model synthetic:gpt2 --precision fp16 --batch 1 --prompt-len 128 --gen-len 128 --eager
+  # Where a step goes inside the CUDA graph: every kernel's exclusive time (CUPTI; bench/kernel_trace.h). Named so that
+  # the report below leaves its (shorter) timing rows out.
+  run trace-qwen2-7b --model synthetic:qwen2-7b --precision bf16,int8,nf4,awq --batch 1,16 --prompt-len 128 --gen-len 32 \
+    --kernel-trace
   "$QB" report "$OUT"/gpt2.json "$OUT"/tinyllama.json "$OUT"/qwen2-7b*.json "$OUT"/gpt2-eager.json --format md \
     | tee "$OUT/speed.md"
 fi
