@@ -3,6 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "quantbench/bench/kernel_trace.h"
+#include "test_support.h"
+
+#ifdef QB_HAVE_CUDA
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include "quantbench/kernels/timing_probe.h"
+#endif
 
 namespace {
 
@@ -47,4 +55,49 @@ TEST(KernelTrace, WithoutGraphsEveryKernelCounts) {
   EXPECT_DOUBLE_EQ(t["idle_us_per_step"].get<double>(), 10e-3);
 }
 
+#ifdef QB_HAVE_CUDA
+// Two kernels of known duration (20 and 10 us on the device clock) captured in a CUDA graph and replayed three times:
+// the trace finds every replayed kernel inside the graph, charges each at least its spin, and leaves out the
+// kernel launched outside the graph.
+TEST(KernelTraceGpu, SeesTheKernelsInsideAGraphReplay) {
+  QB_REQUIRE_CUDA();
+  if (!qb::bench::kernel_trace_available()) GTEST_SKIP() << "this build has no CUPTI";
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  qb::kernels::launch_spin(20000, stream);
+  qb::kernels::launch_spin(10000, stream);
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);  // warm-up, untraced
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  std::vector<KernelSpan> spans;
+  {
+    qb::bench::KernelTrace trace;
+    qb::kernels::launch_spin(5000, stream);  // outside the graph
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    spans = trace.stop();
+  }
+  int in_graph = 0, outside = 0;
+  for (const KernelSpan& s : spans) {
+    if (s.name.find("spin_kernel") == std::string::npos) continue;
+    (s.graph_id != 0 ? in_graph : outside) += 1;
+    EXPECT_GE(s.end - s.start, s.graph_id != 0 ? 10000u : 5000u) << s.name;
+  }
+  EXPECT_EQ(in_graph, 6);
+  EXPECT_EQ(outside, 1);
+  const nlohmann::json t = qb::bench::summarize_kernel_trace(spans, 3);
+  ASSERT_EQ(t["kernels"].size(), 1u) << t.dump();  // both spins: one name, one grid
+  EXPECT_DOUBLE_EQ(t["kernels"][0]["calls_per_step"].get<double>(), 2.0);
+  EXPECT_GE(t["kernels"][0]["exclusive_us_per_step"].get<double>(), 30.0);
+  EXPECT_GE(t["span_us_per_step"].get<double>(), 30.0);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+#endif
+
 }  // namespace
+
