@@ -103,9 +103,6 @@ __device__ __forceinline__ void half16_a_fragment(const uint4& row_g, const uint
   a[3] = word_of(row_g8, 2 * j + 1);
 }
 
-// Experiment switch (compile time): int8 -> bf16 with integer ops and one packed subtraction a pair instead of fp32.
-constexpr bool kInt8Bf16Split = false;
-
 template <typename T>
 struct HalfTraits;
 
@@ -128,6 +125,9 @@ struct HalfTraits<__half> {
     asm("sub.f16x2 %0, %1, %2;" : "=r"(lo) : "r"(l), "r"(bias));
     asm("sub.f16x2 %0, %1, %2;" : "=r"(hi) : "r"(h), "r"(bias));
   }
+  static __device__ __forceinline__ void int8x4_to_pairs_alu(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    int8x4_to_pairs(w, lo, hi);  // the fp16 magic is integer work already
+  }
   static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
   static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
 };
@@ -143,20 +143,6 @@ struct HalfTraits<__nv_bfloat16> {
   }
   // bf16 has too few mantissa bits for the 8-bit magic: go through fp32 (2^23 + byte) and pack.
   static __device__ __forceinline__ void int8x4_to_pairs(uint32_t w, uint32_t& lo, uint32_t& hi) {
-    if constexpr (kInt8Bf16Split) {
-      // b = (128 + (b & 127)) - (256 - 128 [b >= 0]): both bf16 integers, exact, their difference too.
-      // Halves (b0, b1): 0x4300 | low 7 bits = 128 + m; 0x4300 ^ (bit 7) = 128 or 256 (bit 7 set = negative b).
-      const uint32_t x0 = __byte_perm(w, 0u, 0x4140), x1 = __byte_perm(w, 0u, 0x4342);
-      const uint32_t low7 = 0x007F007Fu, sign = 0x00800080u, base = 0x43004300u, minus_one = 0xBF80BF80u;
-      uint32_t v0, c0, v1, c1;
-      asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(v0) : "r"(x0), "r"(low7), "r"(base));  // (a & b) | c
-      asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(c0) : "r"(x0), "r"(sign), "r"(base));  // (a & b) ^ c
-      asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(v1) : "r"(x1), "r"(low7), "r"(base));
-      asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(c1) : "r"(x1), "r"(sign), "r"(base));
-      asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(lo) : "r"(c0), "r"(minus_one), "r"(v0));  // v - c, exact
-      asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(hi) : "r"(c1), "r"(minus_one), "r"(v1));
-      return;
-    }
     const uint32_t u = w ^ 0x80808080u;
     const float f0 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540)) - 8388736.0f;
     const float f1 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7541)) - 8388736.0f;
@@ -164,6 +150,21 @@ struct HalfTraits<__nv_bfloat16> {
     const float f3 = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7543)) - 8388736.0f;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(lo) : "f"(f1), "f"(f0));
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(hi) : "f"(f3), "f"(f2));
+  }
+  // The same values with integer ops and one packed fma a pair (no fp32, no conversions):
+  // b = (128 + (b & 127)) - (256 - 128 [b >= 0]), both bf16 integers, so the difference is exact. Faster at M <= 8,
+  // slower at M = 16 (BENCHMARKS.md, session 26), where the ALU pipe is the busier one.
+  static __device__ __forceinline__ void int8x4_to_pairs_alu(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    // Halves (b0, b1): 0x4300 | low 7 bits = 128 + m; 0x4300 ^ (bit 7) = 128 or 256 (bit 7 set = negative b).
+    const uint32_t x0 = __byte_perm(w, 0u, 0x4140), x1 = __byte_perm(w, 0u, 0x4342);
+    const uint32_t low7 = 0x007F007Fu, sign = 0x00800080u, base = 0x43004300u, minus_one = 0xBF80BF80u;
+    uint32_t v0, c0, v1, c1;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(v0) : "r"(x0), "r"(low7), "r"(base));  // (a & b) | c
+    asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(c0) : "r"(x0), "r"(sign), "r"(base));  // (a & b) ^ c
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(v1) : "r"(x1), "r"(low7), "r"(base));
+    asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(c1) : "r"(x1), "r"(sign), "r"(base));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(lo) : "r"(c0), "r"(minus_one), "r"(v0));  // v - c, exact
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(hi) : "r"(c1), "r"(minus_one), "r"(v1));
   }
   static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
@@ -248,8 +249,13 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 #pragma unroll
       for (int j = 0; j < kMmas; ++j) {
         if constexpr (kInt8) {
-          Traits::int8x4_to_pairs(word_of(in.w[r][0], j), a[r][j][0], a[r][j][2]);
-          Traits::int8x4_to_pairs(word_of(in.w[r][1], j), a[r][j][1], a[r][j][3]);
+          if constexpr (MT == 1) {  // one 8-token tile: the integer form measured faster (session 26)
+            Traits::int8x4_to_pairs_alu(word_of(in.w[r][0], j), a[r][j][0], a[r][j][2]);
+            Traits::int8x4_to_pairs_alu(word_of(in.w[r][1], j), a[r][j][1], a[r][j][3]);
+          } else {
+            Traits::int8x4_to_pairs(word_of(in.w[r][0], j), a[r][j][0], a[r][j][2]);
+            Traits::int8x4_to_pairs(word_of(in.w[r][1], j), a[r][j][1], a[r][j][3]);
+          }
         } else {
           half16_a_fragment(in.w[r][0], in.w[r][1], j, a[r][j]);
         }

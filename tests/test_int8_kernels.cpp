@@ -90,6 +90,34 @@ TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   }
 }
 
+// Every int8 value through the decode GEMV's int8 -> 16-bit conversions, exactly: q[n, k] = (n + 3k) mod 256 as a
+// signed byte, unit scales, x one-hot at column c, so y[m, n] = q[n, c] is an integer the output holds exactly.
+// 256 rows cover every byte value in every position of a lane's 16 bytes; M = 1 and 4 take the one-tile kernel (bf16:
+// the integer conversion), M = 12 the two-tile one (the fp32 conversion).
+TEST(Int8KernelsGpu, GemvConvertsEveryByteExactly) {
+  QB_REQUIRE_CUDA();
+  const c10::Device cuda(c10::kCUDA);
+  const int64_t N = 256, K = 1024;
+  const at::Tensor idx = (at::arange(N).unsqueeze(1) + 3 * at::arange(K).unsqueeze(0)).remainder(256);
+  const at::Tensor q = (idx - 256 * (idx >= 128).to(at::kLong)).to(at::kChar);  // [-128, 127]
+  Int8Quantized w8{q.to(cuda).contiguous(), at::ones({N}, at::kFloat).to(cuda), 0};
+  const kernels::Int8Weights w = view(w8, K);
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    for (const int64_t M : {int64_t{1}, int64_t{4}, int64_t{12}}) {
+      for (const int64_t c : {int64_t{0}, int64_t{5}, int64_t{17}, int64_t{1023}}) {
+        at::Tensor x = at::zeros({M, K}, at::TensorOptions().dtype(dtype).device(cuda));
+        x.select(1, c).fill_(1.0);
+        at::Tensor y = at::full({M, N}, NAN, x.options());
+        kernels::int8_gemv(half_of(dtype), x.data_ptr(), K, w, nullptr, y.data_ptr(), N, M,
+                           at::cuda::getCurrentCUDAStream());
+        const at::Tensor expected = q.select(1, c).to(at::kFloat).unsqueeze(0).expand({M, N});
+        EXPECT_TRUE(at::equal(y.to(at::kCPU, at::kFloat), expected))
+            << c10::toString(dtype) << " M " << M << " c " << c;
+      }
+    }
+  }
+}
+
 TEST(Int8KernelsGpu, DequantizeMatchesCpu) {
   QB_REQUIRE_CUDA();
   at::manual_seed(22);
