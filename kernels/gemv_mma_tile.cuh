@@ -31,8 +31,9 @@
 // consecutive activations, one or two 16-byte loads. Accumulator lane (g,t) ends with rows
 // {g, g+8} x tokens {2t, 2t+1} of each 8-token tile.
 //
-// int8 -> 16-bit is exact: fp16 via the 0x6400 magic (1024 + byte, minus 1152), bf16 via fp32
-// magic (2^23 + byte) then a packing convert.
+// int8 -> 16-bit is exact: fp16 via the 0x6400 magic (1024 + byte, minus 1152); bf16 via fp32 magic (2^23 + byte)
+// then a packing convert, or, in the one-tile kernels (MT = 1), with integer ops and one packed fma a pair
+// (int8x4_to_pairs_alu: faster there, slower at MT = 2).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -393,8 +394,8 @@ template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, boo
 bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_PIPE", "0");
   static const bool int8_only = env_equals("QB_GEMV_PIPE", "int8");
-  // Every warp needs >= 6 steps (three rounds) for the overlap to pay: with every fitting grid pipelined GPT-2 lost 11-13%
-  // (one round), and 6 steps for the busiest warp only (TinyLlama int8 down, 5.5 a warp) cost 1.2%.
+  // Every warp needs >= 6 steps (three rounds) for the overlap to pay: with every fitting grid pipelined GPT-2 lost
+  // 11-13% (one round), and 6 steps for the busiest warp only (TinyLlama int8 down, 5.5 a warp) cost 1.2%.
   static const int min_steps = env_int("QB_GEMV_PIPE_MIN_STEPS", 6, 1);
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;

@@ -19,8 +19,9 @@ using gemv::WeightKind;
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 // Block shape (kernels/NOTES-int8.md has the sweeps): up to M = 8 one 8-token tile per warp, 16
-// warps per block splitting K, two 16-byte loads per row per lane per round; 9..16 tokens one row
-// tile and four loads (two row tiles on very wide N); 17..32 two row tiles.
+// warps per block splitting K, two 16-byte loads per row per lane per round, software-pipelined where the
+// grid fits on the chip and K is long (gemv_pipeline_pays); 9..16 tokens one row tile and four loads (two row
+// tiles on very wide N); 17..32 two row tiles.
 template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;

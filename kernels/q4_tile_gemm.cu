@@ -160,7 +160,8 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
     static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, int> seen;
     std::lock_guard<std::mutex> lock(mutex);
     if (seen[std::make_tuple(w.N, w.K, M, gated)]++ == 0) {
-      std::fprintf(stderr, "q4 gemv N=%lld K=%lld M=%lld gated=%d: warps=%d stages=%d grid=%d tiles=%lld resident/SM=%d\n",
+      std::fprintf(stderr,
+                   "q4 gemv N=%lld K=%lld M=%lld gated=%d: warps=%d stages=%d grid=%d tiles=%lld resident/SM=%d\n",
                    static_cast<long long>(w.N), static_cast<long long>(w.K), static_cast<long long>(M), gated ? 1 : 0,
                    c.warps, c.stages, c.grid, static_cast<long long>(tiles),
                    resident_cached(k.resident, c.warps, c.stages));

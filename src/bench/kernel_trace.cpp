@@ -106,7 +106,8 @@ std::vector<KernelSpan> KernelTrace::stop() {
     std::lock_guard<std::mutex> lock(g_mutex);
     spans.swap(g_spans);
   }
-  std::stable_sort(spans.begin(), spans.end(), [](const KernelSpan& a, const KernelSpan& b) { return a.start < b.start; });
+  std::stable_sort(spans.begin(), spans.end(),
+                   [](const KernelSpan& a, const KernelSpan& b) { return a.start < b.start; });
   return spans;
 }
 
