@@ -2,7 +2,11 @@
 // starts (programmatic dependent launch) are charged to the kernel that was already running.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "quantbench/bench/kernel_trace.h"
+#include "quantbench/cli/app.h"
 #include "test_support.h"
 
 #ifdef QB_HAVE_CUDA
@@ -53,6 +57,19 @@ TEST(KernelTrace, WithoutGraphsEveryKernelCounts) {
   const nlohmann::json t = qb::bench::summarize_kernel_trace(spans, 1);
   EXPECT_EQ(t["kernels"].size(), 2u);
   EXPECT_DOUBLE_EQ(t["idle_us_per_step"].get<double>(), 10e-3);
+}
+
+// On the CPU there are no kernels to trace: the run is refused before any model loads, with an error that says why.
+TEST(KernelTrace, ACpuRunIsRefusedUpFront) {
+  std::vector<std::string> args = {"quantbench", "run", "--model", "synthetic:gpt2", "--device", "cpu", "--kernel-trace"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  testing::internal::CaptureStderr();
+  const int status = qb::cli::run_app(static_cast<int>(argv.size()), argv.data());
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(status, 0);
+  EXPECT_NE(err.find("--kernel-trace"), std::string::npos) << err;
+  EXPECT_NE(err.find("CUDA device"), std::string::npos) << err;
 }
 
 #ifdef QB_HAVE_CUDA
