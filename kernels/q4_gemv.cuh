@@ -248,20 +248,13 @@ __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const
   }
 }
 
-// Split-K (kSplit, `parts` >= 2; ungated M = 1 on CUDA cores only): a tile's chunk pairs are cut into `parts` equal
-// ranges, and a block's unit of work is (tile, part) instead of a tile, so that a grid of fewer tiles than twice the
-// SMs (Qwen2-7B's o and down: 224 tiles on 132 SMs) spreads evenly. A unit's 16 fp32 row sums go to
-// w.split_partials [tile][part][16]; the tile's counter (w.split_counters [tile], zero between launches) elects the
-// last unit to finish, which adds the parts in part order (the sum is the same whoever finishes last), adds the bias,
-// rounds once and resets the counter.
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag, bool kSplit = false>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act, uint64_t weight_policy, int parts) {
+                   ActType gate_act, uint64_t weight_policy) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
-  static_assert(!kSplit || (kCudaCores && !kGated), "split-K is the ungated CUDA-core path's");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
@@ -274,17 +267,12 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int C = static_cast<int>(w.K >> 6);
   const int units = static_cast<int>(w.K >> (6 + w.unit_shift));
   const int T = static_cast<int>((w.N + 15) >> 4);
-  const int pairs = (C + 1) / 2;
-  const int part_pairs = kSplit ? (pairs + parts - 1) / parts : pairs;  // pairs per unit (the last part may be short)
-  const int cnt = (part_pairs + S - 1) / S;  // chunk-pair slots per warp per unit (the last may be empty)
+  const int cnt = ((C + 1) / 2 + S - 1) / S;  // chunk-pair slots per warp per tile (the last may be empty)
   const int grid = static_cast<int>(gridDim.x);
   const int half_T = T >> 1;  // gated: the up tiles start here (T even, host-checked)
   // Gated, this block's i-th tile: (gate j, up j + T / 2) pairs, j = blockIdx.x + grid (i / 2).
   auto tile_of = [&](int i) { return static_cast<int>(blockIdx.x) + grid * (i >> 1) + (i & 1) * half_T; };
-  // Split: unit u is (tile u / parts, part u % parts); the chunks of part p are [2 p part_pairs, chunk_end(p)).
-  auto chunk_end = [&](int part) { return kSplit ? min(C, 2 * (part + 1) * part_pairs) : C; };
-  // tiles, tile pairs or (tile, part) units; host: gridDim.x <= block_units
-  const int block_units = kGated ? half_T : kSplit ? T * parts : T;
+  const int block_units = kGated ? half_T : T;  // tiles or tile pairs; host: gridDim.x <= block_units
   const int my_tiles = ((block_units - 1 - static_cast<int>(blockIdx.x)) / grid + 1) * (kGated ? 2 : 1);
   const int total = my_tiles * cnt;
 
@@ -301,11 +289,8 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // Producer: item q = (tile i of this block, pair slot j of this warp) = chunks 2p, 2p+1 with p = warp + S j.
   // Its source pointers advance by S pairs within a tile and are recomputed when the tile changes. The slot
   // pointer advances on every call, so that after issue() it names the slot the consumer reads next.
-  int p_unit = static_cast<int>(blockIdx.x);
-  int64_t p_tile = kSplit ? p_unit / parts : p_unit;
-  int p_base = kSplit ? 2 * (p_unit % parts) * part_pairs : 0;  // first chunk of the unit
-  int p_end = kSplit ? chunk_end(p_unit % parts) : C;
-  int p_q = 0, p_j = 0, p_chunk = p_base + 2 * warp, p_item = 0;
+  int p_q = 0, p_j = 0, p_chunk = 2 * warp, p_item = 0;
+  int64_t p_tile = blockIdx.x;
   uint32_t p_off = 0;
   // p_dst = ring_lane_s + p_off, advanced on its own rather than summed at each copy: see cp_async16.
   uint32_t p_dst = ring_lane_s;
@@ -316,7 +301,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
   const uint32_t rec_dst = 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16 - lane * 16;  // from p_dst, mod 2^32
   auto issue = [&]() {
-    if (p_q < total && p_chunk < p_end) {
+    if (p_q < total && p_chunk < C) {
       cp_async16(p_dst, p_codes, weight_policy);
       if (p_chunk + 1 < C) cp_async16(p_dst + kChunkCodeBytes, p_codes + kChunkCodeBytes, weight_policy);
       if (rec_h < 2 && p_chunk + rec_h < C) {
@@ -333,17 +318,12 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     p_codes += static_cast<int64_t>(S) * 2 * kChunkCodeBytes;
     if (++p_j == cnt) {
       p_j = 0;
+      p_chunk = 2 * warp;
       if constexpr (kGated) {
         p_tile = tile_of(++p_item);
-      } else if constexpr (kSplit) {
-        p_unit += grid;
-        p_tile = p_unit / parts;
-        p_base = 2 * (p_unit % parts) * part_pairs;
-        p_end = chunk_end(p_unit % parts);
       } else {
         p_tile += grid;
       }
-      p_chunk = p_base + 2 * warp;
       p_codes = w.tiles + ((p_tile * C + p_chunk) * 32 + lane) * 16;
       p_scales = scale_bytes + p_tile * tile_scale_bytes;
     }
@@ -376,16 +356,13 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // without; BENCHMARKS.md, session 24).
   const Act* const x_frag_base = kXFrag ? x : nullptr;
 
-  int c_j = 0, c_unit = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
-  int c_tile = kSplit ? c_unit / parts : c_unit;
-  int c_base = kSplit ? 2 * (c_unit % parts) * part_pairs : 0, c_end = kSplit ? chunk_end(c_unit % parts) : C;
-  __shared__ int last_part;  // split: whether this block finished its tile's last part
+  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
     issue();                            // item q + stages - 1; p_off now names item q's slot
     cp_async_wait_pending(stages - 1);  // item q's group has landed
     __syncwarp();                       // the scale records were copied by other lanes
-    const int chunk = c_base + 2 * (warp + S * c_j);
-    if (chunk < c_end) {
+    const int chunk = 2 * (warp + S * c_j);
+    if (chunk < C) {
       const uint8_t* stage = ring + p_off;
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
@@ -435,11 +412,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           const int idx = ((m >> 3) * 4 + (r >> 3) * 2 + (m & 1)) * 32 + (r & 7) * 4 + ((m & 7) >> 1);
           float sum = 0.f;
           for (int p = 0; p < S; ++p) sum += pb[p * kParts * 32 + idx];
-          if constexpr (kSplit) {  // M = 1: o = r
-            w.split_partials[(static_cast<int64_t>(c_tile) * parts + c_unit % parts) * 16 + r] = sum;
-            __threadfence();
-            continue;
-          }
           if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
           if constexpr (!kGated) {
             y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum);
@@ -450,31 +422,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           }
         }
       }
-      if constexpr (kSplit) {
-        __syncthreads();  // every part sum of this unit is written and fenced
-        if (tid == 0) last_part = atomicAdd(w.split_counters + c_tile, 1u) == static_cast<unsigned>(parts - 1);
-        __syncthreads();
-        if (last_part) {
-          __threadfence();
-          if (tid < 16 && row0 + tid < w.N) {
-            const float* sums = w.split_partials + static_cast<int64_t>(c_tile) * parts * 16 + tid;
-            float sum = 0.f;
-            for (int p = 0; p < parts; ++p) sum += __ldcg(sums + 16 * p);
-            if (bias != nullptr) sum += ActOps<Act>::to_float(bias[row0 + tid]);
-            y[row0 + tid] = ActOps<Act>::from_float(sum);
-          }
-          if (tid == 0) w.split_counters[c_tile] = 0u;  // zero for the next launch
-        }
-      }
       buf ^= 1;  // the next tile writes the other buffer; this one is re-written only after the next barrier
       c_j = 0;
       if constexpr (kGated) {
         c_tile = tile_of(++c_item);
-      } else if constexpr (kSplit) {
-        c_unit += grid;
-        c_tile = c_unit / parts;
-        c_base = 2 * (c_unit % parts) * part_pairs;
-        c_end = chunk_end(c_unit % parts);
       } else {
         c_tile += grid;
       }
@@ -487,10 +438,8 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated =
 struct GemvKernel {
   // Blocks of `warps` warps with a `stages`-deep ring resident per SM (0 when the block does not fit).
   static int resident_blocks(int warps, int stages);
-  // parts >= 2: split-K (the ungated CUDA-core instance only; w.split_* set, parts <= w.split_max_parts).
   static void launch(const Q4TileWeights& w, const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int M,
-                     int warps, int stages, int grid, ActType gate_act, cudaStream_t stream, bool x_frag = false,
-                     int parts = 1);
+                     int warps, int stages, int grid, ActType gate_act, cudaStream_t stream, bool x_frag = false);
 };
 
 // Defined in q4_gemv_launch.cuh, instantiated in kernels/q4_gemv_<act>_<mode>.cu.

@@ -14,15 +14,14 @@
 
 namespace qb::kernels::q4 {
 
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag = false,
-          bool kSplit = false>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag = false>
 void gemv_prepare_kernel() {
   // The rings need more than the 48 KB a block gets by default: allow the device's opt-in maximum (the
   // attribute is a ceiling; occupancy follows what a launch asks for). Once per process (device 0's limit is
   // the limit of every device of one machine here).
   static std::once_flag once;
   std::call_once(once, [] {
-    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, kXFrag, kSplit>;
+    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, kXFrag>;
     const int optin = max_shared_per_block_optin();
     cudaFuncAttributes attributes{};
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
@@ -45,25 +44,14 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& w, const void* x, int64_t ldx,
                                                    const void* bias, void* y, int64_t ldy, int M, int warps,
                                                    int stages, int grid, ActType gate_act,
-                                                   cudaStream_t stream, bool x_frag, int parts) {
+                                                   cudaStream_t stream, bool x_frag) {
   // x_frag (tensor cores only): x is q4_x_fragments' copy, read by the kXFrag instance (the same resources: the
   // occupancy above is the row-layout instance's).
   auto run = [&](auto kernel) {
     launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w,
                static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
-               gate_act, weight_stream_policy(weight_stream_evict_first()), parts);
+               gate_act, weight_stream_policy(weight_stream_evict_first()));
   };
-  if (parts > 1) {
-    QB_CHECK(kCudaCores && !kGated && !x_frag && M == 1 && w.split_counters != nullptr && parts <= w.split_max_parts,
-             kInvalidInput, "q4_tile_gemm: split-K ({} parts) needs M = 1 on CUDA cores, ungated, and the layer's scratch "
-             "for up to {} parts", parts, w.split_max_parts);
-    if constexpr (kCudaCores && !kGated) {
-      gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>();
-      run(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>);
-      QB_CUDA_CHECK_LAUNCH();
-    }
-    return;
-  }
   if constexpr (!kCudaCores) {
     if (x_frag) {
       gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated, true>();

@@ -24,7 +24,7 @@ namespace {
 
 using ResidentFn = int (*)(int warps, int stages);
 using LaunchFn = void (*)(const Q4TileWeights&, const void*, int64_t, const void*, void*, int64_t, int, int, int, int,
-                          ActType, cudaStream_t, bool, int);
+                          ActType, cudaStream_t, bool);
 struct KernelFns {
   ResidentFn resident = nullptr;
   LaunchFn launch = nullptr;
@@ -126,21 +126,8 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   QB_CHECK(!gated || M <= kQ4GemvGatedMaxM, kInvalidInput, "q4_tile_gemm: the gated epilogue takes M <= {}, got {}",
            kQ4GemvGatedMaxM, M);
   const KernelFns k = kernel_fns(dtype, w.mode, nt, cuda_cores, gated);
-  const int64_t pairs = (w.K / 64 + 1) / 2, sms = sm_count();
-  // Split-K (experiment, QB_Q4_SPLITK=N: N parts a tile where the tiles alone leave SMs uneven, i.e. fewer tiles than
-  // two a SM; or config.parts): only M = 1 on CUDA cores, ungated, with the layer's scratch.
-  const bool splittable = cuda_cores && !gated && M == 1 && w.split_counters != nullptr && w.split_max_parts >= 2;
-  static const int env_parts = env_int("QB_Q4_SPLITK", 1, 1);
-  if (c.parts == 0) {
-    c.parts = splittable && q4_n_tiles(w.N) < 2 * sms ? std::min(env_parts, w.split_max_parts) : 1;
-  }
-  QB_CHECK(c.parts >= 1 && (c.parts == 1 || (splittable && c.parts <= w.split_max_parts && c.parts <= pairs)),
-           kInvalidInput, "q4_tile_gemm: {} split-K parts for this call (M = {}, scratch for {})", c.parts, M,
-           w.split_max_parts);
-  // A block's unit of work: a tile, a (gate, up) pair of tiles (gated), or a (tile, part) (split): the grid is at most
-  // the unit count.
-  const int64_t tiles = (gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N)) * c.parts;
-  const int64_t unit_pairs = (pairs + c.parts - 1) / c.parts;
+  // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
+  const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
     const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
     return std::min(tiles, resident);
@@ -151,8 +138,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
       const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
-      const double k_balance =
-          static_cast<double>(pairs) / static_cast<double>((unit_pairs + s - 1) / s * s * c.parts);
+      const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
       const double t_balance = static_cast<double>(tiles) / static_cast<double>((tiles + grid - 1) / grid * grid);
       const double warps_per_sm = static_cast<double>(std::min<int64_t>(resident, (grid + sms - 1) / sms) * s);
       const double score = k_balance * t_balance * std::min(1.0, warps_per_sm / 24.0);
@@ -175,7 +161,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
     std::lock_guard<std::mutex> lock(mutex);
     if (seen[std::make_tuple(w.N, w.K, M, gated)]++ == 0) {
       std::fprintf(stderr,
-                   "q4 gemv N=%lld K=%lld M=%lld gated=%d: warps=%d stages=%d grid=%d units=%lld resident/SM=%d\n",
+                   "q4 gemv N=%lld K=%lld M=%lld gated=%d: warps=%d stages=%d grid=%d tiles=%lld resident/SM=%d\n",
                    static_cast<long long>(w.N), static_cast<long long>(w.K), static_cast<long long>(M), gated ? 1 : 0,
                    c.warps, c.stages, c.grid, static_cast<long long>(tiles),
                    resident_cached(k.resident, c.warps, c.stages));
@@ -230,7 +216,7 @@ void q4_tile_gemm(DType dtype, const Q4TileWeights& w, const void* x, int64_t ld
   const bool fragments = c.compute == Q4GemvCompute::kTensorCores && x_scratch != nullptr;
   if (fragments) q4_x_fragments(x, ldx, M, w.K, tokens_per_slice_count(M), x_scratch, stream);  // checks x_scratch
   k.launch(w, fragments ? x_scratch : x, ldx, bias, y, ldy, static_cast<int>(M), c.warps, c.stages, c.grid, gated.act,
-           stream, fragments, c.parts);
+           stream, fragments);
 }
 
 }  // namespace qb::kernels

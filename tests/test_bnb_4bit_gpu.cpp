@@ -268,7 +268,6 @@ TEST(Q4Gpu, ForwardIsGraphCapturable) {
 struct TileCase {
   Q4Weights canonical;
   at::Tensor tiles, scales, nested, nested_code;  // device
-  at::Tensor split_partials, split_counters;       // device, split-K scratch for up to 4 parts
   kernels::Q4TileWeights tw;
 };
 
@@ -417,26 +416,6 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
         k::Q4GemvConfig big;
         big.grid = 1;
         runs.push_back({16, big});
-        // Split-K (M = 1, CUDA cores): 2 and 3 parts (K = 320: 3 pairs, K = 1024: 8, so a short last part), one block
-        // per unit and a persistent grid of 2 blocks looping over units; each run twice (the counters reset themselves).
-        for (int parts : {2, 3}) {
-          for (int grid : {0, 2}) {
-            k::Q4GemvConfig cfg;
-            cfg.compute = k::Q4GemvCompute::kCudaCores;
-            cfg.parts = parts;
-            cfg.grid = grid;
-            runs.push_back({1, cfg});
-            runs.push_back({1, cfg});
-          }
-        }
-        if (!c.split_counters.defined()) {
-          const int64_t T = k::q4_n_tiles(sh.N);
-          c.split_partials = at::empty({T * 4 * 16}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
-          c.split_counters = at::zeros({T}, at::TensorOptions().dtype(at::kInt).device(at::kCUDA));
-          c.tw.split_partials = c.split_partials.data_ptr<float>();
-          c.tw.split_counters = reinterpret_cast<unsigned*>(c.split_counters.data_ptr<int>());
-          c.tw.split_max_parts = 4;
-        }
         for (const auto& [M, cfg] : runs) {
           const at::Tensor x = at::randn({M, sh.K}).to(at::kCUDA, act);
           const at::Tensor bias = at::randn({sh.N}).to(at::kCUDA, act);
@@ -444,10 +423,10 @@ TEST(Q4Gpu, DecodeKernelVariantsMatchReference) {
           k::q4_tile_gemm(dt, c.tw, x.data_ptr(), sh.K, bias.data_ptr(), y.data_ptr(), sh.N + pad, M, stream, cfg);
           const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), dense, bias.to(at::kCPU, at::kDouble));
           const auto chosen = k::q4_tile_gemm_config(dt, c.tw, M, cfg);
-          const std::string what = fmt::format("{} N={} K={} M={} {} compute={} warps={} stages={} grid={} parts={}",
+          const std::string what = fmt::format("{} N={} K={} M={} {} compute={} warps={} stages={} grid={}",
                                                scheme_name(mode, absmax_f16), sh.N, sh.K, M, c10::toString(act),
                                                static_cast<int>(chosen.compute), chosen.warps, chosen.stages,
-                                               chosen.grid, chosen.parts);
+                                               chosen.grid);
           EXPECT_LT(test::relative_error(y.narrow(1, 0, sh.N), ref), bound) << what;
           EXPECT_FALSE(at::isnan(y.narrow(1, 0, sh.N)).any().item<bool>()) << "unwritten output: " << what;
           EXPECT_TRUE(at::isnan(y.narrow(1, sh.N, pad)).all().item<bool>()) << "wrote past N: " << what;

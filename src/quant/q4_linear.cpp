@@ -13,7 +13,6 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "gated_epilogue.h"
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/q4_gemm.h"
 #endif
 
@@ -212,7 +211,6 @@ struct Q4Linear::Device {
   kernels::Q4ScaleMode mode = kernels::Q4ScaleMode::kAbsmaxF32;
   bool absmax_f16 = false;  // kAbsmax16: scales hold fp16 (else bf16)
   at::Tensor codes, scales, nested, nested_code;
-  at::Tensor split_partials, split_counters;  // split-K scratch of the M = 1 GEMV (tw.split_*), when asked for
   kernels::Q4TileWeights tw;
   kernels::Q4FlatWeights fw;
 };
@@ -366,17 +364,6 @@ Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bi
     if (d.nested.defined()) tw.nested = reinterpret_cast<const float2*>(d.nested.data_ptr<float>());
     if (d.nested_code.defined()) tw.nested_code = d.nested_code.data_ptr<float>();
     std::memcpy(tw.codebook, weights.codebook.data(), sizeof(tw.codebook));
-    // QB_Q4_SPLITK=N (experiment): split-K scratch for layers whose tiles alone leave the SMs uneven.
-    static const int split_parts = env_int("QB_Q4_SPLITK", 1, 1);
-    const int64_t T = k::q4_n_tiles(N);
-    if (split_parts > 1 && T < 2 * k::sm_count()) {
-      const auto on_device = at::TensorOptions().device(options.device);
-      d.split_partials = at::empty({T * split_parts * 16}, on_device.dtype(at::kFloat));
-      d.split_counters = at::zeros({T}, on_device.dtype(at::kInt));
-      tw.split_partials = d.split_partials.data_ptr<float>();
-      tw.split_counters = reinterpret_cast<unsigned*>(d.split_counters.data_ptr<int>());
-      tw.split_max_parts = split_parts;
-    }
   } else {
     d.codes = codes;
     k::Q4FlatWeights& fw = d.fw;

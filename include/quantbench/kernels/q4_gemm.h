@@ -44,11 +44,6 @@ struct Q4TileWeights {
   const float2* nested = nullptr;
   const float* nested_code = nullptr;
   float codebook[16] = {};
-  // Split-K scratch of the layer (M = 1 decode GEMV, kernels/q4_gemv.cuh): fp32 [n_tiles][split_max_parts][16] part
-  // sums and uint32 [n_tiles] counters, zero between launches. Null: no split.
-  float* split_partials = nullptr;
-  unsigned* split_counters = nullptr;
-  int split_max_parts = 0;
 };
 
 // Flat layout (any shape): the fallback when K % 64 != 0 or the unit is smaller than 64.
@@ -83,7 +78,6 @@ struct Q4GemvConfig {
                    // 1..8 for M <= 32, 1..4 above
   int stages = 0;  // cp.async ring depth per warp (chunks in flight + 1): 2, 3, 4 or 6; 0 = 2 (QB_Q4_GEMV_STAGES overrides)
   int grid = 0;    // blocks; 0 = as many as are resident at once (a block loops over tiles), capped at n_tiles
-  int parts = 0;   // split-K parts per tile (M = 1, CUDA cores, ungated, w.split_* set); 0 = auto, 1 = none
 };
 // The configuration q4_tile_gemm runs for these operands (auto fields resolved, grid included); `gated`: with the
 // gated epilogue (the grid then counts (gate, up) tile pairs).
