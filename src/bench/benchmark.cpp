@@ -123,6 +123,10 @@ BenchmarkSession::BenchmarkSession(c10::Device device, std::string command_line,
 
 std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
                                                   const std::function<void(const nlohmann::json&)>& on_result) {
+  // Refused before any model loads: there would be nothing to trace.
+  QB_CHECK(!plan.kernel_trace || (device_.is_cuda() && kernel_trace_available()), kUnsupported,
+           "--kernel-trace records CUDA kernels with CUPTI: it needs a CUDA device ({} here) and a build with CUPTI ({})",
+           device_.str(), kernel_trace_available() ? "this one has it" : "this one has not");
   std::vector<nlohmann::json> results;
   auto emit = [&](nlohmann::json record) {
     if (on_result) on_result(record);
@@ -238,8 +242,6 @@ std::vector<nlohmann::json> BenchmarkSession::run(const BenchmarkPlan& plan,
           const AllocatorStats alloc = allocator_stats(device_);
           nlohmann::json kernel_trace;
           if (plan.kernel_trace) {  // after the timed calls and the memory figures: it perturbs neither
-            QB_CHECK(device_.is_cuda() && kernel_trace_available(), kUnsupported,
-                     "--kernel-trace needs a CUDA device and a build with CUPTI");
             KernelTrace trace;
             const engine::GenerateResult traced = generator.run(prompt, nullptr);
             kernel_trace = summarize_kernel_trace(trace.stop(), traced.decode_steps);

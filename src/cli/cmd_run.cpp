@@ -5,7 +5,6 @@
 
 #include "commands.h"
 #include "quantbench/bench/benchmark.h"
-#include "quantbench/bench/kernel_trace.h"
 #include "quantbench/core/error.h"
 #include "quantbench/report/result.h"
 #include "quantbench/report/table.h"
@@ -87,10 +86,6 @@ void add_run_command(CLI::App& app, Action& action, const std::string& command_l
       plan.cuda_graph = !flags->eager;
       plan.profile_linears = flags->profile_linears;
       plan.kernel_trace = flags->kernel_trace;
-      QB_CHECK(!plan.kernel_trace || (!cpu && bench::kernel_trace_available()), kUnsupported,
-               "--kernel-trace records CUDA kernels with CUPTI: it needs a CUDA device ({} here) and a build with "
-               "CUPTI ({})",
-               plan.device.str(), bench::kernel_trace_available() ? "this one has it" : "this one has not");
       plan.stop_at_eos = flags->stop_at_eos;
       if (!flags->prompt.empty()) plan.prompt_text = flags->prompt;
       QB_CHECK(flags->double_quant == "on" || flags->double_quant == "off", kInvalidInput,

@@ -26,7 +26,7 @@ struct KernelSpan {
 // Whether this build can trace kernels (CUDA with CUPTI).
 bool kernel_trace_available();
 
-// Records every kernel run between start() and stop(). One at a time per process.
+// Records every kernel run from construction to stop(). One at a time per process.
 class KernelTrace {
  public:
   KernelTrace();
@@ -40,8 +40,8 @@ class KernelTrace {
   bool active_ = false;
 };
 
-// The decode steps' kernels (those of graph replays when there are any, else every kernel after the first
-// `skip_first` ones), summed per kernel name and divided by `steps`: exclusive and own time per step, calls per step,
+// The decode steps' kernels (those of graph replays when there are any, else every kernel), summed per kernel name
+// and divided by `steps`: exclusive and own time per step, calls per step,
 // the span and the idle time per step. Kernels sorted by exclusive time, largest first.
 nlohmann::json summarize_kernel_trace(const std::vector<KernelSpan>& spans, int64_t steps);
 
