@@ -300,39 +300,39 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
   // round still splits evenly (warps differ by at most one step).
   // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
   // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
+  auto load_round = [&](int base, Loads (&loads)[UNROLL]) {  // zeros past K
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u]);
+  };
+  auto compute_round = [&](int base, const Loads (&loads)[UNROLL]) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int step = base + warp + KSPLIT * u;
+      if (step < steps) compute_step(step, loads[u]);  // warp-uniform
+    }
+  };
   if constexpr (PIPE) {
     // Software-pipelined rounds: round r + 1's loads are issued before round r is computed, so the conversion and
     // the mmas run under the next loads' latency (twice the load registers).
     Loads cur[UNROLL], next[UNROLL];
-#pragma unroll
-    for (int u = 0; u < UNROLL; ++u) load_step(warp + KSPLIT * u, cur[u]);
+    load_round(0, cur);
     pdl_wait();
     pdl_launch_dependents();
     for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) load_step(base + KSPLIT * UNROLL + warp + KSPLIT * u, next[u]);  // zeros past K
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) {
-        const int step = base + warp + KSPLIT * u;
-        if (step < steps) compute_step(step, cur[u]);  // warp-uniform
-      }
+      load_round(base + KSPLIT * UNROLL, next);
+      compute_round(base, cur);
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) cur[u] = next[u];
     }
   } else {
     for (int base = 0; base < steps; base += KSPLIT * UNROLL) {
       Loads cur[UNROLL];
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, cur[u]);
+      load_round(base, cur);
       if (base == 0) {
         pdl_wait();
         pdl_launch_dependents();
       }
-#pragma unroll
-      for (int u = 0; u < UNROLL; ++u) {
-        const int step = base + warp + KSPLIT * u;
-        if (step < steps) compute_step(step, cur[u]);  // warp-uniform
-      }
+      compute_round(base, cur);
     }
   }
 
