@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine after a build: the device time of every kernel of a short eager run, read by
 # Nsight Compute (gpu__time_duration, clocks left alone), summed per kernel name over the decode steps only
-# (the model's load and the prefill left out) and divided by their count; then the last step in order. Shows where a decode step goes outside the linear layers (norms, attention, activation)
-# and how long each launch really takes; the sum against the graph step time is the launch-gap cost.
+# (the model's load and the prefill left out) and divided by their count; then the last step in order. Shows
+# where a decode step goes outside the linear layers (norms, attention, activation) and how long each launch really
+# takes; the sum against the graph step time is the launch-gap cost.
 # Usage: scripts/ncu-decode.sh BUILD OUT NAME [quantbench run args...]   (add --gen-len N; default 8)
 set -uo pipefail
 BUILD="$1" OUT="$2" NAME="$3"; shift 3
