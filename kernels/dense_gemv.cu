@@ -46,11 +46,8 @@ void launch_typed(const GemvParams& p, bool gated, cudaStream_t stream) {
     } else if (blocks <= 160 && steps_per_warp >= 3) {
       gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 4, false>(p, stream);
     } else if (p.N < 16384) {
-      static const bool u2 = env_equals("QB_GEMV_PIPE_UNROLL", "2");  // session 27 A/B, temporary
-      if (u2 && gemv::gemv_pipeline_pays<kDense, T, 1, 1, 16, 2, false>(blocks, p.k_weights)) {
+      if (gemv::gemv_pipeline_pays<kDense, T, 1, 1, 16, 2, false>(blocks, p.k_weights)) {
         gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false, false, true>(p, stream);
-      } else if (!u2 && gemv::gemv_pipeline_pays<kDense, T, 1, 1, 16, 1, false>(blocks, p.k_weights)) {
-        gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 1, false, false, true>(p, stream);
       } else {
         gemv::launch_gemv_mma<kDense, T, 1, 1, 16, 2, false>(p, stream);
       }

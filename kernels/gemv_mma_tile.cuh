@@ -385,22 +385,21 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
 
 // Whether the software-pipelined form (PIPE) of <WK, T, MT, RT, KSPLIT, UNROLL> should run `blocks` blocks over
 // k_weights columns: where its blocks all fit on the chip at once and every warp has several rounds. Its extra load
-// registers cost residency (int8 M <= 8 at UNROLL 2: 64 registers and two 16-warp blocks per SM instead of 40 and
-// three), which a grid of several waves pays for (Qwen2-7B int8 gate_up 1379 -> 1443 us a step, qkv 211 -> 328); a
-// grid that fits anyway gains the overlap of the conversion and mmas with the next loads (o + down, 224 blocks: 1198 ->
-// 1067 us; BENCHMARKS.md, session 26).
-// QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only. QB_GEMV_PIPE_MIN_ROUNDS: the round count below which the
-// plain form runs.
+// registers cost residency (int8 M <= 8: 64 registers and two 16-warp blocks per SM instead of 40 and three), which a
+// grid of several waves pays for (Qwen2-7B int8 gate_up 1379 -> 1443 us a step, qkv 211 -> 328); a grid that fits
+// anyway gains the overlap of the conversion and mmas with the next loads (o + down, 224 blocks: 1198 -> 1067 us;
+// BENCHMARKS.md, session 26).
+// QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only.
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_PIPE", "0");
   static const bool int8_only = env_equals("QB_GEMV_PIPE", "int8");
-  // Three rounds or more: with every fitting grid pipelined GPT-2 lost 11-13% (one round of two steps a warp), and
-  // pipelining TinyLlama int8 down at 2.75 rounds of two cost 1.2% (session 26).
-  static const int min_rounds = env_int("QB_GEMV_PIPE_MIN_ROUNDS", 3, 1);
+  // Every warp needs >= 6 steps (three rounds) for the overlap to pay: with every fitting grid pipelined GPT-2 lost
+  // 11-13% (one round), and 6 steps for the busiest warp only (TinyLlama int8 down, 5.5 a warp) cost 1.2%.
+  static const int min_steps = env_int("QB_GEMV_PIPE_MIN_STEPS", 6, 1);
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
-  if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_rounds} * KSPLIT * UNROLL) return false;
+  if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_steps} * KSPLIT) return false;
   static const int64_t resident = [] {
     int per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(

@@ -7,7 +7,6 @@
 //   int8 -> fp16/bf16 is exact; fp32 accumulation; per-channel scale applied once to the fp32 sum,
 //   per-group scale applied to each 64-wide partial sum. Tiling: gemv_mma_tile.cuh.
 #include "gemv_mma_tile.cuh"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_gemv.h"
 
@@ -27,11 +26,8 @@ template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
-    static const bool u2 = env_equals("QB_GEMV_PIPE_UNROLL", "2");  // session 27 A/B, temporary
-    if (u2 && gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
+    if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, false, true>(p, stream);
-    } else if (!u2 && gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 1, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 1, PER_GROUP, false, true>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
     }

@@ -31,9 +31,9 @@ TEST(DenseGemvGpu, EveryMUpTo32WritesEveryOutput) {
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     const auto type = dtype == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
     const double bound = dtype == at::kHalf ? 2e-3 : 8e-3;
-    // Small grids take unroll 8 (3592 x 301, 2056 x 37), 4 (4104 x 64, 1544 x 100) or 2 (8 x 17); wide ones the
-    // pipelined unroll-1 form where every block is resident at once and a warp has >= 3 rounds (3200 x 3000: 188
-    // blocks on an H100, 6.25 rounds of 16 steps), else unroll 2 (3584 x 4608).
+    // Small grids take unroll 8 (3592 x 301, 2056 x 37), 4 (4104 x 64, 1544 x 100) or 2 (8 x 17); wide ones 2,
+    // pipelined where every block is resident at once and a warp has >= 6 steps (3200 x 3000: 188 blocks on an
+    // H100, 7 steps), else not (3584 x 4608).
     for (const Shape s : {Shape{3584 + 8, 301}, Shape{4104, 64}, Shape{257 * 8, 37}, Shape{1544, 100}, Shape{8, 17},
                           Shape{3200, 3000}, Shape{3584, 4608}}) {
       const at::Tensor w = (at::randn({s.N, s.K}) * 0.05).to(cuda, dtype);

@@ -54,8 +54,8 @@ TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   const c10::Device cuda(c10::kCUDA);
   const auto stream = at::cuda::getCurrentCUDAStream();
   // N = 4632, 4608: more 16-row blocks than an H100 holds at once (two 16-warp blocks per SM): the M <= 8 GEMV
-  // runs its plain form there; its software-pipelined form where the grid fits and a warp has >= 3 rounds of one
-  // 64-column step (gemv_pipeline_pays: K = 3592, 6208, 6400).
+  // runs its plain form there; its software-pipelined form where the grid fits and a warp has >= 6 steps of 64
+  // columns (gemv_pipeline_pays: K = 6208, 6400).
   const std::vector<Case> cases = {{3584 + 8, 301, 0}, {4104, 64, 0}, {257 * 8, 37, 64}, {3584, 77, 128}, {8, 5, 0},
                                    {512, 4632, 0}, {256, 4608, 64}, {6208, 300, 0}, {6400, 200, 64}};
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
