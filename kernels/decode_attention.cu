@@ -32,11 +32,13 @@
 // softmax's per-warp partials.
 #include <cfloat>
 
+#include "decode_attention_grouped.h"
 #include "dtype_utils.cuh"
 #include "gemv_mma_tile.cuh"
 #include "q4_common.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
+#include "rotary.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -56,12 +58,6 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 //     block that leaves half an SM (the wide one with half its loads unused was slower than light on 64 dims);
 //   light (no prefetch, 8): ~70 registers, several blocks per SM for batched decode (batch 16 ran 7% slower
 //     with the prefetch).
-
-// rotate_half at a dimension below rotary_dim: x its value, partner the value rotary_dim / 2 away (above it in the
-// first half, below it in the second); c, s the cos and sin of its frequency (read before the PDL wait).
-__device__ __forceinline__ float rotate_half(float x, float partner, bool first_half, float c, float s) {
-  return first_half ? x * c - partner * s : x * c + partner * s;
-}
 
 template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
@@ -385,7 +381,7 @@ void configure(int max_shared) {
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, int heads_per_block) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
@@ -418,6 +414,14 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   static const bool wide_allowed = env_on_unless_zero("QB_ATTENTION_WIDE");
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
+  // Where the light variant would run (more blocks than SMs: batched decode), query heads that share a K/V head share
+  // a block (decode_attention_grouped.cu): the cache is read once per K/V head instead of once per query head.
+  if (heads_per_block < 0) heads_per_block = prefetch ? 0 : grouped_heads_per_block(batch, num_heads, num_kv_heads);
+  if (heads_per_block > 0 &&
+      decode_attention_grouped(qkv, k_cache, v_cache, position, rope_cos, rope_sin, out, batch, num_heads,
+                               num_kv_heads, head_dim, rotary_dim, capacity, scale, dtype, heads_per_block, stream)) {
+    return;
+  }
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {

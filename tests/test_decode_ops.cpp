@@ -7,6 +7,7 @@
 #include "test_support.h"
 
 #ifdef QB_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "quantbench/kernels/decode_ops.h"
@@ -41,8 +42,10 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
                                 AttentionCase{2, 14, 2, 64, 64, 513, 512}, AttentionCase{1, 8, 1, 256, 128, 20, 9},
                                 // 16 query heads per K/V head (one block per query head: any group size)
                                 AttentionCase{2, 32, 2, 128, 64, 70, 33},
-                                // more blocks than SMs: the variant without the pre-wait prefetch
-                                AttentionCase{6, 28, 4, 128, 128, 300, 290},
+                                // more blocks than SMs: the kernel grouped by K/V head (7, 8 and 4 heads a block;
+                                // 16 query heads a K/V head in two blocks; 80-dim rows reduced in shared memory)
+                                AttentionCase{6, 28, 4, 128, 128, 300, 290}, AttentionCase{16, 32, 4, 64, 64, 300, 299},
+                                AttentionCase{8, 32, 8, 80, 32, 100, 77}, AttentionCase{5, 32, 2, 128, 64, 600, 520},
                                 // the last position of the one-pass path (255) and the first past it (256)
                                 AttentionCase{1, 32, 4, 64, 64, 300, 255},
                                 AttentionCase{1, 28, 4, 128, 128, 300, 256}}) {
@@ -85,6 +88,54 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
       const at::Tensor ref = at::matmul(probs, v_all).view({c.batch, c.heads * c.head_dim});
       EXPECT_FALSE(out.isnan().any().item<bool>());
       EXPECT_LT(test::relative_error(out, ref), bound_of(type) + 1e-5);
+    }
+  }
+}
+
+// The kernel grouped by K/V head keeps, for every query head, the arithmetic of the per-head kernel's variant for
+// batched decode (more blocks than SMs): the outputs and caches are equal bit for bit, whatever the heads a block.
+TEST(DecodeOpsGpu, GroupedAttentionIsThePerHeadKernelBitForBit) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(12);
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  for (const AttentionCase c : {AttentionCase{6, 28, 4, 128, 128, 300, 290}, AttentionCase{16, 32, 4, 64, 64, 300, 299},
+                                AttentionCase{8, 32, 8, 80, 32, 100, 77}, AttentionCase{5, 32, 2, 128, 64, 600, 520},
+                                AttentionCase{12, 14, 2, 64, 0, 40, 0}}) {
+    // The per-head kernel's batched variant runs where its blocks outnumber the SMs (an H100 has 132).
+    if (c.batch * c.heads <= at::cuda::getCurrentDeviceProperties()->multiProcessorCount) continue;
+    for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
+      const int64_t group = c.heads / c.kv_heads;
+      const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
+      const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
+      const at::Tensor keys0 = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
+      const at::Tensor values0 = at::randn_like(keys0);
+      const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
+      const at::Tensor angles = at::rand({c.capacity + 1, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat));
+      const at::Tensor cos = angles.cos(), sin = angles.sin();
+      auto run = [&](int heads_per_block, at::Tensor& keys, at::Tensor& values) {
+        keys = keys0.clone();
+        values = values0.clone();
+        at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
+        decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
+                         c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
+                         out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity,
+                         1.0f / std::sqrt(static_cast<float>(c.head_dim)), dtype_of(type), stream(), heads_per_block);
+        return out;
+      };
+      at::Tensor k_ref, v_ref;
+      const at::Tensor ref = run(0, k_ref, v_ref);
+      ASSERT_FALSE(ref.isnan().any().item<bool>());
+      for (const int64_t hpb : {int64_t{1}, int64_t{3}, std::min<int64_t>(group, 8)}) {
+        SCOPED_TRACE(::testing::Message() << "B=" << c.batch << " H=" << c.heads << " Hkv=" << c.kv_heads << " D="
+                                          << c.head_dim << " pos=" << c.position << " heads/block=" << hpb << " "
+                                          << c10::toString(type));
+        if (hpb > group) continue;
+        at::Tensor keys, values;
+        const at::Tensor out = run(static_cast<int>(hpb), keys, values);
+        EXPECT_TRUE(at::equal(out, ref));
+        EXPECT_TRUE(at::equal(keys, k_ref));
+        EXPECT_TRUE(at::equal(values, v_ref));
+      }
     }
   }
 }

@@ -1,0 +1,292 @@
+// Batched decode attention grouped by K/V head (GQA): one block per (sequence, K/V head, part of its query heads).
+//
+// Why: the per-query-head kernel (decode_attention.cu) reads a K/V head's cached rows once for each of its query
+// heads; at batch 16 on Qwen2-7B (7 query heads a K/V head) that was 448 blocks reading 7x the cache, 14% of an nf4
+// decode step (BENCHMARKS.md, kernel trace). Here a block reads each K and V row once for up to kMaxHeads query heads.
+// Used where the per-head kernel runs its light variant (more blocks than SMs) and a K/V head has several query heads.
+//
+// Arithmetic: for each query head, exactly the per-head light variant's, in the same order (the four dot-product
+// chains, the softmax's per-thread / warp / block reduction tree, the V accumulation and its shuffle or shared-memory
+// reduction), so the output is bit-identical to that kernel's whatever the grouping (tested).
+//
+// Block: kThreads threads. Thread t < head_dim rotates q of every head of the block and the new k at dimension t; the
+// block of part 0 writes the new k, v into the caches at *position; every block takes the new row from its own shared
+// copy and reads the cache only below *position (written by earlier steps).
+//   scores: one position per thread (K row in kInFlight 16-byte loads), the block's heads' dot products from it;
+//   softmax: per head, block max and sum through per-warp partials (two barriers for all heads);
+//   output: thread (r, piece) accumulates p[h][t] * V[t][piece] for every head h from one load of the piece.
+// Shared memory: k_new [D] | v_new [D] (T) | q [heads][D] | scores [heads][capacity] | partial [kThreads x 8] (fp32).
+#include <algorithm>
+#include <cfloat>
+
+#include "decode_attention_grouped.h"
+#include "dtype_utils.cuh"
+#include "l2_prefetch.cuh"
+#include "pdl.cuh"
+#include "quantbench/core/env_switch.h"
+#include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/device_limits.h"
+#include "rotary.cuh"
+
+namespace qb::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kInFlight = 8;  // 16-byte loads in flight per thread, as the per-head light variant
+constexpr int kPartialFloats = kThreads * 8;
+constexpr int kStaticSharedBytes = 2 * kMaxGroupedHeads * kWarps * sizeof(float);
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) decode_attention_grouped_kernel(
+    const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
+    int heads_per_block) {
+  extern __shared__ __align__(16) unsigned char shared_raw[];
+  __shared__ float warp_part[2][kMaxGroupedHeads][kWarps];
+  static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int H = kMaxGroupedHeads;
+  const int group = num_heads / num_kv_heads;
+  const int parts = (group + heads_per_block - 1) / heads_per_block;
+  const int part = blockIdx.x % parts;
+  const int kv_head = (blockIdx.x / parts) % num_kv_heads;
+  const int b = blockIdx.x / (parts * num_kv_heads);
+  const int head0 = kv_head * group + part * heads_per_block;
+  const int heads = min(heads_per_block, group - part * heads_per_block);  // block-uniform, 1..H
+  const bool writes_cache = part == 0;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  T* k_new = reinterpret_cast<T*>(shared_raw);                  // [D]
+  T* v_new = k_new + head_dim;                                  // [D]
+  float* q_s = reinterpret_cast<float*>(v_new + head_dim);      // [heads_per_block][D]
+  float* scores = q_s + int64_t(heads_per_block) * head_dim;    // [heads_per_block][capacity]
+  float* partial = scores + int64_t(heads_per_block) * capacity;  // [kPartialFloats]
+  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
+  const T* q_in = qkv + b * qkv_row + int64_t(head0) * head_dim;
+  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
+  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
+  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
+  T* keys = k_cache + cache_base;
+  T* values = v_cache + cache_base;
+
+  // ---- before the PDL wait: weights-only reads (pdl.cuh rule 3 exception: followed by the o projection) ----
+  pdl_launch_dependents();
+  const int64_t pos = *position;  // written two or more launches back (pdl.cuh)
+  if (writes_cache && threadIdx.x == 0) {
+    l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
+    l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
+  }
+  float rope_c = 1.f, rope_s = 0.f;
+  if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
+    const int half = rotary_dim / 2, i = int(threadIdx.x) % half;
+    rope_c = rope_cos[pos * half + i];
+    rope_s = rope_sin[pos * half + i];
+  }
+  pdl_wait();
+
+  // ---- 1. rotate q of every head and the new k; write the cache ----
+  if (threadIdx.x < head_dim) {
+    const int d = threadIdx.x;
+    const int half = rotary_dim / 2;
+    const bool rotates = rope_cos != nullptr && d < rotary_dim;
+    const int partner = !rotates ? d : d < half ? d + half : d - half;
+    const float k_d = to_float(k_in[d]), k_p = to_float(k_in[partner]);
+    const T v_d = v_in[d];
+    const float k_rot = rotates ? rotate_half(k_d, k_p, d < half, rope_c, rope_s) : k_d;
+    k_new[d] = from_float<T>(k_rot);
+    v_new[d] = v_d;
+    if (writes_cache) {
+      keys[pos * head_dim + d] = k_new[d];
+      values[pos * head_dim + d] = v_d;
+    }
+    for (int h = 0; h < heads; ++h) {
+      const float q_d = to_float(q_in[h * head_dim + d]), q_p = to_float(q_in[h * head_dim + partner]);
+      const float q_rot = rotates ? rotate_half(q_d, q_p, d < half, rope_c, rope_s) : q_d;
+      q_s[h * head_dim + d] = round_to<T>(q_rot);
+    }
+  }
+  __syncthreads();
+
+  // ---- 2. scores: one position per thread, every head of the block from one read of the row ----
+  float local_max[H];
+#pragma unroll
+  for (int h = 0; h < H; ++h) local_max[h] = -FLT_MAX;
+  for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
+    const T* row = t == pos ? k_new : keys + t * head_dim;
+    float acc4[H][4];
+#pragma unroll
+    for (int h = 0; h < H; ++h) acc4[h][0] = acc4[h][1] = acc4[h][2] = acc4[h][3] = 0.f;
+    for (int d0 = 0; d0 < head_dim; d0 += kInFlight * kVec) {
+      uint4 raw[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int d = d0 + u * kVec;
+        raw[u] = d < head_dim ? *reinterpret_cast<const uint4*>(row + d) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int h = 0; h < H; ++h) {
+        if (h >= heads) break;
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+          const T* k = reinterpret_cast<const T*>(&raw[u]);
+          const int d = d0 + u * kVec;
+          if (d < head_dim) {
+#pragma unroll
+            for (int j4 = 0; j4 < kVec / 4; ++j4) {
+              const float4 qv = reinterpret_cast<const float4*>(q_s + h * head_dim + d)[j4];
+              acc4[h][0] += qv.x * to_float(k[4 * j4]);
+              acc4[h][1] += qv.y * to_float(k[4 * j4 + 1]);
+              acc4[h][2] += qv.z * to_float(k[4 * j4 + 2]);
+              acc4[h][3] += qv.w * to_float(k[4 * j4 + 3]);
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < H; ++h) {
+      if (h >= heads) break;
+      const float score = ((acc4[h][0] + acc4[h][1]) + (acc4[h][2] + acc4[h][3])) * scale;
+      scores[h * capacity + t] = score;
+      local_max[h] = fmaxf(local_max[h], score);
+    }
+  }
+
+  // ---- 3. softmax per head; scores become exp(score - max) ----
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    if (h >= heads) break;
+    const float m = warp_max(local_max[h]);
+    if (lane == 0) warp_part[0][h][warp] = m;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    if (h >= heads) break;
+    float m = warp_part[0][h][0];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) m = fmaxf(m, warp_part[0][h][w]);
+    float local_sum = 0.f;
+    for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
+      const float e = __expf(scores[h * capacity + t] - m);
+      scores[h * capacity + t] = e;
+      local_sum += e;
+    }
+    local_sum = warp_sum(local_sum);
+    if (lane == 0) warp_part[1][h][warp] = local_sum;
+  }
+  __syncthreads();  // also: every exp in scores[] visible
+
+  // ---- 4. output: thread (r0, piece) walks rows r0, r0 + rows_per_pass, ...; one V load feeds every head ----
+  const int pieces = head_dim / kVec;
+  const int rows_per_pass = kThreads / pieces;
+  const bool shuffle_reduce = (rows_per_pass & (rows_per_pass - 1)) == 0 && rows_per_pass <= 32 &&
+                              pieces * rows_per_pass == kThreads;
+  const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
+  const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
+  float acc[H][kVec];
+#pragma unroll
+  for (int h = 0; h < H; ++h)
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) acc[h][j] = 0.f;
+  if (r0 < rows_per_pass) {
+    for (int64_t t0 = r0; t0 <= pos; t0 += kInFlight * rows_per_pass) {
+      uint4 raw[kInFlight];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int64_t t = t0 + int64_t(u) * rows_per_pass;
+        const T* row = t == pos ? v_new : values + t * head_dim;
+        raw[u] = t <= pos ? *reinterpret_cast<const uint4*>(row + piece * kVec) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int h = 0; h < H; ++h) {
+        if (h >= heads) break;
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+          const int64_t t = t0 + int64_t(u) * rows_per_pass;
+          const float p = t <= pos ? scores[h * capacity + t] : 0.f;
+          const T* v = reinterpret_cast<const T*>(&raw[u]);
+#pragma unroll
+          for (int j = 0; j < kVec; ++j) acc[h][j] += p * to_float(v[j]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    if (h >= heads) break;
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += warp_part[1][h][w];
+    const float inv_sum = 1.f / sum;
+    T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head0 + h) * head_dim;
+    if (shuffle_reduce) {  // block-uniform
+      for (int offset = rows_per_pass / 2; offset > 0; offset >>= 1) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) acc[h][j] += __shfl_xor_sync(0xFFFFFFFFu, acc[h][j], offset);
+      }
+      if (r0 == 0) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[h][j] * inv_sum);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[h][j];
+      __syncthreads();
+      for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+        const int owner_piece = d / kVec, j = d % kVec;
+        float total = 0.f;
+        for (int r = 0; r < rows_per_pass; ++r) total += partial[(r * pieces + owner_piece) * kVec + j];
+        out_row[d] = from_float<T>(total * inv_sum);
+      }
+      __syncthreads();  // partial is rewritten for the next head
+    }
+  }
+}
+
+}  // namespace
+
+int grouped_heads_per_block(int64_t batch, int64_t num_heads, int64_t num_kv_heads) {
+  const int64_t group = num_heads / num_kv_heads;
+  if (group < 2) return 0;
+  // QB_ATTENTION_GROUP_HEADS=N: N query heads a block (0 = the per-head kernel); A/B runs.
+  static const int forced = env_int("QB_ATTENTION_GROUP_HEADS", -1, -1);
+  if (forced >= 0) return static_cast<int>(std::min<int64_t>({forced, group, kMaxGroupedHeads}));
+  return static_cast<int>(std::min<int64_t>(group, kMaxGroupedHeads));
+}
+
+bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, const int64_t* position,
+                              const float* rope_cos, const float* rope_sin, void* out, int64_t batch,
+                              int64_t num_heads, int64_t num_kv_heads, int64_t head_dim, int64_t rotary_dim,
+                              int64_t capacity, float scale, DType dtype, int heads_per_block, cudaStream_t stream) {
+  const int64_t group = num_heads / num_kv_heads;
+  if (heads_per_block < 1 || heads_per_block > kMaxGroupedHeads || heads_per_block > group) return false;
+  const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
+  const size_t shared_bytes =
+      static_cast<size_t>(2 * head_dim * elem_bytes) +
+      sizeof(float) * static_cast<size_t>(heads_per_block * (head_dim + capacity) + kPartialFloats);
+  const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
+  if (shared_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
+  static const bool configured = [max_shared] {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<float>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<__half>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<__nv_bfloat16>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    return true;
+  }();
+  (void)configured;
+  const int64_t parts = (group + heads_per_block - 1) / heads_per_block;
+  QB_DISPATCH_DTYPE(dtype, T, {
+    launch_pdl(decode_attention_grouped_kernel<T>, static_cast<unsigned>(batch * num_kv_heads * parts), kThreads,
+               shared_bytes, stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache),
+               position, rope_cos, rope_sin, static_cast<T*>(out), static_cast<int>(num_heads),
+               static_cast<int>(num_kv_heads), static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity,
+               scale, heads_per_block);
+  });
+  QB_CUDA_CHECK_LAUNCH();
+  return true;
+}
+
+}  // namespace qb::kernels
