@@ -37,16 +37,17 @@ constexpr int kInFlight = 8;  // 16-byte loads in flight per thread, as the per-
 constexpr int kPartialFloats = kThreads * 8;
 constexpr int kStaticSharedBytes = 2 * kMaxGroupedHeads * kWarps * sizeof(float);
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads) decode_attention_grouped_kernel(
+// H: the most query heads a block takes (registers: H x (8 + 4) fp32 accumulators; 4 fits two blocks an SM).
+template <typename T, int H>
+__global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_grouped_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
     int heads_per_block) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ float warp_part[2][kMaxGroupedHeads][kWarps];
   static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
+  static_assert(H <= kMaxGroupedHeads, "warp_part holds kMaxGroupedHeads heads");
   constexpr int kVec = 16 / sizeof(T);
-  constexpr int H = kMaxGroupedHeads;
   const int group = num_heads / num_kv_heads;
   const int parts = (group + heads_per_block - 1) / heads_per_block;
   const int part = blockIdx.x % parts;
@@ -244,6 +245,14 @@ __global__ void __launch_bounds__(kThreads) decode_attention_grouped_kernel(
   }
 }
 
+template <typename T>
+void configure(int max_shared) {
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<T, 4>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<T, 8>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+}
+
 }  // namespace
 
 int grouped_heads_per_block(int64_t batch, int64_t num_heads, int64_t num_kv_heads) {
@@ -252,7 +261,7 @@ int grouped_heads_per_block(int64_t batch, int64_t num_heads, int64_t num_kv_hea
   // QB_ATTENTION_GROUP_HEADS=N: N query heads a block (0 = the per-head kernel); A/B runs.
   static const int forced = env_int("QB_ATTENTION_GROUP_HEADS", -1, -1);
   if (forced >= 0) return static_cast<int>(std::min<int64_t>({forced, group, kMaxGroupedHeads}));
-  return static_cast<int>(std::min<int64_t>(group, kMaxGroupedHeads));
+  return static_cast<int>(std::min<int64_t>(group, 4));
 }
 
 bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, const int64_t* position,
@@ -268,22 +277,19 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
   const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
   if (shared_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
   static const bool configured = [max_shared] {
-    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<float>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
-    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<__half>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
-    QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<__nv_bfloat16>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+    configure<float>(max_shared);
+    configure<__half>(max_shared);
+    configure<__nv_bfloat16>(max_shared);
     return true;
   }();
   (void)configured;
   const int64_t parts = (group + heads_per_block - 1) / heads_per_block;
   QB_DISPATCH_DTYPE(dtype, T, {
-    launch_pdl(decode_attention_grouped_kernel<T>, static_cast<unsigned>(batch * num_kv_heads * parts), kThreads,
-               shared_bytes, stream, static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache),
-               position, rope_cos, rope_sin, static_cast<T*>(out), static_cast<int>(num_heads),
-               static_cast<int>(num_kv_heads), static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity,
-               scale, heads_per_block);
+    launch_pdl(heads_per_block <= 4 ? decode_attention_grouped_kernel<T, 4> : decode_attention_grouped_kernel<T, 8>,
+               static_cast<unsigned>(batch * num_kv_heads * parts), kThreads, shared_bytes, stream,
+               static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
+               rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, heads_per_block);
   });
   QB_CUDA_CHECK_LAUNCH();
   return true;
