@@ -2,8 +2,9 @@
 //
 // Why: the per-query-head kernel (decode_attention.cu) reads a K/V head's cached rows once for each of its query
 // heads; at batch 16 on Qwen2-7B (7 query heads a K/V head) that was 448 blocks reading 7x the cache, 14% of an nf4
-// decode step (BENCHMARKS.md, kernel trace). Here a block reads each K and V row once for up to kMaxHeads query heads.
-// Used where the per-head kernel runs its light variant (more blocks than SMs) and a K/V head has several query heads.
+// decode step (BENCHMARKS.md, kernel trace). Here a block reads each K and V row once for up to 8 query heads (2 to 4
+// by default: grouped_heads_per_block). Used where the per-head kernel would run its light variant (more blocks than
+// SMs: batched decode) and a K/V head has several query heads.
 //
 // Arithmetic: for each query head, exactly the per-head light variant's, in the same order (the four dot-product
 // chains, the softmax's per-thread / warp / block reduction tree, the V accumulation and its shuffle or shared-memory
@@ -261,7 +262,20 @@ int grouped_heads_per_block(int64_t batch, int64_t num_heads, int64_t num_kv_hea
   // QB_ATTENTION_GROUP_HEADS=N: N query heads a block (0 = the per-head kernel); A/B runs.
   static const int forced = env_int("QB_ATTENTION_GROUP_HEADS", -1, -1);
   if (forced >= 0) return static_cast<int>(std::min<int64_t>({forced, group, kMaxGroupedHeads}));
-  return static_cast<int>(std::min<int64_t>(group, 4));
+  // The fewest heads a block (at least 2) whose grid the chip holds at once, at most 4 (BENCHMARKS.md, session 27:
+  // Qwen2-7B and TinyLlama at batch 8 / 16 / 32 were fastest with 2 / 2 / 4 heads a block, i.e. grids of 128-256
+  // blocks of the 4-head form, two an SM; 7 or 8 heads a block in half as many blocks lost to the per-head kernel).
+  static const int64_t resident = [] {
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, decode_attention_grouped_kernel<__nv_bfloat16, 4>, kThreads, 0));
+    return static_cast<int64_t>(std::max(per_sm, 1)) * sm_count();
+  }();
+  const int64_t most = std::min<int64_t>(group, 4);
+  for (int64_t heads = 2; heads < most; ++heads) {
+    if (batch * num_kv_heads * ((group + heads - 1) / heads) <= resident) return static_cast<int>(heads);
+  }
+  return static_cast<int>(most);
 }
 
 bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, const int64_t* position,
