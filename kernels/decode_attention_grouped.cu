@@ -317,11 +317,8 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
   const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
   if (unstaged_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
   // Rows staged in shared memory: as many as leave two blocks an SM (the residency grouped_heads_per_block assumes;
-  // 1 KB a block is the driver's), where a row's pieces are a power of two (the swizzle), up to batch 16. Measured
-  // (BENCHMARKS.md, session 27, against QB_ATTENTION_STAGE=0): batch 8 Qwen2-7B nf4 +4.6%, batch 16 +0.5% (TinyLlama
-  // +2.3%), but batch 32 Qwen2-7B nf4 -7.7% (bf16 even, TinyLlama +1-2%; the cause was not found), hence the bound.
-  static const bool stage_allowed = env_on_unless_zero("QB_ATTENTION_STAGE");
-  const bool stage = stage_allowed && batch <= 16;
+  // 1 KB a block is the driver's), where a row's pieces are a power of two (the swizzle). QB_ATTENTION_STAGE=0: none.
+  static const bool stage = env_on_unless_zero("QB_ATTENTION_STAGE");
   const int64_t pieces = head_dim * elem_bytes / 16;
   const int64_t half_sm = (max_shared_per_block_optin() + 1024) / 2 - 1024 - kStaticSharedBytes;
   const int64_t row_pair = 2 * head_dim * elem_bytes;
