@@ -16,10 +16,7 @@
 //   scores: one position per thread (K row in kInFlight 16-byte loads), the block's heads' dot products from it;
 //   softmax: per head, block max and sum through per-warp partials (two barriers for all heads);
 //   output: thread (r, piece) accumulates p[h][t] * V[t][piece] for every head h from one load of the piece.
-// Before the PDL wait (overlapping the qkv GEMV) the block copies the K/V head's cached rows into shared memory with
-// cp.async, as many as leave two blocks an SM; the rest is read from L2 (prefetched there).
-// Shared memory: K rows [staged][D] | V rows [staged][D] | k_new [D] | v_new [D] (T) | q [heads][D] |
-// scores [heads][capacity] | partial [kThreads x 8] (fp32).
+// Shared memory: k_new [D] | v_new [D] (T) | q [heads][D] | scores [heads][capacity] | partial [kThreads x 8] (fp32).
 #include <algorithm>
 #include <cfloat>
 
@@ -42,17 +39,11 @@ constexpr int kPartialFloats = kThreads * 8;
 constexpr int kStaticSharedBytes = 2 * kMaxGroupedHeads * kWarps * sizeof(float);
 
 // H: the most query heads a block takes (registers: H x (8 + 4) fp32 accumulators; 4 fits two blocks an SM).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-
 template <typename T, int H>
 __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_grouped_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    int heads_per_block, int staged_rows) {
+    int heads_per_block) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ float warp_part[2][kMaxGroupedHeads][kWarps];
   static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
@@ -67,9 +58,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   const int heads = min(heads_per_block, group - part * heads_per_block);  // block-uniform, 1..H
   const bool writes_cache = part == 0;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  T* k_rows = reinterpret_cast<T*>(shared_raw);                 // [staged_rows][D], pieces swizzled (below)
-  T* v_rows = k_rows + int64_t(staged_rows) * head_dim;         // [staged_rows][D]
-  T* k_new = v_rows + int64_t(staged_rows) * head_dim;          // [D]
+  T* k_new = reinterpret_cast<T*>(shared_raw);                  // [D]
   T* v_new = k_new + head_dim;                                  // [D]
   float* q_s = reinterpret_cast<float*>(v_new + head_dim);      // [heads_per_block][D]
   float* scores = q_s + int64_t(heads_per_block) * head_dim;    // [heads_per_block][capacity]
@@ -95,20 +84,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
     rope_c = rope_cos[pos * half + i];
     rope_s = rope_sin[pos * half + i];
   }
-  // Cached rows [0, staged) copied into shared memory before the wait (cp.async: no registers held), so that the
-  // reads after it do not go to L2. Piece p of row t sits at piece p ^ (t % pieces) (pieces a power of two, host-
-  // checked): a warp reading one piece of 32 rows (scores) or of 16 rows (output) spreads over the banks.
-  const int pieces = head_dim / kVec;
-  const int64_t staged = pos < staged_rows ? pos : staged_rows;
-  auto staged_piece = [&](int64_t t, int p) { return (p ^ int(t & (pieces - 1))) * kVec; };
-  for (int64_t i = threadIdx.x; i < staged * pieces; i += kThreads) {
-    const int64_t t = i / pieces;
-    const int p = int(i % pieces);
-    cp_async16(k_rows + t * head_dim + staged_piece(t, p), keys + i * kVec);
-    cp_async16(v_rows + t * head_dim + staged_piece(t, p), values + i * kVec);
-  }
   pdl_wait();
-  cp_async_wait_all();  // the barrier after phase 1 publishes every thread's copies
 
   // ---- 1. rotate q of every head and the new k; write the cache ----
   if (threadIdx.x < head_dim) {
@@ -138,8 +114,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
 #pragma unroll
   for (int h = 0; h < H; ++h) local_max[h] = -FLT_MAX;
   for (int64_t t = threadIdx.x; t <= pos; t += kThreads) {
-    const bool in_shared = t < staged;
-    const T* row = t == pos ? k_new : in_shared ? k_rows + t * head_dim : keys + t * head_dim;
+    const T* row = t == pos ? k_new : keys + t * head_dim;
     float acc4[H][4];
 #pragma unroll
     for (int h = 0; h < H; ++h) acc4[h][0] = acc4[h][1] = acc4[h][2] = acc4[h][3] = 0.f;
@@ -148,8 +123,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
         const int d = d0 + u * kVec;
-        const int at = in_shared ? staged_piece(t, d / kVec) : d;
-        raw[u] = d < head_dim ? *reinterpret_cast<const uint4*>(row + at) : make_uint4(0, 0, 0, 0);
+        raw[u] = d < head_dim ? *reinterpret_cast<const uint4*>(row + d) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int h = 0; h < H; ++h) {
@@ -206,6 +180,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   __syncthreads();  // also: every exp in scores[] visible
 
   // ---- 4. output: thread (r0, piece) walks rows r0, r0 + rows_per_pass, ...; one V load feeds every head ----
+  const int pieces = head_dim / kVec;
   const int rows_per_pass = kThreads / pieces;
   const bool shuffle_reduce = (rows_per_pass & (rows_per_pass - 1)) == 0 && rows_per_pass <= 32 &&
                               pieces * rows_per_pass == kThreads;
@@ -222,9 +197,8 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
 #pragma unroll
       for (int u = 0; u < kInFlight; ++u) {
         const int64_t t = t0 + int64_t(u) * rows_per_pass;
-        const T* row = t == pos ? v_new : t < staged ? v_rows + t * head_dim : values + t * head_dim;
-        const int at = t < staged && t != pos ? staged_piece(t, piece) : piece * kVec;
-        raw[u] = t <= pos ? *reinterpret_cast<const uint4*>(row + at) : make_uint4(0, 0, 0, 0);
+        const T* row = t == pos ? v_new : values + t * head_dim;
+        raw[u] = t <= pos ? *reinterpret_cast<const uint4*>(row + piece * kVec) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int h = 0; h < H; ++h) {
@@ -311,22 +285,11 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
   const int64_t group = num_heads / num_kv_heads;
   if (heads_per_block < 1 || heads_per_block > kMaxGroupedHeads || heads_per_block > group) return false;
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
-  const size_t unstaged_bytes =
+  const size_t shared_bytes =
       static_cast<size_t>(2 * head_dim * elem_bytes) +
       sizeof(float) * static_cast<size_t>(heads_per_block * (head_dim + capacity) + kPartialFloats);
   const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
-  if (unstaged_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
-  // Rows staged in shared memory: as many as leave two blocks an SM (the residency grouped_heads_per_block assumes;
-  // 1 KB a block is the driver's), where a row's pieces are a power of two (the swizzle). QB_ATTENTION_STAGE=0: none.
-  static const bool stage = env_on_unless_zero("QB_ATTENTION_STAGE");
-  const int64_t pieces = head_dim * elem_bytes / 16;
-  const int64_t half_sm = (max_shared_per_block_optin() + 1024) / 2 - 1024 - kStaticSharedBytes;
-  const int64_t row_pair = 2 * head_dim * elem_bytes;
-  int64_t staged_rows = 0;
-  if (stage && (pieces & (pieces - 1)) == 0 && half_sm > static_cast<int64_t>(unstaged_bytes)) {
-    staged_rows = std::min<int64_t>(capacity, (half_sm - static_cast<int64_t>(unstaged_bytes)) / row_pair);
-  }
-  const size_t shared_bytes = unstaged_bytes + static_cast<size_t>(staged_rows * row_pair);
+  if (shared_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
   static const bool configured = [max_shared] {
     configure<float>(max_shared);
     configure<__half>(max_shared);
@@ -340,8 +303,7 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
                static_cast<unsigned>(batch * num_kv_heads * parts), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, heads_per_block,
-               static_cast<int>(staged_rows));
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, heads_per_block);
   });
   QB_CUDA_CHECK_LAUNCH();
   return true;
