@@ -32,13 +32,13 @@
 // softmax's per-warp partials.
 #include <cfloat>
 
+#include "decode_attention_common.cuh"
 #include "decode_attention_grouped.h"
 #include "dtype_utils.cuh"
 #include "gemv_mma_tile.cuh"
 #include "q4_common.cuh"
 #include "l2_prefetch.cuh"
 #include "pdl.cuh"
-#include "rotary.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -75,22 +75,13 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   float* q_s = reinterpret_cast<float*>(v_new + head_dim);   // [D]
   float* scores = q_s + head_dim;                            // [capacity]
   float* partial = scores + capacity;                        // [kPartialFloats]
-  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
-  const T* q_in = qkv + b * qkv_row + int64_t(head) * head_dim;
-  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
-  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
-  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
-  T* keys = k_cache + cache_base;
-  T* values = v_cache + cache_base;
-  const int pieces = head_dim / kVec;
-  const int rows_per_pass = kThreads / pieces;
-  // Phase 4's thread (r, c): r varies fastest within a warp when rows_per_pass is a power of two that the block
-  // splits into evenly (every head_dim of 64, 128, 256), so the rows_per_pass partial sums of a piece meet in
-  // warp shuffles; otherwise (e.g. head_dim 80) c varies fastest and they meet in shared memory.
-  const bool shuffle_reduce = (rows_per_pass & (rows_per_pass - 1)) == 0 && rows_per_pass <= 32 &&
-                              pieces * rows_per_pass == kThreads;
-  const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
-  const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
+  const attention::BlockRows<T> rows(qkv, k_cache, v_cache, b, head, kv_head, num_heads, num_kv_heads, head_dim,
+                                     capacity);
+  T* keys = rows.keys;
+  T* values = rows.values;
+  // Phase 4's thread (r0, piece) (attention::OutputThreads).
+  const attention::OutputThreads o(head_dim, kVec, kThreads);
+  const int rows_per_pass = o.rows_per_pass, piece = o.piece, r0 = o.r0;
 
   // ---- 0. before the PDL wait: the cached rows this thread reads first ----
   // Position and cache rows below it were written by kernels at least two launches back (the previous
@@ -101,17 +92,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   const int64_t pos = *position;
   // Every cached row of this K/V head asked of L2 at once (one block per K/V head asks), so that the reads
   // below the register prefetch (positions past the first pass; all of them in the light variant) hit L2.
-  if (writes_cache && threadIdx.x == 0) {
-    l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
-    l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
-  }
-  // This thread's rotary frequency (constant tables, indexed by the step's position).
-  float rope_c = 1.f, rope_s = 0.f;
-  if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
-    const int half = rotary_dim / 2, i = int(threadIdx.x) % half;
-    rope_c = rope_cos[pos * half + i];
-    rope_s = rope_sin[pos * half + i];
-  }
+  attention::prefetch_cached_rows(writes_cache, keys, values, pos, head_dim);
+  float rope_c, rope_s;
+  attention::rope_frequency(rope_cos, rope_sin, rotary_dim, pos, rope_c, rope_s);
   // one_pass (block-uniform): every position is below kThreads and a row is exactly the kInFlight pieces prefetched
   // here (TinyLlama's and Qwen2-7B's decode up to 256 positions): phases 2 and 4 then take rows from registers or
   // the new row in shared memory without pointer selection, bounds tests or loops. 16-bit wide: the scores on tensor
@@ -154,14 +137,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // rotate, barrier, write, barrier).
   if (threadIdx.x < head_dim) {
     const int d = threadIdx.x;
-    const int half = rotary_dim / 2;
-    const bool rotates = rope_cos != nullptr && d < rotary_dim;
-    const int partner = !rotates ? d : d < half ? d + half : d - half;
-    const float q_d = to_float(q_in[d]), q_p = to_float(q_in[partner]);
-    const float k_d = to_float(k_in[d]), k_p = to_float(k_in[partner]);
-    const T v_d = v_in[d];
-    const float q_rot = rotates ? rotate_half(q_d, q_p, d < half, rope_c, rope_s) : q_d;
-    const float k_rot = rotates ? rotate_half(k_d, k_p, d < half, rope_c, rope_s) : k_d;
+    const bool has_rope = rope_cos != nullptr;
+    const float q_rot = attention::rotated(rows.q_in, d, rotary_dim, has_rope, rope_c, rope_s);
+    const float k_rot = attention::rotated(rows.k_in, d, rotary_dim, has_rope, rope_c, rope_s);
+    const T v_d = rows.v_in[d];
     q_s[d] = round_to<T>(q_rot);
     k_new[d] = from_float<T>(k_rot);
     v_new[d] = v_d;
@@ -176,23 +155,8 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
   // piece still feeds chain j % 4, so the sums are the ones the scalar loop made. Each thread keeps the largest of its
   // scores for the softmax below.
-  // q . (kInFlight 16-byte pieces of a K row from column d0) into the four chains.
   auto dot_pieces = [&](const uint4 (&raw)[kInFlight], int d0, float (&acc4)[4]) {
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) {
-      const T* k = reinterpret_cast<const T*>(&raw[u]);
-      const int d = d0 + u * kVec;
-      if (d < head_dim) {
-#pragma unroll
-        for (int j4 = 0; j4 < kVec / 4; ++j4) {
-          const float4 qv = reinterpret_cast<const float4*>(q_s + d)[j4];
-          acc4[0] += qv.x * to_float(k[4 * j4]);
-          acc4[1] += qv.y * to_float(k[4 * j4 + 1]);
-          acc4[2] += qv.z * to_float(k[4 * j4 + 2]);
-          acc4[3] += qv.w * to_float(k[4 * j4 + 3]);
-        }
-      }
-    }
+    attention::dot_pieces<T, kInFlight>(raw, d0, head_dim, q_s, acc4);
   };
   float local_max = -FLT_MAX;
   if (mma_scores) {
@@ -344,26 +308,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   }
   T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head) * head_dim;
-  if (shuffle_reduce) {  // block-uniform
-    for (int offset = rows_per_pass / 2; offset > 0; offset >>= 1) {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) acc[j] += __shfl_xor_sync(0xFFFFFFFFu, acc[j], offset);
-    }
-    if (r0 == 0) {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[j] * inv_sum);
-    }
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[j];
-  __syncthreads();
-  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
-    const int owner_piece = d / kVec, j = d % kVec;
-    float total = 0.f;
-    for (int r = 0; r < rows_per_pass; ++r) total += partial[(r * pieces + owner_piece) * kVec + j];
-    out_row[d] = from_float<T>(total * inv_sum);
-  }
+  attention::store_head_output<T, kVec, false>(acc, inv_sum, o, partial, out_row, head_dim, kThreads);
 }
 
 template <typename T>

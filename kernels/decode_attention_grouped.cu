@@ -20,14 +20,13 @@
 #include <algorithm>
 #include <cfloat>
 
+#include "decode_attention_common.cuh"
 #include "decode_attention_grouped.h"
 #include "dtype_utils.cuh"
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
-#include "rotary.cuh"
 
 namespace qb::kernels {
 namespace {
@@ -63,48 +62,33 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   float* q_s = reinterpret_cast<float*>(v_new + head_dim);      // [heads_per_block][D]
   float* scores = q_s + int64_t(heads_per_block) * head_dim;    // [heads_per_block][capacity]
   float* partial = scores + int64_t(heads_per_block) * capacity;  // [kPartialFloats]
-  const int64_t qkv_row = int64_t(num_heads + 2 * num_kv_heads) * head_dim;
-  const T* q_in = qkv + b * qkv_row + int64_t(head0) * head_dim;
-  const T* k_in = qkv + b * qkv_row + int64_t(num_heads) * head_dim + int64_t(kv_head) * head_dim;
-  const T* v_in = k_in + int64_t(num_kv_heads) * head_dim;
-  const int64_t cache_base = (int64_t(b) * num_kv_heads + kv_head) * capacity * head_dim;
-  T* keys = k_cache + cache_base;
-  T* values = v_cache + cache_base;
+  const attention::BlockRows<T> rows(qkv, k_cache, v_cache, b, head0, kv_head, num_heads, num_kv_heads, head_dim,
+                                     capacity);
+  T* keys = rows.keys;
+  T* values = rows.values;
 
   // ---- before the PDL wait: weights-only reads (pdl.cuh rule 3 exception: followed by the o projection) ----
   pdl_launch_dependents();
   const int64_t pos = *position;  // written two or more launches back (pdl.cuh)
-  if (writes_cache && threadIdx.x == 0) {
-    l2_prefetch(keys, pos * head_dim * int64_t(sizeof(T)));
-    l2_prefetch(values, pos * head_dim * int64_t(sizeof(T)));
-  }
-  float rope_c = 1.f, rope_s = 0.f;
-  if (rope_cos != nullptr && threadIdx.x < rotary_dim) {
-    const int half = rotary_dim / 2, i = int(threadIdx.x) % half;
-    rope_c = rope_cos[pos * half + i];
-    rope_s = rope_sin[pos * half + i];
-  }
+  attention::prefetch_cached_rows(writes_cache, keys, values, pos, head_dim);
+  float rope_c, rope_s;
+  attention::rope_frequency(rope_cos, rope_sin, rotary_dim, pos, rope_c, rope_s);
   pdl_wait();
 
   // ---- 1. rotate q of every head and the new k; write the cache ----
   if (threadIdx.x < head_dim) {
     const int d = threadIdx.x;
-    const int half = rotary_dim / 2;
-    const bool rotates = rope_cos != nullptr && d < rotary_dim;
-    const int partner = !rotates ? d : d < half ? d + half : d - half;
-    const float k_d = to_float(k_in[d]), k_p = to_float(k_in[partner]);
-    const T v_d = v_in[d];
-    const float k_rot = rotates ? rotate_half(k_d, k_p, d < half, rope_c, rope_s) : k_d;
-    k_new[d] = from_float<T>(k_rot);
+    const bool has_rope = rope_cos != nullptr;
+    const T v_d = rows.v_in[d];
+    k_new[d] = from_float<T>(attention::rotated(rows.k_in, d, rotary_dim, has_rope, rope_c, rope_s));
     v_new[d] = v_d;
     if (writes_cache) {
       keys[pos * head_dim + d] = k_new[d];
       values[pos * head_dim + d] = v_d;
     }
     for (int h = 0; h < heads; ++h) {
-      const float q_d = to_float(q_in[h * head_dim + d]), q_p = to_float(q_in[h * head_dim + partner]);
-      const float q_rot = rotates ? rotate_half(q_d, q_p, d < half, rope_c, rope_s) : q_d;
-      q_s[h * head_dim + d] = round_to<T>(q_rot);
+      q_s[h * head_dim + d] =
+          round_to<T>(attention::rotated(rows.q_in + h * head_dim, d, rotary_dim, has_rope, rope_c, rope_s));
     }
   }
   __syncthreads();
@@ -128,21 +112,7 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
 #pragma unroll
       for (int h = 0; h < H; ++h) {
         if (h >= heads) break;
-#pragma unroll
-        for (int u = 0; u < kInFlight; ++u) {
-          const T* k = reinterpret_cast<const T*>(&raw[u]);
-          const int d = d0 + u * kVec;
-          if (d < head_dim) {
-#pragma unroll
-            for (int j4 = 0; j4 < kVec / 4; ++j4) {
-              const float4 qv = reinterpret_cast<const float4*>(q_s + h * head_dim + d)[j4];
-              acc4[h][0] += qv.x * to_float(k[4 * j4]);
-              acc4[h][1] += qv.y * to_float(k[4 * j4 + 1]);
-              acc4[h][2] += qv.z * to_float(k[4 * j4 + 2]);
-              acc4[h][3] += qv.w * to_float(k[4 * j4 + 3]);
-            }
-          }
-        }
+        attention::dot_pieces<T, kInFlight>(raw, d0, head_dim, q_s + h * head_dim, acc4[h]);
       }
     }
 #pragma unroll
@@ -180,12 +150,8 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   __syncthreads();  // also: every exp in scores[] visible
 
   // ---- 4. output: thread (r0, piece) walks rows r0, r0 + rows_per_pass, ...; one V load feeds every head ----
-  const int pieces = head_dim / kVec;
-  const int rows_per_pass = kThreads / pieces;
-  const bool shuffle_reduce = (rows_per_pass & (rows_per_pass - 1)) == 0 && rows_per_pass <= 32 &&
-                              pieces * rows_per_pass == kThreads;
-  const int piece = shuffle_reduce ? threadIdx.x / rows_per_pass : threadIdx.x % pieces;
-  const int r0 = shuffle_reduce ? threadIdx.x % rows_per_pass : threadIdx.x / pieces;
+  const attention::OutputThreads o(head_dim, kVec, kThreads);
+  const int rows_per_pass = o.rows_per_pass, piece = o.piece, r0 = o.r0;
   float acc[H][kVec];
 #pragma unroll
   for (int h = 0; h < H; ++h)
@@ -222,27 +188,8 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
     for (int w = 0; w < kWarps; ++w) sum += warp_part[1][h][w];
     const float inv_sum = 1.f / sum;
     T* out_row = out + int64_t(b) * num_heads * head_dim + int64_t(head0 + h) * head_dim;
-    if (shuffle_reduce) {  // block-uniform
-      for (int offset = rows_per_pass / 2; offset > 0; offset >>= 1) {
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[h][j] += __shfl_xor_sync(0xFFFFFFFFu, acc[h][j], offset);
-      }
-      if (r0 == 0) {
-#pragma unroll
-        for (int j = 0; j < kVec; ++j) out_row[piece * kVec + j] = from_float<T>(acc[h][j] * inv_sum);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) partial[threadIdx.x * kVec + j] = acc[h][j];
-      __syncthreads();
-      for (int d = threadIdx.x; d < head_dim; d += kThreads) {
-        const int owner_piece = d / kVec, j = d % kVec;
-        float total = 0.f;
-        for (int r = 0; r < rows_per_pass; ++r) total += partial[(r * pieces + owner_piece) * kVec + j];
-        out_row[d] = from_float<T>(total * inv_sum);
-      }
-      __syncthreads();  // partial is rewritten for the next head
-    }
+    // partial is rewritten for the next head: the shared-memory form ends with a barrier.
+    attention::store_head_output<T, kVec, true>(acc[h], inv_sum, o, partial, out_row, head_dim, kThreads);
   }
 }
 
