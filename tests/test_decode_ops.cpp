@@ -33,10 +33,37 @@ struct AttentionCase {
   int64_t batch, heads, kv_heads, head_dim, rotary, capacity, position;
 };
 
+// Fresh random inputs of one case: qkv [B, (H + 2 Hkv) D], caches [B, Hkv, capacity, D], rotary tables
+// [capacity + 1, rotary / 2] (angles up to 2 pi).
+struct AttentionInputs {
+  at::Tensor qkv, keys, values, position, cos, sin;
+  AttentionInputs(const AttentionCase& c, at::ScalarType type) {
+    const auto cuda = at::TensorOptions().device(at::kCUDA);
+    qkv = at::randn({c.batch, (c.heads + 2 * c.kv_heads) * c.head_dim}, cuda.dtype(type));
+    keys = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
+    values = at::randn_like(keys);
+    position = at::full({1}, c.position, cuda.dtype(at::kLong));
+    const at::Tensor angles = at::rand({c.capacity + 1, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat)) * 6.28;
+    cos = angles.cos();
+    sin = angles.sin();
+  }
+  // decode_attention on copies of the caches (returned through keys_out / values_out); the output, NaN-filled first.
+  at::Tensor run(const AttentionCase& c, at::ScalarType type, int heads_per_block, at::Tensor& keys_out,
+                 at::Tensor& values_out) const {
+    keys_out = keys.clone();
+    values_out = values.clone();
+    at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, qkv.options());
+    decode_attention(qkv.data_ptr(), keys_out.data_ptr(), values_out.data_ptr(), position.data_ptr<int64_t>(),
+                     c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
+                     out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity,
+                     1.0f / std::sqrt(static_cast<float>(c.head_dim)), dtype_of(type), stream(), heads_per_block);
+    return out;
+  }
+};
+
 TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
   QB_REQUIRE_CUDA();
   at::manual_seed(11);
-  const auto cuda = at::TensorOptions().device(at::kCUDA);
   for (const AttentionCase c : {AttentionCase{1, 28, 4, 128, 128, 260, 200}, AttentionCase{2, 12, 12, 64, 0, 40, 0},
                                 AttentionCase{3, 32, 4, 64, 64, 300, 299}, AttentionCase{1, 32, 32, 80, 32, 100, 77},
                                 AttentionCase{2, 14, 2, 64, 64, 513, 512}, AttentionCase{1, 8, 1, 256, 128, 20, 9},
@@ -52,21 +79,11 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
     for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
       SCOPED_TRACE(::testing::Message() << "H=" << c.heads << " Hkv=" << c.kv_heads << " D=" << c.head_dim
                                         << " pos=" << c.position << " " << c10::toString(type));
-      const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
-      const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
-      at::Tensor keys = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
-      at::Tensor values = at::randn_like(keys);
-      const at::Tensor keys_before = keys.clone(), values_before = values.clone();
-      const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
-      const int64_t positions = c.capacity + 1;
-      const at::Tensor angles = at::rand({positions, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat)) * 6.28;
-      const at::Tensor cos = angles.cos(), sin = angles.sin();
-      at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
+      const AttentionInputs in(c, type);
+      const at::Tensor &qkv = in.qkv, &cos = in.cos, &sin = in.sin;
       const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-      decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
-                       c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
-                       out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity, scale,
-                       dtype_of(type), stream());
+      at::Tensor keys, values;
+      const at::Tensor out = in.run(c, type, -1, keys, values);
       // Reference in fp32 from the same rounded inputs.
       at::Tensor q = qkv.narrow(1, 0, c.heads * c.head_dim).view({c.batch, c.heads, c.head_dim}).to(at::kFloat);
       at::Tensor k = qkv.narrow(1, c.heads * c.head_dim, c.kv_heads * c.head_dim).view({c.batch, c.kv_heads, c.head_dim}).to(at::kFloat);
@@ -75,7 +92,7 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
         q = rotate(q, cos[c.position], sin[c.position], c.rotary).to(type).to(at::kFloat);
         k = rotate(k, cos[c.position], sin[c.position], c.rotary);
       }
-      at::Tensor ref_keys = keys_before.clone(), ref_values = values_before.clone();
+      at::Tensor ref_keys = in.keys.clone(), ref_values = in.values.clone();
       ref_keys.select(2, c.position).copy_(k.to(type));
       ref_values.select(2, c.position).copy_(v);
       // The cache now holds the rotated k and v at `position`, and nothing else changed.
@@ -97,7 +114,6 @@ TEST(DecodeOpsGpu, AttentionMatchesSdpaOverTheCache) {
 TEST(DecodeOpsGpu, GroupedAttentionIsThePerHeadKernelBitForBit) {
   QB_REQUIRE_CUDA();
   at::manual_seed(12);
-  const auto cuda = at::TensorOptions().device(at::kCUDA);
   for (const AttentionCase c : {AttentionCase{6, 28, 4, 128, 128, 300, 290}, AttentionCase{16, 32, 4, 64, 64, 300, 299},
                                 AttentionCase{8, 32, 8, 80, 32, 100, 77}, AttentionCase{5, 32, 2, 128, 64, 600, 520},
                                 AttentionCase{12, 14, 2, 64, 0, 40, 0}}) {
@@ -105,25 +121,9 @@ TEST(DecodeOpsGpu, GroupedAttentionIsThePerHeadKernelBitForBit) {
     if (c.batch * c.heads <= at::cuda::getCurrentDeviceProperties()->multiProcessorCount) continue;
     for (at::ScalarType type : {at::kFloat, at::kHalf, at::kBFloat16}) {
       const int64_t group = c.heads / c.kv_heads;
-      const int64_t width = (c.heads + 2 * c.kv_heads) * c.head_dim;
-      const at::Tensor qkv = at::randn({c.batch, width}, cuda.dtype(type));
-      const at::Tensor keys0 = at::randn({c.batch, c.kv_heads, c.capacity, c.head_dim}, cuda.dtype(type));
-      const at::Tensor values0 = at::randn_like(keys0);
-      const at::Tensor position = at::full({1}, c.position, cuda.dtype(at::kLong));
-      const at::Tensor angles = at::rand({c.capacity + 1, std::max<int64_t>(c.rotary / 2, 1)}, cuda.dtype(at::kFloat));
-      const at::Tensor cos = angles.cos(), sin = angles.sin();
-      auto run = [&](int heads_per_block, at::Tensor& keys, at::Tensor& values) {
-        keys = keys0.clone();
-        values = values0.clone();
-        at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, cuda.dtype(type));
-        decode_attention(qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), position.data_ptr<int64_t>(),
-                         c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
-                         out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity,
-                         1.0f / std::sqrt(static_cast<float>(c.head_dim)), dtype_of(type), stream(), heads_per_block);
-        return out;
-      };
+      const AttentionInputs in(c, type);
       at::Tensor k_ref, v_ref;
-      const at::Tensor ref = run(0, k_ref, v_ref);
+      const at::Tensor ref = in.run(c, type, 0, k_ref, v_ref);
       ASSERT_FALSE(ref.isnan().any().item<bool>());
       for (const int64_t hpb : {int64_t{1}, int64_t{3}, std::min<int64_t>(group, 8)}) {
         SCOPED_TRACE(::testing::Message() << "B=" << c.batch << " H=" << c.heads << " Hkv=" << c.kv_heads << " D="
@@ -131,7 +131,7 @@ TEST(DecodeOpsGpu, GroupedAttentionIsThePerHeadKernelBitForBit) {
                                           << c10::toString(type));
         if (hpb > group) continue;
         at::Tensor keys, values;
-        const at::Tensor out = run(static_cast<int>(hpb), keys, values);
+        const at::Tensor out = in.run(c, type, static_cast<int>(hpb), keys, values);
         EXPECT_TRUE(at::equal(out, ref));
         EXPECT_TRUE(at::equal(keys, k_ref));
         EXPECT_TRUE(at::equal(values, v_ref));
