@@ -193,12 +193,14 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   }
 }
 
-template <typename T>
-void configure(int max_shared) {
-  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<T, 4>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
-  QB_CUDA_CHECK(cudaFuncSetAttribute(decode_attention_grouped_kernel<T, 8>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+// Every instance may take max_shared bytes of dynamic shared memory (once per process).
+template <typename... Ts>
+bool allow_shared_memory(int max_shared) {
+  for (const void* kernel : {reinterpret_cast<const void*>(decode_attention_grouped_kernel<Ts, 4>)...,
+                             reinterpret_cast<const void*>(decode_attention_grouped_kernel<Ts, 8>)...}) {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared));
+  }
+  return true;
 }
 
 }  // namespace
@@ -237,13 +239,8 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
       sizeof(float) * static_cast<size_t>(heads_per_block * (head_dim + capacity) + kPartialFloats);
   const int max_shared = max_shared_per_block_optin() - kStaticSharedBytes;
   if (shared_bytes > static_cast<size_t>(max_shared)) return false;  // the per-head kernel needs less
-  static const bool configured = [max_shared] {
-    configure<float>(max_shared);
-    configure<__half>(max_shared);
-    configure<__nv_bfloat16>(max_shared);
-    return true;
-  }();
-  (void)configured;
+  static const bool allowed = allow_shared_memory<float, __half, __nv_bfloat16>(max_shared);
+  (void)allowed;
   const int64_t parts = (group + heads_per_block - 1) / heads_per_block;
   QB_DISPATCH_DTYPE(dtype, T, {
     launch_pdl(heads_per_block <= 4 ? decode_attention_grouped_kernel<T, 4> : decode_attention_grouped_kernel<T, 8>,
