@@ -2,10 +2,12 @@
 //
 // Grid: one block of 256 threads per (sequence, query head). With GQA the query heads of one K/V
 // head read the same K/V rows (again from L2). One block per K/V head gave Qwen2-7B 4 blocks a
-// sequence on 132 SMs. The block of the first query head of a K/V head writes the new k, v into the
-// caches at *position; every block takes the new position's k, v from its own shared copy (the exact
-// values written) and reads the cache only below *position (written by earlier steps), so no
-// grid-wide ordering is needed.
+// sequence on 132 SMs; where the blocks outnumber the SMs (batched decode), decode_attention() runs the
+// kernel grouped by K/V head instead (decode_attention_grouped.cu: 2-4 query heads a block, the same
+// arithmetic as this kernel's light variant). The block of the first query head of a K/V head writes
+// the new k, v into the caches at *position; every block takes the new position's k, v from its own
+// shared copy (the exact values written) and reads the cache only below *position (written by earlier
+// steps), so no grid-wide ordering is needed.
 //
 // The block is latency-bound (a few hundred rows of K and V, one pass each), so every phase keeps
 // many independent 16-byte loads in flight per thread instead of walking positions one at a time,
