@@ -214,12 +214,12 @@ int grouped_heads_per_block(int64_t batch, int64_t num_heads, int64_t num_kv_hea
   // The fewest heads a block (at least 2) whose grid the chip holds at once, at most 4 (BENCHMARKS.md, session 27:
   // Qwen2-7B and TinyLlama at batch 8 / 16 / 32 were fastest with 2 / 2 / 4 heads a block, i.e. grids of 128-256
   // blocks of the 4-head form, two an SM; 7 or 8 heads a block in half as many blocks lost to the per-head kernel).
-  static const int64_t resident = [] {
-    int per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, decode_attention_grouped_kernel<__nv_bfloat16, 4>, kThreads, 0));
-    return static_cast<int64_t>(std::max(per_sm, 1)) * sm_count();
-  }();
+  const int64_t resident =
+      static_cast<int64_t>(std::max(
+          resident_blocks_per_sm(reinterpret_cast<const void*>(decode_attention_grouped_kernel<__nv_bfloat16, 4>),
+                                 kThreads),
+          1)) *
+      sm_count();
   const int64_t most = std::min<int64_t>(group, 4);
   for (int64_t heads = 2; heads < most; ++heads) {
     if (batch * num_kv_heads * ((group + heads - 1) / heads) <= resident) return static_cast<int>(heads);

@@ -2,6 +2,10 @@
 
 #include <cuda_runtime.h>
 
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "quantbench/kernels/cuda_check.h"
 
 namespace qb::kernels {
@@ -37,6 +41,24 @@ int compute_capability() {
 int max_shared_per_block_optin() {
   static int slots[64] = {};
   return cached_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, slots);
+}
+
+int resident_blocks_per_sm(const void* kernel, int threads, size_t dynamic_smem) {
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, size_t, int>, int> cache;
+  int device = 0;
+  QB_CUDA_CHECK(cudaGetDevice(&device));
+  const auto key = std::make_tuple(kernel, threads, dynamic_smem, device);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  int blocks = 0;
+  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, dynamic_smem));
+  std::lock_guard<std::mutex> lock(mutex);
+  cache[key] = blocks;
+  return blocks;
 }
 
 }  // namespace qb::kernels

@@ -400,13 +400,10 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
   if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_steps} * KSPLIT) return false;
-  static const int64_t resident = [] {
-    int per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>, KSPLIT * 32, 0));
-    return static_cast<int64_t>(per_sm) * sm_count();
-  }();
-  return blocks <= resident;
+  const int per_sm = resident_blocks_per_sm(
+      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>),
+      KSPLIT * 32);
+  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,

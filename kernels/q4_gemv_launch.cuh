@@ -33,11 +33,8 @@ void gemv_prepare_kernel() {
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 int GemvKernel<Act, MODE, NT, kCudaCores, kGated>::resident_blocks(int warps, int stages) {
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
-  int blocks = 0;
-  QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>,
-                                                              warps * 32,
-                                                              gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated)));
-  return blocks;
+  return resident_blocks_per_sm(reinterpret_cast<const void*>(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>),
+                                warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated));
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>

@@ -69,23 +69,6 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
-// Occupancy queries are host calls of a few microseconds; a decode step makes hundreds of launches.
-int resident_cached(ResidentFn fn, int warps, int stages) {
-  static std::mutex mutex;
-  static std::map<std::tuple<ResidentFn, int, int, int>, int> cache;
-  int device = 0;
-  QB_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(fn, warps, stages, device);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    const auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const int blocks = fn(warps, stages);
-  std::lock_guard<std::mutex> lock(mutex);
-  cache[key] = blocks;
-  return blocks;
-}
 
 }  // namespace
 
@@ -129,13 +112,13 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   // Gated, a block's unit of work is a (gate, up) pair of tiles: the grid is at most the pair count.
   const int64_t tiles = gated ? q4_n_tiles(w.N) / 2 : q4_n_tiles(w.N), pairs = (w.K / 64 + 1) / 2, sms = sm_count();
   auto grid_for = [&](int warps) -> int64_t {
-    const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, warps, c.stages)) * sms;
+    const int64_t resident = static_cast<int64_t>(k.resident(warps, c.stages)) * sms;
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
     double best = -1;
     for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
-      const int64_t resident = static_cast<int64_t>(resident_cached(k.resident, s, c.stages));
+      const int64_t resident = static_cast<int64_t>(k.resident(s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
       const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
@@ -164,7 +147,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
                    "q4 gemv N=%lld K=%lld M=%lld gated=%d: warps=%d stages=%d grid=%d tiles=%lld resident/SM=%d\n",
                    static_cast<long long>(w.N), static_cast<long long>(w.K), static_cast<long long>(M), gated ? 1 : 0,
                    c.warps, c.stages, c.grid, static_cast<long long>(tiles),
-                   resident_cached(k.resident, c.warps, c.stages));
+                   k.resident(c.warps, c.stages));
     }
   }
   return c;
