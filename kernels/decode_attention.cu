@@ -39,7 +39,6 @@
 #include "dtype_utils.cuh"
 #include "gemv_mma_tile.cuh"
 #include "q4_common.cuh"
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"

@@ -69,7 +69,6 @@ int tokens_per_slice_count(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 3
 
 int max_warps(int nt) { return nt >= 8 ? 4 : nt >= 4 ? 8 : 16; }
 
-
 }  // namespace
 
 bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) {
