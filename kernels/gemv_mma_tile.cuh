@@ -43,7 +43,6 @@
 
 #include "activation.cuh"
 #include "l2_policy.cuh"
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -68,7 +67,6 @@ struct GemvParams {
   int k_weights = 0;
   ActType act = ActType::kSilu;  // GATED only
   bool weights_evict_first = true;  // W's loads evict-first in L2 (l2_policy.cuh); set by launch_gemv_mma
-  bool prefetch_rest = false;       // EXPERIMENT: rows past the first round asked of L2 before the PDL wait
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -313,13 +311,6 @@ __global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams 
       if (step < steps) compute_step(step, loads[u]);  // warp-uniform
     }
   };
-  if (p.prefetch_rest && warp == 0 && lane < kRows) {
-    const int n = tile_base + tile_stride * (lane >> 4) + (lane & 15);
-    const int64_t start = static_cast<int64_t>(KSPLIT) * UNROLL * kStepK;
-    if (n < p.N && start < p.k_weights)
-      l2_prefetch(static_cast<const char*>(p.w) + ((int64_t)n * p.ldw + start) * kWeightBytes,
-                  (p.k_weights - start) * kWeightBytes);
-  }
   if constexpr (PIPE) {
     // Software-pipelined rounds: round r + 1's loads are issued before round r is computed, so the conversion and
     // the mmas run under the next loads' latency (twice the load registers).
@@ -421,13 +412,6 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
-  static const bool prefetch_rest = env_equals("QB_GEMV_PREFETCH_REST", "1");  // EXPERIMENT
-  if (prefetch_rest) {
-    const int per_sm = resident_blocks_per_sm(
-        reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>),
-        KSPLIT * 32);
-    p.prefetch_rest = static_cast<int64_t>(blocks) <= static_cast<int64_t>(per_sm) * sm_count();
-  }
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
              p);
 }

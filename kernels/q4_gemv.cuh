@@ -60,7 +60,6 @@
 #include <cstdint>
 
 #include "activation.cuh"
-#include "l2_prefetch.cuh"
 #include "pdl.cuh"
 #include "q4_common.cuh"
 #include "quantbench/kernels/gated_epilogue.h"
@@ -253,7 +252,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, 
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act, uint64_t weight_policy, bool ring_after_wait, bool prefetch_rest) {
+                   ActType gate_act, uint64_t weight_policy, bool ring_after_wait) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
@@ -331,13 +330,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   };
   if (!ring_after_wait)
     for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  if (prefetch_rest) {  // EXPERIMENT: a one-tile block asks L2 for the chunks past the ring's first fill
-    const int first = 2 * S * (stages - 1);
-    if (tid == 0 && first < C)
-      l2_prefetch(w.tiles + (static_cast<int64_t>(blockIdx.x) * C + first) * kChunkCodeBytes,
-                  static_cast<int64_t>(C - first) * kChunkCodeBytes);
-    if (tid == 32) l2_prefetch(scale_bytes + static_cast<int64_t>(blockIdx.x) * tile_scale_bytes, tile_scale_bytes);
-  }
   fill_pair_table<Act>(table, w.codebook);
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];

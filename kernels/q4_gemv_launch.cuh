@@ -46,13 +46,10 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
   // x_frag (tensor cores only): x is q4_x_fragments' copy, read by the kXFrag instance (the same resources: the
   // occupancy above is the row-layout instance's).
   static const bool ring_after_wait = env_equals("QB_Q4_RING_AFTER_WAIT", "1");  // EXPERIMENT
-  static const bool prefetch_all = env_equals("QB_GEMV_PREFETCH_REST", "all");    // EXPERIMENT
-  static const bool prefetch_rest = prefetch_all || env_equals("QB_GEMV_PREFETCH_REST", "1");
   auto run = [&](auto kernel) {
     launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w,
                static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
-               gate_act, weight_stream_policy(weight_stream_evict_first()), ring_after_wait,
-               prefetch_rest && !kGated && grid >= (w.N + 15) / 16 && (prefetch_all || w.K <= 8192));
+               gate_act, weight_stream_policy(weight_stream_evict_first()), ring_after_wait);
   };
   if constexpr (!kCudaCores) {
     if (x_frag) {
