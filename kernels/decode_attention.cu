@@ -63,7 +63,7 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
-    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale, int trigger) {
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // step's advance_step and attention), which have completed (pdl.cuh): only the qkv row is the
   // predecessor's. Thread i's K row i (phase 2; mma_scores: fragment order, below) and its first kInFlight V pieces
   // (phase 4) are loaded into registers here, so their DRAM latency overlaps the qkv GEMV instead of following it.
-  if (trigger == 0) pdl_launch_dependents();  // followed by the output projection's GEMV: see pdl.cuh, rule 3
+  pdl_launch_dependents();  // followed by the output projection's GEMV: see pdl.cuh, rule 3
   const int64_t pos = *position;
   // Every cached row of this K/V head asked of L2 at once (one block per K/V head asks), so that the reads
   // below the register prefetch (positions past the first pass; all of them in the light variant) hit L2.
@@ -131,7 +131,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
-  if (trigger == 1) pdl_launch_dependents();
 
   // ---- 1. rotate q and the new k, write the cache ----
   // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight
@@ -359,7 +358,6 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
   static const bool register_prefetch_allowed = env_on_unless_zero("QB_ATTENTION_PREFETCH");
   static const bool narrow_allowed = env_on_unless_zero("QB_ATTENTION_NARROW");
   static const bool wide_allowed = env_on_unless_zero("QB_ATTENTION_WIDE");
-  static const int attention_trigger = env_int("QB_ATTENTION_TRIGGER", 0, 0);  // EXPERIMENT
   const int64_t row_bytes = head_dim * elem_bytes;
   const bool prefetch = register_prefetch_allowed && batch * num_heads <= sm_count();
   // Where the light variant would run (more blocks than SMs: batched decode), query heads that share a K/V head share
@@ -379,7 +377,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, attention_trigger);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale);
   });
   QB_CUDA_CHECK_LAUNCH();
 }

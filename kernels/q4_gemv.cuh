@@ -252,7 +252,7 @@ template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, 
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
-                   ActType gate_act, uint64_t weight_policy, bool ring_after_wait) {
+                   ActType gate_act, uint64_t weight_policy) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
@@ -328,8 +328,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
       p_scales = scale_bytes + p_tile * tile_scale_bytes;
     }
   };
-  if (!ring_after_wait)
-    for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
+  for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
   fill_pair_table<Act>(table, w.codebook);
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
@@ -339,8 +338,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // they overlap the tail of the kernel that writes x; x is read only after this.
   pdl_wait();
   pdl_launch_dependents();
-  if (ring_after_wait)
-    for (int s = 0; s < stages - 1; ++s) issue();
   const uint32_t lane_base = pinned(smem_address(table) + static_cast<uint32_t>(lane) * 4);
   const Act* x_lane[NT];
   bool x_valid[NT];

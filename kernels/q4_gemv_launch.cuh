@@ -8,7 +8,6 @@
 #include "l2_policy.cuh"
 #include "pdl.cuh"
 #include "q4_gemv.cuh"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
@@ -45,11 +44,10 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
                                                    cudaStream_t stream, bool x_frag) {
   // x_frag (tensor cores only): x is q4_x_fragments' copy, read by the kXFrag instance (the same resources: the
   // occupancy above is the row-layout instance's).
-  static const bool ring_after_wait = env_equals("QB_Q4_RING_AFTER_WAIT", "1");  // EXPERIMENT
   auto run = [&](auto kernel) {
     launch_pdl(kernel, grid, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated), stream, w,
                static_cast<const Act*>(x), ldx, static_cast<const Act*>(bias), static_cast<Act*>(y), ldy, M, stages,
-               gate_act, weight_stream_policy(weight_stream_evict_first()), ring_after_wait);
+               gate_act, weight_stream_policy(weight_stream_evict_first()));
   };
   if constexpr (!kCudaCores) {
     if (x_frag) {
