@@ -89,7 +89,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // step's advance_step and attention), which have completed (pdl.cuh): only the qkv row is the
   // predecessor's. Thread i's K row i (phase 2; mma_scores: fragment order, below) and its first kInFlight V pieces
   // (phase 4) are loaded into registers here, so their DRAM latency overlaps the qkv GEMV instead of following it.
-  pdl_launch_dependents();  // followed by the output projection's GEMV: see pdl.cuh, rule 3
   const int64_t pos = *position;
   // Every cached row of this K/V head asked of L2 at once (one block per K/V head asks), so that the reads
   // below the register prefetch (positions past the first pass; all of them in the light variant) hit L2.
@@ -131,6 +130,10 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    : make_uint4(0, 0, 0, 0);
   }
   pdl_wait();
+  // The output projection's GEMV may start now, not before this block's wait (pdl.cuh, rule 3, and its exception):
+  // with the trigger first thing, its blocks' prologues overlapped this kernel's wait as well, and Qwen2-7B int8 / nf4
+  // / awq decode measured 0.3-0.8% slower, TinyLlama 0.4-1.6% (BENCHMARKS.md, session 28).
+  pdl_launch_dependents();
 
   // ---- 1. rotate q and the new k, write the cache ----
   // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight

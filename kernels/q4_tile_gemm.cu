@@ -7,6 +7,8 @@
 //    second wave), or a persistent grid of exactly the resident blocks, each looping over tiles,
 //  - enough warps per SM stay resident to keep the loads in flight (about 24 saturate the copy bandwidth).
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -130,6 +132,20 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
       }
     }
     QB_CHECK(c.warps > 0, kDevice, "q4_tile_gemm: no block shape fits on this device (M = {})", M);
+  }
+  // EXPERIMENT: QB_Q4_WARPS="N:K:warps,..." forces the block size of those shapes.
+  static const std::string overrides = [] { const char* v = std::getenv("QB_Q4_WARPS"); return std::string(v ? v : ""); }();
+  if (!overrides.empty() && request.warps == 0) {
+    size_t at = 0;
+    while (at < overrides.size()) {
+      size_t end = overrides.find(',', at);
+      if (end == std::string::npos) end = overrides.size();
+      long long n = 0, kk = 0; int wv = 0;
+      if (std::sscanf(overrides.substr(at, end - at).c_str(), "%lld:%lld:%d", &n, &kk, &wv) == 3 && n == w.N &&
+          kk == w.K && wv >= 1 && wv <= max_warps(nt) && k.resident(wv, c.stages) > 0)
+        c.warps = wv;
+      at = end + 1;
+    }
   }
   const int64_t fit = grid_for(c.warps);
   QB_CHECK(fit > 0, kInvalidInput, "q4_tile_gemm: a block of {} warps with {} stages does not fit on this device",
