@@ -122,12 +122,7 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
       const int64_t resident = static_cast<int64_t>(k.resident(s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
-      // EXPERIMENT (QB_Q4_SAME_DEPTH=1): block sizes whose warps walk the same number of chunk pairs (cnt) do the same
-      // serial work; the larger keeps more loads in flight, so it is scored as the smallest one with that depth.
-      static const bool same_depth = env_equals("QB_Q4_SAME_DEPTH", "1");
-      const int64_t cnt = (pairs + s - 1) / s;
-      const int64_t s_eff = same_depth && s <= pairs ? (pairs + cnt - 1) / cnt : s;
-      const double k_balance = static_cast<double>(pairs) / static_cast<double>(cnt * s_eff);
+      const double k_balance = static_cast<double>(pairs) / static_cast<double>((pairs + s - 1) / s * s);
       const double t_balance = static_cast<double>(tiles) / static_cast<double>((tiles + grid - 1) / grid * grid);
       const double warps_per_sm = static_cast<double>(std::min<int64_t>(resident, (grid + sms - 1) / sms) * s);
       const double score = k_balance * t_balance * std::min(1.0, warps_per_sm / 24.0);
