@@ -42,7 +42,7 @@ template <typename T, int H>
 __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_grouped_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    int heads_per_block, int late_trigger) {
+    int heads_per_block) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ float warp_part[2][kMaxGroupedHeads][kWarps];
   static_assert(sizeof(warp_part) == kStaticSharedBytes, "the host subtracts this from the dynamic allowance");
@@ -68,13 +68,12 @@ __global__ void __launch_bounds__(kThreads, H <= 4 ? 2 : 1) decode_attention_gro
   T* values = rows.values;
 
   // ---- before the PDL wait: weights-only reads (pdl.cuh rule 3 exception: followed by the o projection) ----
-  if (!late_trigger) pdl_launch_dependents();
+  pdl_launch_dependents();
   const int64_t pos = *position;  // written two or more launches back (pdl.cuh)
   attention::prefetch_cached_rows(writes_cache, keys, values, pos, head_dim);
   float rope_c, rope_s;
   attention::rope_frequency(rope_cos, rope_sin, rotary_dim, pos, rope_c, rope_s);
   pdl_wait();
-  if (late_trigger) pdl_launch_dependents();
 
   // ---- 1. rotate q of every head and the new k; write the cache ----
   if (threadIdx.x < head_dim) {
@@ -243,13 +242,12 @@ bool decode_attention_grouped(const void* qkv, void* k_cache, void* v_cache, con
   static const bool allowed = allow_shared_memory<float, __half, __nv_bfloat16>(max_shared);
   (void)allowed;
   const int64_t parts = (group + heads_per_block - 1) / heads_per_block;
-  static const int late_trigger = env_int("QB_GROUPED_LATE_TRIGGER", 0, 0);  // EXPERIMENT
   QB_DISPATCH_DTYPE(dtype, T, {
     launch_pdl(heads_per_block <= 4 ? decode_attention_grouped_kernel<T, 4> : decode_attention_grouped_kernel<T, 8>,
                static_cast<unsigned>(batch * num_kv_heads * parts), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, heads_per_block, late_trigger);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, heads_per_block);
   });
   QB_CUDA_CHECK_LAUNCH();
   return true;

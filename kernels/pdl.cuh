@@ -11,9 +11,12 @@
 //   2. call pdl_wait() (it returns once the predecessor grid has completed and its writes are
 //      visible) before reading activations, caches or positions and before any write;
 //   3. then pdl_launch_dependents() (lets the successor start its own prologue). Exception: a kernel
-//      that is always followed by a GEMV (norm, activation, attention), whose pre-wait part reads
-//      weights only, calls it first thing, so that the GEMV's first weight loads overlap both kernels
-//      before it (measured: a norm between two GEMVs cost Qwen2-7B ~5 us, most of it this overlap).
+//      that is always followed by a GEMV (norm, activation), whose pre-wait part reads weights only,
+//      calls it first thing, so that the GEMV's first weight loads overlap both kernels before it
+//      (measured: a norm between two GEMVs cost Qwen2-7B ~5 us, most of it this overlap). The
+//      per-query-head decode attention, also followed by a GEMV, measured faster the regular way
+//      (session 28: Qwen2-7B int8 / nf4 / awq +0.3-0.8%, TinyLlama +0.4-1.6%); the grouped (batched)
+//      one the same either way, and it keeps the exception.
 // Completion is transitive: a kernel completes only after its own wait, so a successor's wait also
 // covers every earlier kernel. And a kernel can start only once its predecessor has passed its own
 // wait (rule 3), so while it runs its pre-wait part every kernel before its predecessor has completed

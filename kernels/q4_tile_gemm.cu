@@ -7,12 +7,14 @@
 //    second wave), or a persistent grid of exactly the resident blocks, each looping over tiles,
 //  - enough warps per SM stay resident to keep the loads in flight (about 24 saturate the copy bandwidth).
 #include <algorithm>
+#include <array>
 #include <cstdlib>
-#include <string>
+#include <cstring>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "q4_gemv.cuh"
 #include "quantbench/core/env_switch.h"
@@ -78,6 +80,25 @@ bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) 
          reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
+// QB_Q4_GEMV_WARPS="N:K:warps,..." sets the block size of the shapes named (A/B runs of the dispatch in the decode graph,
+// where isolated figures have misled before); a shape not named, or a size that does not fit, keeps the rule's. 0: none.
+static int forced_warps(int64_t n, int64_t k) {
+  static const std::vector<std::array<int64_t, 3>> forced = [] {
+    std::vector<std::array<int64_t, 3>> out;
+    const char* v = std::getenv("QB_Q4_GEMV_WARPS");
+    for (const char* at = v; at != nullptr && *at != '\0';) {
+      long long fn = 0, fk = 0, fw = 0;
+      if (std::sscanf(at, "%lld:%lld:%lld", &fn, &fk, &fw) == 3) out.push_back({fn, fk, fw});
+      at = std::strchr(at, ',');
+      if (at != nullptr) ++at;
+    }
+    return out;
+  }();
+  for (const auto& f : forced)
+    if (f[0] == n && f[1] == k) return static_cast<int>(f[2]);
+  return 0;
+}
+
 // QB_Q4_GEMV_STAGES=N overrides the default ring depth (for A/B runs of whole models; read once).
 static int default_stages() {
   static const int stages = env_int("QB_Q4_GEMV_STAGES", 2, 1);
@@ -117,8 +138,17 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
+    const int forced = forced_warps(w.N, w.K);
+    if (forced >= 1 && forced <= max_warps(nt) && k.resident(forced, c.stages) > 0) c.warps = forced;
+  }
+  if (c.warps == 0) {
+    // The gated M = 1 kernel in blocks of at most 8 warps: measured in the decode graph (BENCHMARKS.md, session 28),
+    // 8 against the 10 this score picks: Qwen2-7B (3 blocks an SM either way) nf4 +0.7%, awq +2.2%; TinyLlama awq +3.4%,
+    // nf4 -0.4%; 7 warps (4 blocks an SM) -10%, 12-16 warps -4..-10%. Not explained by the score's terms (the same
+    // grid, fewer warps an SM); so a measured bound, not a model.
+    const int most = gated && cuda_cores ? std::min(8, max_warps(nt)) : max_warps(nt);
     double best = -1;
-    for (int s = max_warps(nt); s >= std::min(4, max_warps(nt)); --s) {
+    for (int s = most; s >= std::min(4, most); --s) {
       const int64_t resident = static_cast<int64_t>(k.resident(s, c.stages));
       if (resident == 0) continue;
       const int64_t grid = std::min(tiles, resident * sms);
@@ -132,20 +162,6 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
       }
     }
     QB_CHECK(c.warps > 0, kDevice, "q4_tile_gemm: no block shape fits on this device (M = {})", M);
-  }
-  // EXPERIMENT: QB_Q4_WARPS="N:K:warps,..." forces the block size of those shapes.
-  static const std::string overrides = [] { const char* v = std::getenv("QB_Q4_WARPS"); return std::string(v ? v : ""); }();
-  if (!overrides.empty() && request.warps == 0) {
-    size_t at = 0;
-    while (at < overrides.size()) {
-      size_t end = overrides.find(',', at);
-      if (end == std::string::npos) end = overrides.size();
-      long long n = 0, kk = 0; int wv = 0;
-      if (std::sscanf(overrides.substr(at, end - at).c_str(), "%lld:%lld:%d", &n, &kk, &wv) == 3 && n == w.N &&
-          kk == w.K && wv >= 1 && wv <= max_warps(nt) && k.resident(wv, c.stages) > 0)
-        c.warps = wv;
-      at = end + 1;
-    }
   }
   const int64_t fit = grid_for(c.warps);
   QB_CHECK(fit > 0, kInvalidInput, "q4_tile_gemm: a block of {} warps with {} stages does not fit on this device",
