@@ -80,23 +80,28 @@ bool q4_tile_gemm_supported(DType dtype, const void* x, int64_t ldx, int64_t M) 
          reinterpret_cast<uintptr_t>(x) % 16 == 0;
 }
 
-// QB_Q4_GEMV_WARPS="N:K:warps,..." sets the block size of the shapes named (A/B runs of the dispatch in the decode graph,
-// where isolated figures have misled before); a shape not named, or a size that does not fit, keeps the rule's. 0: none.
-static int forced_warps(int64_t n, int64_t k) {
-  static const std::vector<std::array<int64_t, 3>> forced = [] {
-    std::vector<std::array<int64_t, 3>> out;
+// QB_Q4_GEMV_WARPS="N:K:warps[:stages],..." sets the block size (and ring depth) of the shapes named (A/B runs of the
+// dispatch in the decode graph, where isolated figures have misled before); a shape not named, or a choice that does
+// not fit, keeps the rule's. {0, 0}: none.
+struct ForcedShape {
+  int warps = 0, stages = 0;
+};
+static ForcedShape forced_shape(int64_t n, int64_t k) {
+  static const std::vector<std::array<int64_t, 4>> forced = [] {
+    std::vector<std::array<int64_t, 4>> out;
     const char* v = std::getenv("QB_Q4_GEMV_WARPS");
     for (const char* at = v; at != nullptr && *at != '\0';) {
-      long long fn = 0, fk = 0, fw = 0;
-      if (std::sscanf(at, "%lld:%lld:%lld", &fn, &fk, &fw) == 3) out.push_back({fn, fk, fw});
+      long long fn = 0, fk = 0, fw = 0, fs = 0;
+      const int got = std::sscanf(at, "%lld:%lld:%lld:%lld", &fn, &fk, &fw, &fs);
+      if (got >= 3) out.push_back({fn, fk, fw, got == 4 ? fs : 0});
       at = std::strchr(at, ',');
       if (at != nullptr) ++at;
     }
     return out;
   }();
   for (const auto& f : forced)
-    if (f[0] == n && f[1] == k) return static_cast<int>(f[2]);
-  return 0;
+    if (f[0] == n && f[1] == k) return {static_cast<int>(f[2]), static_cast<int>(f[3])};
+  return {};
 }
 
 // QB_Q4_GEMV_STAGES=N overrides the default ring depth (for A/B runs of whole models; read once).
@@ -123,7 +128,9 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   const bool cuda_cores = c.compute == Q4GemvCompute::kCudaCores;
   // Two stages (one chunk in flight per warp, many warps) were as fast as or faster than deeper rings at M = 1 and 16
   // on every shape measured (NOTES-q4.md): the parallelism comes from warps, not from ring depth.
-  if (c.stages == 0) c.stages = default_stages();
+  const ForcedShape forced = request.warps == 0 && request.stages == 0 ? forced_shape(w.N, w.K) : ForcedShape{};
+  const bool forced_stages = forced.stages == 2 || forced.stages == 3 || forced.stages == 4 || forced.stages == 6;
+  if (c.stages == 0) c.stages = forced_stages ? forced.stages : default_stages();
   QB_CHECK(c.stages == 2 || c.stages == 3 || c.stages == 4 || c.stages == 6, kInvalidInput,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,
@@ -138,8 +145,8 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
     return std::min(tiles, resident);
   };
   if (c.warps == 0) {
-    const int forced = forced_warps(w.N, w.K);
-    if (forced >= 1 && forced <= max_warps(nt) && k.resident(forced, c.stages) > 0) c.warps = forced;
+    if (forced.warps >= 1 && forced.warps <= max_warps(nt) && k.resident(forced.warps, c.stages) > 0)
+      c.warps = forced.warps;
   }
   if (c.warps == 0) {
     // The gated M = 1 kernel in blocks of at most 8 warps: measured in the decode graph (BENCHMARKS.md, session 28),
