@@ -8,9 +8,9 @@
 //  - enough warps per SM stay resident to keep the loads in flight (about 24 saturate the copy bandwidth).
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <tuple>
