@@ -163,6 +163,19 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
   }
 }
 
+void q4_dequantized_matmul_cublas(cublasHandle_t handle, DType dtype, const void* w, int64_t N, int64_t K, const void* x,
+                                  int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M, cudaStream_t stream) {
+  QB_CHECK(M > 0 && N > 0 && K > 0 && ldx >= K && ldy >= N, kInvalidInput,
+           "q4_dequantized_matmul_cublas: bad sizes M={} N={} K={} ldx={} ldy={}", M, N, K, ldx, ldy);
+  // The calls q4_tile_matmul_cublas makes for a one-chunk row plan, after its dequantize: the same GEMM, the same bits.
+  float beta = 0.f;
+  if (bias != nullptr) {
+    fill_bias(dtype, y, ldy, bias, M, N, stream);
+    beta = 1.f;
+  }
+  gemm(handle, dtype, N, M, K, w, K, x, ldx, beta, y, cuda_type(dtype), ldy);
+}
+
 void q4_flat_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4FlatWeights& w, const void* x, int64_t ldx,
                            const void* bias, void* y, int64_t ldy, int64_t M, void* scratch, cudaStream_t stream) {
   QB_CHECK(M > 0 && ldx >= w.K && ldy >= w.N, kInvalidInput, "q4_flat_matmul_cublas: bad sizes M={} ldx={} ldy={}",

@@ -107,6 +107,49 @@ TEST(Q4Gpu, AwqFp16LargeActivationsStayFinite) {
   }
 }
 
+// prepare(M) on another stream, then forward(M): the dequantize-then-GEMM path's output bit for bit, the prepared weight
+// used once (a forward of another size, or a second one, recomputes). M = 1024 is past the fused kernel's range, so the
+// two-pass path and its preparation are certain to run; at M = 100 whichever path the policy picks must agree too.
+TEST(Q4Gpu, PreparedWeightGivesTheSameOutput) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(12);
+  const Variant variants[] = {{"nf4", false, 64}, {"nf4", true, 64}, {"awq", false, 128}};
+  for (const Variant& v : variants) {
+    for (at::ScalarType act : {at::kHalf, at::kBFloat16}) {
+      const FormatOptions options = cuda_options(act, v);
+      const int64_t N = 320, K = 512;
+      auto linear = find_format(v.format).quantize(at::randn({N, K}) * 0.05, at::randn({N}), options);
+      const auto* q4 = dynamic_cast<const Q4Linear*>(linear.get());
+      ASSERT_NE(q4, nullptr);
+      for (int64_t M : {1024, 100}) {
+        const std::string what = fmt::format("{} dq={} {} M={}", v.format, v.double_quant, c10::toString(act), M);
+        const at::Tensor x = at::randn({M, K}).to(options.device, act);
+        const at::Tensor x_fewer = x.narrow(0, 0, M - 4);
+        const at::Tensor plain = linear->forward(x), plain_fewer = linear->forward(x_fewer);
+        {
+          at::cuda::CUDAStream side = at::cuda::getStreamFromPool();
+          c10::cuda::CUDAStreamGuard guard(side);
+          linear->prepare(M + 16);  // replaced by the next prepare
+          linear->prepare(M);
+        }
+        if (M == 1024) EXPECT_EQ(q4->prepared_rows(), M) << what;
+        const at::Tensor prepared = linear->forward(x);
+        EXPECT_EQ(q4->prepared_rows(), 0) << what;
+        EXPECT_TRUE(at::equal(plain, prepared)) << what;
+        {
+          at::cuda::CUDAStream side = at::cuda::getStreamFromPool();
+          c10::cuda::CUDAStreamGuard guard(side);
+          linear->prepare(M);
+        }
+        EXPECT_TRUE(at::equal(linear->forward(x_fewer), plain_fewer)) << what;  // another size: not used, kept
+        if (M == 1024) EXPECT_EQ(q4->prepared_rows(), M) << what;
+        EXPECT_TRUE(at::equal(linear->forward(x), plain)) << what;
+        EXPECT_EQ(q4->prepared_rows(), 0) << what;
+      }
+    }
+  }
+}
+
 // The device layout read back is the canonical weight: CUDA dequantize() == CPU dequantize() bit for bit.
 TEST(Q4Gpu, DeviceLayoutRoundTripsExactly) {
   QB_REQUIRE_CUDA();

@@ -25,13 +25,13 @@ quant::GateActivation gate_activation(Activation activation) {
 
 // A gated MLP on the GPU asks its gate_up layer for act(gate) * up from the decode kernel's epilogue (the same bits
 // as the separate activation kernel, one launch fewer per layer); QB_GATED_EPILOGUE=0 keeps two launches (A/B).
-at::Tensor Mlp::forward(const at::Tensor& x) const {
+at::Tensor Mlp::forward(const at::Tensor& x, const std::function<void()>& before_out) const {
   static const bool epilogue_allowed = env_on_unless_zero("QB_GATED_EPILOGUE");
-  if (gated_ && epilogue_allowed && x.is_cuda()) {
-    const at::Tensor activated = in_->forward_gated(x, gate_activation(activation_));
-    if (activated.defined()) return out_->forward(activated);
-  }
-  return out_->forward(activate(in_->forward(x)));
+  at::Tensor activated;
+  if (gated_ && epilogue_allowed && x.is_cuda()) activated = in_->forward_gated(x, gate_activation(activation_));
+  if (!activated.defined()) activated = activate(in_->forward(x));
+  if (before_out) before_out();
+  return out_->forward(activated);
 }
 
 // Gated: the fused gate_up output holds gate in the first half, up in the second.

@@ -13,6 +13,7 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "gated_epilogue.h"
+#include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/q4_gemm.h"
 #endif
 
@@ -276,6 +277,24 @@ at::Tensor x_fragment_scratch(const at::Tensor& x2, int64_t M, int64_t N, int64_
 struct Q4Linear::Device {};
 #endif
 
+#ifdef QB_HAVE_CUDA
+// prepare()'s product: W [N, K] in the activation dtype for forwards of `rows` rows, written on the stream prepare()
+// ran on, complete when `done` has fired.
+struct Q4Linear::Prepared {
+  int64_t rows = 0;
+  at::Tensor weight;
+  cudaEvent_t done = nullptr;
+  Prepared() = default;
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+  ~Prepared() {
+    if (done != nullptr) cudaEventDestroy(done);
+  }
+};
+#else
+struct Q4Linear::Prepared {};
+#endif
+
 Q4Linear::~Q4Linear() = default;
 
 Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bias, const FormatOptions& options,
@@ -501,6 +520,15 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     if (bytes > 0) workspace = at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte));
     k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form, splits,
                           bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
+  } else if (d.tiles && prepared_ && prepared_->rows == M && prepared_->weight.scalar_type() == st) {
+    // prepare(M) dequantized W on another stream (the one-chunk plan it checked): wait for it, then the GEMM alone.
+    Prepared& p = *prepared_;
+    QB_CUDA_CHECK(cudaStreamWaitEvent(stream, p.done, 0));
+    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, p.weight.data_ptr(), N, K,
+                                    x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
+    p.weight.record_stream(at::cuda::getCurrentCUDAStream());  // freed below; this stream still reads it
+    p.weight = at::Tensor();
+    p.rows = 0;
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));
@@ -518,6 +546,40 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
   return y.reshape(out_shape);
 #else
   fail(ErrorKind::kInternal, "{}: CUDA layer in a CPU-only build", format_);
+#endif
+}
+
+int64_t Q4Linear::prepared_rows() const {
+#ifdef QB_HAVE_CUDA
+  return prepared_ ? prepared_->rows : 0;
+#else
+  return 0;
+#endif
+}
+
+void Q4Linear::prepare(int64_t rows) const {
+#ifdef QB_HAVE_CUDA
+  namespace k = qb::kernels;
+  const at::ScalarType st = options_.activation_dtype;
+  if (!device_ || !device_->tiles || rows <= k::kQ4GemvMaxM || (st != at::kHalf && st != at::kBFloat16)) return;
+  const Device& d = *device_;
+  const int64_t N = out_features(), K = in_features();
+  k::Q4WgmmaForm form{};
+  int splits = 1;
+  if (k::q4_prefill_fused_form(d.tw, rows, &form, &splits)) return;  // one fused kernel: nothing to do ahead
+  const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(rows, N, K);
+  if (plan.split != k::Q4PrefillSplit::kRows || plan.chunk < N) return;  // chunked plans reuse one chunk's scratch
+  if (!prepared_) prepared_ = std::make_unique<Prepared>();
+  Prepared& p = *prepared_;
+  if (p.done == nullptr) QB_CUDA_CHECK(cudaEventCreateWithFlags(&p.done, cudaEventDisableTiming));
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  p.weight = at::empty({N, K}, at::TensorOptions().dtype(st).device(d.codes.device()));
+  k::q4_tile_dequant(st == at::kHalf ? k::DType::kF16 : k::DType::kBF16, d.tw, 0, N, 0, K, p.weight.data_ptr(), K,
+                     stream, plan.l2_hints);
+  QB_CUDA_CHECK(cudaEventRecord(p.done, stream));
+  p.rows = rows;
+#else
+  (void)rows;
 #endif
 }
 

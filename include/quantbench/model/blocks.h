@@ -5,6 +5,8 @@
 
 #include <ATen/Tensor.h>
 
+#include <functional>
+
 #include <optional>
 
 #include "quantbench/io/model_config.h"
@@ -82,7 +84,9 @@ class Attention {
 class Mlp {
  public:
   Mlp(const ModelConfig& config, quant::LinearPtr in, quant::LinearPtr out);
-  at::Tensor forward(const at::Tensor& x) const;
+  // before_out, if set, runs just before the output (down) projection is launched: the model uses it to start the
+  // next layer's Linear::prepare work beside that projection.
+  at::Tensor forward(const at::Tensor& x, const std::function<void()>& before_out = {}) const;
   const quant::Linear& in() const { return *in_; }
   const quant::Linear& out() const { return *out_; }
 

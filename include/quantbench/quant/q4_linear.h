@@ -77,6 +77,10 @@ class Q4Linear final : public Linear {
   at::Tensor forward(const at::Tensor& x) const override;
   // The decode kernel (tile layout) with its gated epilogue, up to 8 rows of x (where it measured faster).
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
+  // The 16-bit weight of the dequantize-then-GEMM path (tile layout, fp16 / bf16, no fused kernel at `rows`).
+  void prepare(int64_t rows) const override;
+  // The rows a prepared weight waits for (0: none), for tests.
+  int64_t prepared_rows() const;
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return format_; }
@@ -96,6 +100,8 @@ class Q4Linear final : public Linear {
   Q4Weights cpu_;            // CPU layers: the weights; CUDA layers: metadata only (no tensors)
   std::optional<at::Tensor> bias_;
   std::unique_ptr<Device> device_;  // CUDA layers
+  struct Prepared;                   // prepare()'s weight and its event (CUDA layers)
+  mutable std::unique_ptr<Prepared> prepared_;
 };
 
 }  // namespace qb::quant
