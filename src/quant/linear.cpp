@@ -30,6 +30,10 @@ at::Tensor ConcatLinear::forward(const at::Tensor& x) const {
   return at::cat(outputs, -1);
 }
 
+void ConcatLinear::prepare(int64_t rows) const {
+  for (const auto& part : parts_) part->prepare(rows);
+}
+
 at::Tensor ConcatLinear::dequantize() const {
   std::vector<at::Tensor> weights;
   for (const auto& part : parts_) weights.push_back(part->dequantize());

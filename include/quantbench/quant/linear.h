@@ -67,6 +67,7 @@ class ConcatLinear final : public Linear {
  public:
   explicit ConcatLinear(std::vector<LinearPtr> parts);
   at::Tensor forward(const at::Tensor& x) const override;
+  void prepare(int64_t rows) const override;  // each part's
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override;
