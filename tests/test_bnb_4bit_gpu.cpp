@@ -108,7 +108,8 @@ TEST(Q4Gpu, AwqFp16LargeActivationsStayFinite) {
   }
 }
 
-// prepare(M) on another stream, then forward(M): the dequantize-then-GEMM path's output bit for bit, the prepared weight
+// prepare(M) (its dequantize on the layer's second stream), then forward(M): the dequantize-then-GEMM path's output bit
+// for bit, the prepared weight
 // used once (a forward of another size, or a second one, recomputes). M = 1024 is past the fused kernel's range, so the
 // two-pass path and its preparation are certain to run (unless QB_Q4_WGMMA forces the fused kernel everywhere: then
 // nothing is prepared, and the outputs must still agree); at M = 100 whichever path the policy picks must agree too.
@@ -131,21 +132,13 @@ TEST(Q4Gpu, PreparedWeightGivesTheSameOutput) {
         const at::Tensor x = at::randn({M, K}).to(options.device, act);
         const at::Tensor x_fewer = x.narrow(0, 0, M - 4);
         const at::Tensor plain = linear->forward(x), plain_fewer = linear->forward(x_fewer);
-        {
-          at::cuda::CUDAStream side = at::cuda::getStreamFromPool();
-          c10::cuda::CUDAStreamGuard guard(side);
-          linear->prepare(M + 16);  // replaced by the next prepare
-          linear->prepare(M);
-        }
+        linear->prepare(M + 16);  // replaced by the next prepare
+        linear->prepare(M);
         if (M == 1024 && two_pass_at_1024) EXPECT_EQ(q4->prepared_rows(), M) << what;
         const at::Tensor prepared = linear->forward(x);
         EXPECT_EQ(q4->prepared_rows(), 0) << what;
         EXPECT_TRUE(at::equal(plain, prepared)) << what;
-        {
-          at::cuda::CUDAStream side = at::cuda::getStreamFromPool();
-          c10::cuda::CUDAStreamGuard guard(side);
-          linear->prepare(M);
-        }
+        linear->prepare(M);
         EXPECT_TRUE(at::equal(linear->forward(x_fewer), plain_fewer)) << what;  // another size: not used, kept
         if (M == 1024 && two_pass_at_1024) EXPECT_EQ(q4->prepared_rows(), M) << what;
         EXPECT_TRUE(at::equal(linear->forward(x), plain)) << what;

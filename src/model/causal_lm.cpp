@@ -4,39 +4,11 @@
 
 #include <functional>
 
-#ifdef QB_HAVE_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#endif
-
 #include "kernel_bridge.h"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 
 namespace qb::model {
-namespace {
-
-// Runs `work` on a second stream of the current CUDA device, so that it overlaps what the current stream runs next
-// (Linear::prepare's contract orders each consumer after its work). Nothing while the current stream is being
-// captured into a graph. QB_PREFILL_PREPARE=0: nothing at all (A/B runs).
-void run_beside(const std::function<void()>& work) {
-#ifdef QB_HAVE_CUDA
-  static const bool allowed = env_on_unless_zero("QB_PREFILL_PREPARE");
-  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream();
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  if (!allowed || cudaStreamIsCapturing(current.stream(), &status) != cudaSuccess ||
-      status != cudaStreamCaptureStatusNone) {
-    return;
-  }
-  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, current.device_index());
-  c10::cuda::CUDAStreamGuard guard(side);
-  work();
-#else
-  (void)work;
-#endif
-}
-
-}  // namespace
-
 CausalLM::CausalLM(CausalLMParts parts) : parts_(std::move(parts)) {
   if (parts_.config.use_rope) {
     // The table bounds the positions a run may use: the config's context, capped at 32768 (a
@@ -94,17 +66,17 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
   for (size_t i = 0; i < parts_.layers.size(); ++i) {
     const DecoderLayer& layer = parts_.layers[i];
     const int64_t index = static_cast<int64_t>(i);
-    // A prefill's next-layer projections prepare beside this layer's down projection (Linear::prepare): for a format
-    // that dequantizes before a GEMM, that pass then overlaps the MLP instead of preceding the next layer's GEMMs.
+    // A prefill's next-layer projections prepare as this layer's down projection starts (Linear::prepare): a format
+    // that dequantizes before its GEMM does that beside the MLP instead of before the next layer's GEMMs.
+    // QB_PREFILL_PREPARE=0: not (A/B runs).
+    static const bool prepare_allowed = env_on_unless_zero("QB_PREFILL_PREPARE");
     std::function<void()> prepare_next;
-    if (!where.decode && input_ids.is_cuda() && i + 1 < parts_.layers.size()) {
+    if (prepare_allowed && !where.decode && input_ids.is_cuda() && i + 1 < parts_.layers.size()) {
       const DecoderLayer& next = parts_.layers[i + 1];
       const int64_t rows = input_ids.numel();
       prepare_next = [&next, rows] {
-        run_beside([&next, rows] {
-          next.attention->qkv().prepare(rows);
-          next.attention->out().prepare(rows);
-        });
+        next.attention->qkv().prepare(rows);
+        next.attention->out().prepare(rows);
       };
     }
     if (c.parallel_residual) {

@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
@@ -11,6 +13,7 @@
 
 #ifdef QB_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include "gated_epilogue.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -278,19 +281,37 @@ struct Q4Linear::Device {};
 #endif
 
 #ifdef QB_HAVE_CUDA
-// prepare()'s product: W [N, K] in the activation dtype for forwards of `rows` rows, written on the stream prepare()
-// ran on, complete when `done` has fired.
+// prepare()'s product: W [N, K] in the activation dtype for forwards of `rows` rows. The buffer comes from the caller's
+// stream (its pool, so the caching allocator reuses it in that stream's order, as any activation); the dequantize runs
+// on a second stream after `ready` (recorded on the caller's stream: whatever last used the memory has finished) and
+// is complete when `done` fires.
 struct Q4Linear::Prepared {
   int64_t rows = 0;
   at::Tensor weight;
-  cudaEvent_t done = nullptr;
-  Prepared() = default;
+  cudaEvent_t ready = nullptr, done = nullptr;
+  Prepared() {
+    QB_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    QB_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  }
   Prepared(const Prepared&) = delete;
   Prepared& operator=(const Prepared&) = delete;
   ~Prepared() {
-    if (done != nullptr) cudaEventDestroy(done);
+    cudaEventDestroy(ready);
+    cudaEventDestroy(done);
   }
 };
+
+namespace {
+// One second stream per device for every layer's preparation (one stream: their work runs in call order).
+cudaStream_t prepare_stream(c10::DeviceIndex device) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(device);
+  if (it == streams.end()) it = streams.emplace(device, c10::cuda::getStreamFromPool(false, device).stream()).first;
+  return it->second;
+}
+}  // namespace
 #else
 struct Q4Linear::Prepared {};
 #endif
@@ -526,8 +547,7 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     QB_CUDA_CHECK(cudaStreamWaitEvent(stream, p.done, 0));
     k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, p.weight.data_ptr(), N, K,
                                     x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
-    p.weight.record_stream(at::cuda::getCurrentCUDAStream());  // freed below; this stream still reads it
-    p.weight = at::Tensor();
+    p.weight = at::Tensor();  // this stream's memory, reused in its order (after the GEMM)
     p.rows = 0;
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
@@ -563,6 +583,10 @@ void Q4Linear::prepare(int64_t rows) const {
   const at::ScalarType st = options_.activation_dtype;
   if (!device_ || !device_->tiles || rows <= k::kQ4GemvMaxM || (st != at::kHalf && st != at::kBFloat16)) return;
   const Device& d = *device_;
+  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(d.codes.device().index());
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  QB_CUDA_CHECK(cudaStreamIsCapturing(current.stream(), &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;  // a graph would need the second stream forked and joined
   const int64_t N = out_features(), K = in_features();
   k::Q4WgmmaForm form{};
   int splits = 1;
@@ -571,12 +595,15 @@ void Q4Linear::prepare(int64_t rows) const {
   if (plan.split != k::Q4PrefillSplit::kRows || plan.chunk < N) return;  // chunked plans reuse one chunk's scratch
   if (!prepared_) prepared_ = std::make_unique<Prepared>();
   Prepared& p = *prepared_;
-  if (p.done == nullptr) QB_CUDA_CHECK(cudaEventCreateWithFlags(&p.done, cudaEventDisableTiming));
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  // An unused weight from an earlier call: this stream may reuse its memory only after its dequantize has finished.
+  if (p.weight.defined()) QB_CUDA_CHECK(cudaStreamWaitEvent(current.stream(), p.done, 0));
   p.weight = at::empty({N, K}, at::TensorOptions().dtype(st).device(d.codes.device()));
+  const cudaStream_t side = prepare_stream(d.codes.device().index());
+  QB_CUDA_CHECK(cudaEventRecord(p.ready, current.stream()));
+  QB_CUDA_CHECK(cudaStreamWaitEvent(side, p.ready, 0));
   k::q4_tile_dequant(st == at::kHalf ? k::DType::kF16 : k::DType::kBF16, d.tw, 0, N, 0, K, p.weight.data_ptr(), K,
-                     stream, plan.l2_hints);
-  QB_CUDA_CHECK(cudaEventRecord(p.done, stream));
+                     side, plan.l2_hints);
+  QB_CUDA_CHECK(cudaEventRecord(p.done, side));
   p.rows = rows;
 #else
   (void)rows;

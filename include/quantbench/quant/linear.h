@@ -34,12 +34,12 @@ class Linear {
   // path for this x (the CPU, more rows than its decode kernel takes, a split off its tiles): the caller then runs
   // forward() and the activation itself.
   virtual at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const { return {}; }
-  // Work that a forward of `rows` rows of x needs and that does not depend on x (a quantized format's 16-bit copy of
-  // its weight, where that many rows take its dequantize-then-GEMM path), done now on the current stream. A caller
-  // runs it on a second stream so that it overlaps other layers' work (the model: the next layer's projections during
-  // the MLP's down projection of a prefill). The next forward() of exactly `rows` rows orders itself after it (an
-  // event) and uses it; a forward of another size leaves it and it is replaced by the next prepare(). Formats
-  // without such work do nothing. Not for stream capture (the model calls it outside graphs only).
+  // Starts work that a forward of `rows` rows of x needs and that does not depend on x (a quantized format's 16-bit
+  // copy of its weight, where that many rows take its dequantize-then-GEMM path) on a second stream, after what the
+  // current stream has queued so far, so that it overlaps what the caller queues next (the model: the next layer's
+  // projections, asked as a prefill's down projection starts). The next forward() of exactly `rows` rows waits for it
+  // and uses it; a forward of another size leaves it, and the next prepare() replaces it. Formats without such work,
+  // and every format while the current stream is being captured into a graph, do nothing.
   virtual void prepare(int64_t rows) const { (void)rows; }
   // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
   // reference (quantized formats return their dequantized values, not the original weight).
