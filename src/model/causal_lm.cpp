@@ -9,6 +9,7 @@
 #include "quantbench/core/error.h"
 
 namespace qb::model {
+
 CausalLM::CausalLM(CausalLMParts parts) : parts_(std::move(parts)) {
   if (parts_.config.use_rope) {
     // The table bounds the positions a run may use: the config's context, capped at 32768 (a

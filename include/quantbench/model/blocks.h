@@ -6,7 +6,6 @@
 #include <ATen/Tensor.h>
 
 #include <functional>
-
 #include <optional>
 
 #include "quantbench/io/model_config.h"
