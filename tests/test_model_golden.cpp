@@ -97,6 +97,31 @@ TEST_P(TinyGolden, CudaMatchesTransformers) {
   }
 }
 
+// A 600-token prefill of a 4-bit model (past the fused kernel's range: every projection dequantizes, then multiplies)
+// gives the same logits, bit for bit, whether each layer's qkv / o weights are prepared on a second stream beside the
+// previous layer's down projection (Linear::prepare, the default) or dequantized in place.
+TEST(ModelGpu, PreparedPrefillIsTheSameOutput) {
+  QB_REQUIRE_CUDA();
+  for (const char* precision : {"nf4", "awq"}) {
+    model::BuildOptions options;
+    options.precision = precision;
+    options.device = c10::Device(c10::kCUDA);
+    options.compute_dtype = at::kHalf;
+    options.format.activation_dtype = at::kHalf;
+    options.format.device = options.device;
+    options.synthetic_seed = 3;
+    auto lm = model::build_causal_lm(io::resolve_model("synthetic:gpt2"), options);
+    at::manual_seed(5);
+    const at::Tensor ids = at::randint(0, lm->config().vocab_size, {1, 600}, at::kLong);
+    lm->set_prefill_prepare(false);
+    const at::Tensor plain = prefill_logits(*lm, ids);
+    lm->set_prefill_prepare(true);
+    const at::Tensor prepared = prefill_logits(*lm, ids);
+    EXPECT_TRUE(at::isfinite(plain).all().item<bool>()) << precision;
+    EXPECT_TRUE(at::equal(plain, prepared)) << precision;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, TinyGolden, ::testing::ValuesIn(tiny_fixtures()),
                          [](const auto& info) {
                            std::string name = info.param.name;

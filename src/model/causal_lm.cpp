@@ -10,7 +10,8 @@
 
 namespace qb::model {
 
-CausalLM::CausalLM(CausalLMParts parts) : parts_(std::move(parts)) {
+CausalLM::CausalLM(CausalLMParts parts)
+    : parts_(std::move(parts)), prefill_prepare_(env_on_unless_zero("QB_PREFILL_PREPARE")) {  // =0: off (A/B runs)
   if (parts_.config.use_rope) {
     // The table bounds the positions a run may use: the config's context, capped at 32768 (a
     // 128k-context table would cost tens of MB for positions no benchmark here reaches).
@@ -69,10 +70,8 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
     const int64_t index = static_cast<int64_t>(i);
     // A prefill's next-layer projections prepare as this layer's down projection starts (Linear::prepare): a format
     // that dequantizes before its GEMM does that beside the MLP instead of before the next layer's GEMMs.
-    // QB_PREFILL_PREPARE=0: not (A/B runs).
-    static const bool prepare_allowed = env_on_unless_zero("QB_PREFILL_PREPARE");
     std::function<void()> prepare_next;
-    if (prepare_allowed && !where.decode && input_ids.is_cuda() && i + 1 < parts_.layers.size()) {
+    if (prefill_prepare_ && !where.decode && input_ids.is_cuda() && i + 1 < parts_.layers.size()) {
       const DecoderLayer& next = parts_.layers[i + 1];
       const int64_t rows = input_ids.numel();
       prepare_next = [&next, rows] {

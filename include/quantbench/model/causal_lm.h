@@ -66,11 +66,15 @@ class CausalLM {
   std::string lm_head_format() const { return parts_.lm_head->format_name(); }
   // Largest number of positions the model accepts (learned position tables bound it).
   int64_t max_positions() const;
+  // Whether a prefill asks each next layer's projections to prepare beside the down projection (Linear::prepare).
+  // Default: on, unless QB_PREFILL_PREPARE=0. The output is the same either way (tests compare the two).
+  void set_prefill_prepare(bool on) { prefill_prepare_ = on; }
 
  private:
   at::Tensor embed(const at::Tensor& input_ids, const StepPositions& where) const;
   CausalLMParts parts_;
   RotaryTable rope_;
+  bool prefill_prepare_ = true;
 };
 
 }  // namespace qb::model
