@@ -167,7 +167,8 @@ void q4_dequantized_matmul_cublas(cublasHandle_t handle, DType dtype, const void
                                   int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M, cudaStream_t stream) {
   QB_CHECK(M > 0 && N > 0 && K > 0 && ldx >= K && ldy >= N, kInvalidInput,
            "q4_dequantized_matmul_cublas: bad sizes M={} N={} K={} ldx={} ldy={}", M, N, K, ldx, ldy);
-  // The calls q4_tile_matmul_cublas makes for a one-chunk row plan, after its dequantize: the same GEMM, the same bits.
+  // The calls q4_tile_matmul_cublas makes for a one-chunk row plan after its dequantize (and q4_flat_matmul_cublas after
+  // its own): the same GEMM, the same bits.
   float beta = 0.f;
   if (bias != nullptr) {
     fill_bias(dtype, y, ldy, bias, M, N, stream);
@@ -181,12 +182,7 @@ void q4_flat_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4FlatWeigh
   QB_CHECK(M > 0 && ldx >= w.K && ldy >= w.N, kInvalidInput, "q4_flat_matmul_cublas: bad sizes M={} ldx={} ldy={}",
            M, ldx, ldy);
   q4_flat_dequant(dtype, w, scratch, stream);
-  float beta = 0.f;
-  if (bias != nullptr) {
-    fill_bias(dtype, y, ldy, bias, M, w.N, stream);
-    beta = 1.f;
-  }
-  gemm(handle, dtype, w.N, M, w.K, scratch, w.K, x, ldx, beta, y, cuda_type(dtype), ldy);
+  q4_dequantized_matmul_cublas(handle, dtype, scratch, w.N, w.K, x, ldx, bias, y, ldy, M, stream);
 }
 
 }  // namespace qb::kernels

@@ -128,10 +128,10 @@ Q4GemvConfig q4_tile_gemm_config(DType dtype, const Q4TileWeights& w, int64_t M,
   const bool cuda_cores = c.compute == Q4GemvCompute::kCudaCores;
   // Two stages (one chunk in flight per warp, many warps) were as fast as or faster than deeper rings at M = 1 and 16
   // on every shape measured (NOTES-q4.md): the parallelism comes from warps, not from ring depth.
+  auto ring_depth_allowed = [](int stages) { return stages == 2 || stages == 3 || stages == 4 || stages == 6; };
   const ForcedShape forced = request.warps == 0 && request.stages == 0 ? forced_shape(w.N, w.K) : ForcedShape{};
-  const bool forced_stages = forced.stages == 2 || forced.stages == 3 || forced.stages == 4 || forced.stages == 6;
-  if (c.stages == 0) c.stages = forced_stages ? forced.stages : default_stages();
-  QB_CHECK(c.stages == 2 || c.stages == 3 || c.stages == 4 || c.stages == 6, kInvalidInput,
+  if (c.stages == 0) c.stages = ring_depth_allowed(forced.stages) ? forced.stages : default_stages();
+  QB_CHECK(ring_depth_allowed(c.stages), kInvalidInput,
            "q4_tile_gemm: stages must be 2, 3, 4 or 6, got {}", c.stages);
   QB_CHECK(c.warps == 0 || (c.warps >= 1 && c.warps <= max_warps(nt)), kInvalidInput,
            "q4_tile_gemm: {} warps per block outside 1..{} for M = {}", c.warps, max_warps(nt), M);

@@ -13,9 +13,9 @@
 
 #include <cstdlib>
 #include <limits>
-#include <string>
 #include <utility>
 
+#include "quantbench/core/env_switch.h"
 #include "quantbench/quant/format.h"
 #include "quantbench/quant/q4_linear.h"
 #include "test_support.h"
@@ -109,15 +109,14 @@ TEST(Q4Gpu, AwqFp16LargeActivationsStayFinite) {
 }
 
 // prepare(M) (its dequantize on the layer's second stream), then forward(M): the dequantize-then-GEMM path's output bit
-// for bit, the prepared weight
-// used once (a forward of another size, or a second one, recomputes). M = 1024 is past the fused kernel's range, so the
-// two-pass path and its preparation are certain to run (unless QB_Q4_WGMMA forces the fused kernel everywhere: then
-// nothing is prepared, and the outputs must still agree); at M = 100 whichever path the policy picks must agree too.
+// for bit, the prepared weight used once (a forward of another size, or a second one, recomputes). M = 1024 is past the
+// fused kernel's range, so the two-pass path and its preparation are certain to run (unless QB_Q4_WGMMA forces the
+// fused kernel everywhere: then nothing is prepared, and the outputs must still agree); at M = 100 whichever path the
+// policy picks must agree too.
 TEST(Q4Gpu, PreparedWeightGivesTheSameOutput) {
   QB_REQUIRE_CUDA();
-  const char* wgmma = std::getenv("QB_Q4_WGMMA");
-  const std::string forced = wgmma != nullptr ? wgmma : "";
-  const bool two_pass_at_1024 = forced != "1" && forced != "rs" && forced != "ss";
+  const bool two_pass_at_1024 =
+      !env_equals("QB_Q4_WGMMA", "1") && !env_equals("QB_Q4_WGMMA", "rs") && !env_equals("QB_Q4_WGMMA", "ss");
   at::manual_seed(12);
   const Variant variants[] = {{"nf4", false, 64}, {"nf4", true, 64}, {"awq", false, 128}};
   for (const Variant& v : variants) {
