@@ -134,15 +134,6 @@ __device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
   return ActOps<Act>::pack(nz, nz);
 }
 
-// The codebook the pair table is built from: as given, or awq's centred codes.
-template <typename Act, Q4ScaleMode MODE>
-__device__ __forceinline__ void table_codebook(const float (&given)[16], float (&out)[16]) {
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    out[i] = MODE == Q4ScaleMode::kAffine ? (given[i] - kAffineCentre) * ActOps<Act>::kAffineMul1 : given[i];
-  }
-}
-
 // The weight pair of byte B of `word` (tensor-core path): the table's pair, plus the zero pair for awq (exact).
 template <typename Act, Q4ScaleMode MODE, int B>
 __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word, uint32_t neg_zero) {
@@ -353,10 +344,10 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  {
-    float codebook[16];
-    table_codebook<Act, MODE>(w.codebook, codebook);
-    fill_pair_table<Act>(table, codebook);
+  if constexpr (MODE == Q4ScaleMode::kAffine) {  // awq's centred codes (c - 8) * unit
+    fill_pair_table<Act, true>(table, w.codebook, kAffineCentre, ActOps<Act>::kAffineMul1);
+  } else {
+    fill_pair_table<Act>(table, w.codebook);
   }
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
