@@ -34,10 +34,11 @@ struct ActOps<__half> {
   }
   static __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
   static __device__ __forceinline__ __half from_float(float v) { return __float2half_rn(v); }
-  // Packed pair arithmetic for the CUDA-core decode path and awq's zero point.
-  // awq codes enter fp16 sums as (code - 8) / 16 and (8 - zero) / 16, exact; |(c - 8) / 16| <= 1/2 keeps an
-  // 8-product fp16 partial finite up to |x| ~ 16000 and the lane's 8-value x sum up to ~8000 (as nf4's codebook
-  // does), and the scale takes the 16 back in fp32 (exact).
+  // Packed pair arithmetic for the CUDA-core decode path and awq's (code - zero).
+  // awq codes enter fp16 sums as (code - zero) / 16 = fma(code, 1/16, -zero/16), exact; |(c - z) / 16| < 1 keeps
+  // an 8-product fp16 partial finite up to |x| ~ 8700 (as nf4's codebook does), and the scale takes the 16 back
+  // in fp32 (exact).
+  static constexpr uint32_t kAffineMul = 0x2C002C00u;  // (1/16, 1/16)
   static constexpr float kAffineMul1 = 0.0625f;
   static constexpr float kAffineScale = 1.0f / kAffineMul1;
   static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
@@ -47,14 +48,6 @@ struct ActOps<__half> {
   }
   static __device__ __forceinline__ float2 to_float2(uint32_t v) {
     return __half22float2(*reinterpret_cast<const __half2*>(&v));
-  }
-  static __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b) {
-    __half2 r = __hadd2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-  static __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
-    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
   }
 };
 
@@ -78,7 +71,8 @@ struct ActOps<__nv_bfloat16> {
   }
   static __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   static __device__ __forceinline__ __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
-  // bf16 has fp32's range: awq codes enter as (code - 8) and (8 - zero), exact.
+  // bf16 has fp32's range: awq codes enter as (code - zero) = fma(code, 1, -zero), exact.
+  static constexpr uint32_t kAffineMul = 0x3F803F80u;  // (1, 1)
   static constexpr float kAffineMul1 = 1.0f;
   static constexpr float kAffineScale = 1.0f / kAffineMul1;
   static __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
@@ -89,14 +83,6 @@ struct ActOps<__nv_bfloat16> {
   // bf16 -> fp32 is a shift: the low half moves up, the high half is masked.
   static __device__ __forceinline__ float2 to_float2(uint32_t v) {
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xFFFF0000u));
-  }
-  static __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b) {
-    __nv_bfloat162 r = __hadd2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-  static __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
-    return *reinterpret_cast<uint32_t*>(&r);
   }
 };
 
@@ -118,17 +104,12 @@ __device__ __forceinline__ uint32_t table_pair(uint32_t lane_base, uint32_t word
   return pair;
 }
 
-// Fills a pair table (every thread of the block, strided; the caller synchronizes). kCentred: the table holds
-// (codebook[c] - centre) * unit instead, computed here from the codebook where it lies (a local copy of the
-// codebook, indexed at run time, would live in local memory: it cost ~5% end to end).
-template <typename Act, bool kCentred = false>
-__device__ __forceinline__ void fill_pair_table(uint32_t* table, const float (&codebook)[16], float centre = 0.f,
-                                                float unit = 1.f) {
+// Fills a pair table (every thread of the block, strided; the caller synchronizes).
+template <typename Act>
+__device__ __forceinline__ void fill_pair_table(uint32_t* table, const float (&codebook)[16]) {
   for (int i = threadIdx.x; i < kPairTableWords / 4; i += blockDim.x) {
     const int b = i >> 3;  // 8 uint4 (32 lanes) per byte value
-    const float hi = codebook[b >> 4], lo = codebook[b & 15];
-    const uint32_t v =
-        kCentred ? ActOps<Act>::pack((hi - centre) * unit, (lo - centre) * unit) : ActOps<Act>::pack(hi, lo);
+    const uint32_t v = ActOps<Act>::pack(codebook[b >> 4], codebook[b & 15]);
     reinterpret_cast<uint4*>(table)[i] = make_uint4(v, v, v, v);
   }
 }

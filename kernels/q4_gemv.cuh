@@ -38,14 +38,9 @@
 //   a [256 byte values][32 lanes] table of (codebook[hi], codebook[lo]) words in shared memory (lane l reads
 //   column l: no bank conflicts), PRMT + IMAD + LDS.
 //   nf4/fp4: the codebook is rounded to Act once (fp16: <= 2^-12, bf16: <= 2^-9 relative).
-//   awq:     the table holds the centred codes (c - 8) * unit, exact (unit: q4_common.cuh), and the zero enters
-//            as -(zero - 8) * unit, exact too: (c - 8) u - (z - 8) u = (c - z) u. On tensor cores one add2 a pair
-//            makes the weight; on CUDA cores no per-pair op at all: sum (c - z) u x = sum (c - 8) u x
-//            - (z - 8) u sum x, and sum x (the lane's 16 columns, 7 add2) is shared by its two rows, so a chunk
-//            costs 9 packed ops where the per-pair form cost 16. The products are smaller than before (|c - 8| <= 8
-//            against |c - z| <= 15); the x sum adds one rounded term, |z - 8| u |sum x| (z - 8 is small for
-//            weights quantized around zero). (Was PRMT + LOP3 with a magic exponent + fma2, no table: the ALU pipe
-//            ran at 53% on gate_up and every awq shape took ~23% longer than nf4; through the table, 3-16% longer.)
+//   awq:     the codebook is 0..15 (exact); one fma2 makes (code - zero) * unit, exact (unit: q4_common.cuh).
+//            (Was PRMT + LOP3 with a magic exponent + fma2, no table: the ALU pipe ran at 53% on gate_up and
+//            every awq shape took ~23% longer than nf4; through the table, 3-16% longer.)
 // Tensor cores (kCudaCores false, any M): mma.m16n8k16 with the lane's physical columns in the fragment's
 //   logical k slots (step j takes columns 16t + 4j + {0,1} as k {2t, 2t+1} and +{2,3} as {2t+8, 2t+9}; x is
 //   loaded to match: 16 consecutive values per lane and token), fp32 accumulation; each chunk's partial sum is
@@ -54,10 +49,9 @@
 //   over the row's 8 bytes (8 products per half), then to fp32, scaled, accumulated in fp32. Error of that
 //   partial: <= 8 u sum|products| (u = 2^-11 fp16, 2^-8 bf16), independent across the K/16 partials, so the
 //   result keeps a relative error of a few u (bound and test: tests/test_bnb_4bit_gpu.cpp). Range: fp16
-//   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4; awq's fp16 codes enter as
-//   (code - 8) / 16, |.| <= 1/2, but its pair sum of 8 x values overflows from the same 8188); products below
-//   2^-14 are fp16 subnormals (2^-24 absolute error), which for awq starts at |x| ~ 2^-10 rather than 2^-14 (the
-//   price of the 1/16).
+//   partials overflow only when 8 |code| |x| > 65504, i.e. |x| > 8188 (nf4/fp4) or > 8735 (awq, whose fp16
+//   codes enter as (code - zero) / 16: |.| <= 15/16); products below 2^-14 are fp16 subnormals (2^-24 absolute
+//   error), which for awq starts at |x| ~ 2^-10 rather than 2^-14 (the price of the 1/16).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -124,21 +118,19 @@ __device__ __forceinline__ void cp_async_wait_pending(int pending) {
   }
 }
 
-// awq: the codes the pair table holds, (c - 8) * unit for c = 0..15 (codebook 0..15, host contract), and the pair
-// -(zero - 8) * unit that completes them; unit = 1/16 (fp16) or 1 (bf16): exact either way (q4_common.cuh says why
-// fp16 codes are scaled).
-constexpr float kAffineCentre = 8.f;
+// awq: the pair -(zero * unit) that code_pair adds to (code_hi, code_lo) * unit, unit = 1/16 (fp16) or 1 (bf16):
+// exact either way (q4_common.cuh says why fp16 codes are scaled).
 template <typename Act>
 __device__ __forceinline__ uint32_t affine_neg_zero(uint32_t word) {
-  const float nz = (kAffineCentre - static_cast<float>(word >> 16)) * ActOps<Act>::kAffineMul1;  // zero 0..15
+  const float nz = -static_cast<float>(word >> 16) * ActOps<Act>::kAffineMul1;  // zero point 0..15
   return ActOps<Act>::pack(nz, nz);
 }
 
-// The weight pair of byte B of `word` (tensor-core path): the table's pair, plus the zero pair for awq (exact).
 template <typename Act, Q4ScaleMode MODE, int B>
 __device__ __forceinline__ uint32_t code_pair(uint32_t lane_base, uint32_t word, uint32_t neg_zero) {
   if constexpr (MODE == Q4ScaleMode::kAffine) {
-    return ActOps<Act>::add2(table_pair<B>(lane_base, word), neg_zero);
+    // The table holds the exact codes (awq's codebook is 0..15); one fma2 makes (code - zero) * unit, exact.
+    return ActOps<Act>::fma2(table_pair<B>(lane_base, word), ActOps<Act>::kAffineMul, neg_zero);
   } else {
     return table_pair<B>(lane_base, word);
   }
@@ -190,26 +182,19 @@ __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
     const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
     const uint32_t xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-    // awq: the pair sum of the lane's 16 x values (a tree: three dependent adds), which the zero pair scales.
-    uint32_t x_sum = 0;
-    if constexpr (MODE == Q4ScaleMode::kAffine) {
-      using O = ActOps<Act>;
-      x_sum = O::add2(O::add2(O::add2(xw[0], xw[1]), O::add2(xw[2], xw[3])),
-                      O::add2(O::add2(xw[4], xw[5]), O::add2(xw[6], xw[7])));
-    }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const uint32_t wa = h == 0 ? wv.x : wv.z, wb = h == 0 ? wv.y : wv.w;
+      const uint32_t nz = h == 0 ? nz_g : nz_g8;
       uint32_t s2 = 0;
-      if constexpr (MODE == Q4ScaleMode::kAffine) s2 = ActOps<Act>::mul2(h == 0 ? nz_g : nz_g8, x_sum);
-      s2 = ActOps<Act>::fma2(table_pair<0>(lane_base, wa), xw[0], s2);
-      s2 = ActOps<Act>::fma2(table_pair<1>(lane_base, wa), xw[1], s2);
-      s2 = ActOps<Act>::fma2(table_pair<2>(lane_base, wa), xw[2], s2);
-      s2 = ActOps<Act>::fma2(table_pair<3>(lane_base, wa), xw[3], s2);
-      s2 = ActOps<Act>::fma2(table_pair<0>(lane_base, wb), xw[4], s2);
-      s2 = ActOps<Act>::fma2(table_pair<1>(lane_base, wb), xw[5], s2);
-      s2 = ActOps<Act>::fma2(table_pair<2>(lane_base, wb), xw[6], s2);
-      s2 = ActOps<Act>::fma2(table_pair<3>(lane_base, wb), xw[7], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wa, nz), xw[2], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wa, nz), xw[3], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wb, nz), xw[4], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wb, nz), xw[5], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], s2);
       const float2 f = ActOps<Act>::to_float2(s2);
       acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, f.x + f.y, acc[0][2 * h]);
     }
@@ -344,11 +329,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     }
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
-  if constexpr (MODE == Q4ScaleMode::kAffine) {  // awq's centred codes (c - 8) * unit
-    fill_pair_table<Act, true>(table, w.codebook, kAffineCentre, ActOps<Act>::kAffineMul1);
-  } else {
-    fill_pair_table<Act>(table, w.codebook);
-  }
+  fill_pair_table<Act>(table, w.codebook);
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }
