@@ -180,8 +180,14 @@ struct StepLoads {
   float scale[RT][2];
 };
 
+// The one-round int8 form (8 warps x 7 steps, gemv_one_round_fits) asks for three blocks an SM (80 registers, a few
+// bytes spilled outside the loads) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are resident at once.
+template <int KSPLIT, int UNROLL, bool PER_GROUP>
+constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
+
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
-__global__ void __launch_bounds__(KSPLIT * 32) gemv_mma_kernel(const GemvParams p) {
+__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
+    gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT == 2, "a gated block computes one gate and one up row tile");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
   constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
@@ -402,6 +408,23 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_steps} * KSPLIT) return false;
   const int per_sm = resident_blocks_per_sm(
       reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>),
+      KSPLIT * 32);
+  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
+}
+
+// Whether <WK, T, MT, RT, KSPLIT, UNROLL> takes a row of k_weights columns in one round (every weight load of a
+// warp issued before the PDL wait) with `blocks` blocks all resident at once, where the form it replaces
+// (default_steps_a_round) would need more rounds: the short-K, few-block layers (Qwen2-7B int8 qkv and o at 1.55-2.5
+// TB/s), whose second round's loads otherwise start only after the first round is computed.
+// QB_GEMV_ONE_ROUND=0: never (A/B).
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
+bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
+  static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
+  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
+  const int64_t steps = (k_weights + kStepK - 1) / kStepK;
+  if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
+  const int per_sm = resident_blocks_per_sm(
+      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false>),
       KSPLIT * 32);
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }

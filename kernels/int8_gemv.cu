@@ -20,13 +20,17 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 
 // Block shape (kernels/NOTES-int8.md has the sweeps): up to M = 8 one 8-token tile per warp, 16
 // warps per block splitting K, two 16-byte loads per row per lane per round, software-pipelined where the
-// grid fits on the chip and K is long (gemv_pipeline_pays); 9..16 tokens one row tile and four loads (two row
+// grid fits on the chip and K is long (gemv_pipeline_pays); where K is at most 56 steps of 64 and the grid fits,
+// 8 warps taking 7 steps each in one round (gemv_one_round_fits); 9..16 tokens one row tile and four loads (two row
 // tiles on very wide N); 17..32 two row tiles.
 template <typename T, bool PER_GROUP>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
-    if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
+    const int64_t blocks = (p.N + 15) / 16;
+    if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, PER_GROUP>(blocks, p.k_weights, 16 * 2)) {
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP>(p, stream);
+    } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>(blocks, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, false, true>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
