@@ -299,15 +299,12 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   const uint8_t* p_scales = scale_bytes + p_tile * tile_scale_bytes;
   // Lanes 0 .. 2 kRecordLanes - 1 copy the two chunks' scale records (16 bytes each) to stage + 1024 + h * 64.
   const int rec_h = lane / kRecordLanes, rec_part = lane % kRecordLanes;
-  // awq with groups of >= 128 columns: a pair's two chunks share one record (the consumer reuses the first), so the
-  // second is not copied.
-  const bool rec_copies = rec_h < 2 && !(MODE == Q4ScaleMode::kAffine && w.unit_shift > 0 && rec_h == 1);
   const uint32_t rec_dst = 2 * kChunkCodeBytes + rec_h * 64 + rec_part * 16 - lane * 16;  // from p_dst, mod 2^32
   auto issue = [&]() {
     if (p_q < total && p_chunk < C) {
       cp_async16(p_dst, p_codes, weight_policy);
       if (p_chunk + 1 < C) cp_async16(p_dst + kChunkCodeBytes, p_codes + kChunkCodeBytes, weight_policy);
-      if (rec_copies && p_chunk + rec_h < C) {
+      if (rec_h < 2 && p_chunk + rec_h < C) {
         cp_async16(p_dst + rec_dst,
                    p_scales + ((p_chunk + rec_h) >> w.unit_shift) * scale_record_bytes(MODE) + rec_part * 16,
                    weight_policy);
