@@ -416,15 +416,14 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 // warp issued before the PDL wait) with `blocks` blocks all resident at once, where the form it replaces
 // (default_steps_a_round) would need more rounds: the short-K, few-block layers (Qwen2-7B int8 qkv and o at 1.55-2.5
 // TB/s), whose second round's loads otherwise start only after the first round is computed.
-// QB_GEMV_ONE_ROUND=0: never (A/B); =waves: also grids of several waves.
+// QB_GEMV_ONE_ROUND=0: never (A/B); QB_GEMV_ONE_ROUND_MIN_BLOCKS=n: only grids of >= n blocks (A/B).
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
-  static const bool waves = env_equals("QB_GEMV_ONE_ROUND", "waves");
+  static const int min_blocks = env_int("QB_GEMV_ONE_ROUND_MIN_BLOCKS", 0, 0);
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
-  if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
-  if (waves) return true;
+  if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round || blocks < min_blocks) return false;
   const int per_sm = resident_blocks_per_sm(
       reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false>),
       KSPLIT * 32);
