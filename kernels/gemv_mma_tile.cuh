@@ -416,14 +416,17 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 // warp issued before the PDL wait) with `blocks` blocks all resident at once, where the form it replaces
 // (default_steps_a_round) would need more rounds: the short-K, few-block layers (Qwen2-7B int8 qkv and o at 1.55-2.5
 // TB/s), whose second round's loads otherwise start only after the first round is computed.
-// QB_GEMV_ONE_ROUND=0: never (A/B); QB_GEMV_ONE_ROUND_MIN_BLOCKS=n: only grids of >= n blocks (A/B).
+// Measured (BENCHMARKS.md, session 29, alternating in one call): Qwen2-7B int8 +0.3-0.55% end to end. In the kernel
+// trace qkv went 226 -> 132 us a step, but the attention after it took 60 us more and o 34 us more: the qkv grid
+// leaves no SM free for the attention's whole-SM blocks, whose pre-wait prefetch then starts later. Grids of several
+// waves lost 7% (gate_up 1430 -> 1480 us, o 157 -> 281).
+// QB_GEMV_ONE_ROUND=0: never (A/B).
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
-  static const int min_blocks = env_int("QB_GEMV_ONE_ROUND_MIN_BLOCKS", 0, 0);
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
-  if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round || blocks < min_blocks) return false;
+  if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
   const int per_sm = resident_blocks_per_sm(
       reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false>),
       KSPLIT * 32);
