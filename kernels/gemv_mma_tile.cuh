@@ -186,14 +186,10 @@ struct StepLoads {
 template <int KSPLIT, int UNROLL, bool PER_GROUP>
 constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
 
-// TG > 1: a block of TG groups of KSPLIT warps, group j on row tile blockIdx.x * TG + j (fewer, larger blocks: a grid
-// of T / TG blocks on as many SMs leaves the others free for the next kernel's blocks to start early).
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          int TG = 1>
-__global__ void __launch_bounds__(KSPLIT * 32 * TG, TG > 1 ? 1 : gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
+__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT == 2, "a gated block computes one gate and one up row tile");
-  static_assert(TG == 1 || (RT == 1 && !GATED), "tile groups: one row tile a group, ungated");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
   constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
   constexpr int kStepK = 4 * kLaneElems;       // k covered by one warp step
@@ -204,12 +200,11 @@ __global__ void __launch_bounds__(KSPLIT * 32 * TG, TG > 1 ? 1 : gemv_min_blocks
   using Traits = HalfTraits<T>;
   using Loads = StepLoads<RT, PER_GROUP>;
 
-  const int warp = TG > 1 ? (threadIdx.x >> 5) % KSPLIT : threadIdx.x >> 5;  // within its tile group
-  const int group = TG > 1 ? static_cast<int>(threadIdx.x >> 5) / KSPLIT : 0;
+  const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;
   const int t = lane & 3;
-  const int n0 = (blockIdx.x * TG + group) * kRows;
+  const int n0 = blockIdx.x * kRows;
   // Row tile r starts at tile_base + r * tile_stride: consecutive tiles, or (GATED) gate tile b and up tile b + N / 32.
   const int tile_base = GATED ? blockIdx.x * 16 : n0;
   const int tile_stride = GATED ? (p.N >> 5) * 16 : 16;
@@ -349,15 +344,15 @@ __global__ void __launch_bounds__(KSPLIT * 32 * TG, TG > 1 ? 1 : gemv_min_blocks
   }
 
   // Cross-warp reduction: [warp][token][row], rows padded by one float against bank conflicts.
-  __shared__ float partial[TG][KSPLIT][MT * 8][kRows + 1];
+  __shared__ float partial[KSPLIT][MT * 8][kRows + 1];
 #pragma unroll
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
-      partial[group][warp][i * 8 + 2 * t][16 * r + g] = acc[r][i][0];
-      partial[group][warp][i * 8 + 2 * t + 1][16 * r + g] = acc[r][i][1];
-      partial[group][warp][i * 8 + 2 * t][16 * r + g + 8] = acc[r][i][2];
-      partial[group][warp][i * 8 + 2 * t + 1][16 * r + g + 8] = acc[r][i][3];
+      partial[warp][i * 8 + 2 * t][16 * r + g] = acc[r][i][0];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g] = acc[r][i][1];
+      partial[warp][i * 8 + 2 * t][16 * r + g + 8] = acc[r][i][2];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g + 8] = acc[r][i][3];
     }
   }
   __syncthreads();
@@ -368,27 +363,26 @@ __global__ void __launch_bounds__(KSPLIT * 32 * TG, TG > 1 ? 1 : gemv_min_blocks
     auto row_sum = [&](int m, int r, int n) {
       float sum = 0.0f;
 #pragma unroll
-      for (int w = 0; w < KSPLIT; ++w) sum += partial[0][w][m][r];
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
       if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
       if (bias != nullptr) sum += Traits::to_float(bias[n]);
       return sum;
     };
     const int inter = p.N >> 1, n = blockIdx.x * 16;
-    for (int o = threadIdx.x; o < MT * 8 * 16; o += KSPLIT * 32) {  // TG == 1
+    for (int o = threadIdx.x; o < MT * 8 * 16; o += KSPLIT * 32) {
       const int m = o / 16, r = o % 16;
       if (m >= p.M) continue;
       y[(int64_t)m * p.ldy + n + r] = gated_output<T>(row_sum(m, r, n + r), row_sum(m, 16 + r, inter + n + r), p.act);
     }
   } else {
-    for (int o = threadIdx.x; o < TG * MT * 8 * kRows; o += KSPLIT * 32 * TG) {
-      const int gr = o / (MT * 8 * kRows);  // the tile group whose sums this thread adds
-      const int m = o % (MT * 8 * kRows) / kRows;
+    for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
+      const int m = o / kRows;
       const int r = o % kRows;
-      const int n = (blockIdx.x * TG + gr) * kRows + r;
+      const int n = n0 + r;
       if (m >= p.M || n >= p.N) continue;
       float sum = 0.0f;
 #pragma unroll
-      for (int w = 0; w < KSPLIT; ++w) sum += partial[gr][w][m][r];
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
       if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
       if (bias != nullptr) sum += Traits::to_float(bias[n]);
       y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
@@ -426,28 +420,29 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 // Measured (BENCHMARKS.md, session 29, alternating in one call): Qwen2-7B int8 +0.3-0.55% end to end. In the kernel
 // trace qkv went 226 -> 132 us a step, but the attention after it took 60 us more and o ~34 us more: the qkv grid
 // leaves no SM free for the attention's whole-SM blocks, whose pre-wait prefetch then starts later. Grids of several
-// waves lost 7% (gate_up 1430 -> 1480 us, o 157 -> 281).
+// waves lost 7% (gate_up 1430 -> 1480 us, o 157 -> 281). Blocks of three tile groups (768 threads, T / 3 blocks, so
+// that the qkv grid leaves SMs free for the attention) lost 1.8%: qkv 132 -> 162 us, o 155 -> 182, attention 181 -> 169.
 // QB_GEMV_ONE_ROUND=0: never (A/B).
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, int TG = 1>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
   constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
   if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
   const int per_sm = resident_blocks_per_sm(
-      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false, TG>),
-      KSPLIT * 32 * TG);
+      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false>),
+      KSPLIT * 32);
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,
-          bool PIPE = false, int TG = 1>
+          bool PIPE = false>
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
-  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT * TG - 1) / (16 * RT * TG));  // GATED: N / 32
-  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, TG>, blocks, KSPLIT * 32 * TG, 0,
-             stream, p);
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
+             p);
 }
 
 }  // namespace qb::kernels::gemv

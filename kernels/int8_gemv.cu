@@ -28,13 +28,6 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
     const int64_t blocks = (p.N + 15) / 16;
-    if constexpr (!PER_GROUP) {  // per-group scales spill in the 768-thread block
-      static const bool grouped = env_equals("QB_GEMV_TILE_GROUPS", "3");
-      if (grouped && gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, false, 3>((blocks + 2) / 3, p.k_weights, 32)) {
-        gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, false, false, false, 3>(p, stream);
-        return;
-      }
-    }
     if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, PER_GROUP>(blocks, p.k_weights, 16 * 2)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>(blocks, p.k_weights)) {
