@@ -418,10 +418,10 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 // (default_steps_a_round) would need more rounds: the short-K, few-block layers (Qwen2-7B int8 qkv and o at 1.55-2.5
 // TB/s), whose second round's loads otherwise start only after the first round is computed.
 // Measured (BENCHMARKS.md, session 29, alternating in one call): Qwen2-7B int8 +0.3-0.55% end to end. In the kernel
-// trace qkv went 226 -> 132 us a step, but the attention after it took 60 us more and o ~34 us more: the qkv grid
-// leaves no SM free for the attention's whole-SM blocks, whose pre-wait prefetch then starts later. Grids of several
+// trace qkv went 226 -> 132 us a step, but the attention after it took 60 us more and o ~34 us more. Grids of several
 // waves lost 7% (gate_up 1430 -> 1480 us, o 157 -> 281). Blocks of three tile groups (768 threads, T / 3 blocks, so
-// that the qkv grid leaves SMs free for the attention) lost 1.8%: qkv 132 -> 162 us, o 155 -> 182, attention 181 -> 169.
+// that the qkv grid leaves SMs free for the attention's whole-SM blocks to start their pre-wait prefetch) lost 1.8%:
+// qkv 132 -> 162 us, o 155 -> 182, attention only 181 -> 169; so SM room is not what delays the attention.
 // QB_GEMV_ONE_ROUND=0: never (A/B).
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
