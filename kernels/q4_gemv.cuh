@@ -186,19 +186,17 @@ __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const
     for (int h = 0; h < 2; ++h) {
       const uint32_t wa = h == 0 ? wv.x : wv.z, wb = h == 0 ? wv.y : wv.w;
       const uint32_t nz = h == 0 ? nz_g : nz_g8;
-      // Two chains of four products (columns 16t..16t+7 and 16t+8..16t+15), not one of eight: ncu had "wait" (a
-      // fixed-latency dependency) as the top stall of the M = 1 kernel.
-      uint32_t sa = 0, sb = 0;
-      sa = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], sa);
-      sb = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wb, nz), xw[4], sb);
-      sa = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], sa);
-      sb = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wb, nz), xw[5], sb);
-      sa = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wa, nz), xw[2], sa);
-      sb = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], sb);
-      sa = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wa, nz), xw[3], sa);
-      sb = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], sb);
-      const float2 fa = ActOps<Act>::to_float2(sa), fb = ActOps<Act>::to_float2(sb);
-      acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, (fa.x + fa.y) + (fb.x + fb.y), acc[0][2 * h]);
+      uint32_t s2 = 0;
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wa, nz), xw[0], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wa, nz), xw[1], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wa, nz), xw[2], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wa, nz), xw[3], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 0>(lane_base, wb, nz), xw[4], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 1>(lane_base, wb, nz), xw[5], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 2>(lane_base, wb, nz), xw[6], s2);
+      s2 = ActOps<Act>::fma2(code_pair<Act, MODE, 3>(lane_base, wb, nz), xw[7], s2);
+      const float2 f = ActOps<Act>::to_float2(s2);
+      acc[0][2 * h] = fmaf(h == 0 ? sg : sg8, f.x + f.y, acc[0][2 * h]);
     }
   } else {
     uint4 xv[NT][2];
