@@ -17,8 +17,7 @@
 // contiguous stretch of the tile (DRAM locality; the int8 GEMV measured contiguous per-warp ranges 10% slower).
 // A block loops over tiles blockIdx.x, + gridDim.x, ...: one block per tile when the tiles all fit on the chip
 // at once, else a persistent grid of as many blocks as are resident. After each tile the S partial results meet
-// in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y: after a block barrier,
-// or at M = 1 (CUDA cores) by the last warp to finish the tile while the others go on (no barrier).
+// in shared memory (double-buffered, summed in warp order) and one rounding to Act writes y.
 // Gated epilogue (kGated, gated_epilogue.h; N % 32 == 0; instantiated for NT = 1 only): a block's tiles come in
 // pairs, gate tile j then up tile j + T / 2 (j = blockIdx.x, + gridDim.x, ...; the grid is at most T / 2); the gate
 // tile's fp32 sums wait in shared memory (gate_sums) and the up tile's epilogue writes act(gate) * up into
@@ -260,9 +259,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
   __shared__ __align__(16) uint32_t table[kPairTableWords];
-  // CUDA cores (M = 1): the tile's epilogue is run by the last warp to finish it, without a block barrier (below).
-  __shared__ int arrived[2];  // warps done with the tile whose partials are in buffer b
-  __shared__ int epilogues_done;
   extern __shared__ __align__(16) uint8_t dyn_smem[];
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -334,10 +330,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   };
   for (int s = 0; s < stages - 1; ++s) issue();  // first loads in flight before the table is built
   fill_pair_table<Act>(table, w.codebook);
-  if (tid == 0) {
-    arrived[0] = arrived[1] = 0;
-    epilogues_done = 0;
-  }
   if constexpr (kNested) {
     for (int i = tid; i < 256; i += static_cast<int>(blockDim.x)) nested_code[i] = w.nested_code[i];
   }
@@ -364,7 +356,7 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   // without; BENCHMARKS.md, session 24).
   const Act* const x_frag_base = kXFrag ? x : nullptr;
 
-  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0, c_k = 0;
+  int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
     issue();                            // item q + stages - 1; p_off now names item q's slot
     cp_async_wait_pending(stages - 1);  // item q's group has landed
@@ -402,63 +394,6 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
           acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 1);
           acc[0][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[0][e], 2);
         }
-        // No block barrier: a warp writes its partials once the epilogue of the tile two back (same buffer) is done,
-        // and the last warp to finish the tile (a shared-memory count) sums the S partials and writes y, while the
-        // others go on into the next tile. ncu had the per-tile __syncthreads as a top stall of the M = 1 kernel
-        // (28 chunk pairs over 8 warps leave half of them a pair short every tile). Epilogues finish in tile order:
-        // the warp that runs one is among those the next tile waits for.
-        if (lane == 0) {
-          while (*reinterpret_cast<volatile int*>(&epilogues_done) < c_k - 1) __nanosleep(32);
-        }
-        __syncwarp();
-        __threadfence_block();
-        pb[(warp * kParts + 0) * 32 + lane] = acc[0][0];
-        pb[(warp * kParts + 2) * 32 + lane] = acc[0][2];
-        acc[0][0] = acc[0][1] = acc[0][2] = acc[0][3] = 0.f;
-        __syncwarp();
-        int before = 0;
-        if (lane == 0) {
-          __threadfence_block();
-          before = atomicAdd(&arrived[buf], 1);
-        }
-        before = __shfl_sync(0xFFFFFFFFu, before, 0);
-        if (before == S - 1) {  // the last warp of this tile
-          __threadfence_block();
-          const int64_t row0 = static_cast<int64_t>(c_tile) * 16;
-          if (lane < 16) {
-            const int r = lane;
-            const int64_t n = row0 + r;
-            if (n < w.N) {
-              const int idx = ((r >> 3) * 2) * 32 + (r & 7) * 4;  // e = 2 (r / 8), lane (r % 8, t = 0)
-              float sum = 0.f;
-              for (int p = 0; p < S; ++p) sum += *reinterpret_cast<volatile float*>(&pb[p * kParts * 32 + idx]);
-              if (bias != nullptr) sum += ActOps<Act>::to_float(bias[n]);
-              if constexpr (!kGated) {
-                y[n] = ActOps<Act>::from_float(sum);
-              } else if ((c_item & 1) == 0) {
-                gate_sums[r] = sum;  // read back in the up tile's epilogue, which runs after this one
-              } else {
-                y[n - 16 * half_T] = gated_output<Act>(*reinterpret_cast<volatile float*>(&gate_sums[r]), sum,
-                                                       gate_act);
-              }
-            }
-          }
-          __syncwarp();
-          if (lane == 0) {
-            arrived[buf] = 0;
-            __threadfence_block();
-            atomicAdd(&epilogues_done, 1);
-          }
-        }
-        buf ^= 1;
-        c_j = 0;
-        ++c_k;
-        if constexpr (kGated) {
-          c_tile = tile_of(++c_item);
-        } else {
-          c_tile += grid;
-        }
-        continue;
       }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
