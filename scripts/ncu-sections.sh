@@ -11,7 +11,8 @@ BUILD="$1" OUT="$2" NAME="$3" REGEX="$4" SKIP="$5" COUNT="$6"; shift 6
 NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
 [ -n "$NCU" ] || { echo "ncu-sections: no ncu on this machine" >&2; exit 1; }
 mkdir -p "$OUT"
-"$NCU" --clock-control none --kernel-name-base "${NCU_NAME_BASE:-function}" -k "regex:$REGEX" --launch-skip "$SKIP" --launch-count "$COUNT" \
+"$NCU" --clock-control none --kernel-name-base "${NCU_NAME_BASE:-function}" -k "regex:$REGEX" \
+  --launch-skip "$SKIP" --launch-count "$COUNT" \
   --section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats \
   --section LaunchStats --section Occupancy \
   --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
