@@ -22,6 +22,9 @@
 //                                    the consumer warp's 16 rows (weight tile `tile` of the block's 8) x 64 columns
 //                                    of step k as four k16 A fragments a[kk][4] (sm90::WgmmaRs's layout), the
 //                                    step's columns 16kk .. 16kk + 15 in their natural order (x is not permuted)
+//   kRowScaled, row_scales(shared)   true: the fragments hold W's rows divided by a per-row factor (int8: its exact
+//                                    integers), and row_scales gives the block's 128 factors, applied to the fp32
+//                                    sums in the epilogue (after the splits are summed); false: none
 //
 // Block (384 threads, one per SM): warps 0-7 two consumer warpgroups (fragments of step k + 1 are built while
 // the wgmmas of steps k and k - 1 run), warps 8-11 the producer warpgroup, of which one lane loads: per step, the Source's packed step and x's
@@ -144,19 +147,22 @@ __device__ __forceinline__ void rs_load(const Source& src, const void* x_map, in
 // y[m, n] (+ bias[n]) for the accumulator element d[4i + 2j + c] of consumer thread threadIdx.x: D row (W row)
 // 16 warp + lane / 4 + 8 j of its warpgroup's 64, D column (token) 8 i + 2 (lane % 4) + c. value(i) gives the four
 // elements 4i .. 4i + 3.
+// row_scale: the Source's per-row factors of the block's rows (kRowScaled), or null.
 template <typename Act, int BT, class Value>
-__device__ __forceinline__ void rs_store(int64_t N, int m0, int64_t n0, int M, const Act* __restrict__ bias,
-                                         Act* __restrict__ y, int64_t ldy, Value value) {
+__device__ __forceinline__ void rs_store(int64_t N, int m0, int64_t n0, int M, const float* row_scale,
+                                         const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, Value value) {
   using q4::ActOps;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  float b[2];
+  float b[2], sc[2];
   bool in[2];
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
-    const int64_t n = n0 + 64 * wg + 16 * warp + g + 8 * j;
+    const int row = 64 * wg + 16 * warp + g + 8 * j;
+    const int64_t n = n0 + row;
     in[j] = n < N;
     b[j] = in[j] && bias != nullptr ? ActOps<Act>::to_float(bias[n]) : 0.f;
+    sc[j] = row_scale != nullptr ? row_scale[row] : 1.f;
   }
 #pragma unroll
   for (int i = 0; i < BT / 8; ++i) {
@@ -169,7 +175,8 @@ __device__ __forceinline__ void rs_store(int64_t N, int m0, int64_t n0, int M, c
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int m = m0 + 8 * i + 2 * t + c;
-        if (m < M) y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(e[2 * j + c] + b[j]);
+        const float sum = row_scale != nullptr ? e[2 * j + c] * sc[j] : e[2 * j + c];
+        if (m < M) y[static_cast<int64_t>(m) * ldy + n] = ActOps<Act>::from_float(sum + b[j]);
       }
     }
   }
@@ -185,7 +192,8 @@ __device__ __forceinline__ void rs_consumer_sync() {
 template <typename Act, int BT>
 __device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&d)[BT / 2], int split, int64_t tile,
                                                int* flag, int64_t N, int m0, int64_t n0, int M,
-                                               const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy) {
+                                               const float* row_scale, const Act* __restrict__ bias,
+                                               Act* __restrict__ y, int64_t ldy) {
   constexpr int kThreads = 32 * kRsConsumerWarps;
   constexpr int64_t kSlot = int64_t{kRsRows} * BT;  // floats of one partial tile
   const int tid = threadIdx.x;
@@ -200,7 +208,7 @@ __device__ __forceinline__ void rs_split_store(const RsSplit& sk, const float (&
   __threadfence();
   const float4* slots = reinterpret_cast<const float4*>(sk.partial + tile * kSlot) + tid;
   const int64_t stride = sk.tiles * kSlot / 4;  // float4s from one split's slot of this tile to the next's
-  rs_store<Act, BT>(N, m0, n0, M, bias, y, ldy, [&](int i) {
+  rs_store<Act, BT>(N, m0, n0, M, row_scale, bias, y, ldy, [&](int i) {
     float4 acc = __ldcg(slots + i * kThreads);  // L2, not a stale L1 line: the other slots came from other SMs
     for (int s = 1; s < sk.splits; ++s) {
       const float4 v = __ldcg(slots + s * stride + i * kThreads);
@@ -289,10 +297,12 @@ __device__ __forceinline__ void rs_consume(const Source& src, const RsSmem<Sourc
   sm90::fence_operands(sc);
   sm90::fence_operands(d);
 
+  const float* row_scale = nullptr;
+  if constexpr (Source::kRowScaled) row_scale = src.row_scales(*s.tables);
   if (sk.splits > 1) {
-    rs_split_store<Act, BT>(sk, d, split, out_tile, s.flag, src.n(), m0, n0, M, bias, y, ldy);
+    rs_split_store<Act, BT>(sk, d, split, out_tile, s.flag, src.n(), m0, n0, M, row_scale, bias, y, ldy);
   } else {
-    rs_store<Act, BT>(src.n(), m0, n0, M, bias, y, ldy,
+    rs_store<Act, BT>(src.n(), m0, n0, M, row_scale, bias, y, ldy,
                       [&](int i) { return make_float4(d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]); });
   }
 }

@@ -3,13 +3,14 @@
 // the 16-bit copy of W that int8_prefill_matmul writes to DRAM and reads back never exists. sm_90a only.
 // Status: the register-A form of fused_gemm_rs_sm90a.cuh where fused_prefill_cut names it (int8_prefill_fused_form;
 // gate_up at M = 512: 286.9 us against 343.1 for dequantize + cuBLAS, H100); the shared-B form is opt-in
-// (QB_INT8_WGMMA=1: 1.05-1.8x the two-pass time at M = 512, NOTES-q4.md "Fused prefill"). Exact W either way.
+// (QB_INT8_WGMMA=1: 1.05-1.8x the two-pass time at M = 512, NOTES-q4.md "Fused prefill").
 //
 // Contract: x, y, bias fp16 or bf16; per-channel scales only (group_size == 0: a per-group scale would change
 //   inside a block's step and cannot ride the copy engine in 16-byte pieces; those weights keep the two-pass path);
 //   K % 8 == 0 (x's rows 16-byte aligned for the tensor map), q 16-byte aligned with ldq % 16 == 0; columns past K
-//   read as zeros from both x and q. Weight values: float(q) * (scale * multiplier), one rounding to 16 bits,
-//   exactly as int8_dequantize folds them: bit-identical W, only the fp32 summation order differs.
+//   read as zeros from both x and q. Weight values: shared-B, float(q) * (scale * multiplier) rounded once to 16
+//   bits, exactly as int8_dequantize folds them (bit-identical W, only the fp32 summation order differs);
+//   register-A, q exactly, the scale applied to the fp32 sums (as the decode GEMV).
 // Packed step: q[n0 .. n0+128, 64k .. 64k+64] as the tensor map writes it, [128 rows][64 bytes] (8 KB). Converter
 // lane (g, t) of a 16-row group takes rows g and g + 8, columns 16t .. 16t + 16 (one 16-byte load per row; a
 // quarter warp reads 8 distinct 16-byte chunks of two rows: conflict-free).
@@ -19,6 +20,7 @@
 
 #include "fused_gemm_rs_sm90a.cuh"
 #include "fused_gemm_sm90a.cuh"
+#include "gemv_mma_tile.cuh"  // HalfTraits: the exact int8 -> 16-bit pair conversions
 #include "q4_common.cuh"
 #include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
@@ -94,16 +96,23 @@ struct Int8Source {
 // conflict-free 16-byte load each, as convert_step); wgmma's k16 step kk wants from lane (g, t) columns 16kk +
 // {2t, 2t + 1} and 16kk + {2t + 8, 2t + 9}: 16-bit units t and t + 4 of lane (g, kk)'s 16 bytes. So each lane packs
 // its units as words (unit u, unit u + 4), u = 0..3, and the quad transposes them (fused::quad_transpose, as the
-// 4-bit source does). Values: float(q) * (scale * multiplier), one rounding, exactly as convert_step.
+// 4-bit source does). Values: the integers q themselves, exact in fp16 and bf16, converted with integer ops and one
+// packed fma a pair (gemv::HalfTraits::int8x4_to_pairs_alu, as the one-tile decode GEMV); the row's scale *
+// multiplier multiplies the fp32 sum in the epilogue (kRowScaled). So y = (s m) sum q x as the decode GEMV computes
+// it, not sum round16(q s m) x: the conversion was the kernel's bound (4 I2F + 4 FMUL + 2 F2F a 4 weights against
+// 2 PRMT + 4 LOP3 + 2 HFMA2), and W is now exact rather than rounded once.
 struct Int8RsSource : Int8Source {
+  static constexpr bool kRowScaled = true;
+
   template <typename Act>
   __device__ __forceinline__ void init_shared(Int8Tables& t, int64_t n0) const {
     Int8Source::init_shared(t, n0);
   }
+  __device__ __forceinline__ const float* row_scales(const Int8Tables& t) const { return t.scale; }
 
   template <typename Act>
-  __device__ __forceinline__ void fragments(int /*k*/, int64_t /*n0*/, const uint8_t* src, const Int8Tables& t, int j,
-                                            int lane, uint32_t (&a)[4][4]) const {
+  __device__ __forceinline__ void fragments(int /*k*/, int64_t /*n0*/, const uint8_t* src,
+                                            const Int8Tables& /*t*/, int j, int lane, uint32_t (&a)[4][4]) const {
     const int g = lane >> 2, q = lane & 3;
     uint32_t y[2][4];  // [row g, row g + 8][word u = (unit u, unit u + 4)]
 #pragma unroll
@@ -117,18 +126,10 @@ struct Int8RsSource : Int8Source {
     fused::quad_transpose(y[0], lane);
     fused::quad_transpose(y[1], lane);
     // y[h][kk]: row g + 8h, bytes 0-1 = columns 16kk + 2q, + 1; bytes 2-3 = columns 16kk + 2q + 8, + 9.
-    const float s0 = t.scale[16 * j + g], s1 = t.scale[16 * j + g + 8];
-    auto pair = [](uint32_t word, int shift, float s) {
-      const float first = static_cast<float>(static_cast<int8_t>((word >> shift) & 0xFFu)) * s;
-      const float second = static_cast<float>(static_cast<int8_t>((word >> (shift + 8)) & 0xFFu)) * s;
-      return ActOps<Act>::pack(first, second);
-    };
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      a[kk][0] = pair(y[0][kk], 0, s0);
-      a[kk][1] = pair(y[1][kk], 0, s1);
-      a[kk][2] = pair(y[0][kk], 16, s0);
-      a[kk][3] = pair(y[1][kk], 16, s1);
+      gemv::HalfTraits<Act>::int8x4_to_pairs_alu(y[0][kk], a[kk][0], a[kk][2]);
+      gemv::HalfTraits<Act>::int8x4_to_pairs_alu(y[1][kk], a[kk][1], a[kk][3]);
     }
   }
 };

@@ -241,6 +241,7 @@ struct AffinePairScale {
 template <Q4ScaleMode MODE>
 struct Q4RsSource : Q4Source<MODE> {
   using Shared = Q4RsTables;
+  static constexpr bool kRowScaled = false;  // the fragments are W's values
   using Q4Source<MODE>::w;
   bool packed_affine = true;  // kAffine: AffinePairScale (false: scaled_pair's fp32 arithmetic, the A/B and test)
 

@@ -141,8 +141,9 @@ TEST(Int8KernelsGpu, DequantizeMatchesCpu) {
 // 64-column steps, the last one past K: zeros from both x and q), 1024 (16 steps: both rings wrap), 64 (one step);
 // N = 77 (one partial block), 300 (three blocks); M = 1, 65, 130, 257; a scale multiplier of 1 and 0.5; fp16 and
 // bf16, with and without bias; outputs poisoned with NaN, ldy = N + 8 (odd and even). Against float64 on the exact
-// q * s (the usual bound) and on q * s rounded once to 16 bits, the operand the kernel multiplies (only the fp32
-// summation and y's rounding remain: a misplaced weight would show as an error near 1).
+// q * s (the usual bound; register-A multiplies the exact q and scales the fp32 sums, so only the summation and y's
+// rounding remain) and on q * s rounded once to 16 bits, shared-B's operand (a misplaced weight would show as an
+// error near 1).
 TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
   QB_REQUIRE_SM90();
   at::manual_seed(23);
