@@ -159,6 +159,36 @@ void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld
   }
 }
 
+void int8_dequantized_matmul(cublasHandle_t handle, HalfType dtype, const void* w16, int64_t ldw, int64_t N, int64_t K,
+                             const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
+                             cudaStream_t stream) {
+  QB_CHECK(M >= 1 && M < (int64_t{1} << 31) && N >= 1 && N < (int64_t{1} << 31) && K >= 1 && ldw >= K && ldx >= K &&
+               ldy >= N,
+           kInvalidInput, "int8_dequantized_matmul: M = {}, N = {}, K = {}, ldw = {}, ldx = {}, ldy = {}", M, N, K,
+           ldw, ldx, ldy);
+  const cudaDataType_t type = dtype == HalfType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
+  QB_CUBLAS_CHECK(cublasSetStream(handle, stream));
+  // The bias enters as C (beta = 1) after a broadcast fill.
+  float beta = 0.0f;
+  if (bias != nullptr) {
+    const unsigned grid = grid_for(M * N, 256);
+    if (dtype == HalfType::kF16) {
+      fill_bias_kernel<__half><<<grid, 256, 0, stream>>>(static_cast<const __half*>(bias), M, N,
+                                                         static_cast<__half*>(y), ldy);
+    } else {
+      fill_bias_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(bias), M, N,
+                                                                static_cast<__nv_bfloat16*>(y), ldy);
+    }
+    QB_CUDA_CHECK_LAUNCH();
+    beta = 1.0f;
+  }
+  const float alpha = 1.0f;
+  QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                               static_cast<int>(K), &alpha, w16, type, static_cast<int>(ldw), x, type,
+                               static_cast<int>(ldx), &beta, y, type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
+}
+
 void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
                          const void* bias, void* y, int64_t ldy, int64_t M, void* workspace, size_t workspace_bytes,
                          int64_t chunk_k, cudaStream_t stream) {
@@ -179,27 +209,9 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
   const cudaDataType_t type = dtype == HalfType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
   QB_CUBLAS_CHECK(cublasSetStream(handle, stream));
   if (chunk_k <= 0) {
-    // Whole W dequantized with its scales into the scratch, one GEMM writing y in 16 bits; the bias
-    // enters as C (beta = 1) after a broadcast fill.
+    // Whole W dequantized with its scales into the scratch, then one GEMM writing y in 16 bits.
     int8_dequantize(dtype, w, workspace, padded_k, stream);
-    float beta = 0.0f;
-    if (bias != nullptr) {
-      const unsigned grid = grid_for(M * w.N, 256);
-      if (dtype == HalfType::kF16) {
-        fill_bias_kernel<__half><<<grid, 256, 0, stream>>>(static_cast<const __half*>(bias), M, w.N,
-                                                           static_cast<__half*>(y), ldy);
-      } else {
-        fill_bias_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(bias), M, w.N,
-                                                                  static_cast<__nv_bfloat16*>(y), ldy);
-      }
-      QB_CUDA_CHECK_LAUNCH();
-      beta = 1.0f;
-    }
-    const float alpha = 1.0f;
-    QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.N), static_cast<int>(M),
-                                 static_cast<int>(w.K), &alpha, workspace, type, static_cast<int>(padded_k), x, type,
-                                 static_cast<int>(ldx), &beta, y, type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
-                                 CUBLAS_GEMM_DEFAULT));
+    int8_dequantized_matmul(handle, dtype, workspace, padded_k, w.N, w.K, x, ldx, bias, y, ldy, M, stream);
     return;
   }
   char* base = static_cast<char*>(workspace);

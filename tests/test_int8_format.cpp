@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/quant/format.h"
 #include "quantbench/quant/int8.h"
@@ -159,6 +160,52 @@ TEST(Int8FormatGpu, EveryPathMatchesReference) {
                 << c10::toString(dtype) << " group " << group << " K " << s.K << " N " << s.N << " M " << m
                 << " path " << static_cast<int>(path);
           }
+        }
+      }
+    }
+  }
+}
+
+// prepare(M) (the 16-bit W dequantized on the layer's second stream), then forward(M): the dequantize-then-cuBLAS
+// output bit for bit, the prepared weight used once (a forward of another size leaves it; the next forward of M takes
+// it). M = 1024 is past the fused kernel's range and per-group weights never take it, so there the preparation is
+// certain to run (unless QB_INT8_WGMMA forces the fused kernel: then nothing is prepared and the outputs must still
+// agree); at M = 100 whichever path the policy picks must agree too; at M = 16 (the GEMV) nothing is prepared. K = 257
+// takes the padded activation width.
+TEST(Int8FormatGpu, PreparedWeightGivesTheSameOutput) {
+  QB_REQUIRE_CUDA();
+  const bool forced = env_equals("QB_INT8_WGMMA", "1") || env_equals("QB_INT8_WGMMA", "rs");
+  at::manual_seed(16);
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    for (const int64_t group : {int64_t{0}, int64_t{128}}) {
+      for (const int64_t K : {int64_t{512}, int64_t{257}}) {
+        FormatOptions options;
+        options.device = c10::Device(c10::kCUDA);
+        options.activation_dtype = dtype;
+        options.int8_per_group = group > 0;
+        options.group_size = group;
+        const int64_t N = 320;
+        auto linear = find_format("int8").quantize(at::randn({N, K}) * 0.05, at::randn({N}), options);
+        const auto& layer = as_int8(linear);
+        for (const int64_t M : {int64_t{1024}, int64_t{100}, int64_t{16}}) {
+          const std::string what = std::string(c10::toString(dtype)) + " group " + std::to_string(group) + " K " +
+                                   std::to_string(K) + " M " + std::to_string(M);
+          const bool certain = !forced && M > 32 && (M == 1024 || group > 0);
+          const at::Tensor x = at::randn({M, K}).to(options.device, dtype);
+          const at::Tensor x_fewer = x.narrow(0, 0, M - 4);
+          const at::Tensor plain = linear->forward(x), plain_fewer = linear->forward(x_fewer);
+          linear->prepare(M + 16);  // replaced by the next prepare
+          linear->prepare(M);
+          if (certain) EXPECT_EQ(layer.prepared_rows(), M) << what;
+          if (M <= 32) EXPECT_EQ(layer.prepared_rows(), 0) << what;
+          const at::Tensor prepared = linear->forward(x);
+          EXPECT_EQ(layer.prepared_rows(), 0) << what;
+          EXPECT_TRUE(at::equal(plain, prepared)) << what;
+          linear->prepare(M);
+          EXPECT_TRUE(at::equal(linear->forward(x_fewer), plain_fewer)) << what;  // another size: not used, kept
+          if (certain) EXPECT_EQ(layer.prepared_rows(), M) << what;
+          EXPECT_TRUE(at::equal(linear->forward(x), plain)) << what;
+          EXPECT_EQ(layer.prepared_rows(), 0) << what;
         }
       }
     }

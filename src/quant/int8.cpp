@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "int8_cuda.h"
+#include "prepared_weight.h"
 #include "quantbench/core/error.h"
 
 namespace qb::quant {
@@ -38,7 +39,7 @@ class Int8Format final : public WeightFormat {
                bias->numel(), weight.size(0));
       stored_bias = bias->reshape({-1}).to(options.device, bias_dtype(options)).contiguous();
     }
-    return std::make_unique<Int8Linear>(weight.size(1), std::move(quantized), stored_bias);
+    return std::make_unique<Int8Linear>(weight.size(1), std::move(quantized), stored_bias, bias_dtype(options));
   }
 
   // Per-row layouts concatenate: q rows (same padded width), scale rows, biases (zeros where absent).
@@ -67,7 +68,7 @@ class Int8Format final : public WeightFormat {
     std::optional<at::Tensor> bias;
     if (bias_type) bias = at::cat(biases, 0).contiguous();
     Int8Quantized fused{at::cat(qs, 0).contiguous(), at::cat(scales, 0).contiguous(), first.group_size()};
-    return std::make_unique<Int8Linear>(first.in_features(), std::move(fused), bias);
+    return std::make_unique<Int8Linear>(first.in_features(), std::move(fused), bias, first.activation_dtype());
   }
 };
 
@@ -111,14 +112,31 @@ Int8Quantized quantize_int8(const at::Tensor& weight, int64_t group_size) {
   return out;
 }
 
-Int8Linear::Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias)
+Int8Linear::Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias,
+                       at::ScalarType activation_dtype)
     : Linear(in_features, quantized.q.size(0)), q_(std::move(quantized.q)), scales_(std::move(quantized.scales)),
-      group_size_(quantized.group_size), bias_(std::move(bias)) {
+      group_size_(quantized.group_size), bias_(std::move(bias)), activation_dtype_(activation_dtype) {
   QB_CHECK(q_.dim() == 2 && q_.scalar_type() == at::kChar && q_.size(1) == padded_in(in_features),
            kInternal, "int8: q must be int8 [out, round_up(in, 16)]");
   QB_CHECK(scales_.scalar_type() == at::kFloat && scales_.size(0) == q_.size(0), kInternal,
            "int8: scales must be fp32 with one row per output");
 }
+
+Int8Linear::~Int8Linear() = default;
+
+void Int8Linear::prepare(int64_t rows) const {
+#ifdef QB_HAVE_CUDA
+  if (!q_.is_cuda() || rows <= int8_cuda::kInt8GemvMaxRows) return;
+  const kernels::Int8Weights w =
+      int8_cuda::weights_view(q_, scales_, group_size_, int8_cuda::kernel_k(in_features()), 1.0f);
+  if (!prepared_) prepared_ = std::make_unique<PreparedWeight>();
+  int8_cuda::prepare_int8_prefill(w, rows, activation_dtype_, q_.device(), *prepared_);
+#else
+  (void)rows;
+#endif
+}
+
+int64_t Int8Linear::prepared_rows() const { return prepared_ ? prepared_->rows() : 0; }
 
 at::Tensor Int8Linear::dequantize() const {
   const at::Tensor q = q_.narrow(1, 0, in_features()).to(at::kCPU, at::kFloat);
@@ -156,7 +174,7 @@ at::Tensor Int8Linear::forward_with(const at::Tensor& x, Int8KernelPath path) co
     QB_CHECK(path != Int8KernelPath::kPrefill || prefill_ok, kInvalidInput,
              "int8 linear: the prefill path needs a group size that is a multiple of 16, got {}", group_size_);
     if (want_gemv && gemv_ok) return int8_cuda::int8_gemv(x2, w, b).view(out_shape);
-    if (prefill_ok) return int8_cuda::int8_prefill(x2, w, b).view(out_shape);
+    if (prefill_ok) return int8_cuda::int8_prefill(x2, w, b, prepared_.get()).view(out_shape);
   }
 #endif
   // Reference / generic path: dequantize on x's device, then at::linear in fp32 (CPU) or x's dtype.

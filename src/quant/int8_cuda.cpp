@@ -28,10 +28,12 @@ kernels::HalfType half_type(at::ScalarType dtype) {
   return dtype == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16;
 }
 
+int64_t kernel_k(int64_t K) { return K % 8 == 0 ? K : kernels::int8_padded_k(K); }
+
 at::Tensor flatten_activations(const at::Tensor& x, int64_t K) {
   at::Tensor x2 = x.reshape({-1, K});
   if (K % 8 != 0) {
-    x2 = at::constant_pad_nd(x2, {0, kernels::int8_padded_k(K) - K}, 0);
+    x2 = at::constant_pad_nd(x2, {0, kernel_k(K) - K}, 0);
   }
   x2 = x2.contiguous();
   if (reinterpret_cast<uintptr_t>(x2.data_ptr()) % 16 != 0) x2 = x2.clone();
@@ -60,7 +62,8 @@ at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const
   return y;
 }
 
-at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
+at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
+                        PreparedWeight* prepared) {
   const int64_t M = x2d.size(0);
   at::Tensor y = at::empty({M, w.N}, x2d.options());
   kernels::Int8WgmmaForm form{};
@@ -75,12 +78,34 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
                              bytes);
     return y;
   }
+  static_assert(kernels::kInt8PrefillChunkK <= 0, "a prepared weight is the direct variant's whole 16-bit W");
+  if (const at::Tensor w16 = prepared != nullptr ? prepared->take(M, x2d.scalar_type(), stream()) : at::Tensor();
+      w16.defined()) {
+    // W dequantized ahead on the second stream: the GEMM alone (w16 returns to this stream's pool after it).
+    kernels::int8_dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()),
+                                     w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1),
+                                     bias_ptr(bias), y.data_ptr(), w.N, M, stream());
+    return y;
+  }
   const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);
   at::Tensor scratch = workspace(x2d, bytes);
   kernels::int8_prefill_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()), x2d.data_ptr(),
                                x2d.size(1), w, bias_ptr(bias), y.data_ptr(), w.N, M, scratch.data_ptr(), bytes,
                                kernels::kInt8PrefillChunkK, stream());
   return y;
+}
+
+void prepare_int8_prefill(const kernels::Int8Weights& w, int64_t M, at::ScalarType dtype, c10::Device device,
+                          PreparedWeight& prepared) {
+  if ((dtype != at::kHalf && dtype != at::kBFloat16) || (w.group_size != 0 && w.group_size % 16 != 0)) return;
+  kernels::Int8WgmmaForm form{};
+  int splits = 1;
+  if (kernels::int8_prefill_fused_form(w, M, &form, &splits)) return;  // one fused kernel: nothing to do ahead
+  if (!PreparedWeight::can_start(device)) return;
+  const int64_t ld = kernels::int8_padded_k(w.K);
+  const kernels::HalfType half = half_type(dtype);
+  prepared.start(M, w.N, ld, dtype, device,
+                 [&](cudaStream_t side, void* w16) { kernels::int8_dequantize(half, w, w16, ld, side); });
 }
 
 at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,

@@ -4,11 +4,10 @@
 #include <ATen/Parallel.h>
 
 #include <cstring>
-#include <map>
-#include <mutex>
 
 #include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
+#include "prepared_weight.h"
 #include "quantbench/kernels/q4_layout.h"
 
 #ifdef QB_HAVE_CUDA
@@ -280,42 +279,6 @@ at::Tensor x_fragment_scratch(const at::Tensor& x2, int64_t M, int64_t N, int64_
 struct Q4Linear::Device {};
 #endif
 
-#ifdef QB_HAVE_CUDA
-// prepare()'s product: W [N, K] in the activation dtype for forwards of `rows` rows. The buffer comes from the caller's
-// stream (its pool, so the caching allocator reuses it in that stream's order, as any activation); the dequantize runs
-// on a second stream after `ready` (recorded on the caller's stream: whatever last used the memory has finished) and
-// is complete when `done` fires.
-struct Q4Linear::Prepared {
-  int64_t rows = 0;
-  at::Tensor weight;
-  cudaEvent_t ready = nullptr, done = nullptr;
-  Prepared() {
-    QB_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-    QB_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-  }
-  Prepared(const Prepared&) = delete;
-  Prepared& operator=(const Prepared&) = delete;
-  ~Prepared() {
-    cudaEventDestroy(ready);
-    cudaEventDestroy(done);
-  }
-};
-
-namespace {
-// One second stream per device for every layer's preparation (one stream: their work runs in call order).
-cudaStream_t prepare_stream(c10::DeviceIndex device) {
-  static std::mutex mutex;
-  static std::map<c10::DeviceIndex, cudaStream_t> streams;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = streams.find(device);
-  if (it == streams.end()) it = streams.emplace(device, c10::cuda::getStreamFromPool(false, device).stream()).first;
-  return it->second;
-}
-}  // namespace
-#else
-struct Q4Linear::Prepared {};
-#endif
-
 Q4Linear::~Q4Linear() = default;
 
 Q4Linear::Q4Linear(const Q4Weights& weights, const std::optional<at::Tensor>& bias, const FormatOptions& options,
@@ -541,14 +504,12 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     if (bytes > 0) workspace = at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte));
     k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form, splits,
                           bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
-  } else if (d.tiles && prepared_ && prepared_->rows == M && prepared_->weight.scalar_type() == st) {
-    // prepare(M) dequantized W on another stream (the one-chunk plan it checked): wait for it, then the GEMM alone.
-    Prepared& p = *prepared_;
-    QB_CUDA_CHECK(cudaStreamWaitEvent(stream, p.done, 0));
-    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, p.weight.data_ptr(), N, K,
+  } else if (const at::Tensor w16 = d.tiles && prepared_ ? prepared_->take(M, st, stream) : at::Tensor();
+             w16.defined()) {
+    // prepare(M) dequantized W on another stream (the one-chunk plan it checked): the GEMM alone. w16 is this
+    // stream's memory, reused in its order (after the GEMM).
+    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, w16.data_ptr(), N, K,
                                     x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
-    p.weight = at::Tensor();  // this stream's memory, reused in its order (after the GEMM)
-    p.rows = 0;
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));
@@ -569,13 +530,7 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
 #endif
 }
 
-int64_t Q4Linear::prepared_rows() const {
-#ifdef QB_HAVE_CUDA
-  return prepared_ ? prepared_->rows : 0;
-#else
-  return 0;
-#endif
-}
+int64_t Q4Linear::prepared_rows() const { return prepared_ ? prepared_->rows() : 0; }
 
 void Q4Linear::prepare(int64_t rows) const {
 #ifdef QB_HAVE_CUDA
@@ -583,28 +538,18 @@ void Q4Linear::prepare(int64_t rows) const {
   const at::ScalarType st = options_.activation_dtype;
   if (!device_ || !device_->tiles || rows <= k::kQ4GemvMaxM || (st != at::kHalf && st != at::kBFloat16)) return;
   const Device& d = *device_;
-  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(d.codes.device().index());
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  QB_CUDA_CHECK(cudaStreamIsCapturing(current.stream(), &capture));
-  if (capture != cudaStreamCaptureStatusNone) return;  // a graph would need the second stream forked and joined
+  if (!PreparedWeight::can_start(d.codes.device())) return;
   const int64_t N = out_features(), K = in_features();
   k::Q4WgmmaForm form{};
   int splits = 1;
   if (k::q4_prefill_fused_form(d.tw, rows, &form, &splits)) return;  // one fused kernel: nothing to do ahead
   const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(rows, N, K);
   if (plan.split != k::Q4PrefillSplit::kRows || plan.chunk < N) return;  // chunked plans reuse one chunk's scratch
-  if (!prepared_) prepared_ = std::make_unique<Prepared>();
-  Prepared& p = *prepared_;
-  // An unused weight from an earlier call: this stream may reuse its memory only after its dequantize has finished.
-  if (p.weight.defined()) QB_CUDA_CHECK(cudaStreamWaitEvent(current.stream(), p.done, 0));
-  p.weight = at::empty({N, K}, at::TensorOptions().dtype(st).device(d.codes.device()));
-  const cudaStream_t side = prepare_stream(d.codes.device().index());
-  QB_CUDA_CHECK(cudaEventRecord(p.ready, current.stream()));
-  QB_CUDA_CHECK(cudaStreamWaitEvent(side, p.ready, 0));
-  k::q4_tile_dequant(st == at::kHalf ? k::DType::kF16 : k::DType::kBF16, d.tw, 0, N, 0, K, p.weight.data_ptr(), K,
-                     side, plan.l2_hints);
-  QB_CUDA_CHECK(cudaEventRecord(p.done, side));
-  p.rows = rows;
+  if (!prepared_) prepared_ = std::make_unique<PreparedWeight>();
+  const k::DType dtype = st == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
+  prepared_->start(rows, N, K, st, d.codes.device(), [&](cudaStream_t side, void* w16) {
+    k::q4_tile_dequant(dtype, d.tw, 0, N, 0, K, w16, K, side, plan.l2_hints);
+  });
 #else
   (void)rows;
 #endif

@@ -32,8 +32,8 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
                          int64_t chunk_k, cudaStream_t stream);
 
 // Large-M path on Hopper (sm_90a, kernels/int8_gemm_sm90a.cu): one kernel, each 64-column step of W converted to
-// 16 bits in shared memory inside the GEMM main loop (wgmma, fp32 accumulation), values bit-identical to
-// int8_dequantize's. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
+// 16 bits inside the GEMM main loop (wgmma, fp32 accumulation): shared-B with int8_dequantize's values bit for bit,
+// register-A with the exact integers and the per-channel scale applied to the fp32 sums. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
 // ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No host sync; a workspace only for split-K. The
 // shared-B form measured slower than the two-pass path on the H100 (NOTES-int8.md); the int8 layers take the form
 // int8_prefill_fused_form names.
@@ -53,8 +53,15 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
                      int64_t ldy, int64_t M, cudaStream_t stream, Int8WgmmaForm form, int splits = 1,
                      void* workspace = nullptr, size_t workspace_bytes = 0);
 
-// The dequantization alone, for tests and the generic path: out [N, ld_out] (ld_out >= K) in `dtype`,
-// out[n, k] = q[n, k] * scale (rounded once to 16 bits).
+// The dequantization alone, for tests, the generic path and a weight prepared ahead (Linear::prepare): out [N, ld_out]
+// (ld_out >= K) in `dtype`, out[n, k] = q[n, k] * scale (rounded once to 16 bits).
 void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);
+
+// The direct variant's second half on a weight already dequantized: y [M, ldy] = x W16^T (+ bias), W16 [N, ldw] in
+// `dtype` (int8_dequantize's output, ldw = int8_padded_k(K)). int8_prefill_matmul with chunk_k <= 0 is
+// int8_dequantize then this, so a prepared weight gives its output bit for bit.
+void int8_dequantized_matmul(cublasHandle_t handle, HalfType dtype, const void* w16, int64_t ldw, int64_t N, int64_t K,
+                             const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
+                             cudaStream_t stream);
 
 }  // namespace qb::kernels

@@ -26,12 +26,22 @@ Int8Quantized quantize_int8(const at::Tensor& weight, int64_t group_size);
 // Which implementation forward uses; kAuto picks by M (tests and benchmarks force the others).
 enum class Int8KernelPath { kAuto, kGemv, kPrefill, kGeneric };
 
+class PreparedWeight;  // src/quant/prepared_weight.h
+
 class Int8Linear final : public Linear {
  public:
-  // q, scales on the target device; bias [out] in the activation dtype or absent.
-  Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias);
+  // q, scales on the target device; bias [out] in the activation dtype or absent; activation_dtype: what forward will
+  // be given (what prepare() dequantizes to).
+  Int8Linear(int64_t in_features, Int8Quantized quantized, std::optional<at::Tensor> bias,
+             at::ScalarType activation_dtype);
+  ~Int8Linear() override;
   at::Tensor forward(const at::Tensor& x) const override { return forward_with(x, Int8KernelPath::kAuto); }
   at::Tensor forward_with(const at::Tensor& x, Int8KernelPath path) const;
+  // The 16-bit weight of the dequantize-then-cuBLAS path, where `rows` rows take it (no fused kernel).
+  void prepare(int64_t rows) const override;
+  // The rows a prepared weight waits for (0: none), for tests.
+  int64_t prepared_rows() const;
+  at::ScalarType activation_dtype() const { return activation_dtype_; }
   at::Tensor dequantize() const override;
   int64_t weight_bytes() const override;
   std::string format_name() const override { return "int8"; }
@@ -47,6 +57,8 @@ class Int8Linear final : public Linear {
   at::Tensor scales_;
   int64_t group_size_;
   std::optional<at::Tensor> bias_;
+  at::ScalarType activation_dtype_;
+  mutable std::unique_ptr<PreparedWeight> prepared_;  // prepare()'s weight (CUDA layers)
 };
 
 }  // namespace qb::quant

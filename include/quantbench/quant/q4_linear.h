@@ -61,6 +61,7 @@ struct Q4Weights {
 std::optional<Q4Weights> q4_concat_rows(const std::vector<Q4Weights>& parts);
 
 class Q4Linear;
+class PreparedWeight;  // src/quant/prepared_weight.h
 // Fuses Q4Linear parts (rows concatenated, biases concatenated with zeros for parts without one) when
 // q4_concat_rows allows it; nullptr otherwise (the caller falls back to ConcatLinear). `parts` is left intact
 // when nullptr is returned.
@@ -100,8 +101,7 @@ class Q4Linear final : public Linear {
   Q4Weights cpu_;            // CPU layers: the weights; CUDA layers: metadata only (no tensors)
   std::optional<at::Tensor> bias_;
   std::unique_ptr<Device> device_;  // CUDA layers
-  struct Prepared;                   // prepare()'s weight and its event (CUDA layers)
-  mutable std::unique_ptr<Prepared> prepared_;
+  mutable std::unique_ptr<PreparedWeight> prepared_;  // prepare()'s weight (CUDA layers; src/quant/prepared_weight.h)
 };
 
 }  // namespace qb::quant
