@@ -33,8 +33,9 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
 
 // Large-M path on Hopper (sm_90a, kernels/int8_gemm_sm90a.cu): one kernel, each 64-column step of W converted to
 // 16 bits inside the GEMM main loop (wgmma, fp32 accumulation): shared-B with int8_dequantize's values bit for bit,
-// register-A with the exact integers and the per-channel scale applied to the fp32 sums. Supported: compute capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with
-// ldq % 16 == 0, x 16-byte aligned with ldx % 8 == 0, any ldy. No host sync; a workspace only for split-K. The
+// register-A with the exact integers and the per-channel scale applied to the fp32 sums. Supported: compute
+// capability 9.0, per-channel scales, K % 8 == 0, q 16-byte aligned with ldq % 16 == 0, x 16-byte aligned with
+// ldx % 8 == 0, any ldy. No host sync; a workspace only for split-K. The
 // shared-B form measured slower than the two-pass path on the H100 (NOTES-int8.md); the int8 layers take the form
 // int8_prefill_fused_form names.
 // Two forms over the same step: kSharedB (W converted into a shared-memory B stage) and kRegisterA (W converted
