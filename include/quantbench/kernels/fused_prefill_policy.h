@@ -22,10 +22,11 @@ struct FusedSourceCost {
   double step_factor;
   double dequant_bytes_per_us;
 };
-// H100 (bench_q4 --prefill, bench_int8): int8's step moves twice the weight bytes (gate_up at M = 512: 289.0 us
-// against nf4's 251.0), its dequantize is a widening copy (down: 70 us for 136 MB against nf4's ~94).
+// H100 (bench_q4 --prefill, bench_int8): int8's step moves twice the weight bytes but, with the exact integer
+// conversion (session 30), costs what the 4-bit one does (gate_up at M = 512: 258.0 us against nf4's 251-256; 289.0
+// with the float conversion before); its dequantize is a widening copy (down: 70 us for 136 MB against nf4's ~94).
 inline constexpr FusedSourceCost kQ4FusedCost{1.0, 1.6e6};
-inline constexpr FusedSourceCost kInt8FusedCost{1.15, 1.8e6};
+inline constexpr FusedSourceCost kInt8FusedCost{1.0, 1.8e6};
 
 // A time model with constants fitted to the H100 (kernels/fused_prefill_policy.cu; NOTES-q4.md "Split-K"): the fused
 // kernel's time for each split count up to max_splits against dequantize + cuBLAS. True (and *cut set) where the
