@@ -12,7 +12,11 @@
 //   bias [N] in T or null; y [M, ldy] in T.
 //   Accumulation: fp32 in the mma accumulators, reduced across warps in fp32, one rounding to T.
 //   GATED (gated_epilogue.h): W's rows are [gate | up] (N % 32 == 0) and y [M, ldy] gets act(gate) * up for the
-//   N / 2 gate rows instead; block b computes gate tile b and up tile b + N / 32 as its two row tiles (RT = 2).
+//   N / 2 gate rows instead. RT = 2: block b computes gate tile b and up tile b + N / 32 as its two row tiles (N / 32
+//   blocks of 16 outputs). RT = 1 (paired rows): block b's one tile is gate rows 8b .. 8b + 7 as its rows g and up
+//   rows N / 2 + 8b .. as its rows g + 8, so a block is the ungated kernel's block in all but its row addresses (N / 16
+//   blocks of 8 outputs, the same form, registers and residency), and each row's fp32 sum is the ungated kernel's
+//   bit for bit.
 //
 // Tiling. A block of KSPLIT warps owns 16*RT output rows and walks K in rounds of KSPLIT x UNROLL
 // steps, warp w taking steps w, w + KSPLIT, ... of each round (UNROLL 16-byte loads per row in
@@ -189,7 +193,7 @@ constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROU
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
 __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
-  static_assert(!GATED || RT == 2, "a gated block computes one gate and one up row tile");
+  static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
   constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
   constexpr int kStepK = 4 * kLaneElems;       // k covered by one warp step
@@ -205,9 +209,13 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   const int g = lane >> 2;
   const int t = lane & 3;
   const int n0 = blockIdx.x * kRows;
-  // Row tile r starts at tile_base + r * tile_stride: consecutive tiles, or (GATED) gate tile b and up tile b + N / 32.
-  const int tile_base = GATED ? blockIdx.x * 16 : n0;
-  const int tile_stride = GATED ? (p.N >> 5) * 16 : 16;
+  // W's row for row g + 8h of row tile r: consecutive tiles; GATED, RT = 2: gate tile b and up tile b + N / 32;
+  // GATED, RT = 1: gate row 8b + g (h = 0) and up row N / 2 + 8b + g (h = 1).
+  auto row_of = [&](int r, int h) {
+    if constexpr (GATED && RT == 1) return 8 * static_cast<int>(blockIdx.x) + g + h * (p.N >> 1);
+    if constexpr (GATED) return static_cast<int>(blockIdx.x) * 16 + r * (p.N >> 5) * 16 + 8 * h + g;
+    return n0 + 16 * r + 8 * h + g;
+  };
   const T* x = static_cast<const T*>(p.x);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
   const uint64_t policy = weight_stream_policy(p.weights_evict_first);
@@ -217,7 +225,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int n = tile_base + tile_stride * r + 8 * h + g;
+      const int n = row_of(r, h);
       has_row[r][h] = n < p.N;
       w_row[r][h] = static_cast<const char*>(p.w) + (has_row[r][h] ? (int64_t)n * p.ldw * kWeightBytes : 0);
     }
@@ -236,7 +244,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
           const int group = (step < steps ? step : 0) / p.group_steps;
           out.scale[r][h] =
               has_row[r][h]
-                  ? __ldg(p.scales + (int64_t)(tile_base + tile_stride * r + 8 * h + g) * p.scale_ld + group)
+                  ? __ldg(p.scales + (int64_t)row_of(r, h) * p.scale_ld + group)
                   : 0.0f;
         }
       }
@@ -368,11 +376,14 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
       if (bias != nullptr) sum += Traits::to_float(bias[n]);
       return sum;
     };
-    const int inter = p.N >> 1, n = blockIdx.x * 16;
-    for (int o = threadIdx.x; o < MT * 8 * 16; o += KSPLIT * 32) {
-      const int m = o / 16, r = o % 16;
+    // A block's outputs: 16 (RT = 2: the gate tile's rows r, its up rows 16 + r) or 8 (paired rows: gate r, up 8 + r).
+    constexpr int kOut = RT == 2 ? 16 : 8;
+    const int inter = p.N >> 1, n = blockIdx.x * kOut;
+    for (int o = threadIdx.x; o < MT * 8 * kOut; o += KSPLIT * 32) {
+      const int m = o / kOut, r = o % kOut;
       if (m >= p.M) continue;
-      y[(int64_t)m * p.ldy + n + r] = gated_output<T>(row_sum(m, r, n + r), row_sum(m, 16 + r, inter + n + r), p.act);
+      y[(int64_t)m * p.ldy + n + r] =
+          gated_output<T>(row_sum(m, r, n + r), row_sum(m, kOut + r, inter + n + r), p.act);
     }
   } else {
     for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
@@ -440,7 +451,7 @@ template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, boo
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
-  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
              p);
 }

@@ -6,6 +6,8 @@
 //   [N, groups] with gs % 64 == 0; bias [N] and y [M, ldy] in x's dtype.
 //   int8 -> fp16/bf16 is exact; fp32 accumulation; per-channel scale applied once to the fp32 sum,
 //   per-group scale applied to each 64-wide partial sum. Tiling: gemv_mma_tile.cuh.
+#include <type_traits>
+
 #include "gemv_mma_tile.cuh"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/int8_gemv.h"
@@ -22,19 +24,22 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // warps per block splitting K, two 16-byte loads per row per lane per round, software-pipelined where the
 // grid fits on the chip and K is long (gemv_pipeline_pays); where K is at most 56 steps of 64 and the grid fits,
 // 8 warps taking 7 steps each in one round (gemv_one_round_fits); 9..16 tokens one row tile and four loads (two row
-// tiles on very wide N); 17..32 two row tiles.
-template <typename T, bool PER_GROUP>
+// tiles on very wide N); 17..32 two row tiles. GATED (M <= 8 only): the same forms with paired rows (gate row and up
+// row in one 16-row tile: gemv_mma_tile.cuh), so the gated grid is the ungated one and each sum is its bits.
+template <typename T, bool PER_GROUP, bool GATED>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
     const int64_t blocks = (p.N + 15) / 16;
     if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, PER_GROUP>(blocks, p.k_weights, 16 * 2)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP>(p, stream);
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP, GATED>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>(blocks, p.k_weights)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, false, true>(p, stream);
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED, true>(p, stream);
     } else {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP>(p, stream);
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED>(p, stream);
     }
+  } else if constexpr (GATED) {
+    fail(ErrorKind::kInternal, "int8_gemv: the gated epilogue takes at most 8 rows (checked by the caller)");
   } else if (p.M <= 16) {
     if (p.N < 16384) {
       gemv::launch_gemv_mma<kInt8, T, 2, 1, 8, 4, PER_GROUP>(p, stream);
@@ -54,13 +59,17 @@ bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64
 }
 
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream) {
+               int64_t ldy, int64_t M, cudaStream_t stream, const GatedEpilogue& gated) {
   QB_CHECK(M >= 1 && M <= kGemvMaxM, kInvalidInput, "int8_gemv: M = {} outside 1..{}", M, kGemvMaxM);
   QB_CHECK(w.N >= 1 && w.N < (int64_t{1} << 31) && w.K >= 1 && w.K < (int64_t{1} << 30), kInvalidInput,
            "int8_gemv: N = {} and K = {} out of range", w.N, w.K);
   QB_CHECK(w.K % 8 == 0, kInvalidInput, "int8_gemv: K = {} is not a multiple of 8 (pad x first)", w.K);
-  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= w.N, kInvalidInput,
-           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= N = {}", ldx, w.K, ldy, w.N);
+  QB_CHECK(ldx >= w.K && ldx % 8 == 0 && ldy >= (gated.on ? w.N / 2 : w.N), kInvalidInput,
+           "int8_gemv: ldx = {} must be >= K = {} and a multiple of 8; ldy = {} >= the {} outputs", ldx, w.K, ldy,
+           gated.on ? w.N / 2 : w.N);
+  QB_CHECK(!gated.on || (M <= kInt8GemvGatedMaxM && gated_epilogue_fits(w.N)), kInvalidInput,
+           "int8_gemv: the gated epilogue needs M <= {} (got {}) and N a multiple of 32 (got {})", kInt8GemvGatedMaxM,
+           M, w.N);
   QB_CHECK(w.ldq >= int8_padded_k(w.K) && w.ldq % 16 == 0, kInvalidInput,
            "int8_gemv: ldq = {} must be a multiple of 16 and >= round_up(K = {}, 16)", w.ldq, w.K);
   QB_CHECK(aligned16(x) && aligned16(w.q), kInvalidInput, "int8_gemv: x and q must be 16-byte aligned");
@@ -83,11 +92,22 @@ void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
   p.N = static_cast<int>(w.N);
   p.K = static_cast<int>(w.K);
   p.k_weights = static_cast<int>(int8_padded_k(w.K));
+  p.act = gated.act;
   const bool per_group = w.group_size > 0;
-  if (dtype == HalfType::kF16) {
-    per_group ? launch_typed<__half, true>(p, stream) : launch_typed<__half, false>(p, stream);
+  auto launch = [&](auto per_group_tag, auto gated_tag) {
+    constexpr bool kPerGroup = decltype(per_group_tag)::value, kGated = decltype(gated_tag)::value;
+    if (dtype == HalfType::kF16) {
+      launch_typed<__half, kPerGroup, kGated>(p, stream);
+    } else {
+      launch_typed<__nv_bfloat16, kPerGroup, kGated>(p, stream);
+    }
+  };
+  using On = std::true_type;
+  using Off = std::false_type;
+  if (gated.on) {
+    per_group ? launch(On{}, On{}) : launch(Off{}, On{});
   } else {
-    per_group ? launch_typed<__nv_bfloat16, true>(p, stream) : launch_typed<__nv_bfloat16, false>(p, stream);
+    per_group ? launch(On{}, Off{}) : launch(Off{}, Off{});
   }
   QB_CUDA_CHECK_LAUNCH();
 }

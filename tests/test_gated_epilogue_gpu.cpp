@@ -24,10 +24,13 @@
 namespace qb::quant {
 namespace {
 
-// A layer of `format` for these tests: blocksize / awq group `block`, double quantization as asked.
+// A layer of `format` for these tests: blocksize / awq group `block` (int8: per-group scales of `block` columns
+// where block > 0, else per channel), double quantization as asked.
 LinearPtr make_layer(const char* format, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                      c10::Device device, at::ScalarType act, bool double_quant = false, int64_t block = 128) {
-  return find_format(format).quantize(weight, bias, test::format_options(device, act, double_quant, block));
+  FormatOptions options = test::format_options(device, act, double_quant, block);
+  options.int8_per_group = std::string(format) == "int8" && block > 0;
+  return find_format(format).quantize(weight, bias, options);
 }
 
 TEST(GatedEpilogue, CpuLayersDecline) {
@@ -71,6 +74,10 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
   const std::vector<Case> cases = {
       {"fp16", false, 0, 136, {1, 2}},     {"bf16", false, 0, 200, {1, 2}},   {"nf4", false, 64, 256, {1, 5, 8}},
       {"nf4", true, 64, 192, {1, 3}},      {"fp4", false, 128, 256, {1, 8}},  {"awq", false, 128, 256, {1, 4}},
+      // int8 in each of its M <= 8 forms: 4 steps of 64 (16 x 2 rounds), 56 (one round where the grid is resident),
+      // 100 (pipelined where resident); per channel and per group.
+      {"int8", false, 0, 256, {1, 5, 8}},  {"int8", false, 0, 3584, {1, 8}}, {"int8", false, 0, 6400, {1}},
+      {"int8", false, 128, 3584, {1, 4}},
   };
   // inter 48: 3 tile pairs (one block per pair); inter 4608: 288 pairs, more than two blocks per SM of the 4-bit
   // kernel hold on 132 SMs, so its persistent grid walks several pairs per block.
@@ -125,9 +132,12 @@ TEST(GatedEpilogueGpu, DeclinesWhatItCannotTake) {
   // A dense layer as wide as Qwen2-7B's gate_up (N >= 16384) keeps the separate activation (dense_matmul.cpp).
   auto wide = make_layer("bf16", at::randn({16384, 64}), std::nullopt, cuda, at::kBFloat16);
   EXPECT_FALSE(wide->forward_gated(at::randn({1, 64}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
-  // int8 keeps the separate activation kernel (gated_epilogue.h says why); fp32 activations have no GEMV.
-  auto int8 = make_layer("int8", weight, std::nullopt, cuda, at::kBFloat16);
-  EXPECT_FALSE(int8->forward_gated(at::randn({1, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
+  // int8 takes up to 8 rows (its one-token-tile forms); fp32 activations have no GEMV.
+  auto int8 = make_layer("int8", weight, std::nullopt, cuda, at::kBFloat16, false, 0);
+  auto int8_odd = make_layer("int8", off_tiles, std::nullopt, cuda, at::kBFloat16, false, 0);
+  EXPECT_TRUE(int8->forward_gated(at::randn({8, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
+  EXPECT_FALSE(int8->forward_gated(at::randn({9, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
+  EXPECT_FALSE(int8_odd->forward_gated(at::randn({1, 256}).to(cuda, at::kBFloat16), GateActivation::kSilu).defined());
   auto fp32 = make_layer("fp32", weight, std::nullopt, cuda, at::kFloat);
   EXPECT_FALSE(fp32->forward_gated(at::randn({1, 256}).to(cuda), GateActivation::kSilu).defined());
 }

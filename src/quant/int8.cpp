@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "gated_epilogue.h"
 #include "int8_cuda.h"
 #include "prepared_weight.h"
 #include "quantbench/core/error.h"
@@ -133,6 +134,27 @@ void Int8Linear::prepare(int64_t rows) const {
   int8_cuda::prepare_int8_prefill(w, rows, activation_dtype_, q_.device(), *prepared_);
 #else
   (void)rows;
+#endif
+}
+
+at::Tensor Int8Linear::forward_gated(const at::Tensor& x, GateActivation act) const {
+#ifdef QB_HAVE_CUDA
+  const int64_t K = in_features(), N = out_features();
+  const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  if (!x.is_cuda() || !half || x.size(-1) != K || x.device() != q_.device() || !kernels::gated_epilogue_fits(N))
+    return {};
+  const at::Tensor x2 = int8_cuda::flatten_activations(x, K);
+  const int64_t M = x2.size(0);
+  const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, x2.size(1), 1.0f);
+  if (M < 1 || M > kernels::kInt8GemvGatedMaxM || !kernels::int8_gemv_supported(x2.data_ptr(), x2.size(1), w, M))
+    return {};
+  const at::Tensor b = bias_.has_value() ? bias_->to(x.scalar_type()) : at::Tensor();
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = N / 2;
+  return int8_cuda::int8_gemv(x2, w, b, gated_epilogue(act)).view(out_shape);
+#else
+  (void)x, (void)act;
+  return {};
 #endif
 }
 

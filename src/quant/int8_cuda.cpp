@@ -54,11 +54,12 @@ kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales,
   return w;
 }
 
-at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias) {
-  const int64_t M = x2d.size(0);
-  at::Tensor y = at::empty({M, w.N}, x2d.options());
+at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
+                     const kernels::GatedEpilogue& gated) {
+  const int64_t M = x2d.size(0), outputs = gated.on ? w.N / 2 : w.N;
+  at::Tensor y = at::empty({M, outputs}, x2d.options());
   kernels::int8_gemv(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias), y.data_ptr(),
-                     w.N, M, stream());
+                     outputs, M, stream(), gated);
   return y;
 }
 

@@ -30,8 +30,9 @@ at::Tensor flatten_activations(const at::Tensor& x, int64_t K);
 kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales, int64_t group_size, int64_t K,
                                   float scale_multiplier);
 
-// y [M, N] in x2d's dtype. bias in x2d's dtype or undefined.
-at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias);
+// y [M, N] in x2d's dtype (gated.on: [M, N / 2], act(gate) * up). bias in x2d's dtype or undefined.
+at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
+                     const kernels::GatedEpilogue& gated = {});
 // The fused kernel where the policy names it, else dequantize + cuBLAS; there, `prepared` (may be null) may hold W
 // dequantized ahead for these M rows (prepare_int8_prefill), which it then takes instead of dequantizing.
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,

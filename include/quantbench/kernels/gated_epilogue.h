@@ -5,10 +5,10 @@
 //   y[m, i] = round(round(act(round(gate[m, i]))) * round(up[m, i]))      (y [M, ldy], ldy >= inter)
 // where round() is the activation dtype's rounding: bit for bit what activation() (decode_ops.h) gives on the
 // ungated GEMV's output. The split must fall on the kernels' 16-row tiles: gated_epilogue_fits(N).
-// Taken by the dense GEMV (gemv_mma_tile.cuh, one gate and one up row tile per block) and the 4-bit decode kernel
-// (q4_gemv.cuh, tile pairs). The int8 GEMV has the same template but measured slower with it (Qwen2-7B int8 276 vs
-// 300 tok/s, TinyLlama 1137 vs 1168 in 16-warp blocks; TinyLlama 1163 vs 1173 in 8-warp blocks), so int8 keeps the
-// separate kernel.
+// Taken by the dense GEMV (gemv_mma_tile.cuh, one gate and one up row tile per block), the int8 GEMV (the same
+// template with paired rows: 8 gate and 8 up rows in one 16-row tile, so its grid and form are the ungated ones; the
+// two-tile form measured slower for int8: Qwen2-7B 276 vs 300 tok/s) and the 4-bit decode kernel (q4_gemv.cuh, tile
+// pairs).
 #pragma once
 
 #include <cstdint>

@@ -36,7 +36,12 @@ inline int64_t int8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
 // multiple of 16 when K % 8 != 0, and use the prefill path otherwise.)
 bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64_t M);
 
+// Largest M with the gated epilogue (gated_epilogue.h): the one-token-tile forms, whose gated grid is the ungated one.
+constexpr int64_t kInt8GemvGatedMaxM = 8;
+
+// With gated.on, y [M, ldy >= N / 2] gets act(gate) * up (gated_epilogue.h; M <= kInt8GemvGatedMaxM,
+// gated_epilogue_fits(N)), bit for bit the ungated GEMV followed by the activation kernel.
 void int8_gemv(HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w, const void* bias, void* y,
-               int64_t ldy, int64_t M, cudaStream_t stream);
+               int64_t ldy, int64_t M, cudaStream_t stream, const GatedEpilogue& gated = {});
 
 }  // namespace qb::kernels
