@@ -457,8 +457,7 @@ __global__ void __launch_bounds__(KSPLIT / CL * 32, gemv_min_blocks<KSPLIT, UNRO
 // anyway gains the overlap of the conversion and mmas with the next loads (o + down, 224 blocks: 1198 -> 1067 us;
 // BENCHMARKS.md, session 26).
 // QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only.
-// CL > 1: the same for the cluster form, whose CL x `blocks` small blocks must all be resident.
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, int CL = 1>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_PIPE", "0");
   static const bool int8_only = env_equals("QB_GEMV_PIPE", "int8");
@@ -469,9 +468,9 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   const int64_t steps = (k_weights + kStepK - 1) / kStepK;
   if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_steps} * KSPLIT) return false;
   const int per_sm = resident_blocks_per_sm(
-      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true, CL>),
-      KSPLIT / CL * 32);
-  return blocks * CL <= static_cast<int64_t>(per_sm) * sm_count();
+      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>),
+      KSPLIT * 32);
+  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
 // Whether <WK, T, MT, RT, KSPLIT, UNROLL> takes a row of k_weights columns in one round (every weight load of a
