@@ -43,8 +43,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cooperative_groups.h>
-
 #include <cstdint>
 
 #include "activation.cuh"
@@ -189,33 +187,13 @@ struct StepLoads {
 // The one-round int8 form (8 warps x 7 steps, gemv_one_round_fits) with per-channel scales asks for three blocks an SM
 // (80 registers, a few bytes spilled outside the loads) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are
 // resident at once; with per-group scales it keeps its 124 registers (two blocks an SM, no spill).
-// A cluster form (CL > 1, below) asks for 7 CL / 4 blocks an SM, which keeps the registers of 16 warps in CL = 4
-// blocks at the 16-warp block's ~72 (Qwen2-7B down's 224 tiles as 896 blocks: 924 fit at once).
-template <int KSPLIT, int UNROLL, bool PER_GROUP, int CL = 1>
-constexpr int gemv_min_blocks() {
-  if constexpr (CL > 1) return 7 * CL / 4;
-  return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1;
-}
+template <int KSPLIT, int UNROLL, bool PER_GROUP>
+constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
 
-// CL > 1 (sm_90 only): a tile's KSPLIT warps are spread over a cluster of CL blocks of KSPLIT / CL warps (warp w of
-// the tile in block w / (KSPLIT / CL)), each walking exactly the steps it would walk in one block; block 0 of the
-// cluster sums the KSPLIT partials over distributed shared memory in the same warp order, so the output is the CL = 1
-// kernel's bit for bit. What it changes is the granularity the hardware places: a grid of T tiles becomes CL x T small
-// blocks, which spread evenly over the SMs where T tiles do not (Qwen2-7B's 224-tile down and o on 132 SMs: 92 SMs run
-// two tiles and 40 one).
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          int CL = 1>
-__global__ void __launch_bounds__(KSPLIT / CL * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP, CL>())
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
+__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
-  static_assert(KSPLIT % CL == 0, "a cluster splits the tile's warps evenly");
-  constexpr int kWarps = KSPLIT / CL;  // this block's warps
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  if constexpr (CL > 1) {
-    __trap();  // clusters need sm_90 (the host launches CL > 1 only there)
-    return;
-  }
-#endif
   constexpr bool kInt8 = WK == WeightKind::kInt8;
   constexpr int kLaneElems = kInt8 ? 16 : 8;   // weights per lane per row per step (16 bytes)
   constexpr int kStepK = 4 * kLaneElems;       // k covered by one warp step
@@ -226,21 +204,16 @@ __global__ void __launch_bounds__(KSPLIT / CL * 32, gemv_min_blocks<KSPLIT, UNRO
   using Traits = HalfTraits<T>;
   using Loads = StepLoads<RT, PER_GROUP>;
 
-  int rank = 0;  // this block's place in its cluster
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if constexpr (CL > 1) rank = static_cast<int>(cooperative_groups::this_cluster().block_rank());
-#endif
-  const int warp = rank * kWarps + (threadIdx.x >> 5);  // the warp's index in its tile
-  const int tile = static_cast<int>(blockIdx.x) / CL;
+  const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;
   const int t = lane & 3;
-  const int n0 = tile * kRows;
+  const int n0 = blockIdx.x * kRows;
   // W's row for row g + 8h of row tile r: consecutive tiles; GATED, RT = 2: gate tile b and up tile b + N / 32;
   // GATED, RT = 1: gate row 8b + g (h = 0) and up row N / 2 + 8b + g (h = 1).
   auto row_of = [&](int r, int h) {
-    if constexpr (GATED && RT == 1) return 8 * tile + g + h * (p.N >> 1);
-    if constexpr (GATED) return tile * 16 + r * (p.N >> 5) * 16 + 8 * h + g;
+    if constexpr (GATED && RT == 1) return 8 * static_cast<int>(blockIdx.x) + g + h * (p.N >> 1);
+    if constexpr (GATED) return static_cast<int>(blockIdx.x) * 16 + r * (p.N >> 5) * 16 + 8 * h + g;
     return n0 + 16 * r + 8 * h + g;
   };
   const T* x = static_cast<const T*>(p.x);
@@ -378,38 +351,19 @@ __global__ void __launch_bounds__(KSPLIT / CL * 32, gemv_min_blocks<KSPLIT, UNRO
     }
   }
 
-  // Cross-warp reduction: [warp][token][row], rows padded by one float against bank conflicts; this block's warps.
-  __shared__ float partial[kWarps][MT * 8][kRows + 1];
-  const int local = threadIdx.x >> 5;
+  // Cross-warp reduction: [warp][token][row], rows padded by one float against bank conflicts.
+  __shared__ float partial[KSPLIT][MT * 8][kRows + 1];
 #pragma unroll
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
-      partial[local][i * 8 + 2 * t][16 * r + g] = acc[r][i][0];
-      partial[local][i * 8 + 2 * t + 1][16 * r + g] = acc[r][i][1];
-      partial[local][i * 8 + 2 * t][16 * r + g + 8] = acc[r][i][2];
-      partial[local][i * 8 + 2 * t + 1][16 * r + g + 8] = acc[r][i][3];
+      partial[warp][i * 8 + 2 * t][16 * r + g] = acc[r][i][0];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g] = acc[r][i][1];
+      partial[warp][i * 8 + 2 * t][16 * r + g + 8] = acc[r][i][2];
+      partial[warp][i * 8 + 2 * t + 1][16 * r + g + 8] = acc[r][i][3];
     }
   }
-  // part[b]: block b's partials (b = 0 this block's own; CL > 1: the cluster's blocks through distributed shared
-  // memory, read by block 0 only after every block has written them).
-  using Partial = float[MT * 8][kRows + 1];
-  const Partial* part[CL];
-  part[0] = partial;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if constexpr (CL > 1) {
-    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-    cluster.sync();  // every block's partials written and visible cluster-wide
-    if (rank != 0) {
-      cluster.sync();  // block 0 has read them: this block's shared memory may go
-      return;
-    }
-#pragma unroll
-    for (int b = 0; b < CL; ++b) part[b] = cluster.map_shared_rank(partial, b);
-  }
-#endif
-  if constexpr (CL == 1) __syncthreads();
-  auto partial_at = [&](int w, int m, int r) { return part[w / kWarps][w % kWarps][m][r]; };
+  __syncthreads();
   T* y = static_cast<T*>(p.y);
   const T* bias = static_cast<const T*>(p.bias);
   if constexpr (GATED) {
@@ -417,37 +371,34 @@ __global__ void __launch_bounds__(KSPLIT / CL * 32, gemv_min_blocks<KSPLIT, UNRO
     auto row_sum = [&](int m, int r, int n) {
       float sum = 0.0f;
 #pragma unroll
-      for (int w = 0; w < KSPLIT; ++w) sum += partial_at(w, m, r);
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
       if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
       if (bias != nullptr) sum += Traits::to_float(bias[n]);
       return sum;
     };
     // A block's outputs: 16 (RT = 2: the gate tile's rows r, its up rows 16 + r) or 8 (paired rows: gate r, up 8 + r).
     constexpr int kOut = RT == 2 ? 16 : 8;
-    const int inter = p.N >> 1, n = tile * kOut;
-    for (int o = threadIdx.x; o < MT * 8 * kOut; o += kWarps * 32) {
+    const int inter = p.N >> 1, n = blockIdx.x * kOut;
+    for (int o = threadIdx.x; o < MT * 8 * kOut; o += KSPLIT * 32) {
       const int m = o / kOut, r = o % kOut;
       if (m >= p.M) continue;
       y[(int64_t)m * p.ldy + n + r] =
           gated_output<T>(row_sum(m, r, n + r), row_sum(m, kOut + r, inter + n + r), p.act);
     }
   } else {
-    for (int o = threadIdx.x; o < MT * 8 * kRows; o += kWarps * 32) {
+    for (int o = threadIdx.x; o < MT * 8 * kRows; o += KSPLIT * 32) {
       const int m = o / kRows;
       const int r = o % kRows;
       const int n = n0 + r;
       if (m >= p.M || n >= p.N) continue;
       float sum = 0.0f;
 #pragma unroll
-      for (int w = 0; w < KSPLIT; ++w) sum += partial_at(w, m, r);
+      for (int w = 0; w < KSPLIT; ++w) sum += partial[w][m][r];
       if constexpr (kInt8 && !PER_GROUP) sum *= __ldg(p.scales + n);
       if (bias != nullptr) sum += Traits::to_float(bias[n]);
       y[(int64_t)m * p.ldy + n] = Traits::from_float(sum);
     }
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if constexpr (CL > 1) cooperative_groups::this_cluster().sync();  // releases the blocks waiting above
-#endif
 }
 
 // Whether the software-pipelined form (PIPE) of <WK, T, MT, RT, KSPLIT, UNROLL> should run `blocks` blocks over
@@ -496,13 +447,13 @@ bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,
-          bool PIPE = false, int CL = 1>
+          bool PIPE = false>
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
-  const unsigned tiles = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
-  launch_pdl_cluster(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, CL>, tiles * CL,
-                     KSPLIT / CL * 32, 0, stream, CL, p);
+  const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
+  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
+             p);
 }
 
 }  // namespace qb::kernels::gemv

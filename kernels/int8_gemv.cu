@@ -20,14 +20,6 @@ using gemv::WeightKind;
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-// The pipelined M <= 8 form's 16 warps as clusters of four 4-warp blocks (gemv_mma_tile.cuh, CL), so that a grid of
-// tiles that the SMs cannot share evenly (Qwen2-7B down: 224 tiles on 132 SMs) spreads in quarter tiles. sm_90;
-// QB_GEMV_CLUSTER=0: whole 16-warp blocks (A/B).
-bool cluster_form() {
-  static const bool on = compute_capability() >= 90 && env_on_unless_zero("QB_GEMV_CLUSTER");
-  return on;
-}
-
 // Block shape (kernels/NOTES-int8.md has the sweeps): up to M = 8 one 8-token tile per warp, 16
 // warps per block splitting K, two 16-byte loads per row per lane per round, software-pipelined where the
 // grid fits on the chip and K is long (gemv_pipeline_pays); where K is at most 56 steps of 64 and the grid fits,
@@ -42,11 +34,7 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
     if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, PER_GROUP>(blocks, p.k_weights, 16 * 2)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP, GATED>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>(blocks, p.k_weights)) {
-      if (cluster_form()) {
-        gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED, true, 4>(p, stream);
-      } else {
-        gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED, true>(p, stream);
-      }
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED, true>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED>(p, stream);
     }
