@@ -187,16 +187,11 @@ struct StepLoads {
 // The one-round int8 form (8 warps x 7 steps, gemv_one_round_fits) with per-channel scales asks for three blocks an SM
 // (80 registers, a few bytes spilled outside the loads) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are
 // resident at once; with per-group scales it keeps its 124 registers (two blocks an SM, no spill).
-// The pipelined 16-warp form asks for two blocks an SM (64 registers): at its free choice of 72 it fits one, and
-// gemv_pipeline_pays, which asks for the grid resident, then never took Qwen2-7B's 224-tile down (since session 26).
-template <int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
-constexpr int gemv_min_blocks() {
-  if constexpr (PIPE) return KSPLIT == 16 ? 2 : 1;
-  return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1;
-}
+template <int KSPLIT, int UNROLL, bool PER_GROUP>
+constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
-__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP, PIPE>())
+__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
