@@ -168,10 +168,10 @@ TEST(Int8FormatGpu, EveryPathMatchesReference) {
 
 // prepare(M) (the 16-bit W dequantized on the layer's second stream), then forward(M): the dequantize-then-cuBLAS
 // output bit for bit, the prepared weight used once (a forward of another size leaves it; the next forward of M takes
-// it). M = 1024 is past the fused kernel's range and per-group weights never take it, so there the preparation is
-// certain to run (unless QB_INT8_WGMMA forces the fused kernel: then nothing is prepared and the outputs must still
-// agree); at M = 100 whichever path the policy picks must agree too; at M = 16 (the GEMV) nothing is prepared. K = 257
-// takes the padded activation width.
+// it). Per-group weights never take the fused kernel, and M = 1024 is past its range, so there the preparation is
+// certain to run (for per-channel weights at 1024 unless QB_INT8_WGMMA forces the fused kernel: then nothing is
+// prepared and the outputs must still agree); at M = 100 whichever path the policy picks must agree too; at M = 16
+// (the GEMV) nothing is prepared. K = 257 takes the padded activation width.
 TEST(Int8FormatGpu, PreparedWeightGivesTheSameOutput) {
   QB_REQUIRE_CUDA();
   const bool forced = env_equals("QB_INT8_WGMMA", "1") || env_equals("QB_INT8_WGMMA", "rs");
@@ -190,7 +190,7 @@ TEST(Int8FormatGpu, PreparedWeightGivesTheSameOutput) {
         for (const int64_t M : {int64_t{1024}, int64_t{100}, int64_t{16}}) {
           const std::string what = std::string(c10::toString(dtype)) + " group " + std::to_string(group) + " K " +
                                    std::to_string(K) + " M " + std::to_string(M);
-          const bool certain = !forced && M > 32 && (M == 1024 || group > 0);
+          const bool certain = M > 32 && (group > 0 || (!forced && M == 1024));
           const at::Tensor x = at::randn({M, K}).to(options.device, dtype);
           const at::Tensor x_fewer = x.narrow(0, 0, M - 4);
           const at::Tensor plain = linear->forward(x), plain_fewer = linear->forward(x_fewer);
