@@ -401,12 +401,30 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   }
 }
 
+// A warp step's columns of W: 64 (int8) or 32 (dense); the steps of a row of k_weights columns.
+template <WeightKind WK>
+constexpr int64_t gemv_steps(int64_t k_weights) {
+  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
+  return (k_weights + kStepK - 1) / kStepK;
+}
+
+// Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> are all resident on
+// the chip at once (an occupancy query, cached per instance).
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
+bool gemv_grid_resident(int64_t blocks) {
+  const int per_sm = resident_blocks_per_sm(
+      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>),
+      KSPLIT * 32);
+  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
+}
+
 // Whether the software-pipelined form (PIPE) of <WK, T, MT, RT, KSPLIT, UNROLL> should run `blocks` blocks over
 // k_weights columns: where its blocks all fit on the chip at once and every warp has several rounds. Its extra load
-// registers cost residency (int8 M <= 8: 64 registers and two 16-warp blocks per SM instead of 40 and three), which a
-// grid of several waves pays for (Qwen2-7B int8 gate_up 1379 -> 1443 us a step, qkv 211 -> 328); a grid that fits
-// anyway gains the overlap of the conversion and mmas with the next loads (o + down, 224 blocks: 1198 -> 1067 us;
-// BENCHMARKS.md, session 26).
+// registers cost residency, which a grid of several waves pays for (Qwen2-7B int8 gate_up 1379 -> 1443 us a step, qkv
+// 211 -> 328); a grid that fits anyway gained the overlap of the conversion and mmas with the next loads (o + down,
+// 224 blocks: 1198 -> 1067 us; BENCHMARKS.md, session 26). The int8 M <= 8 form has taken 72 registers since then, so
+// one 16-warp block fits an SM and Qwen2-7B's 224-block down runs the plain form; held to 64 registers (two blocks) it
+// took down again and was slower (913 against 837 us a step; session 30). The dense form (56 registers) keeps it.
 // QB_GEMV_PIPE=0: never (A/B); =int8: the int8 GEMV only.
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
@@ -415,13 +433,10 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   // Every warp needs >= 6 steps (three rounds) for the overlap to pay: with every fitting grid pipelined GPT-2 lost
   // 11-13% (one round), and 6 steps for the busiest warp only (TinyLlama int8 down, 5.5 a warp) cost 1.2%.
   static const int min_steps = env_int("QB_GEMV_PIPE_MIN_STEPS", 6, 1);
-  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
-  const int64_t steps = (k_weights + kStepK - 1) / kStepK;
-  if (off || (int8_only && WK != WeightKind::kInt8) || steps < int64_t{min_steps} * KSPLIT) return false;
-  const int per_sm = resident_blocks_per_sm(
-      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, true>),
-      KSPLIT * 32);
-  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
+  if (off || (int8_only && WK != WeightKind::kInt8) || gemv_steps<WK>(k_weights) < int64_t{min_steps} * KSPLIT) {
+    return false;
+  }
+  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, true>(blocks);
 }
 
 // Whether <WK, T, MT, RT, KSPLIT, UNROLL> takes a row of k_weights columns in one round (every weight load of a
@@ -437,13 +452,9 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
-  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
-  const int64_t steps = (k_weights + kStepK - 1) / kStepK;
+  const int64_t steps = gemv_steps<WK>(k_weights);
   if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
-  const int per_sm = resident_blocks_per_sm(
-      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, false>),
-      KSPLIT * 32);
-  return blocks <= static_cast<int64_t>(per_sm) * sm_count();
+  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false>(blocks);
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,

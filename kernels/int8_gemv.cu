@@ -30,13 +30,16 @@ template <typename T, bool PER_GROUP, bool GATED>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
   constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
+    constexpr int kWarps = 16, kUnroll = 2;        // the default form: rounds of 16 warps x 2 steps
+    constexpr int kOneWarps = 8, kOneUnroll = 7;   // the one-round form
     const int64_t blocks = (p.N + 15) / 16;
-    if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, 8, 7, PER_GROUP>(blocks, p.k_weights, 16 * 2)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 7, PER_GROUP, GATED>(p, stream);
-    } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 16, 2, PER_GROUP>(blocks, p.k_weights)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED, true>(p, stream);
+    if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP>(blocks, p.k_weights,
+                                                                                    kWarps * kUnroll)) {
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP, GATED>(p, stream);
+    } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED, true>(p, stream);
     } else {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 2, PER_GROUP, GATED>(p, stream);
+      gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED>(p, stream);
     }
   } else if constexpr (GATED) {
     fail(ErrorKind::kInternal, "int8_gemv: the gated epilogue takes at most 8 rows (checked by the caller)");
