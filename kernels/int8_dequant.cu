@@ -34,44 +34,28 @@ __global__ void dequant_chunk_kernel(const int8_t* __restrict__ q, int64_t ldq, 
   using Traits = gemv::HalfTraits<T>;
   const int64_t vecs_per_row = width / 16;
   const int64_t total = N * vecs_per_row;
-  // kBatch 16-byte loads in flight a thread before any store: a capped grid (a dequantize beside a GEMM, on a few
-  // SMs) keeps DRAM busy only with several loads each.
-  constexpr int kBatch = 4;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t base = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; base < total; base += kBatch * stride) {
-    uint4 packed[kBatch];
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t n = i / vecs_per_row;
+    const int64_t c = (i % vecs_per_row) * 16;
+    const uint4 packed = gemv::load_stream16(q + n * ldq + k0 + c);
+    uint32_t halves[8];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int64_t i = base + b * stride;
-      if (i < total) packed[b] = gemv::load_stream16(q + (i / vecs_per_row) * ldq + k0 + (i % vecs_per_row) * 16);
-    }
+    for (int j = 0; j < 4; ++j) Traits::int8x4_to_pairs(gemv::word_of(packed, j), halves[2 * j], halves[2 * j + 1]);
+    // int8x4_to_pairs yields (e0,e1),(e2,e3): element order is preserved.
+    if constexpr (PER_GROUP) {
+      const float s = scales[n * groups + (k0 + c) / group_size] * multiplier;
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int64_t i = base + b * stride;
-      if (i >= total) break;
-      const int64_t n = i / vecs_per_row;
-      const int64_t c = (i % vecs_per_row) * 16;
-      uint32_t halves[8];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        Traits::int8x4_to_pairs(gemv::word_of(packed[b], j), halves[2 * j], halves[2 * j + 1]);
+      for (int j = 0; j < 8; ++j) {
+        T pair[2];
+        memcpy(pair, &halves[j], 4);
+        pair[0] = Traits::from_float(Traits::to_float(pair[0]) * s);
+        pair[1] = Traits::from_float(Traits::to_float(pair[1]) * s);
+        memcpy(&halves[j], pair, 4);
       }
-      // int8x4_to_pairs yields (e0,e1),(e2,e3): element order is preserved.
-      if constexpr (PER_GROUP) {
-        const float s = scales[n * groups + (k0 + c) / group_size] * multiplier;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          T pair[2];
-          memcpy(pair, &halves[j], 4);
-          pair[0] = Traits::from_float(Traits::to_float(pair[0]) * s);
-          pair[1] = Traits::from_float(Traits::to_float(pair[1]) * s);
-          memcpy(&halves[j], pair, 4);
-        }
-      }
-      uint4* dst = reinterpret_cast<uint4*>(out + n * ld_out + c);
-      dst[0] = make_uint4(halves[0], halves[1], halves[2], halves[3]);
-      dst[1] = make_uint4(halves[4], halves[5], halves[6], halves[7]);
     }
+    uint4* dst = reinterpret_cast<uint4*>(out + n * ld_out + c);
+    dst[0] = make_uint4(halves[0], halves[1], halves[2], halves[3]);
+    dst[1] = make_uint4(halves[4], halves[5], halves[6], halves[7]);
   }
 }
 
@@ -104,11 +88,9 @@ unsigned grid_for(int64_t work, int threads) {
 }
 
 template <typename T>
-void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int64_t ld_out, cudaStream_t stream,
-                    int max_blocks = 0) {
+void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int64_t ld_out, cudaStream_t stream) {
   const int64_t work = w.N * (width / 16);
-  unsigned grid = grid_for(work, 256);
-  if (max_blocks > 0) grid = std::min(grid, static_cast<unsigned>(max_blocks));
+  const unsigned grid = grid_for(work, 256);
   if (w.group_size > 0) {
     dequant_chunk_kernel<T, true><<<grid, 256, 0, stream>>>(w.q, w.ldq, w.scales, w.groups, w.group_size,
                                                             w.scale_multiplier, w.N, k0, width, out, ld_out);
@@ -159,8 +141,7 @@ size_t int8_prefill_workspace_bytes(int64_t M, int64_t N, int64_t K, int64_t chu
   return align_up(static_cast<size_t>(N * chunk * 2)) + align_up(static_cast<size_t>(M * N * 4));
 }
 
-void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream,
-                     int max_blocks) {
+void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream) {
   check_weights(w, "int8_dequantize");
   const int64_t width = int8_padded_k(w.K);
   QB_CHECK(ld_out >= width && ld_out % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0, kInvalidInput,
@@ -172,9 +153,9 @@ void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld
     grouped.groups = 1;
   }
   if (dtype == HalfType::kF16) {
-    launch_dequant<__half>(grouped, 0, width, static_cast<__half*>(out), ld_out, stream, max_blocks);
+    launch_dequant<__half>(grouped, 0, width, static_cast<__half*>(out), ld_out, stream);
   } else {
-    launch_dequant<__nv_bfloat16>(grouped, 0, width, static_cast<__nv_bfloat16*>(out), ld_out, stream, max_blocks);
+    launch_dequant<__nv_bfloat16>(grouped, 0, width, static_cast<__nv_bfloat16*>(out), ld_out, stream);
   }
 }
 

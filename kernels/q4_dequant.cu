@@ -83,62 +83,59 @@ __global__ void __launch_bounds__(256) q4_tile_dequant_kernel(const __grid_const
   __syncthreads();
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t chunks = cols / 64, tiles = (rows + 15) / 16, items = tiles * chunks;
+  const int64_t first = (static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kItemsPerWarp;
+  if (first >= items) return;
   const int64_t k_chunks = w.K / 64, units = w.K >> (6 + w.unit_shift);
   uint64_t load_policy = 0, store_policy = 0;
   if constexpr (kL2Hints) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(load_policy));
     asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(store_policy));
   }
-  // A warp's runs of kItemsPerWarp items, strided over the grid (a capped grid walks several).
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5) * kItemsPerWarp;
-  for (int64_t first = (static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kItemsPerWarp;
-       first < items; first += stride) {
-    uint4 codes[kItemsPerWarp];
+  uint4 codes[kItemsPerWarp];
 #pragma unroll
-    for (int it = 0; it < kItemsPerWarp; ++it) {
-      const int64_t item = min(first + it, items - 1);
-      const int64_t tile = row0 / 16 + item / chunks, chunk = col0 / 64 + item % chunks;
-      codes[it] = load_codes16<kL2Hints>(w.tiles + ((tile * k_chunks + chunk) * 32 + lane) * 16, load_policy);
-    }
+  for (int it = 0; it < kItemsPerWarp; ++it) {
+    const int64_t item = min(first + it, items - 1);
+    const int64_t tile = row0 / 16 + item / chunks, chunk = col0 / 64 + item % chunks;
+    codes[it] = load_codes16<kL2Hints>(w.tiles + ((tile * k_chunks + chunk) * 32 + lane) * 16, load_policy);
+  }
 #pragma unroll
-    for (int it = 0; it < kItemsPerWarp; ++it) {
-      const int64_t item = first + it;
-      if (item >= items) break;
-      const int64_t tile = row0 / 16 + item / chunks, chunk = col0 / 64 + item % chunks;
-      const int64_t unit = chunk >> w.unit_shift;
-      const uint32_t words[4] = {codes[it].x, codes[it].y, codes[it].z, codes[it].w};
+  for (int it = 0; it < kItemsPerWarp; ++it) {
+    const int64_t item = first + it;
+    if (item >= items) break;
+    const int64_t tile = row0 / 16 + item / chunks, chunk = col0 / 64 + item % chunks;
+    const int64_t unit = chunk >> w.unit_shift;
+    const uint32_t words[4] = {codes[it].x, codes[it].y, codes[it].z, codes[it].w};
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int64_t n = tile * 16 + g + 8 * h;
-        if (n >= row0 + rows || n >= w.N) continue;
-        const int64_t sidx = ((tile * units + unit) * 8 + g) * 2 + h;  // [tile][unit][g][h]
-        float scale, zero = 0.f;
-        if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
-          scale = static_cast<const float*>(w.scales)[sidx];
-        } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
-          scale = q4::absmax16(static_cast<const uint16_t*>(w.scales)[sidx], w.absmax_f16);
-        } else if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
-          scale = q4::nested_absmax(nested_code[static_cast<const uint8_t*>(w.scales)[sidx]],
-                                    w.nested[(n * units + unit) >> 8]);
-        } else {
-          const uint32_t packed = static_cast<const uint32_t*>(w.scales)[sidx];
-          scale = q4::affine_scale(packed);
-          zero = q4::affine_zero(packed);
-        }
-        float v[16];
-#pragma unroll
-        for (int b = 0; b < 8; ++b) {
-          const uint32_t byte = (words[2 * h + (b >> 2)] >> (8 * (b & 3))) & 0xFFu;
-          if constexpr (MODE == Q4ScaleMode::kAffine) {
-            v[2 * b] = (codebook[byte >> 4] - zero) * scale;
-            v[2 * b + 1] = (codebook[byte & 15] - zero) * scale;
-          } else {
-            v[2 * b] = __fmul_rn(codebook[byte >> 4], scale);
-            v[2 * b + 1] = __fmul_rn(codebook[byte & 15], scale);
-          }
-        }
-        store16<Out, kL2Hints>(out + (n - row0) * ldo + (chunk * 64 - col0) + 16 * t, v, store_policy);
+    for (int h = 0; h < 2; ++h) {
+      const int64_t n = tile * 16 + g + 8 * h;
+      if (n >= row0 + rows || n >= w.N) continue;
+      const int64_t sidx = ((tile * units + unit) * 8 + g) * 2 + h;  // [tile][unit][g][h]
+      float scale, zero = 0.f;
+      if constexpr (MODE == Q4ScaleMode::kAbsmaxF32) {
+        scale = static_cast<const float*>(w.scales)[sidx];
+      } else if constexpr (MODE == Q4ScaleMode::kAbsmax16) {
+        scale = q4::absmax16(static_cast<const uint16_t*>(w.scales)[sidx], w.absmax_f16);
+      } else if constexpr (MODE == Q4ScaleMode::kAbsmaxNested) {
+        scale = q4::nested_absmax(nested_code[static_cast<const uint8_t*>(w.scales)[sidx]],
+                                  w.nested[(n * units + unit) >> 8]);
+      } else {
+        const uint32_t packed = static_cast<const uint32_t*>(w.scales)[sidx];
+        scale = q4::affine_scale(packed);
+        zero = q4::affine_zero(packed);
       }
+      float v[16];
+#pragma unroll
+      for (int b = 0; b < 8; ++b) {
+        const uint32_t byte = (words[2 * h + (b >> 2)] >> (8 * (b & 3))) & 0xFFu;
+        if constexpr (MODE == Q4ScaleMode::kAffine) {
+          v[2 * b] = (codebook[byte >> 4] - zero) * scale;
+          v[2 * b + 1] = (codebook[byte & 15] - zero) * scale;
+        } else {
+          v[2 * b] = __fmul_rn(codebook[byte >> 4], scale);
+          v[2 * b + 1] = __fmul_rn(codebook[byte & 15], scale);
+        }
+      }
+      store16<Out, kL2Hints>(out + (n - row0) * ldo + (chunk * 64 - col0) + 16 * t, v, store_policy);
     }
   }
 }
@@ -173,12 +170,10 @@ __global__ void __launch_bounds__(256) q4_flat_dequant_kernel(const __grid_const
 
 template <typename Out, bool kL2Hints>
 void launch_tile(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, void* out,
-                 int64_t ldo, int max_blocks, cudaStream_t stream) {
+                 int64_t ldo, cudaStream_t stream) {
   const int64_t items = (rows + 15) / 16 * (cols / 64);
   const int64_t per_block = 8 * kItemsPerWarp;
-  int64_t grid = (items + per_block - 1) / per_block;
-  if (max_blocks > 0) grid = std::min<int64_t>(grid, max_blocks);
-  const unsigned blocks = static_cast<unsigned>(grid);
+  const unsigned blocks = static_cast<unsigned>((items + per_block - 1) / per_block);
   Out* o = static_cast<Out*>(out);
   switch (w.mode) {
     case Q4ScaleMode::kAbsmaxF32:
@@ -203,18 +198,18 @@ void launch_tile(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col
 
 template <typename Out>
 void launch_tile(const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, void* out,
-                 int64_t ldo, bool l2_hints, int max_blocks, cudaStream_t stream) {
+                 int64_t ldo, bool l2_hints, cudaStream_t stream) {
   if (l2_hints) {
-    launch_tile<Out, true>(w, row0, rows, col0, cols, out, ldo, max_blocks, stream);
+    launch_tile<Out, true>(w, row0, rows, col0, cols, out, ldo, stream);
   } else {
-    launch_tile<Out, false>(w, row0, rows, col0, cols, out, ldo, max_blocks, stream);
+    launch_tile<Out, false>(w, row0, rows, col0, cols, out, ldo, stream);
   }
 }
 
 }  // namespace
 
 void q4_tile_dequant(DType dtype, const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
-                     void* out, int64_t ldo, cudaStream_t stream, bool l2_hints, int max_blocks) {
+                     void* out, int64_t ldo, cudaStream_t stream, bool l2_hints) {
   QB_CHECK(w.K % 64 == 0 && row0 % 16 == 0 && col0 % 64 == 0 && cols % 64 == 0 && rows > 0 && cols > 0 &&
                row0 + rows <= q4_n_tiles(w.N) * 16 && col0 + cols <= w.K && ldo >= cols,
            kInvalidInput, "q4_tile_dequant: bad range rows [{}, +{}) cols [{}, +{}) of [{}, {}] (ld {})", row0, rows,
@@ -222,9 +217,9 @@ void q4_tile_dequant(DType dtype, const Q4TileWeights& w, int64_t row0, int64_t 
   QB_CHECK(ldo % (dtype == DType::kF32 ? 4 : 8) == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0, kInvalidInput,
            "q4_tile_dequant: output must be 16-byte aligned with 16-byte rows (ld {})", ldo);
   switch (dtype) {
-    case DType::kF32: launch_tile<float>(w, row0, rows, col0, cols, out, ldo, l2_hints, max_blocks, stream); break;
-    case DType::kF16: launch_tile<__half>(w, row0, rows, col0, cols, out, ldo, l2_hints, max_blocks, stream); break;
-    case DType::kBF16: launch_tile<__nv_bfloat16>(w, row0, rows, col0, cols, out, ldo, l2_hints, max_blocks, stream); break;
+    case DType::kF32: launch_tile<float>(w, row0, rows, col0, cols, out, ldo, l2_hints, stream); break;
+    case DType::kF16: launch_tile<__half>(w, row0, rows, col0, cols, out, ldo, l2_hints, stream); break;
+    case DType::kBF16: launch_tile<__nv_bfloat16>(w, row0, rows, col0, cols, out, ldo, l2_hints, stream); break;
   }
 }
 

@@ -11,8 +11,7 @@
 namespace qb::model {
 
 CausalLM::CausalLM(CausalLMParts parts)
-    : parts_(std::move(parts)), prefill_prepare_(env_on_unless_zero("QB_PREFILL_PREPARE")),  // =0: off (A/B runs)
-      prepare_down_(!env_equals("QB_PREFILL_PREPARE", "next")) {  // =next: only the next layer's qkv / o (A/B runs)
+    : parts_(std::move(parts)), prefill_prepare_(env_on_unless_zero("QB_PREFILL_PREPARE")) {  // =0: off (A/B runs)
   if (parts_.config.use_rope) {
     // The table bounds the positions a run may use: the config's context, capped at 32768 (a
     // 128k-context table would cost tens of MB for positions no benchmark here reaches).
@@ -72,10 +71,6 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
     // A prefill's next-layer projections prepare as this layer's down projection starts (Linear::prepare): a format
     // that dequantizes before its GEMM does that beside the MLP instead of before the next layer's GEMMs.
     std::function<void()> prepare_next;
-    // ... and its own down projection as the layer starts, beside its attention and gate_up.
-    if (prefill_prepare_ && prepare_down_ && !where.decode && input_ids.is_cuda()) {
-      layer.mlp->out().prepare(input_ids.numel());
-    }
     if (prefill_prepare_ && !where.decode && input_ids.is_cuda() && i + 1 < parts_.layers.size()) {
       const DecoderLayer& next = parts_.layers[i + 1];
       const int64_t rows = input_ids.numel();

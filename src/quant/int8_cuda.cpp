@@ -67,16 +67,6 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
                         PreparedWeight* prepared) {
   const int64_t M = x2d.size(0);
   at::Tensor y = at::empty({M, w.N}, x2d.options());
-  static_assert(kernels::kInt8PrefillChunkK <= 0, "a prepared weight is the direct variant's whole 16-bit W");
-  if (const at::Tensor w16 = prepared != nullptr ? prepared->take(M, x2d.scalar_type(), stream()) : at::Tensor();
-      w16.defined()) {
-    // W dequantized ahead on the second stream: the GEMM alone, before any fused kernel (the dequantize is already
-    // paid; w16 returns to this stream's pool after it).
-    kernels::int8_dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()),
-                                     w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1),
-                                     bias_ptr(bias), y.data_ptr(), w.N, M, stream());
-    return y;
-  }
   kernels::Int8WgmmaForm form{};
   int splits = 1;
   if (kernels::int8_prefill_fused_form(w, M, &form, &splits) &&
@@ -87,6 +77,15 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
     kernels::int8_gemm_wgmma(half_type(x2d.scalar_type()), x2d.data_ptr(), x2d.size(1), w, bias_ptr(bias),
                              y.data_ptr(), w.N, M, stream(), form, splits, bytes > 0 ? partial.data_ptr() : nullptr,
                              bytes);
+    return y;
+  }
+  static_assert(kernels::kInt8PrefillChunkK <= 0, "a prepared weight is the direct variant's whole 16-bit W");
+  if (const at::Tensor w16 = prepared != nullptr ? prepared->take(M, x2d.scalar_type(), stream()) : at::Tensor();
+      w16.defined()) {
+    // W dequantized ahead on the second stream: the GEMM alone (w16 returns to this stream's pool after it).
+    kernels::int8_dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()),
+                                     w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1),
+                                     bias_ptr(bias), y.data_ptr(), w.N, M, stream());
     return y;
   }
   const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);
@@ -100,13 +99,15 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
 void prepare_int8_prefill(const kernels::Int8Weights& w, int64_t M, at::ScalarType dtype, c10::Device device,
                           PreparedWeight& prepared) {
   if ((dtype != at::kHalf && dtype != at::kBFloat16) || (w.group_size != 0 && w.group_size % 16 != 0)) return;
-  // Also where the fused kernel would run: the caller asks ahead of time, so the dequantize runs beside other work.
+  kernels::Int8WgmmaForm form{};
+  int splits = 1;
+  // One fused kernel: nothing to do ahead (per-group weights never take it: int8_gemm_wgmma_supported).
+  if (w.group_size == 0 && kernels::int8_prefill_fused_form(w, M, &form, &splits)) return;
   if (!PreparedWeight::can_start(device)) return;
   const int64_t ld = kernels::int8_padded_k(w.K);
   const kernels::HalfType half = half_type(dtype);
-  const int blocks = PreparedWeight::fill_blocks();
   prepared.start(M, w.N, ld, dtype, device,
-                 [&](cudaStream_t side, void* w16) { kernels::int8_dequantize(half, w, w16, ld, side, blocks); });
+                 [&](cudaStream_t side, void* w16) { kernels::int8_dequantize(half, w, w16, ld, side); });
 }
 
 at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,

@@ -33,12 +33,12 @@ kernels::Int8Weights weights_view(const at::Tensor& q, const at::Tensor& scales,
 // y [M, N] in x2d's dtype (gated.on: [M, N / 2], act(gate) * up). bias in x2d's dtype or undefined.
 at::Tensor int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
                      const kernels::GatedEpilogue& gated = {});
-// W dequantized ahead for these M rows in `prepared` (may be null; prepare_int8_prefill) and cuBLAS; else the fused
-// kernel where the policy names it, else dequantize + cuBLAS.
+// The fused kernel where the policy names it, else dequantize + cuBLAS; there, `prepared` (may be null) may hold W
+// dequantized ahead for these M rows (prepare_int8_prefill), which it then takes instead of dequantizing.
 at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,
                         PreparedWeight* prepared = nullptr);
-// Linear::prepare for an int8 layer: W's 16-bit copy for forwards of M rows of `dtype` started on the second stream
-// into `prepared` (a capped grid: PreparedWeight::fill_blocks). w as the forward will see it (K = kernel_k).
+// Linear::prepare for an int8 layer: where M rows of `dtype` take the dequantize + cuBLAS path, W's 16-bit copy is
+// started on the second stream into `prepared`; elsewhere nothing. w as the forward will see it (K = kernel_k).
 void prepare_int8_prefill(const kernels::Int8Weights& w, int64_t M, at::ScalarType dtype, c10::Device device,
                           PreparedWeight& prepared);
 at::Tensor llm_int8_gemv(const at::Tensor& x2d, const kernels::Int8Weights& w, const at::Tensor& bias,

@@ -9,9 +9,7 @@
 #include <map>
 #include <mutex>
 
-#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
-#include "quantbench/kernels/device_limits.h"
 
 namespace qb::quant {
 
@@ -56,11 +54,6 @@ void PreparedWeight::start(int64_t rows, int64_t N, int64_t ld, at::ScalarType d
   fill(side, weight_.data_ptr());
   QB_CUDA_CHECK(cudaEventRecord(done_, side));
   rows_ = rows;
-}
-
-int PreparedWeight::fill_blocks() {
-  static const int blocks = env_int("QB_PREPARE_BLOCKS", kernels::sm_count() / 3, 0);
-  return blocks;
 }
 
 at::Tensor PreparedWeight::take(int64_t rows, at::ScalarType dtype, cudaStream_t stream) {

@@ -38,9 +38,6 @@ class PreparedWeight {
   // and nothing waited for, when the pending weight is for another size or dtype, or there is none.
   at::Tensor take(int64_t rows, at::ScalarType dtype, cudaStream_t stream);
   int64_t rows() const { return rows_; }
-  // The grid a fill should be capped at: a third of the SMs (the fill is DRAM-bound, so a few SMs keep it near full
-  // bandwidth while the GEMMs beside it keep the rest); QB_PREPARE_BLOCKS=N sets it, 0 = the whole grid.
-  static int fill_blocks();
 
  private:
   int64_t rows_ = 0;

@@ -497,12 +497,6 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     const at::Tensor scratch = x_fragment_scratch(x2, M, N, K);
     k::q4_tile_gemm(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, {}, {},
                     scratch.defined() ? scratch.data_ptr() : nullptr);
-  } else if (const at::Tensor w16 = d.tiles && prepared_ ? prepared_->take(M, st, stream) : at::Tensor();
-             w16.defined()) {
-    // prepare(M) dequantized W on another stream (the one-chunk plan it checked): the GEMM alone, before any fused
-    // kernel (the dequantize is already paid). w16 is this stream's memory, reused in its order (after the GEMM).
-    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, w16.data_ptr(), N, K,
-                                    x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
   } else if (d.tiles && k::q4_prefill_fused_form(d.tw, M, &form, &splits) &&
              k::q4_tile_gemm_wgmma_supported(dtype, d.tw, x2.data_ptr(), K, y.data_ptr(), N, M, form)) {
     const size_t bytes = k::q4_tile_gemm_wgmma_workspace_bytes(M, N, form, splits);
@@ -510,6 +504,12 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
     if (bytes > 0) workspace = at::empty({static_cast<int64_t>(bytes)}, x2.options().dtype(at::kByte));
     k::q4_tile_gemm_wgmma(dtype, d.tw, x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream, form, splits,
                           bytes > 0 ? workspace.data_ptr() : nullptr, bytes);
+  } else if (const at::Tensor w16 = d.tiles && prepared_ ? prepared_->take(M, st, stream) : at::Tensor();
+             w16.defined()) {
+    // prepare(M) dequantized W on another stream (the one-chunk plan it checked): the GEMM alone. w16 is this
+    // stream's memory, reused in its order (after the GEMM).
+    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, w16.data_ptr(), N, K,
+                                    x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));
@@ -540,15 +540,15 @@ void Q4Linear::prepare(int64_t rows) const {
   const Device& d = *device_;
   if (!PreparedWeight::can_start(d.codes.device())) return;
   const int64_t N = out_features(), K = in_features();
-  // Also where a fused kernel would run: the caller asks ahead of time, so the dequantize runs beside other work
-  // and the forward is cuBLAS alone.
+  k::Q4WgmmaForm form{};
+  int splits = 1;
+  if (k::q4_prefill_fused_form(d.tw, rows, &form, &splits)) return;  // one fused kernel: nothing to do ahead
   const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(rows, N, K);
   if (plan.split != k::Q4PrefillSplit::kRows || plan.chunk < N) return;  // chunked plans reuse one chunk's scratch
   if (!prepared_) prepared_ = std::make_unique<PreparedWeight>();
   const k::DType dtype = st == at::kHalf ? k::DType::kF16 : k::DType::kBF16;
-  const int blocks = PreparedWeight::fill_blocks();
   prepared_->start(rows, N, K, st, d.codes.device(), [&](cudaStream_t side, void* w16) {
-    k::q4_tile_dequant(dtype, d.tw, 0, N, 0, K, w16, K, side, plan.l2_hints, blocks);
+    k::q4_tile_dequant(dtype, d.tw, 0, N, 0, K, w16, K, side, plan.l2_hints);
   });
 #else
   (void)rows;

@@ -55,10 +55,8 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
                      void* workspace = nullptr, size_t workspace_bytes = 0);
 
 // The dequantization alone, for tests, the generic path and a weight prepared ahead (Linear::prepare): out [N, ld_out]
-// (ld_out >= K) in `dtype`, out[n, k] = q[n, k] * scale (rounded once to 16 bits). max_blocks > 0 caps the grid (a
-// dequantize on a second stream beside a GEMM takes that many SMs instead of all of them).
-void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream,
-                     int max_blocks = 0);
+// (ld_out >= K) in `dtype`, out[n, k] = q[n, k] * scale (rounded once to 16 bits).
+void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);
 
 // The direct variant's second half on a weight already dequantized: y [M, ldy] = x W16^T (+ bias), W16 [N, ldw] in
 // `dtype` (int8_dequantize's output, ldw = int8_padded_k(K)). int8_prefill_matmul with chunk_k <= 0 is

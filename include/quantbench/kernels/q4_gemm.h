@@ -108,10 +108,8 @@ void q4_x_fragments(const void* x, int64_t ldx, int64_t M, int64_t K, int nt, vo
 // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of W, dequantized into out (row-major, ld ldo,
 // dtype fp32/fp16/bf16). row0 % 16 == 0, col0 % 64 == 0, cols % 64 == 0; rows past N are not written.
 // l2_hints: codes loaded evict-first, output stored evict-last (for a chunk that cuBLAS reads next).
-// max_blocks > 0 caps the grid (its warps then stride over the tiles): a dequantize on a second stream beside a GEMM
-// takes that many SMs instead of all of them (Linear::prepare).
 void q4_tile_dequant(DType dtype, const Q4TileWeights& w, int64_t row0, int64_t rows, int64_t col0, int64_t cols,
-                     void* out, int64_t ldo, cudaStream_t stream, bool l2_hints = false, int max_blocks = 0);
+                     void* out, int64_t ldo, cudaStream_t stream, bool l2_hints = false);
 
 // The whole W [N, K] dequantized into out (row-major, ld K), any shape.
 void q4_flat_dequant(DType dtype, const Q4FlatWeights& w, void* out, cudaStream_t stream);

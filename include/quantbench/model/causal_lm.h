@@ -66,10 +66,8 @@ class CausalLM {
   std::string lm_head_format() const { return parts_.lm_head->format_name(); }
   // Largest number of positions the model accepts (learned position tables bound it).
   int64_t max_positions() const;
-  // Whether a prefill asks each layer's down projection to prepare as the layer starts and the next layer's qkv / o
-  // beside the down projection (Linear::prepare). Default: on, unless QB_PREFILL_PREPARE=0 (=next: qkv / o only). A
-  // prepared layer runs dequantize + cuBLAS, so the output is the same either way where the layers take that path
-  // anyway (past the fused kernels' 512 tokens: tests compare the two), and within fp32 summation order elsewhere.
+  // Whether a prefill asks each next layer's projections to prepare beside the down projection (Linear::prepare).
+  // Default: on, unless QB_PREFILL_PREPARE=0. The output is the same either way (tests compare the two).
   void set_prefill_prepare(bool on) { prefill_prepare_ = on; }
 
  private:
@@ -77,7 +75,6 @@ class CausalLM {
   CausalLMParts parts_;
   RotaryTable rope_;
   bool prefill_prepare_ = true;
-  bool prepare_down_ = true;  // with prefill_prepare_: each layer's down projection too, as the layer starts
 };
 
 }  // namespace qb::model

@@ -39,7 +39,7 @@ class Int8Linear final : public Linear {
   at::Tensor forward_with(const at::Tensor& x, Int8KernelPath path) const;
   // The decode GEMV with its gated epilogue, up to kernels' kInt8GemvGatedMaxM (8) rows of x.
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
-  // The 16-bit weight for forwards of `rows` rows (> the GEMV's), which then run cuBLAS alone.
+  // The 16-bit weight of the dequantize-then-cuBLAS path, where `rows` rows take it (no fused kernel).
   void prepare(int64_t rows) const override;
   // The rows a prepared weight waits for (0: none), for tests.
   int64_t prepared_rows() const;

@@ -35,7 +35,7 @@ class Linear {
   // forward() and the activation itself.
   virtual at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const { return {}; }
   // Starts work that a forward of `rows` rows of x needs and that does not depend on x (a quantized format's 16-bit
-  // copy of its weight, which that forward then multiplies with cuBLAS alone) on a second stream, after what the
+  // copy of its weight, where that many rows take its dequantize-then-GEMM path) on a second stream, after what the
   // current stream has queued so far, so that it overlaps what the caller queues next (the model: the next layer's
   // projections, asked as a prefill's down projection starts). The next forward() of exactly `rows` rows waits for it
   // and uses it; a forward of another size leaves it, and the next prepare() replaces it. Formats without such work,

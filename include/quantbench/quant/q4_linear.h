@@ -78,8 +78,7 @@ class Q4Linear final : public Linear {
   at::Tensor forward(const at::Tensor& x) const override;
   // The decode kernel (tile layout) with its gated epilogue, up to 8 rows of x (where it measured faster).
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
-  // The 16-bit weight for forwards of `rows` rows (tile layout, fp16 / bf16, a one-chunk plan), which then run
-  // cuBLAS alone.
+  // The 16-bit weight of the dequantize-then-GEMM path (tile layout, fp16 / bf16, no fused kernel at `rows`).
   void prepare(int64_t rows) const override;
   // The rows a prepared weight waits for (0: none), for tests.
   int64_t prepared_rows() const;
