@@ -20,15 +20,6 @@ using gemv::WeightKind;
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-// Experiment (session 30): rounds of 16 warps x 3 steps instead of 2 (ncu: down's SMs are all active equally long
-// whether they hold one block or two, so a block's time is its rounds of load latency). QB_INT8_GEMV_UNROLL=3: on
-// every M <= 8 grid the other forms leave; =3r: where the grid is resident; else 2.
-bool three_loads(bool resident) {
-  static const bool all = env_equals("QB_INT8_GEMV_UNROLL", "3");
-  static const bool if_resident = env_equals("QB_INT8_GEMV_UNROLL", "3r");
-  return all || (if_resident && resident);
-}
-
 // Block shape (kernels/NOTES-int8.md has the sweeps): up to M = 8 one 8-token tile per warp, 16
 // warps per block splitting K, two 16-byte loads per row per lane per round, software-pipelined where the
 // grid fits on the chip and K is long (gemv_pipeline_pays); where K is at most 56 steps of 64 and the grid fits,
@@ -47,8 +38,6 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP, GATED>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED, true>(p, stream);
-    } else if (three_loads(gemv::gemv_grid_resident<kInt8, T, 1, 1, kWarps, 3, PER_GROUP, false>(blocks))) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, 3, PER_GROUP, GATED>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED>(p, stream);
     }
