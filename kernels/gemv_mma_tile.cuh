@@ -93,6 +93,17 @@ __device__ __forceinline__ uint4 load_stream16(const void* ptr, uint64_t policy)
 }
 
 __device__ __forceinline__ uint4 load_cached16(const void* ptr) { return __ldg(reinterpret_cast<const uint4*>(ptr)); }
+// Data the kernel before writes (x), read after pdl_wait(): a coherent load. ptxas treats ld.global.nc (__ldg) as
+// read-only for the whole kernel and moved the round's grouped x loads (XAHEAD) above griddepcontrol.wait (SASS:
+// LDG.E.128.CONSTANT before ACQBULK); an ordinary ld.global stays after it, and still allocates in L1.
+__device__ __forceinline__ uint4 load_after_wait16(const void* ptr) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(ptr)
+               : "memory");
+  return v;
+}
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
@@ -190,7 +201,8 @@ struct StepLoads {
 template <int KSPLIT, int UNROLL, bool PER_GROUP>
 constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
 
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
+          bool XAHEAD = false>
 __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
@@ -257,8 +269,21 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
 #pragma unroll
     for (int i = 0; i < MT; ++i) acc[r][i][0] = acc[r][i][1] = acc[r][i][2] = acc[r][i][3] = 0.0f;
 
-  auto compute_step = [&](int step, const Loads& in) {
+  // x of one step: token tile i, 16-byte vector h (zeros past M and past K, so also for steps past the end).
+  using StepX = uint4[MT][kXVecs];
+  auto load_x = [&](int step, StepX& xv) {
     const int k = step * kStepK + t * kLaneElems;
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+      const int m = i * 8 + g;
+#pragma unroll
+      for (int h = 0; h < kXVecs; ++h) {
+        const int kh = k + 8 * h;
+        xv[i][h] = (m < p.M && kh < p.K) ? load_after_wait16(x + (int64_t)m * p.ldx + kh) : make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+  auto compute_step = [&](int step, const Loads& in, const StepX* xpre) {
     uint32_t a[RT][kMmas][4];
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
@@ -277,14 +302,20 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
         }
       }
     }
+    const int k = step * kStepK + t * kLaneElems;
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
-      const int m = i * 8 + g;
       uint4 xv[kXVecs];
+      if constexpr (XAHEAD) {
 #pragma unroll
-      for (int h = 0; h < kXVecs; ++h) {
-        const int kh = k + 8 * h;
-        xv[h] = (m < p.M && kh < p.K) ? load_cached16(x + (int64_t)m * p.ldx + kh) : make_uint4(0, 0, 0, 0);
+        for (int h = 0; h < kXVecs; ++h) xv[h] = (*xpre)[i][h];
+      } else {
+        const int m = i * 8 + g;
+#pragma unroll
+        for (int h = 0; h < kXVecs; ++h) {
+          const int kh = k + 8 * h;
+          xv[h] = (m < p.M && kh < p.K) ? load_cached16(x + (int64_t)m * p.ldx + kh) : make_uint4(0, 0, 0, 0);
+        }
       }
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
@@ -319,11 +350,25 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u]);
   };
+  // XAHEAD: the round's x loads are all issued before its first step is computed (they are independent of the
+  // weights); otherwise each step loads its x after the previous step's mmas, and step u > 0 waits out an L1 / L2
+  // round trip of its own (SASS: the x loads sit inside each step's warp-uniform branch).
   auto compute_round = [&](int base, const Loads (&loads)[UNROLL]) {
+    if constexpr (XAHEAD) {
+      StepX xs[UNROLL];
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) {
-      const int step = base + warp + KSPLIT * u;
-      if (step < steps) compute_step(step, loads[u]);  // warp-uniform
+      for (int u = 0; u < UNROLL; ++u) load_x(base + warp + KSPLIT * u, xs[u]);
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int step = base + warp + KSPLIT * u;
+        if (step < steps) compute_step(step, loads[u], &xs[u]);  // warp-uniform
+      }
+    } else {
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u) {
+        const int step = base + warp + KSPLIT * u;
+        if (step < steps) compute_step(step, loads[u], nullptr);  // warp-uniform
+      }
     }
   };
   if constexpr (PIPE) {
@@ -401,6 +446,32 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   }
 }
 
+// Whether a round's x loads fit in registers ahead of its first step (XAHEAD): at most four 16-byte vectors a lane.
+template <WeightKind WK, int MT, int UNROLL>
+constexpr bool gemv_x_ahead_fits() {
+  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4;
+}
+
+// QB_GEMV_X_AHEAD=0: every form loads x step by step (A/B); =int8: the int8 GEMV only.
+template <WeightKind WK>
+bool gemv_x_ahead_on() {
+  static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");
+  static const bool int8_only = env_equals("QB_GEMV_X_AHEAD", "int8");
+  return !off && (!int8_only || WK == WeightKind::kInt8);
+}
+
+// The instance launch_gemv_mma runs for <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>: with XAHEAD where it fits
+// and is on. Occupancy queries must ask about this one (XAHEAD takes up to 16 more registers).
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
+const void* gemv_kernel_launched() {
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
+    if (gemv_x_ahead_on<WK>()) {
+      return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, true>);
+    }
+  }
+  return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
+}
+
 // A warp step's columns of W: 64 (int8) or 32 (dense); the steps of a row of k_weights columns.
 template <WeightKind WK>
 constexpr int64_t gemv_steps(int64_t k_weights) {
@@ -413,8 +484,7 @@ constexpr int64_t gemv_steps(int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
 bool gemv_grid_resident(int64_t blocks) {
   const int per_sm = resident_blocks_per_sm(
-      reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>),
-      KSPLIT * 32);
+      gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(), KSPLIT * 32);
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
@@ -463,6 +533,13 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
+    if (gemv_x_ahead_on<WK>()) {
+      launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, true>, blocks, KSPLIT * 32, 0,
+                 stream, p);
+      return;
+    }
+  }
   launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
              p);
 }
