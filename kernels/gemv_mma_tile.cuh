@@ -94,7 +94,7 @@ __device__ __forceinline__ uint4 load_stream16(const void* ptr, uint64_t policy)
 
 __device__ __forceinline__ uint4 load_cached16(const void* ptr) { return __ldg(reinterpret_cast<const uint4*>(ptr)); }
 // Data the kernel before writes (x), read after pdl_wait(): a coherent load. ptxas treats ld.global.nc (__ldg) as
-// read-only for the whole kernel and moved the round's grouped x loads (XAHEAD) above griddepcontrol.wait (SASS:
+// read-only for the whole kernel and moved the round's grouped x loads (XLoad::kAhead) above griddepcontrol.wait (SASS:
 // LDG.E.128.CONSTANT before ACQBULK); an ordinary ld.global stays after it, and still allocates in L1.
 __device__ __forceinline__ uint4 load_after_wait16(const void* ptr) {
   uint4 v;
@@ -198,11 +198,23 @@ struct StepLoads {
 // The one-round int8 form (8 warps x 7 steps, gemv_one_round_fits) with per-channel scales asks for three blocks an SM
 // (80 registers, a few bytes spilled outside the loads) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are
 // resident at once; with per-group scales it keeps its 124 registers (two blocks an SM, no spill).
+template <int KSPLIT, int UNROLL>
+constexpr bool gemv_is_one_round() { return KSPLIT == 8 && UNROLL == 7; }
 template <int KSPLIT, int UNROLL, bool PER_GROUP>
-constexpr int gemv_min_blocks() { return KSPLIT == 8 && UNROLL == 7 && !PER_GROUP ? 3 : 1; }
+constexpr int gemv_min_blocks() { return gemv_is_one_round<KSPLIT, UNROLL>() && !PER_GROUP ? 3 : 1; }
+
+// How a warp gets its activations. kPerStep: each step loads its x after the previous step's mmas, so step u > 0 of
+// a round waits out an L1 / L2 round trip of its own (SASS: the x loads sit inside each step's warp-uniform branch).
+// kAhead: a round's x loads are all issued before its first step is computed (they do not depend on the weights).
+// kShared: the block copies x [M][K] into shared memory once, after the PDL wait, and every step reads it there (the
+// one-round form, whose seven steps a warp would otherwise take seven round trips in a row, or 56 more registers).
+enum class XLoad { kPerStep, kAhead, kShared };
+
+// Shared-memory row stride of x (kShared), in elements: 16 bytes of padding so that token rows start in other banks.
+__host__ __device__ constexpr int64_t gemv_x_shared_ld(int64_t k_weights) { return k_weights + 8; }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          bool XAHEAD = false>
+          XLoad XL = XLoad::kPerStep>
 __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
@@ -229,6 +241,9 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
     return n0 + 16 * r + 8 * h + g;
   };
   const T* x = static_cast<const T*>(p.x);
+  // kShared: x [M][gemv_x_shared_ld(k_weights)] in dynamic shared memory, zeros in columns K .. k_weights.
+  extern __shared__ __align__(16) uint8_t gemv_dyn_smem[];
+  T* const x_shared = reinterpret_cast<T*>(gemv_dyn_smem);
   const int steps = (p.k_weights + kStepK - 1) / kStepK;
   const uint64_t policy = weight_stream_policy(p.weights_evict_first);
   const char* w_row[RT][2];
@@ -306,9 +321,16 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
       uint4 xv[kXVecs];
-      if constexpr (XAHEAD) {
+      if constexpr (XL == XLoad::kAhead) {
 #pragma unroll
         for (int h = 0; h < kXVecs; ++h) xv[h] = (*xpre)[i][h];
+      } else if constexpr (XL == XLoad::kShared) {
+        const int m = i * 8 + g;
+        const T* xs = x_shared + m * gemv_x_shared_ld(p.k_weights);
+#pragma unroll
+        for (int h = 0; h < kXVecs; ++h) {
+          xv[h] = m < p.M ? *reinterpret_cast<const uint4*>(xs + k + 8 * h) : make_uint4(0, 0, 0, 0);
+        }
       } else {
         const int m = i * 8 + g;
 #pragma unroll
@@ -346,15 +368,27 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   // round still splits evenly (warps differ by at most one step).
   // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
   // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
+  // Copied by cp.async (global -> shared, no registers: the one-round form holds its 56 weight registers across
+  // this), zero-filled past K by the source size 0; every copy in flight at once, one round trip.
+  auto fill_x_shared = [&]() {
+    const int vecs = p.k_weights / 8, ld = static_cast<int>(gemv_x_shared_ld(p.k_weights)), total = p.M * vecs;
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(x_shared));
+    for (int i = threadIdx.x; i < total; i += KSPLIT * 32) {
+      const int m = i / vecs, kv = (i % vecs) * 8;
+      const uint32_t dst = base + static_cast<uint32_t>((m * ld + kv) * sizeof(T));
+      const T* src = x + (int64_t)m * p.ldx + (kv < p.K ? kv : 0);
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(kv < p.K ? 16 : 0)
+                   : "memory");
+    }
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+  };
   auto load_round = [&](int base, Loads (&loads)[UNROLL]) {  // zeros past K
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u]);
   };
-  // XAHEAD: the round's x loads are all issued before its first step is computed (they are independent of the
-  // weights); otherwise each step loads its x after the previous step's mmas, and step u > 0 waits out an L1 / L2
-  // round trip of its own (SASS: the x loads sit inside each step's warp-uniform branch).
   auto compute_round = [&](int base, const Loads (&loads)[UNROLL]) {
-    if constexpr (XAHEAD) {
+    if constexpr (XL == XLoad::kAhead) {
       StepX xs[UNROLL];
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) load_x(base + warp + KSPLIT * u, xs[u]);
@@ -374,6 +408,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   if constexpr (PIPE) {
     // Software-pipelined rounds: round r + 1's loads are issued before round r is computed, so the conversion and
     // the mmas run under the next loads' latency (twice the load registers).
+    static_assert(XL != XLoad::kShared, "the pipelined form reads x from registers");
     Loads cur[UNROLL], next[UNROLL];
     load_round(0, cur);
     pdl_wait();
@@ -391,6 +426,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
       if (base == 0) {
         pdl_wait();
         pdl_launch_dependents();
+        if constexpr (XL == XLoad::kShared) fill_x_shared();
       }
       compute_round(base, cur);
     }
@@ -446,27 +482,48 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   }
 }
 
-// Whether a round's x loads fit in registers ahead of its first step (XAHEAD): at most four 16-byte vectors a lane.
-template <WeightKind WK, int MT, int UNROLL>
-constexpr bool gemv_x_ahead_fits() {
-  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4;
-}
-
-// QB_GEMV_X_AHEAD=0: every form loads x step by step (A/B); =int8: the int8 GEMV only.
-template <WeightKind WK>
-bool gemv_x_ahead_on() {
+// The x form of <WK, MT, KSPLIT, UNROLL> (XLoad): kShared for the one-round form, kAhead where a round's x fits in four
+// 16-byte vectors a lane, else kPerStep. QB_GEMV_X_AHEAD=0: kPerStep everywhere (A/B); =int8: kAhead for int8 only;
+// QB_GEMV_X_SHARED=0: the one-round form kPerStep.
+template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
+XLoad gemv_x_load() {
   static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");
   static const bool int8_only = env_equals("QB_GEMV_X_AHEAD", "int8");
-  return !off && (!int8_only || WK == WeightKind::kInt8);
+  static const bool shared_off = env_equals("QB_GEMV_X_SHARED", "0");
+  if (gemv_is_one_round<KSPLIT, UNROLL>()) return shared_off ? XLoad::kPerStep : XLoad::kShared;
+  if (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) > 4 || off || (int8_only && WK != WeightKind::kInt8)) {
+    return XLoad::kPerStep;
+  }
+  return XLoad::kAhead;
 }
 
-// The instance launch_gemv_mma runs for <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>: with XAHEAD where it fits
-// and is on. Occupancy queries must ask about this one (XAHEAD takes up to 16 more registers).
+// Dynamic shared memory of a block for M token rows over k_weights columns (kShared only).
+template <typename T>
+size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
+  return xl == XLoad::kShared ? static_cast<size_t>(M * gemv_x_shared_ld(k_weights)) * sizeof(T) : 0;
+}
+
+// The instance launch_gemv_mma runs for <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE> with the x form xl.
+// Occupancy queries must ask about this one (kAhead takes up to 16 more registers, kShared shared memory). kShared
+// instances may take up to 8 MT rows of x: their dynamic shared-memory ceiling is raised once to what 8 MT rows of the
+// longest one-round K (64 steps of 64) need.
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
-const void* gemv_kernel_launched() {
-  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (gemv_x_ahead_on<WK>()) {
-      return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, true>);
+const void* gemv_kernel_launched(XLoad xl) {
+  if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
+    if (xl == XLoad::kShared) {
+      static const void* kernel = [] {
+        const void* k =
+            reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
+        const int bytes = static_cast<int>(gemv_x_shared_bytes<T>(XLoad::kShared, MT * 8, int64_t{KSPLIT} * UNROLL * 64));
+        QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        return k;
+      }();
+      return kernel;
+    }
+  }
+  if constexpr (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4) {
+    if (xl == XLoad::kAhead) {
+      return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
     }
   }
   return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
@@ -483,8 +540,10 @@ constexpr int64_t gemv_steps(int64_t k_weights) {
 // the chip at once (an occupancy query, cached per instance).
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
 bool gemv_grid_resident(int64_t blocks) {
-  const int per_sm = resident_blocks_per_sm(
-      gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(), KSPLIT * 32);
+  // kShared: sized for one token row (decode); a batch of 8 takes 8 x that, which three blocks an SM still hold.
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>();
+  const int per_sm = resident_blocks_per_sm(gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(xl),
+                                            KSPLIT * 32, gemv_x_shared_bytes<T>(xl, 1, int64_t{KSPLIT} * UNROLL * 64));
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
@@ -533,15 +592,19 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
-  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (gemv_x_ahead_on<WK>()) {
-      launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, true>, blocks, KSPLIT * 32, 0,
-                 stream, p);
-      return;
-    }
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>();
+  const size_t smem = gemv_x_shared_bytes<T>(xl, p.M, p.k_weights);
+  QB_CHECK(xl != XLoad::kShared || p.k_weights <= int64_t{KSPLIT} * UNROLL * 64, kInternal,
+           "gemv: the one-round form takes K up to {} (got {})", KSPLIT * UNROLL * 64, p.k_weights);
+  gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>(xl);  // kShared: the smem ceiling
+  auto run = [&](auto kernel) { launch_pdl(kernel, blocks, KSPLIT * 32, smem, stream, p); };
+  if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
+    if (xl == XLoad::kShared) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
   }
-  launch_pdl(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>, blocks, KSPLIT * 32, 0, stream,
-             p);
+  if constexpr (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4) {
+    if (xl == XLoad::kAhead) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
+  }
+  run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
 }
 
 }  // namespace qb::kernels::gemv
