@@ -329,7 +329,8 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
         const T* xs = x_shared + m * gemv_x_shared_ld(p.k_weights);
 #pragma unroll
         for (int h = 0; h < kXVecs; ++h) {
-          xv[h] = m < p.M ? *reinterpret_cast<const uint4*>(xs + k + 8 * h) : make_uint4(0, 0, 0, 0);
+          const int kh = k + 8 * h;  // the last step's lanes reach past k_weights, i.e. past the row
+          xv[h] = m < p.M && kh < p.K ? *reinterpret_cast<const uint4*>(xs + kh) : make_uint4(0, 0, 0, 0);
         }
       } else {
         const int m = i * 8 + g;
@@ -485,13 +486,20 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
 // The x form of <WK, MT, KSPLIT, UNROLL> (XLoad): kShared for the one-round form, kAhead where a round's x fits in four
 // 16-byte vectors a lane, else kPerStep. QB_GEMV_X_AHEAD=0: kPerStep everywhere (A/B); =int8: kAhead for int8 only;
 // QB_GEMV_X_SHARED=0: the one-round form kPerStep.
+// Whether a round's x fits in registers ahead of its first step: four 16-byte vectors a lane, or the int8 one-token
+// form of four steps a round (eight: that form has the registers to spare at one block an SM).
+template <WeightKind WK, int MT, int UNROLL>
+constexpr bool gemv_x_ahead_fits() {
+  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4 || (WK == WeightKind::kInt8 && MT == 1 && UNROLL == 4);
+}
+
 template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
 XLoad gemv_x_load() {
   static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");
   static const bool int8_only = env_equals("QB_GEMV_X_AHEAD", "int8");
   static const bool shared_off = env_equals("QB_GEMV_X_SHARED", "0");
   if (gemv_is_one_round<KSPLIT, UNROLL>()) return shared_off ? XLoad::kPerStep : XLoad::kShared;
-  if (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) > 4 || off || (int8_only && WK != WeightKind::kInt8)) {
+  if (!gemv_x_ahead_fits<WK, MT, UNROLL>() || off || (int8_only && WK != WeightKind::kInt8)) {
     return XLoad::kPerStep;
   }
   return XLoad::kAhead;
@@ -521,7 +529,7 @@ const void* gemv_kernel_launched(XLoad xl) {
       return kernel;
     }
   }
-  if constexpr (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4) {
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
     if (xl == XLoad::kAhead) {
       return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
     }
@@ -601,7 +609,7 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
   }
-  if constexpr (MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4) {
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
     if (xl == XLoad::kAhead) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
   }
   run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);

@@ -124,17 +124,6 @@ __device__ __forceinline__ uint4 load_stream16(const void* ptr) {
 }
 
 __device__ __forceinline__ uint4 load_cached16(const void* ptr) { return __ldg(reinterpret_cast<const uint4*>(ptr)); }
-// Data the kernel before writes (x), read after pdl_wait(): a coherent load. ptxas treats ld.global.nc (__ldg) as
-// read-only for the whole kernel and may move it above griddepcontrol.wait (it did, in the dense / int8 GEMV, once a
-// round's x loads were grouped); an ordinary ld.global stays after it, and still allocates in L1.
-__device__ __forceinline__ uint4 load_after_wait16(const void* ptr) {
-  uint4 v;
-  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(ptr)
-               : "memory");
-  return v;
-}
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;

@@ -172,16 +172,15 @@ __device__ __forceinline__ ChunkScales chunk_scales(const Q4TileWeights& w, cons
 
 // One chunk's contribution: codes = the lane's 16 bytes, scales = the chunk's (chunk_scales).
 // x_lane[nt] = x + (nt * 8 + g) * ldx + 16 t (row M - 1 for rows past M, x_valid false: loaded as zeros).
-// kXPre (CUDA cores): the chunk's x was loaded ahead by the caller into xpre[0..1] (kXAhead in q4_gemv_kernel).
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag, bool kXPre = false>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kXFrag>
 __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const bool (&x_valid)[NT], uint4 wv,
                                            const ChunkScales& scales, int chunk, uint32_t lane_base,
-                                           float (&acc)[NT][4], const Act* x_frag_base, const uint4* xpre = nullptr) {
+                                           float (&acc)[NT][4], const Act* x_frag_base) {
   const float sg = scales.sg, sg8 = scales.sg8;
   const uint32_t nz_g = scales.nz_g, nz_g8 = scales.nz_g8;
   if constexpr (kCudaCores) {
     const Act* xp = x_lane[0] + chunk * 64;  // every lane: the token's 16 values of its columns
-    const uint4 x0 = kXPre ? xpre[0] : load_cached16(xp), x1 = kXPre ? xpre[1] : load_cached16(xp + 8);
+    const uint4 x0 = load_cached16(xp), x1 = load_cached16(xp + 8);
     const uint32_t xw[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -249,15 +248,13 @@ __device__ __forceinline__ void gemv_chunk(const Act* const (&x_lane)[NT], const
   }
 }
 
-// kXAhead (CUDA cores only): an item's x (both chunks) is loaded before waiting for its weights, not after.
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag, bool kXAhead = false>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag>
 __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
     q4_gemv_kernel(const __grid_constant__ Q4TileWeights w, const Act* __restrict__ x, int64_t ldx,
                    const Act* __restrict__ bias, Act* __restrict__ y, int64_t ldy, int M, int stages,
                    ActType gate_act, uint64_t weight_policy) {
   static_assert(!kXFrag || !kCudaCores, "x in fragment order is the tensor-core path's");
   static_assert(!kCudaCores || NT == 1, "the CUDA-core path computes one token");
-  static_assert(!kXAhead || kCudaCores, "x ahead is the CUDA-core path's");
   constexpr bool kNested = MODE == Q4ScaleMode::kAbsmaxNested;
   constexpr int kRecordLanes = scale_record_bytes(MODE) / 16;  // lanes copying one chunk's scale record
   constexpr int kParts = NT * 4;  // fp32 partial sums per lane per tile (the mma accumulator layout)
@@ -362,26 +359,16 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
   int c_j = 0, c_tile = static_cast<int>(blockIdx.x), c_item = 0, buf = 0;
   for (int q = 0; q < total; ++q) {
     issue();                            // item q + stages - 1; p_off now names item q's slot
-    const int chunk = 2 * (warp + S * c_j);
-    uint4 xpre[4];
-    if constexpr (kXAhead) {  // independent of the weights: in flight while the ring slot lands
-      const Act* xp = x_lane[0] + chunk * 64;
-      const bool has0 = chunk < C, has1 = chunk + 1 < C;
-      xpre[0] = has0 ? load_after_wait16(xp) : make_uint4(0, 0, 0, 0);
-      xpre[1] = has0 ? load_after_wait16(xp + 8) : make_uint4(0, 0, 0, 0);
-      xpre[2] = has1 ? load_after_wait16(xp + 64) : make_uint4(0, 0, 0, 0);
-      xpre[3] = has1 ? load_after_wait16(xp + 72) : make_uint4(0, 0, 0, 0);
-    }
     cp_async_wait_pending(stages - 1);  // item q's group has landed
     __syncwarp();                       // the scale records were copied by other lanes
+    const int chunk = 2 * (warp + S * c_j);
     if (chunk < C) {
       const uint8_t* stage = ring + p_off;
       const uint4 wv0 = *reinterpret_cast<const uint4*>(stage + lane * 16);
       const uint4 wv1 = *reinterpret_cast<const uint4*>(stage + kChunkCodeBytes + lane * 16);
       const ChunkScales sc0 =
           chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes, chunk, c_tile, units, g, nested_code);
-      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag, kXAhead>(x_lane, x_valid, wv0, sc0, chunk, lane_base, acc,
-                                                             x_frag_base, xpre);
+      gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv0, sc0, chunk, lane_base, acc, x_frag_base);
       if (chunk + 1 < C) {
         // awq with groups of 128 columns or more (unit_shift >= 1): the pair (chunk even) is one unit, so the second
         // chunk's record is the first's and its decode (two fp16 scales, two zero pairs) is skipped. Other modes keep
@@ -393,8 +380,8 @@ __global__ void __launch_bounds__(NT >= 4 ? 256 : 512, NT == 1 ? 2 : 1)
         } else {
           sc1 = chunk_scales<Act, MODE>(w, stage + 2 * kChunkCodeBytes + 64, chunk + 1, c_tile, units, g, nested_code);
         }
-        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag, kXAhead>(x_lane, x_valid, wv1, sc1, chunk + 1, lane_base, acc,
-                                                               x_frag_base, xpre + 2);
+        gemv_chunk<Act, MODE, NT, kCudaCores, kXFrag>(x_lane, x_valid, wv1, sc1, chunk + 1, lane_base, acc,
+                                                      x_frag_base);
       }
     }
     __syncwarp();  // every lane is done with this slot before the next issue() refills it

@@ -8,28 +8,20 @@
 #include "l2_policy.cuh"
 #include "pdl.cuh"
 #include "q4_gemv.cuh"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/core/error.h"
 #include "quantbench/kernels/cuda_check.h"
 #include "quantbench/kernels/device_limits.h"
 
 namespace qb::kernels::q4 {
 
-// QB_Q4_X_AHEAD=0: the CUDA-core (M = 1) path loads each chunk's x after its weights landed (A/B).
-inline bool q4_x_ahead_on() {
-  static const bool off = env_equals("QB_Q4_X_AHEAD", "0");
-  return !off;
-}
-
-template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag = false,
-          bool kXAhead = false>
+template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated, bool kXFrag = false>
 void gemv_prepare_kernel() {
   // The rings need more than the 48 KB a block gets by default: allow the device's opt-in maximum (the
   // attribute is a ceiling; occupancy follows what a launch asks for). Once per process (device 0's limit is
   // the limit of every device of one machine here).
   static std::once_flag once;
   std::call_once(once, [] {
-    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, kXFrag, kXAhead>;
+    auto kernel = q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, kXFrag>;
     const int optin = max_shared_per_block_optin();
     cudaFuncAttributes attributes{};
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
@@ -40,15 +32,9 @@ void gemv_prepare_kernel() {
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
 int GemvKernel<Act, MODE, NT, kCudaCores, kGated>::resident_blocks(int warps, int stages) {
-  const void* kernel = reinterpret_cast<const void*>(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>);
-  if constexpr (kCudaCores) {
-    if (q4_x_ahead_on()) {  // the instance launch() runs
-      gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>();
-      kernel = reinterpret_cast<const void*>(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>);
-    }
-  }
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
-  return resident_blocks_per_sm(kernel, warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated));
+  return resident_blocks_per_sm(reinterpret_cast<const void*>(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>),
+                                warps * 32, gemv_dynamic_smem_bytes(MODE, NT, warps, stages, kGated));
 }
 
 template <typename Act, Q4ScaleMode MODE, int NT, bool kCudaCores, bool kGated>
@@ -72,14 +58,6 @@ void GemvKernel<Act, MODE, NT, kCudaCores, kGated>::launch(const Q4TileWeights& 
     }
   }
   QB_CHECK(!x_frag, kInvalidInput, "q4_tile_gemm: x in fragment order is for the tensor-core path");
-  if constexpr (kCudaCores) {
-    if (q4_x_ahead_on()) {
-      gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>();
-      run(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false, true>);
-      QB_CUDA_CHECK_LAUNCH();
-      return;
-    }
-  }
   gemv_prepare_kernel<Act, MODE, NT, kCudaCores, kGated>();
   run(q4_gemv_kernel<Act, MODE, NT, kCudaCores, kGated, false>);
   QB_CUDA_CHECK_LAUNCH();
