@@ -363,13 +363,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
     }
   };
 
-  // Rounds of KSPLIT x UNROLL consecutive steps; inside a round, warp w takes steps w, w + KSPLIT,
-  // ... The block's loads in flight then cover one contiguous stretch of each row (DRAM locality:
-  // contiguous per-warp ranges measured 10% slower on the long-K shape), and the last, partial
-  // round still splits evenly (warps differ by at most one step).
-  // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
-  // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
-  // Copied by cp.async (global -> shared, no registers: the one-round form holds its 56 weight registers across
+  // kShared: x copied by cp.async (global -> shared, no registers: the one-round form holds its 56 weight registers across
   // this), zero-filled past K by the source size 0; every copy in flight at once, one round trip.
   auto fill_x_shared = [&]() {
     const int vecs = p.k_weights / 8, ld = static_cast<int>(gemv_x_shared_ld(p.k_weights)), total = p.M * vecs;
@@ -384,6 +378,12 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
     asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
     __syncthreads();
   };
+  // Rounds of KSPLIT x UNROLL consecutive steps; inside a round, warp w takes steps w, w + KSPLIT,
+  // ... The block's loads in flight then cover one contiguous stretch of each row (DRAM locality:
+  // contiguous per-warp ranges measured 10% slower on the long-K shape), and the last, partial
+  // round still splits evenly (warps differ by at most one step).
+  // Launched with PDL (pdl.cuh): the first round's weight loads are issued before waiting for the
+  // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
   auto load_round = [&](int base, Loads (&loads)[UNROLL]) {  // zeros past K
 #pragma unroll
     for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u]);
@@ -483,16 +483,17 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   }
 }
 
-// The x form of <WK, MT, KSPLIT, UNROLL> (XLoad): kShared for the one-round form, kAhead where a round's x fits in four
-// 16-byte vectors a lane, else kPerStep. QB_GEMV_X_AHEAD=0: kPerStep everywhere (A/B); =int8: kAhead for int8 only;
-// QB_GEMV_X_SHARED=0: the one-round form kPerStep.
-// Whether a round's x fits in registers ahead of its first step: four 16-byte vectors a lane, or the int8 one-token
-// form of four steps a round (eight: that form has the registers to spare at one block an SM).
+// Whether a round's x fits in registers ahead of its first step (kAhead): four 16-byte vectors a lane.
 template <WeightKind WK, int MT, int UNROLL>
 constexpr bool gemv_x_ahead_fits() {
-  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4 || (WK == WeightKind::kInt8 && MT == 1 && UNROLL == 4);
+  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4;
 }
 
+// The x form of <WK, MT, KSPLIT, UNROLL> (XLoad): kShared for the one-round form, kAhead where a round's x fits, else
+// kPerStep. Measured (BENCHMARKS.md, session 31, alternating in one call): kAhead Qwen2-7B bf16 +2.6% (gate_up 2614 ->
+// 2527 us a step), int8 +0.5%, TinyLlama fp16 +3.7%; kShared int8 +0.5% (o 181 -> 159 us a step).
+// QB_GEMV_X_AHEAD=0: kPerStep wherever kAhead would be taken (A/B); =int8: kAhead for int8 only; QB_GEMV_X_SHARED=0:
+// the one-round form kPerStep.
 template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
 XLoad gemv_x_load() {
   static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");

@@ -9,9 +9,7 @@
 #include <type_traits>
 
 #include "gemv_mma_tile.cuh"
-#include "quantbench/core/env_switch.h"
 #include "quantbench/kernels/cuda_check.h"
-#include "quantbench/kernels/device_limits.h"
 #include "quantbench/kernels/int8_gemv.h"
 
 namespace qb::kernels {
@@ -40,14 +38,6 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP, GATED>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED, true>(p, stream);
-    } else if (static const bool w16 = env_equals("QB_INT8_GEMV_WIDE", "16x4"), w8 = env_equals("QB_INT8_GEMV_WIDE", "8x4"),
-               all = env_equals("QB_INT8_GEMV_WIDE_ALL", "1");
-               (w16 || w8) && (all || blocks > 2 * static_cast<int64_t>(sm_count()))) {  // EXPERIMENT
-      if (w8) {
-        gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, 4, PER_GROUP, GATED>(p, stream);
-      } else {
-        gemv::launch_gemv_mma<kInt8, T, 1, 1, 16, 4, PER_GROUP, GATED>(p, stream);
-      }
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED>(p, stream);
     }
