@@ -168,14 +168,18 @@ bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* for
   return true;
 }
 
-bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
-                               int64_t M, Int8WgmmaForm form) {
+bool int8_gemm_wgmma_weights_supported(const Int8Weights& w, Int8WgmmaForm form) {
   const int smem = form == Int8WgmmaForm::kSharedB ? fused::dynamic_smem_bytes<Int8Source>()
                                                    : fused::rs_dynamic_smem_bytes<Int8RsSource, 256>();
   return compute_capability() == 90 && w.q != nullptr && w.scales != nullptr && w.group_size == 0 && w.N > 0 &&
          w.N < INT_MAX && w.K > 0 && w.K % 8 == 0 && w.ldq >= w.K && w.ldq % 16 == 0 && aligned(w.q, 16) &&
-         M > 0 && M <= INT_MAX - fused::kBM && aligned(x, 16) && ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) &&
-         ldy >= w.N && max_shared_per_block_optin() >= smem;
+         max_shared_per_block_optin() >= smem;
+}
+
+bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
+                               int64_t M, Int8WgmmaForm form) {
+  return int8_gemm_wgmma_weights_supported(w, form) && M > 0 && M <= INT_MAX - fused::kBM && aligned(x, 16) &&
+         ldx % 8 == 0 && ldx >= w.K && aligned(y, 2) && ldy >= w.N;
 }
 
 size_t int8_gemm_wgmma_workspace_bytes(int64_t M, int64_t N, Int8WgmmaForm form, int splits) {

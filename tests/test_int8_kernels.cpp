@@ -173,6 +173,7 @@ TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
                 const kernels::Int8WgmmaForm form = cut.first;  // named copies: lambdas capture them (C++17)
                 const int splits = cut.second;
                 ASSERT_TRUE(kernels::int8_gemm_wgmma_supported(x.data_ptr(), K, w, y.data_ptr(), N + pad, M, form));
+                ASSERT_TRUE(kernels::int8_gemm_wgmma_weights_supported(w, form));
                 const size_t bytes = kernels::int8_gemm_wgmma_workspace_bytes(M, N, form, splits);
                 const at::Tensor workspace = at::full({static_cast<int64_t>(bytes) + 16}, 0x5a,
                                                       x.options().dtype(at::kByte));  // garbage: counters zeroed by the launch
@@ -212,6 +213,7 @@ TEST(Int8KernelsGpu, WgmmaPrefillMatchesReference) {
   for (const auto form : {kernels::Int8WgmmaForm::kSharedB, kernels::Int8WgmmaForm::kRegisterA}) {
     EXPECT_FALSE(
         kernels::int8_gemm_wgmma_supported(x.data_ptr(), 128, view(grouped, 128), y.data_ptr(), 16, 130, form));
+    EXPECT_FALSE(kernels::int8_gemm_wgmma_weights_supported(view(grouped, 128), form));
     EXPECT_THROW(kernels::int8_gemm_wgmma(kernels::HalfType::kF16, x.data_ptr(), 128, view(grouped, 128), nullptr,
                                           y.data_ptr(), 16, 130, stream, form),
                  Error);

@@ -137,21 +137,47 @@ void Int8Linear::prepare(int64_t rows) const {
 #endif
 }
 
+namespace {
+
+#ifdef QB_HAVE_CUDA
+// x's shape with its last dimension `features`.
+std::vector<int64_t> output_shape(const at::Tensor& x, int64_t features) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = features;
+  return shape;
+}
+
+// What the int8 kernels take for one forward: x as [M, K'] rows (int8_cuda::flatten_activations), the weights viewed
+// over K' columns, the bias in x's dtype (undefined when the layer has none).
+struct KernelOperands {
+  at::Tensor x2;
+  int64_t M = 0;
+  kernels::Int8Weights w;
+  at::Tensor bias;
+};
+KernelOperands kernel_operands(const Int8Linear& layer, const at::Tensor& x) {
+  KernelOperands op;
+  op.x2 = int8_cuda::flatten_activations(x, layer.in_features());
+  op.M = op.x2.size(0);
+  op.w = int8_cuda::weights_view(layer.q(), layer.scales(), layer.group_size(), op.x2.size(1), 1.0f);
+  if (layer.has_bias()) op.bias = layer.bias().to(x.scalar_type());
+  return op;
+}
+#endif
+
+}  // namespace
+
 at::Tensor Int8Linear::forward_gated(const at::Tensor& x, GateActivation act) const {
 #ifdef QB_HAVE_CUDA
   const int64_t K = in_features(), N = out_features();
   const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
   if (!x.is_cuda() || !half || x.size(-1) != K || x.device() != q_.device() || !kernels::gated_epilogue_fits(N))
     return {};
-  const at::Tensor x2 = int8_cuda::flatten_activations(x, K);
-  const int64_t M = x2.size(0);
-  const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, x2.size(1), 1.0f);
-  if (M < 1 || M > kernels::kInt8GemvGatedMaxM || !kernels::int8_gemv_supported(x2.data_ptr(), x2.size(1), w, M))
+  const KernelOperands op = kernel_operands(*this, x);
+  if (op.M < 1 || op.M > kernels::kInt8GemvGatedMaxM ||
+      !kernels::int8_gemv_supported(op.x2.data_ptr(), op.x2.size(1), op.w, op.M))
     return {};
-  const at::Tensor b = bias_.has_value() ? bias_->to(x.scalar_type()) : at::Tensor();
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N / 2;
-  return int8_cuda::int8_gemv(x2, w, b, gated_epilogue(act)).view(out_shape);
+  return int8_cuda::int8_gemv(op.x2, op.w, op.bias, gated_epilogue(act)).view(output_shape(x, N / 2));
 #else
   (void)x, (void)act;
   return {};
@@ -177,17 +203,12 @@ at::Tensor Int8Linear::forward_with(const at::Tensor& x, Int8KernelPath path) co
   QB_CHECK(x.device() == q_.device(), kInvalidInput, "int8 linear: input on {}, weights on {}", x.device().str(),
            q_.device().str());
   const int64_t K = in_features();
-  const int64_t N = out_features();
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
 #ifdef QB_HAVE_CUDA
   const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
   if (x.is_cuda() && half && path != Int8KernelPath::kGeneric) {
-    const at::Tensor x2 = int8_cuda::flatten_activations(x, K);
-    const kernels::Int8Weights w = int8_cuda::weights_view(q_, scales_, group_size_, x2.size(1), 1.0f);
-    const at::Tensor b = bias_.has_value() ? bias_->to(x.scalar_type()) : at::Tensor();
-    const int64_t M = x2.size(0);
-    const bool gemv_ok = kernels::int8_gemv_supported(x2.data_ptr(), x2.size(1), w, M);
+    const KernelOperands op = kernel_operands(*this, x);
+    const int64_t M = op.M;
+    const bool gemv_ok = kernels::int8_gemv_supported(op.x2.data_ptr(), op.x2.size(1), op.w, M);
     const bool prefill_ok = group_size_ == 0 || group_size_ % 16 == 0;
     const bool want_gemv =
         path == Int8KernelPath::kGemv || (path == Int8KernelPath::kAuto && M <= int8_cuda::kInt8GemvMaxRows);
@@ -195,8 +216,9 @@ at::Tensor Int8Linear::forward_with(const at::Tensor& x, Int8KernelPath path) co
              "int8 linear: the GEMV path cannot take M = {}, group size {}", M, group_size_);
     QB_CHECK(path != Int8KernelPath::kPrefill || prefill_ok, kInvalidInput,
              "int8 linear: the prefill path needs a group size that is a multiple of 16, got {}", group_size_);
-    if (want_gemv && gemv_ok) return int8_cuda::int8_gemv(x2, w, b).view(out_shape);
-    if (prefill_ok) return int8_cuda::int8_prefill(x2, w, b, prepared_.get()).view(out_shape);
+    const std::vector<int64_t> shape = output_shape(x, out_features());
+    if (want_gemv && gemv_ok) return int8_cuda::int8_gemv(op.x2, op.w, op.bias).view(shape);
+    if (prefill_ok) return int8_cuda::int8_prefill(op.x2, op.w, op.bias, prepared_.get()).view(shape);
   }
 #endif
   // Reference / generic path: dequantize on x's device, then at::linear in fp32 (CPU) or x's dtype.

@@ -101,9 +101,9 @@ void prepare_int8_prefill(const kernels::Int8Weights& w, int64_t M, at::ScalarTy
   if ((dtype != at::kHalf && dtype != at::kBFloat16) || (w.group_size != 0 && w.group_size % 16 != 0)) return;
   kernels::Int8WgmmaForm form{};
   int splits = 1;
-  // One fused kernel: nothing to do ahead (per-group weights never take it: int8_gemm_wgmma_supported).
-  if (w.group_size == 0 && kernels::int8_prefill_fused_form(w, M, &form, &splits)) return;
-  if (!PreparedWeight::can_start(device)) return;
+  // One fused kernel: nothing to do ahead.
+  if (kernels::int8_prefill_fused_form(w, M, &form, &splits) && kernels::int8_gemm_wgmma_weights_supported(w, form))
+    return;
   const int64_t ld = kernels::int8_padded_k(w.K);
   const kernels::HalfType half = half_type(dtype);
   prepared.start(M, w.N, ld, dtype, device,

@@ -538,7 +538,6 @@ void Q4Linear::prepare(int64_t rows) const {
   const at::ScalarType st = options_.activation_dtype;
   if (!device_ || !device_->tiles || rows <= k::kQ4GemvMaxM || (st != at::kHalf && st != at::kBFloat16)) return;
   const Device& d = *device_;
-  if (!PreparedWeight::can_start(d.codes.device())) return;
   const int64_t N = out_features(), K = in_features();
   k::Q4WgmmaForm form{};
   int splits = 1;

@@ -45,6 +45,9 @@ enum class Int8WgmmaForm { kSharedB, kRegisterA };
 // the register-A cut fused_prefill_cut names (fused_prefill_policy.h); QB_INT8_WGMMA=1 the shared-B form and rs the
 // register-A form on every call (no split); 0 (any other value) never.
 bool int8_prefill_fused_form(const Int8Weights& w, int64_t M, Int8WgmmaForm* form, int* splits);
+// The weights' half of int8_gemm_wgmma_supported (device, per-channel scales, layout): whether a layer can take the
+// fused kernel at all, before any activation exists (Linear::prepare).
+bool int8_gemm_wgmma_weights_supported(const Int8Weights& w, Int8WgmmaForm form);
 bool int8_gemm_wgmma_supported(const void* x, int64_t ldx, const Int8Weights& w, const void* y, int64_t ldy,
                                int64_t M, Int8WgmmaForm form);
 // Split-K (register-A only): `splits` K ranges per output tile, fp32 partial tiles in `workspace`
