@@ -483,24 +483,34 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   }
 }
 
+// A warp step's columns of W: 64 (int8) or 32 (dense); the steps of a row of k_weights columns.
+template <WeightKind WK>
+constexpr int64_t gemv_steps(int64_t k_weights) {
+  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
+  return (k_weights + kStepK - 1) / kStepK;
+}
+
 // Whether a round's x fits in registers ahead of its first step (kAhead): four 16-byte vectors a lane.
 template <WeightKind WK, int MT, int UNROLL>
 constexpr bool gemv_x_ahead_fits() {
   return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4;
 }
 
-// The x form of <WK, MT, KSPLIT, UNROLL> (XLoad): kShared for the one-round form, kAhead where a round's x fits, else
-// kPerStep. Measured (BENCHMARKS.md, session 31, alternating in one call): kAhead Qwen2-7B bf16 +2.6% (gate_up 2614 ->
-// 2527 us a step), int8 +0.5%, TinyLlama fp16 +3.7%; kShared int8 +0.5% (o 181 -> 159 us a step).
-// QB_GEMV_X_AHEAD=0: kPerStep wherever kAhead would be taken (A/B); =int8: kAhead for int8 only; QB_GEMV_X_SHARED=0:
-// the one-round form kPerStep.
+// The x form of <WK, MT, KSPLIT, UNROLL> over rows of k_weights columns (XLoad): kShared for the one-round form; kAhead
+// where a round's x fits and every warp has a second step in the first round (steps >= 2 KSPLIT), else kPerStep.
+// Measured (BENCHMARKS.md, session 31, alternating in one call): kAhead Qwen2-7B bf16 +2.6% (gate_up 2614 -> 2527 us a
+// step), int8 +0.5%, TinyLlama fp16 +3.4%, int8 +1%; on GPT-2 (K = 768: 12 int8 steps, 24 dense, so no second step to
+// wait for) it cost int8 8% and fp16 2%, hence the step bound. kShared: Qwen2-7B int8 +0.5% (o 181 -> 159 us a step),
+// GPT-2 int8 +3%. QB_GEMV_X_AHEAD=0: kPerStep wherever kAhead would be taken (A/B); =int8: kAhead for int8 only;
+// QB_GEMV_X_SHARED=0: the one-round form kPerStep.
 template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
-XLoad gemv_x_load() {
+XLoad gemv_x_load(int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");
   static const bool int8_only = env_equals("QB_GEMV_X_AHEAD", "int8");
   static const bool shared_off = env_equals("QB_GEMV_X_SHARED", "0");
   if (gemv_is_one_round<KSPLIT, UNROLL>()) return shared_off ? XLoad::kPerStep : XLoad::kShared;
-  if (!gemv_x_ahead_fits<WK, MT, UNROLL>() || off || (int8_only && WK != WeightKind::kInt8)) {
+  if (!gemv_x_ahead_fits<WK, MT, UNROLL>() || off || (int8_only && WK != WeightKind::kInt8) ||
+      gemv_steps<WK>(k_weights) < 2 * int64_t{KSPLIT}) {
     return XLoad::kPerStep;
   }
   return XLoad::kAhead;
@@ -538,19 +548,12 @@ const void* gemv_kernel_launched(XLoad xl) {
   return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
 }
 
-// A warp step's columns of W: 64 (int8) or 32 (dense); the steps of a row of k_weights columns.
-template <WeightKind WK>
-constexpr int64_t gemv_steps(int64_t k_weights) {
-  constexpr int64_t kStepK = WK == WeightKind::kInt8 ? 64 : 32;
-  return (k_weights + kStepK - 1) / kStepK;
-}
-
-// Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> are all resident on
-// the chip at once (an occupancy query, cached per instance).
+// Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> over rows of k_weights
+// columns (which pick its x form) are all resident on the chip at once (an occupancy query, cached per instance).
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
-bool gemv_grid_resident(int64_t blocks) {
+bool gemv_grid_resident(int64_t blocks, int64_t k_weights) {
   // kShared: sized for one token row (decode); a batch of 8 takes 8 x that, which three blocks an SM still hold.
-  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>();
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>(k_weights);
   const int per_sm = resident_blocks_per_sm(gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(xl),
                                             KSPLIT * 32, gemv_x_shared_bytes<T>(xl, 1, int64_t{KSPLIT} * UNROLL * 64));
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
@@ -574,7 +577,7 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
   if (off || (int8_only && WK != WeightKind::kInt8) || gemv_steps<WK>(k_weights) < int64_t{min_steps} * KSPLIT) {
     return false;
   }
-  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, true>(blocks);
+  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, true>(blocks, k_weights);
 }
 
 // Whether <WK, T, MT, RT, KSPLIT, UNROLL> takes a row of k_weights columns in one round (every weight load of a
@@ -592,7 +595,7 @@ bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
   const int64_t steps = gemv_steps<WK>(k_weights);
   if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
-  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false>(blocks);
+  return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false>(blocks, k_weights);
 }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,
@@ -601,7 +604,7 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
-  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>();
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>(p.k_weights);
   const size_t smem = gemv_x_shared_bytes<T>(xl, p.M, p.k_weights);
   QB_CHECK(xl != XLoad::kShared || p.k_weights <= int64_t{KSPLIT} * UNROLL * 64, kInternal,
            "gemv: the one-round form takes K up to {} (got {})", KSPLIT * UNROLL * 64, p.k_weights);

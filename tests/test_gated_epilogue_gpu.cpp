@@ -72,8 +72,10 @@ TEST(GatedEpilogueGpu, EveryFormatIsForwardThenActivationBitForBit) {
     std::vector<int64_t> ms;  // rows the format's decode kernel takes
   };
   const std::vector<Case> cases = {
-      {"fp16", false, 0, 136, {1, 2}},     {"bf16", false, 0, 200, {1, 2}},   {"nf4", false, 64, 256, {1, 5, 8}},
-      {"nf4", true, 64, 192, {1, 3}},      {"fp4", false, 128, 256, {1, 8}},  {"awq", false, 128, 256, {1, 4}},
+      // bf16 at K = 2048: 64 steps, the dense gated form's x loaded ahead of each round (gemv_x_load).
+      {"fp16", false, 0, 136, {1, 2}},     {"bf16", false, 0, 200, {1, 2}},   {"bf16", false, 0, 2048, {1, 2}},
+      {"nf4", false, 64, 256, {1, 5, 8}},  {"nf4", true, 64, 192, {1, 3}},    {"fp4", false, 128, 256, {1, 8}},
+      {"awq", false, 128, 256, {1, 4}},
       // int8 in each of its M <= 8 forms: 4 steps of 64 (16 x 2 rounds), 56 (one round where the grid is resident),
       // 100 (pipelined where resident); per channel and per group.
       {"int8", false, 0, 256, {1, 5, 8}},  {"int8", false, 0, 3584, {1, 8}}, {"int8", false, 0, 6400, {1}},

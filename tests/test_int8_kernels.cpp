@@ -56,10 +56,11 @@ TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   // N = 4632, 4608: more 16-row blocks than an H100 holds at once (two 16-warp blocks per SM): the M <= 8 GEMV
   // runs its plain form there; its software-pipelined form where the grid fits and a warp has >= 6 steps of 64
   // columns (gemv_pipeline_pays: K = 6208, 6400); its one-round form (8 warps x 7 steps, gemv_one_round_fits) where
-  // K takes 33 to 56 steps (K = 2056, 2072, 3584; per channel and per group).
+  // K takes 33 to 56 steps (K = 2056, 2072, 3584; per channel and per group); the plain form loads a round's x ahead
+  // of its steps where every warp has two (K = 2048, 4096 on the wide grids; gemv_x_load).
   const std::vector<Case> cases = {{3584 + 8, 301, 0}, {4104, 64, 0}, {257 * 8, 37, 64}, {3584, 77, 128}, {8, 5, 0},
                                    {512, 4632, 0}, {256, 4608, 64}, {6208, 300, 0}, {6400, 200, 64}, {3584, 301, 0},
-                                   {2072, 45, 0}};
+                                   {2072, 45, 0}, {2048, 4632, 0}, {4096, 4608, 64}};
   for (const auto dtype : {at::kHalf, at::kBFloat16}) {
     const double bound = dtype == at::kHalf ? 2e-3 : 8e-3;
     for (const Case& c : cases) {
