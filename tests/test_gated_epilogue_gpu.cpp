@@ -71,7 +71,7 @@ TEST(GatedEpilogueGpu, DenseAtLongKIsForwardThenActivationWithinRounding) {
     const at::Tensor weight = at::randn({2 * inter, 2048}) * 0.05;
     for (const at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
       auto linear = make_layer(dtype == at::kHalf ? "fp16" : "bf16", weight, std::nullopt, cuda, dtype, false, 0);
-      for (const int64_t m : {1, 2, 8}) {
+      for (const int64_t m : {1, 2}) {  // dense layers take their GEMV up to 2 rows (dense_matmul.cpp)
         const at::Tensor x = at::randn({m, 2048}).to(cuda, dtype);
         const at::Tensor fused = linear->forward_gated(x, GateActivation::kSilu);
         ASSERT_TRUE(fused.defined()) << "inter " << inter << " M " << m;
