@@ -41,27 +41,35 @@ def undefined_descriptors(sass, counts):
                     yield name, f"{op} {args.strip()}"
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def check_objects(prog, finder, counts, what, summary):
+    """The command line both SASS checks share: [--cuobjdump PATH] OBJECT_OR_CUBIN... Runs finder(sass, counts) on each
+    object's SASS, prints each (function, instruction) it yields as `what`, then summary(objects, found) on stderr.
+    Returns the exit status: 1 when something was found or no function was checked."""
+    ap = argparse.ArgumentParser(prog=prog)
     ap.add_argument("--cuobjdump")
     ap.add_argument("objects", nargs="+")
     args = ap.parse_args()
     tool = find_cuobjdump(args.cuobjdump)
     found = 0
-    counts = {"functions": 0, "uses": 0}
     for path in args.objects:
         run = subprocess.run([tool, "-sass", path], capture_output=True, text=True)
         if run.returncode != 0:
-            sys.exit(f"check-sass-descriptors: {path}: cuobjdump failed: {run.stderr.strip()}")
-        for name, instr in undefined_descriptors(run.stdout, counts):
+            sys.exit(f"{prog}: {path}: cuobjdump failed: {run.stderr.strip()}")
+        for name, instr in finder(run.stdout, counts):
             found += 1
-            print(f"{path}: {name}: undefined descriptor in `{instr}`")
-    print(f"check-sass-descriptors: {len(args.objects)} objects, {counts['functions']} functions, "
-          f"{counts['uses']} descriptor uses, {found} undefined", file=sys.stderr)
+            print(f"{path}: {name}: {what} `{instr}`")
+    print(f"{prog}: {summary(len(args.objects), found)}", file=sys.stderr)
     if counts["functions"] == 0:
-        print("check-sass-descriptors: no SASS functions found (objects without device code?)", file=sys.stderr)
+        print(f"{prog}: no function to check in the objects", file=sys.stderr)
         return 1
     return 1 if found else 0
+
+
+def main():
+    counts = {"functions": 0, "uses": 0}
+    return check_objects("check-sass-descriptors", undefined_descriptors, counts, "undefined descriptor in",
+                         lambda objects, found: f"{objects} objects, {counts['functions']} functions, "
+                                                f"{counts['uses']} descriptor uses, {found} undefined")
 
 
 if __name__ == "__main__":

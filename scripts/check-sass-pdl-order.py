@@ -7,18 +7,16 @@ kernel before may still be writing it. ptxas moves ld.global.nc (__ldg) loads ab
 
 usage: check-sass-pdl-order.py [--cuobjdump PATH] OBJECT_OR_CUBIN...   (exit 1 when one is found)
 """
-import argparse
 import importlib.util
 import pathlib
 import re
-import subprocess
 import sys
 
 _spec = importlib.util.spec_from_file_location(
     "check_sass_descriptors", pathlib.Path(__file__).with_name("check-sass-descriptors.py"))
 _descriptors = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_descriptors)
-INSTR, find_cuobjdump = _descriptors.INSTR, _descriptors.find_cuobjdump
+INSTR = _descriptors.INSTR
 
 
 def early_activation_loads(sass, counts):
@@ -37,26 +35,10 @@ def early_activation_loads(sass, counts):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cuobjdump")
-    ap.add_argument("objects", nargs="+")
-    args = ap.parse_args()
-    tool = find_cuobjdump(args.cuobjdump)
-    found = 0
     counts = {"functions": 0}
-    for path in args.objects:
-        run = subprocess.run([tool, "-sass", path], capture_output=True, text=True)
-        if run.returncode != 0:
-            sys.exit(f"check-sass-pdl-order: {path}: cuobjdump failed: {run.stderr.strip()}")
-        for name, instr in early_activation_loads(run.stdout, counts):
-            found += 1
-            print(f"{path}: {name}: loaded before the PDL wait: `{instr}`")
-    print(f"check-sass-pdl-order: {len(args.objects)} objects, {counts['functions']} GEMV functions, {found} early "
-          "activation loads", file=sys.stderr)
-    if counts["functions"] == 0:
-        print("check-sass-pdl-order: no gemv_mma_kernel in the objects", file=sys.stderr)
-        return 1
-    return 1 if found else 0
+    return _descriptors.check_objects(
+        "check-sass-pdl-order", early_activation_loads, counts, "loaded before the PDL wait:",
+        lambda objects, found: f"{objects} objects, {counts['functions']} GEMV functions, {found} early activation loads")
 
 
 if __name__ == "__main__":
