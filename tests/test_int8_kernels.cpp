@@ -93,6 +93,31 @@ TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   }
 }
 
+// 9..32 tokens on wide N (>= 16384) take the two-row-tile forms: 9..16 tokens two token tiles of two steps a round,
+// x loaded ahead of its steps (per channel; per group step by step), 17..32 four token tiles. Every output written.
+TEST(Int8KernelsGpu, WideGemvFormsMatchReference) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(23);
+  const c10::Device cuda(c10::kCUDA);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  for (const Case& c : {Case{2048, 16400, 0}, Case{1032, 16416, 64}}) {
+    const Int8Quantized q = quantize_int8((at::randn({c.N, c.K}) * 0.02).to(cuda), c.group);
+    const kernels::Int8Weights w = view(q, c.K);
+    const at::Tensor wd = dequantized(q, c.K);
+    for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+      const at::Tensor bias = at::randn({c.N}).to(cuda, dtype);
+      for (const int64_t m : {9, 16, 17, 32}) {
+        const at::Tensor x = at::randn({m, c.K}).to(cuda, dtype);
+        const at::Tensor ref = at::linear(x.to(at::kCPU, at::kDouble), wd, bias.to(at::kCPU, at::kDouble));
+        at::Tensor y = at::full({m, c.N}, NAN, x.options());
+        kernels::int8_gemv(half_of(dtype), x.data_ptr(), c.K, w, bias.data_ptr(), y.data_ptr(), c.N, m, stream);
+        EXPECT_LT(test::relative_error(y, ref), dtype == at::kHalf ? 2e-3 : 8e-3)
+            << "K " << c.K << " N " << c.N << " M " << m << " group " << c.group;
+      }
+    }
+  }
+}
+
 // Every int8 value through the decode GEMV's int8 -> 16-bit conversions, exactly: q[n, k] = (n + 3k) mod 256 as a
 // signed byte, unit scales, x one-hot at column c, so y[m, n] = q[n, c] is an integer the output holds exactly.
 // 256 rows cover every byte value in every position of a lane's 16 bytes; M = 1 and 4 take the one-tile kernel (bf16:
