@@ -490,13 +490,12 @@ constexpr int64_t gemv_steps(int64_t k_weights) {
   return (k_weights + kStepK - 1) / kStepK;
 }
 
-// Whether a round's x fits in registers ahead of its first step (kAhead): four 16-byte vectors a lane, or eight in the
-// int8 two-token-tile form of two steps with per-channel scales (9..16 tokens on wide N: 96 -> 100 registers, still two
-// 8-warp blocks an SM; with per-group scales 128 -> 131 would leave one).
-template <WeightKind WK, int MT, int UNROLL, bool PER_GROUP>
+// Whether a round's x fits in registers ahead of its first step (kAhead): four 16-byte vectors a lane. (Eight in the
+// int8 two-token-tile form of two steps, 9..16 tokens on wide N, kept two blocks an SM at 100 registers and lost 1.6%
+// at batch 16: Qwen2-7B int8 3832-3856 against 3903-3906 tok/s; session 31.)
+template <WeightKind WK, int MT, int UNROLL>
 constexpr bool gemv_x_ahead_fits() {
-  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4 ||
-         (WK == WeightKind::kInt8 && MT == 2 && UNROLL == 2 && !PER_GROUP);
+  return MT * UNROLL * (WK == WeightKind::kInt8 ? 2 : 1) <= 4;
 }
 
 // The x form of <WK, MT, KSPLIT, UNROLL> over rows of k_weights columns (XLoad): kShared for the one-round form; kAhead
@@ -506,13 +505,13 @@ constexpr bool gemv_x_ahead_fits() {
 // wait for) it cost int8 8% and fp16 2%, hence the step bound. kShared: Qwen2-7B int8 +0.5% (o 181 -> 159 us a step),
 // GPT-2 int8 +3%. QB_GEMV_X_AHEAD=0: kPerStep wherever kAhead would be taken (A/B); =int8: kAhead for int8 only;
 // QB_GEMV_X_SHARED=0: the one-round form kPerStep.
-template <WeightKind WK, int MT, int KSPLIT, int UNROLL, bool PER_GROUP>
+template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
 XLoad gemv_x_load(int64_t k_weights) {
   static const bool off = env_equals("QB_GEMV_X_AHEAD", "0");
   static const bool int8_only = env_equals("QB_GEMV_X_AHEAD", "int8");
   static const bool shared_off = env_equals("QB_GEMV_X_SHARED", "0");
   if (gemv_is_one_round<KSPLIT, UNROLL>()) return shared_off ? XLoad::kPerStep : XLoad::kShared;
-  if (!gemv_x_ahead_fits<WK, MT, UNROLL, PER_GROUP>() || off || (int8_only && WK != WeightKind::kInt8) ||
+  if (!gemv_x_ahead_fits<WK, MT, UNROLL>() || off || (int8_only && WK != WeightKind::kInt8) ||
       gemv_steps<WK>(k_weights) < 2 * int64_t{KSPLIT}) {
     return XLoad::kPerStep;
   }
@@ -543,7 +542,7 @@ const void* gemv_kernel_launched(XLoad xl) {
       return kernel;
     }
   }
-  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL, PER_GROUP>()) {
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
     if (xl == XLoad::kAhead) {
       return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
     }
@@ -556,7 +555,7 @@ const void* gemv_kernel_launched(XLoad xl) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
 bool gemv_grid_resident(int64_t blocks, int64_t k_weights) {
   // kShared: sized for one token row (decode); a batch of 8 takes 8 x that, which three blocks an SM still hold.
-  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL, PER_GROUP>(k_weights);
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>(k_weights);
   const int per_sm = resident_blocks_per_sm(gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(xl),
                                             KSPLIT * 32, gemv_x_shared_bytes<T>(xl, 1, int64_t{KSPLIT} * UNROLL * 64));
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
@@ -607,7 +606,7 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   GemvParams p = params;
   p.weights_evict_first = weight_stream_evict_first();
   const unsigned blocks = static_cast<unsigned>((p.N + 16 * RT - 1) / (16 * RT));  // GATED: N / 32 or N / 16
-  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL, PER_GROUP>(p.k_weights);
+  const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>(p.k_weights);
   const size_t smem = gemv_x_shared_bytes<T>(xl, p.M, p.k_weights);
   QB_CHECK(xl != XLoad::kShared || p.k_weights <= int64_t{KSPLIT} * UNROLL * 64, kInternal,
            "gemv: the one-round form takes K up to {} (got {})", KSPLIT * UNROLL * 64, p.k_weights);
@@ -616,7 +615,7 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
   }
-  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL, PER_GROUP>()) {
+  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
     if (xl == XLoad::kAhead) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
   }
   run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);

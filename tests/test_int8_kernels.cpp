@@ -93,8 +93,8 @@ TEST(Int8KernelsGpu, GemvAndPrefillWriteEveryOutput) {
   }
 }
 
-// 9..32 tokens on wide N (>= 16384) take the two-row-tile forms: 9..16 tokens two token tiles of two steps a round,
-// x loaded ahead of its steps (per channel; per group step by step), 17..32 four token tiles. Every output written.
+// 9..32 tokens on wide N (>= 16384) take the two-row-tile forms (9..16 tokens two token tiles of two steps a round,
+// 17..32 four token tiles), which the cases above (N < 16384) never reach. Every output written.
 TEST(Int8KernelsGpu, WideGemvFormsMatchReference) {
   QB_REQUIRE_CUDA();
   at::manual_seed(23);
