@@ -501,8 +501,8 @@ constexpr bool gemv_x_ahead_fits() {
 // The x form of <WK, MT, KSPLIT, UNROLL> over rows of k_weights columns (XLoad): kShared for the one-round form; kAhead
 // where a round's x fits and every warp has a second step in the first round (steps >= 2 KSPLIT), else kPerStep.
 // Measured (BENCHMARKS.md, session 31, alternating in one call): kAhead Qwen2-7B bf16 +2.6% (gate_up 2614 -> 2527 us a
-// step), int8 +0.5%, TinyLlama fp16 +3.4%, int8 +1%; on GPT-2 (K = 768: 12 int8 steps, 24 dense, so no second step to
-// wait for) it cost int8 8% and fp16 2%, hence the step bound. kShared: Qwen2-7B int8 +0.5% (o 181 -> 159 us a step),
+// step), int8 +0.5%, TinyLlama fp16 +3.4%, int8 +1%; on GPT-2 (K = 768: 12 int8 steps, 24 dense, over 16 warps: few
+// or no second steps to wait for) it cost int8 8% and fp16 2%, hence the step bound. kShared: Qwen2-7B int8 +0.5% (o 181 -> 159 us a step),
 // GPT-2 int8 +3%. QB_GEMV_X_AHEAD=0: kPerStep wherever kAhead would be taken (A/B); =int8: kAhead for int8 only;
 // QB_GEMV_X_SHARED=0: the one-round form kPerStep.
 template <WeightKind WK, int MT, int KSPLIT, int UNROLL>
@@ -527,7 +527,7 @@ size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
 // The instance launch_gemv_mma runs for <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE> with the x form xl.
 // Occupancy queries must ask about this one (kAhead takes up to 16 more registers, kShared shared memory). kShared
 // instances may take up to 8 MT rows of x: their dynamic shared-memory ceiling is raised once to what 8 MT rows of the
-// longest one-round K (64 steps of 64) need.
+// longest one-round K (KSPLIT x UNROLL = 56 steps of 64) need.
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
 const void* gemv_kernel_launched(XLoad xl) {
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
