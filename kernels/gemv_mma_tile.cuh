@@ -44,9 +44,6 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <type_traits>
-#include <utility>
 
 #include "activation.cuh"
 #include "l2_policy.cuh"
@@ -92,17 +89,6 @@ __device__ __forceinline__ uint4 load_stream16(const void* ptr, uint64_t policy)
   asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(ptr), "l"(policy));
-  return v;
-}
-
-// Weights loaded after pdl_wait() where the wait must come first (GemvParams::prewait_steps): a coherent load, which
-// ptxas keeps after griddepcontrol.wait (it may hoist ld.global.nc above it, as it did x's; see below).
-__device__ __forceinline__ uint4 load_stream16_after_wait(const void* ptr, uint64_t policy) {
-  uint4 v;
-  asm volatile("ld.global.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(ptr), "l"(policy)
-               : "memory");
   return v;
 }
 
@@ -228,7 +214,7 @@ enum class XLoad { kPerStep, kAhead, kShared };
 __host__ __device__ constexpr int64_t gemv_x_shared_ld(int64_t k_weights) { return k_weights + 8; }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          XLoad XL = XLoad::kPerStep, int PREWAIT = 64>
+          XLoad XL = XLoad::kPerStep>
 __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
@@ -272,19 +258,15 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
     }
   }
 
-  auto load_step = [&](int step, Loads& out, auto after_wait) {  // after_wait: std::bool_constant
+  auto load_step = [&](int step, Loads& out) {
     const int k = step * kStepK + t * kLaneElems;
     const bool in_k = step < steps && k < p.k_weights;
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const char* src = w_row[r][h] + (int64_t)k * kWeightBytes;
-        if constexpr (decltype(after_wait)::value) {
-          out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16_after_wait(src, policy) : make_uint4(0, 0, 0, 0);
-        } else {
-          out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16(src, policy) : make_uint4(0, 0, 0, 0);
-        }
+        out.w[r][h] = (in_k && has_row[r][h]) ? load_stream16(w_row[r][h] + (int64_t)k * kWeightBytes, policy)
+                                              : make_uint4(0, 0, 0, 0);
         if constexpr (PER_GROUP) {
           const int group = (step < steps ? step : 0) / p.group_steps;
           out.scale[r][h] =
@@ -404,7 +386,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
   // kernel that writes x, so they overlap its tail (steps >= 1: K >= 1 is host-checked).
   auto load_round = [&](int base, Loads (&loads)[UNROLL]) {  // zeros past K
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u], std::false_type{});
+    for (int u = 0; u < UNROLL; ++u) load_step(base + warp + KSPLIT * u, loads[u]);
   };
   auto compute_round = [&](int base, const Loads (&loads)[UNROLL]) {
     if constexpr (XL == XLoad::kAhead) {
@@ -439,17 +421,15 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
       for (int u = 0; u < UNROLL; ++u) cur[u] = next[u];
     }
   } else if constexpr (gemv_is_one_round<KSPLIT, UNROLL>()) {
-    // One round (steps <= KSPLIT x UNROLL, host-checked): the first PREWAIT steps' loads overlap the kernel before,
-    // the rest follow the wait.
+    // One round (steps <= KSPLIT x UNROLL, host-checked), every weight load issued before the PDL wait. Written
+    // without the round loop below: inside it this form took 80 registers plus 8-48 bytes of spills (per-group 112-128
+    // registers), here 78-80 and none (per-group 102-108); Qwen2-7B int8 334.3 -> 338.5-339.9 tok/s (session 32).
     Loads cur[UNROLL];
-#pragma unroll
-    for (int u = 0; u < PREWAIT && u < UNROLL; ++u) load_step(warp + KSPLIT * u, cur[u], std::false_type{});
+    load_round(0, cur);
     if (steps > 0) {  // always (K >= 1 is host-checked): in a block of its own, ptxas keeps the wait after the loads
-      pdl_wait();     // above (straight-line, it scheduled ACQBULK first and every load after it)
+      pdl_wait();     // (straight-line, it scheduled ACQBULK first and every load after it; check-sass-pdl-order.py)
       pdl_launch_dependents();
     }
-#pragma unroll
-    for (int u = PREWAIT; u < UNROLL; ++u) load_step(warp + KSPLIT * u, cur[u], std::true_type{});
     if constexpr (XL == XLoad::kShared) fill_x_shared();
     compute_round(0, cur);
   } else {
@@ -631,20 +611,6 @@ bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_
   return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false>(blocks, k_weights);
 }
 
-// The one-round form's steps a warp loads before the PDL wait (GemvParams::prewait_steps). Experiment switch
-// QB_GEMV_PREWAIT=F or F@N (only the layers of N rows): F in {0, 1, 2, 4} steps of the seven; else all.
-inline int gemv_prewait_steps(int64_t n) {
-  static const std::pair<int, int64_t> spec = [] {
-    const char* v = std::getenv("QB_GEMV_PREWAIT");
-    if (v == nullptr || *v == '\0') return std::pair<int, int64_t>{1 << 30, -1};
-    char* end = nullptr;
-    const long f = std::strtol(v, &end, 10);
-    const int64_t only = *end == '@' ? std::strtoll(end + 1, nullptr, 10) : -1;
-    return std::pair<int, int64_t>{static_cast<int>(f), only};
-  }();
-  return spec.second < 0 || spec.second == n ? spec.first : 1 << 30;
-}
-
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED = false,
           bool PIPE = false>
 inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
@@ -659,18 +625,7 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>(xl);  // kShared: the smem ceiling
   auto run = [&](auto kernel) { launch_pdl(kernel, blocks, KSPLIT * 32, smem, stream, p); };
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
-    if (xl == XLoad::kShared) {
-      if constexpr (!GATED && !PER_GROUP && MT == 1) {
-        switch (gemv_prewait_steps(p.N)) {
-          case 0: return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 0>);
-          case 1: return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 1>);
-          case 2: return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 2>);
-          case 4: return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 4>);
-          default: break;
-        }
-      }
-      return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
-    }
+    if (xl == XLoad::kShared) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
   }
   if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
     if (xl == XLoad::kAhead) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
