@@ -36,9 +36,6 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
     if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP>(blocks, p.k_weights,
                                                                                     kWarps * kUnroll)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP, GATED>(p, stream);
-    } else if (qb::env_equals("QB_GEMV_PIPE8", "1") && !GATED &&
-               gemv::gemv_pipeline_pays<kInt8, T, 1, 1, 8, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
-      gemv::launch_gemv_mma<kInt8, T, 1, 1, 8, kUnroll, PER_GROUP, GATED, true>(p, stream);
     } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED, true>(p, stream);
     } else {
