@@ -535,30 +535,31 @@ size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
   return xl == XLoad::kShared ? static_cast<size_t>(M * gemv_x_shared_ld(k_weights)) * sizeof(T) : 0;
 }
 
-// The instance launch_gemv_mma runs for <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE> with the x form xl.
-// Occupancy queries must ask about this one (kAhead takes up to 16 more registers, kShared shared memory). kShared
-// instances may take up to 8 MT rows of x: their dynamic shared-memory ceiling is raised once to what 8 MT rows of the
-// longest one-round K (KSPLIT x UNROLL = 56 steps of 64) need.
-template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE>
-const void* gemv_kernel_launched(XLoad xl) {
+// Calls fn(kernel) with the instance that runs <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE> in the x form
+// xl, and returns what fn returns: launch_gemv_mma launches it, occupancy queries ask about it (kAhead takes up to 16
+// more registers, kShared shared memory). kShared instances may take up to 8 MT rows of x: their dynamic shared-memory
+// ceiling is raised once, on first use, to what 8 MT rows of the longest one-round K (KSPLIT x UNROLL = 56 steps of 64)
+// need.
+template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
+          typename Fn>
+decltype(auto) with_gemv_kernel(XLoad xl, Fn&& fn) {
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) {
-      static const void* kernel = [] {
-        const void* k =
-            reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
+      constexpr auto kernel = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>;
+      static const bool ceiling_raised = [&] {
         const int bytes = static_cast<int>(gemv_x_shared_bytes<T>(XLoad::kShared, MT * 8, int64_t{KSPLIT} * UNROLL * 64));
-        QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-        return k;
+        QB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        return true;
       }();
-      return kernel;
+      (void)ceiling_raised;
+      return fn(kernel);
     }
   }
   if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (xl == XLoad::kAhead) {
-      return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
-    }
+    if (xl == XLoad::kAhead) return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
   }
-  return reinterpret_cast<const void*>(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
+  return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
 }
 
 // Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> over rows of k_weights
@@ -567,8 +568,10 @@ template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, boo
 bool gemv_grid_resident(int64_t blocks, int64_t k_weights) {
   // kShared: sized for one token row (decode); a batch of 8 takes 8 x that, which three blocks an SM still hold.
   const XLoad xl = PIPE ? XLoad::kPerStep : gemv_x_load<WK, MT, KSPLIT, UNROLL>(k_weights);
-  const int per_sm = resident_blocks_per_sm(gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(xl),
-                                            KSPLIT * 32, gemv_x_shared_bytes<T>(xl, 1, int64_t{KSPLIT} * UNROLL * 64));
+  const void* kernel = with_gemv_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false, PIPE>(
+      xl, [](auto k) { return reinterpret_cast<const void*>(k); });
+  const int per_sm =
+      resident_blocks_per_sm(kernel, KSPLIT * 32, gemv_x_shared_bytes<T>(xl, 1, int64_t{KSPLIT} * UNROLL * 64));
   return blocks <= static_cast<int64_t>(per_sm) * sm_count();
 }
 
@@ -622,15 +625,8 @@ inline void launch_gemv_mma(const GemvParams& params, cudaStream_t stream) {
   constexpr bool kOneRound = !PIPE && gemv_is_one_round<KSPLIT, UNROLL>();
   QB_CHECK(!kOneRound || gemv_steps<WK>(p.k_weights) <= int64_t{KSPLIT} * UNROLL,
            kInternal, "gemv: the one-round form takes {} steps at most (got K = {})", KSPLIT * UNROLL, p.k_weights);
-  gemv_kernel_launched<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>(xl);  // kShared: the smem ceiling
-  auto run = [&](auto kernel) { launch_pdl(kernel, blocks, KSPLIT * 32, smem, stream, p); };
-  if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
-    if (xl == XLoad::kShared) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>);
-  }
-  if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (xl == XLoad::kAhead) return run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
-  }
-  run(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
+  with_gemv_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>(
+      xl, [&](auto kernel) { launch_pdl(kernel, blocks, KSPLIT * 32, smem, stream, p); });
 }
 
 }  // namespace qb::kernels::gemv

@@ -7,9 +7,9 @@
 // epilogue_kernel
 //   y[m, n] = T(acc[m, n] * (per channel ? s[n] * mult : 1) + bias[n]); acc fp32 [M, N] contiguous.
 // int8_prefill_matmul, chunk_k <= 0 (the default): W dequantized whole with its scales folded in
-//   (w = q * s rounded once to 16 bits, as bitsandbytes does) into the scratch, y filled with the bias,
-//   one cublasGemmEx writing y (beta = 1 with a bias). chunk_k > 0: for each chunk [k0, k0 + w) of K:
-//   dequant chunk -> cublasGemmEx into an fp32 accumulator, then the epilogue (exact q, fp32 scale).
+//   (w = q * s rounded once to 16 bits, as bitsandbytes does) into the scratch, then dequantized_matmul
+//   (the GEMM every format's two-pass path shares: bias broadcast into y, one cublasGemmEx).
+//   chunk_k > 0: for each chunk [k0, k0 + w) of K: dequant chunk -> cublasGemmEx into an fp32 accumulator, then the epilogue (exact q, fp32 scale).
 //   All on one stream; the chunk buffer is reused so its lines are still in L2 when cuBLAS reads them.
 #include <cublas_v2.h>
 
@@ -17,7 +17,9 @@
 #include <cstring>
 
 #include "gemv_mma_tile.cuh"
+#include "quantbench/kernels/cublas_check.h"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/dequantized_matmul.h"
 #include "quantbench/kernels/int8_dequant.h"
 
 namespace qb::kernels {
@@ -74,13 +76,6 @@ __global__ void epilogue_kernel(const float* __restrict__ acc, const float* __re
   }
 }
 
-template <typename T>
-__global__ void fill_bias_kernel(const T* __restrict__ bias, int64_t M, int64_t N, T* __restrict__ y, int64_t ldy) {
-  const int64_t total = M * N;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-    y[(i / N) * ldy + i % N] = bias[i % N];
-  }
-}
 
 unsigned grid_for(int64_t work, int threads) {
   const int64_t blocks = (work + threads - 1) / threads;
@@ -101,25 +96,6 @@ void launch_dequant(const Int8Weights& w, int64_t k0, int64_t width, T* out, int
   QB_CUDA_CHECK_LAUNCH();
 }
 
-const char* cublas_status_name(cublasStatus_t status) {
-  switch (status) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "cuBLAS error";
-  }
-}
-
-#define QB_CUBLAS_CHECK(call)                                                                      \
-  do {                                                                                             \
-    const cublasStatus_t qb_cublas_status_ = (call);                                               \
-    QB_CHECK(qb_cublas_status_ == CUBLAS_STATUS_SUCCESS, kDevice, "{}:{}: {} failed: {}", __FILE__, \
-             __LINE__, #call, cublas_status_name(qb_cublas_status_));                              \
-  } while (0)
 
 void check_weights(const Int8Weights& w, const char* what) {
   QB_CHECK(w.q != nullptr && w.scales != nullptr && w.N >= 1 && w.K >= 1 && w.N < (int64_t{1} << 31) &&
@@ -159,36 +135,6 @@ void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld
   }
 }
 
-void int8_dequantized_matmul(cublasHandle_t handle, HalfType dtype, const void* w16, int64_t ldw, int64_t N, int64_t K,
-                             const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
-                             cudaStream_t stream) {
-  QB_CHECK(M >= 1 && M < (int64_t{1} << 31) && N >= 1 && N < (int64_t{1} << 31) && K >= 1 && ldw >= K && ldx >= K &&
-               ldy >= N,
-           kInvalidInput, "int8_dequantized_matmul: M = {}, N = {}, K = {}, ldw = {}, ldx = {}, ldy = {}", M, N, K,
-           ldw, ldx, ldy);
-  const cudaDataType_t type = dtype == HalfType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
-  QB_CUBLAS_CHECK(cublasSetStream(handle, stream));
-  // The bias enters as C (beta = 1) after a broadcast fill.
-  float beta = 0.0f;
-  if (bias != nullptr) {
-    const unsigned grid = grid_for(M * N, 256);
-    if (dtype == HalfType::kF16) {
-      fill_bias_kernel<__half><<<grid, 256, 0, stream>>>(static_cast<const __half*>(bias), M, N,
-                                                         static_cast<__half*>(y), ldy);
-    } else {
-      fill_bias_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(static_cast<const __nv_bfloat16*>(bias), M, N,
-                                                                static_cast<__nv_bfloat16*>(y), ldy);
-    }
-    QB_CUDA_CHECK_LAUNCH();
-    beta = 1.0f;
-  }
-  const float alpha = 1.0f;
-  QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
-                               static_cast<int>(K), &alpha, w16, type, static_cast<int>(ldw), x, type,
-                               static_cast<int>(ldx), &beta, y, type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
-}
-
 void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, int64_t ldx, const Int8Weights& w,
                          const void* bias, void* y, int64_t ldy, int64_t M, void* workspace, size_t workspace_bytes,
                          int64_t chunk_k, cudaStream_t stream) {
@@ -211,7 +157,8 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
   if (chunk_k <= 0) {
     // Whole W dequantized with its scales into the scratch, then one GEMM writing y in 16 bits.
     int8_dequantize(dtype, w, workspace, padded_k, stream);
-    int8_dequantized_matmul(handle, dtype, workspace, padded_k, w.N, w.K, x, ldx, bias, y, ldy, M, stream);
+    dequantized_matmul(handle, dtype == HalfType::kF16 ? DType::kF16 : DType::kBF16, workspace, padded_k, w.N,
+                       w.K, x, ldx, bias, y, ldy, M, stream);
     return;
   }
   char* base = static_cast<char*>(workspace);

@@ -15,7 +15,9 @@
 #include <algorithm>
 
 #include "q4_common.cuh"
+#include "quantbench/kernels/cublas_check.h"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/dequantized_matmul.h"
 #include "quantbench/kernels/q4_gemm.h"
 #include "quantbench/kernels/q4_layout.h"
 
@@ -24,13 +26,6 @@ namespace {
 
 using q4::ActOps;
 
-#define QB_CUBLAS_CHECK(call)                                                                             \
-  do {                                                                                                    \
-    cublasStatus_t qb_status_ = (call);                                                                   \
-    if (qb_status_ != CUBLAS_STATUS_SUCCESS)                                                              \
-      ::qb::fail(::qb::ErrorKind::kDevice, "cuBLAS error at {}:{}: {} failed: {}", __FILE__, __LINE__, #call, \
-                 cublasGetStatusString(qb_status_));                                                      \
-  } while (0)
 
 size_t dtype_bytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
 
@@ -38,12 +33,6 @@ cudaDataType_t cuda_type(DType dtype) {
   return dtype == DType::kF32 ? CUDA_R_32F : dtype == DType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
 }
 
-template <typename T>
-__global__ void fill_bias_kernel(T* __restrict__ y, int64_t ldy, const T* __restrict__ bias, int64_t M, int64_t N) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < M * N;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[(i / N) * ldy + i % N] = bias[i % N];
-}
 
 template <typename T>
 __global__ void finish_accum_kernel(const float* __restrict__ accum, const T* __restrict__ bias, T* __restrict__ y,
@@ -57,22 +46,6 @@ __global__ void finish_accum_kernel(const float* __restrict__ accum, const T* __
 }
 
 unsigned grid_for(int64_t n) { return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, 132 * 16))); }
-
-void fill_bias(DType dtype, void* y, int64_t ldy, const void* bias, int64_t M, int64_t N, cudaStream_t stream) {
-  switch (dtype) {
-    case DType::kF32:
-      fill_bias_kernel<<<grid_for(M * N), 256, 0, stream>>>(static_cast<float*>(y), ldy, static_cast<const float*>(bias), M, N);
-      break;
-    case DType::kF16:
-      fill_bias_kernel<<<grid_for(M * N), 256, 0, stream>>>(static_cast<__half*>(y), ldy, static_cast<const __half*>(bias), M, N);
-      break;
-    case DType::kBF16:
-      fill_bias_kernel<<<grid_for(M * N), 256, 0, stream>>>(static_cast<__nv_bfloat16*>(y), ldy,
-                                                            static_cast<const __nv_bfloat16*>(bias), M, N);
-      break;
-  }
-  QB_CUDA_CHECK_LAUNCH();
-}
 
 void finish_accum(DType dtype, const float* accum, const void* bias, void* y, int64_t ldy, int64_t M, int64_t N,
                   cudaStream_t stream) {
@@ -141,7 +114,7 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
     QB_CHECK(plan.chunk % 16 == 0, kInvalidInput, "q4 prefill: row chunk {} not a multiple of 16", plan.chunk);
     float beta = 0.f;
     if (bias != nullptr) {
-      fill_bias(dtype, y, ldy, bias, M, w.N, stream);
+      fill_bias_rows(dtype, y, ldy, bias, M, w.N, stream);
       beta = 1.f;
     }
     for (int64_t r0 = 0; r0 < w.N; r0 += plan.chunk) {
@@ -163,26 +136,12 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
   }
 }
 
-void q4_dequantized_matmul_cublas(cublasHandle_t handle, DType dtype, const void* w, int64_t N, int64_t K, const void* x,
-                                  int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M, cudaStream_t stream) {
-  QB_CHECK(M > 0 && N > 0 && K > 0 && ldx >= K && ldy >= N, kInvalidInput,
-           "q4_dequantized_matmul_cublas: bad sizes M={} N={} K={} ldx={} ldy={}", M, N, K, ldx, ldy);
-  // The calls q4_tile_matmul_cublas makes for a one-chunk row plan after its dequantize (and q4_flat_matmul_cublas after
-  // its own): the same GEMM, the same bits.
-  float beta = 0.f;
-  if (bias != nullptr) {
-    fill_bias(dtype, y, ldy, bias, M, N, stream);
-    beta = 1.f;
-  }
-  gemm(handle, dtype, N, M, K, w, K, x, ldx, beta, y, cuda_type(dtype), ldy);
-}
-
 void q4_flat_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4FlatWeights& w, const void* x, int64_t ldx,
                            const void* bias, void* y, int64_t ldy, int64_t M, void* scratch, cudaStream_t stream) {
   QB_CHECK(M > 0 && ldx >= w.K && ldy >= w.N, kInvalidInput, "q4_flat_matmul_cublas: bad sizes M={} ldx={} ldy={}",
            M, ldx, ldy);
   q4_flat_dequant(dtype, w, scratch, stream);
-  q4_dequantized_matmul_cublas(handle, dtype, scratch, w.N, w.K, x, ldx, bias, y, ldy, M, stream);
+  dequantized_matmul(handle, dtype, scratch, w.K, w.N, w.K, x, ldx, bias, y, ldy, M, stream);
 }
 
 }  // namespace qb::kernels

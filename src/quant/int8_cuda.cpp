@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "quantbench/core/error.h"
+#include "quantbench/kernels/dequantized_matmul.h"
 #include "quantbench/kernels/int8_dequant.h"
 #include "quantbench/kernels/llm_int8.h"
 
@@ -83,9 +84,10 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
   if (const at::Tensor w16 = prepared != nullptr ? prepared->take(M, x2d.scalar_type(), stream()) : at::Tensor();
       w16.defined()) {
     // W dequantized ahead on the second stream: the GEMM alone (w16 returns to this stream's pool after it).
-    kernels::int8_dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), half_type(x2d.scalar_type()),
-                                     w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1),
-                                     bias_ptr(bias), y.data_ptr(), w.N, M, stream());
+    kernels::dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(),
+                                x2d.scalar_type() == at::kHalf ? kernels::DType::kF16 : kernels::DType::kBF16,
+                                w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1), bias_ptr(bias),
+                                y.data_ptr(), w.N, M, stream());
     return y;
   }
   const size_t bytes = kernels::int8_prefill_workspace_bytes(M, w.N, w.K, kernels::kInt8PrefillChunkK);

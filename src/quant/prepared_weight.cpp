@@ -35,12 +35,12 @@ PreparedWeight::~PreparedWeight() {
   cudaEventDestroy(done_);
 }
 
-bool PreparedWeight::start(int64_t rows, int64_t N, int64_t ld, at::ScalarType dtype, c10::Device device,
+void PreparedWeight::start(int64_t rows, int64_t N, int64_t ld, at::ScalarType dtype, c10::Device device,
                            const std::function<void(cudaStream_t, void*)>& fill) {
   const cudaStream_t current = c10::cuda::getCurrentCUDAStream(device.index()).stream();
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   QB_CUDA_CHECK(cudaStreamIsCapturing(current, &capture));
-  if (capture != cudaStreamCaptureStatusNone) return false;
+  if (capture != cudaStreamCaptureStatusNone) return;
   // An unused weight from an earlier call: this stream may reuse its memory only after its fill has finished.
   if (weight_.defined()) QB_CUDA_CHECK(cudaStreamWaitEvent(current, done_, 0));
   weight_ = at::empty({N, ld}, at::TensorOptions().dtype(dtype).device(device));
@@ -50,7 +50,6 @@ bool PreparedWeight::start(int64_t rows, int64_t N, int64_t ld, at::ScalarType d
   fill(side, weight_.data_ptr());
   QB_CUDA_CHECK(cudaEventRecord(done_, side));
   rows_ = rows;
-  return true;
 }
 
 at::Tensor PreparedWeight::take(int64_t rows, at::ScalarType dtype, cudaStream_t stream) {

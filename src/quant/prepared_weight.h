@@ -27,10 +27,10 @@ class PreparedWeight {
   PreparedWeight& operator=(const PreparedWeight&) = delete;
 
   // A fresh [N, ld] weight of `dtype` on `device` for forwards of `rows` rows; `fill(side_stream, data)` queues its
-  // values on the second stream after the current stream's work. Replaces an unused earlier one. Starts nothing and
-  // returns false while `device`'s current stream is being captured into a graph (a graph would need the second
-  // stream forked and joined).
-  bool start(int64_t rows, int64_t N, int64_t ld, at::ScalarType dtype, c10::Device device,
+  // values on the second stream after the current stream's work. Replaces an unused earlier one. Starts nothing while
+  // `device`'s current stream is being captured into a graph (a graph would need the second stream forked and joined);
+  // take() then finds nothing and the forward dequantizes for itself.
+  void start(int64_t rows, int64_t N, int64_t ld, at::ScalarType dtype, c10::Device device,
              const std::function<void(cudaStream_t, void*)>& fill);
   // For a forward of `rows` rows in `dtype` on `stream`: the weight after `stream` has been made to wait for its fill,
   // handed over (the caller's use of it is the last; the memory returns to the stream's pool after it). Undefined,

@@ -16,6 +16,7 @@
 
 #include "gated_epilogue.h"
 #include "quantbench/kernels/cuda_check.h"
+#include "quantbench/kernels/dequantized_matmul.h"
 #include "quantbench/kernels/q4_gemm.h"
 #endif
 
@@ -508,8 +509,8 @@ at::Tensor Q4Linear::forward(const at::Tensor& x) const {
              w16.defined()) {
     // prepare(M) dequantized W on another stream (the one-chunk plan it checked): the GEMM alone. w16 is this
     // stream's memory, reused in its order (after the GEMM).
-    k::q4_dequantized_matmul_cublas(at::cuda::getCurrentCUDABlasHandle(), dtype, w16.data_ptr(), N, K,
-                                    x2.data_ptr(), K, bias_ptr, y.data_ptr(), N, M, stream);
+    k::dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), dtype, w16.data_ptr(), K, N, K, x2.data_ptr(), K,
+                          bias_ptr, y.data_ptr(), N, M, stream);
   } else if (d.tiles) {
     const k::Q4PrefillPlan plan = k::q4_default_prefill_plan(M, N, K);
     at::Tensor scratch = at::empty({k::q4_prefill_scratch_bytes(plan, dtype, N, K)}, x2.options().dtype(at::kByte));

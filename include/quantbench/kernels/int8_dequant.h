@@ -61,11 +61,4 @@ void int8_gemm_wgmma(HalfType dtype, const void* x, int64_t ldx, const Int8Weigh
 // (ld_out >= K) in `dtype`, out[n, k] = q[n, k] * scale (rounded once to 16 bits).
 void int8_dequantize(HalfType dtype, const Int8Weights& w, void* out, int64_t ld_out, cudaStream_t stream);
 
-// The direct variant's second half on a weight already dequantized: y [M, ldy] = x W16^T (+ bias), W16 [N, ldw] in
-// `dtype` (int8_dequantize's output, ldw = int8_padded_k(K)). int8_prefill_matmul with chunk_k <= 0 is
-// int8_dequantize then this, so a prepared weight gives its output bit for bit.
-void int8_dequantized_matmul(cublasHandle_t handle, HalfType dtype, const void* w16, int64_t ldw, int64_t N, int64_t K,
-                             const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
-                             cudaStream_t stream);
-
 }  // namespace qb::kernels

@@ -137,11 +137,6 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
                            const void* x, int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M,
                            void* scratch, float* accum, cudaStream_t stream);
 
-// The GEMM of q4_tile_matmul_cublas's one-chunk row plan (chunk >= N) on a W [N, K] (ld K) dequantized beforehand by
-// q4_tile_dequant(..., 0, N, 0, K, ...) (or q4_flat_dequant): y is bit for bit what q4_tile_matmul_cublas writes with
-// that plan (q4_flat_matmul_cublas is its flat dequantize followed by this).
-void q4_dequantized_matmul_cublas(cublasHandle_t handle, DType dtype, const void* w, int64_t N, int64_t K, const void* x,
-                                  int64_t ldx, const void* bias, void* y, int64_t ldy, int64_t M, cudaStream_t stream);
 
 // Large-M path on Hopper (sm_90a, kernels/q4_gemm_sm90a.cu): one kernel, W dequantized inside the GEMM main loop
 // (wgmma, fp32 accumulation). No host sync; scratch only for split-K's partial tiles. Supported: compute capability 9.0,
