@@ -214,8 +214,8 @@ enum class XLoad { kPerStep, kAhead, kShared };
 __host__ __device__ constexpr int64_t gemv_x_shared_ld(int64_t k_weights) { return k_weights + 8; }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          XLoad XL = XLoad::kPerStep>
-__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
+          XLoad XL = XLoad::kPerStep, int CHAINS = 1>
+__global__ void __launch_bounds__(KSPLIT * 32, CHAINS == 2 && KSPLIT == 16 ? 2 : gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
@@ -278,11 +278,14 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
     }
   };
 
-  float acc[RT][MT][4];
+  // CHAINS accumulator sets: step u of a round adds into set u % CHAINS (independent mma chains), summed at the end.
+  float accs[CHAINS][RT][MT][4];
 #pragma unroll
-  for (int r = 0; r < RT; ++r)
+  for (int c = 0; c < CHAINS; ++c)
 #pragma unroll
-    for (int i = 0; i < MT; ++i) acc[r][i][0] = acc[r][i][1] = acc[r][i][2] = acc[r][i][3] = 0.0f;
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int i = 0; i < MT; ++i) accs[c][r][i][0] = accs[c][r][i][1] = accs[c][r][i][2] = accs[c][r][i][3] = 0.0f;
 
   // x of one step: token tile i, 16-byte vector h (zeros past M and past K, so also for steps past the end).
   using StepX = uint4[MT][kXVecs];
@@ -298,7 +301,8 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
       }
     }
   };
-  auto compute_step = [&](int step, const Loads& in, const StepX* xpre) {
+  auto compute_step = [&](int step, const Loads& in, const StepX* xpre, int chain) {
+    float (&acc)[RT][MT][4] = accs[chain];
     uint32_t a[RT][kMmas][4];
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
@@ -396,13 +400,13 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
         const int step = base + warp + KSPLIT * u;
-        if (step < steps) compute_step(step, loads[u], &xs[u]);  // warp-uniform
+        if (step < steps) compute_step(step, loads[u], &xs[u], u % CHAINS);  // warp-uniform
       }
     } else {
 #pragma unroll
       for (int u = 0; u < UNROLL; ++u) {
         const int step = base + warp + KSPLIT * u;
-        if (step < steps) compute_step(step, loads[u], nullptr);  // warp-uniform
+        if (step < steps) compute_step(step, loads[u], nullptr, u % CHAINS);  // warp-uniform
       }
     }
   };
@@ -443,6 +447,16 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<KSPLIT, UNROLL, P
       compute_round(base, cur);
     }
   }
+
+#pragma unroll
+  for (int c = 1; c < CHAINS; ++c)
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) accs[0][r][i][e] += accs[c][r][i][e];
+  float (&acc)[RT][MT][4] = accs[0];
 
   // Cross-warp reduction: [warp][token][row], rows padded by one float against bank conflicts.
   __shared__ float partial[KSPLIT][MT * 8][kRows + 1];
@@ -543,23 +557,32 @@ size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
           typename Fn>
 decltype(auto) with_gemv_kernel(XLoad xl, Fn&& fn) {
+  // Experiment switch QB_GEMV_TWO_CHAINS=1|int8: two accumulator sets (CHAINS = 2), everywhere or in the int8 GEMV.
+  static const bool two_all = env_equals("QB_GEMV_TWO_CHAINS", "1");
+  static const bool two_int8 = env_equals("QB_GEMV_TWO_CHAINS", "int8");
+  const bool two = two_all || (two_int8 && WK == WeightKind::kInt8);
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) {
-      constexpr auto kernel = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>;
+      constexpr auto kernel1 = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 1>;
+      constexpr auto kernel2 = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 2>;
       static const bool ceiling_raised = [&] {
         const int bytes = static_cast<int>(gemv_x_shared_bytes<T>(XLoad::kShared, MT * 8, int64_t{KSPLIT} * UNROLL * 64));
-        QB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        for (const void* k : {reinterpret_cast<const void*>(kernel1), reinterpret_cast<const void*>(kernel2)})
+          QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         return true;
       }();
       (void)ceiling_raised;
-      return fn(kernel);
+      return fn(two ? kernel2 : kernel1);
     }
   }
   if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (xl == XLoad::kAhead) return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
+    if (xl == XLoad::kAhead) {
+      return fn(two ? gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead, 2>
+                    : gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead, 1>);
+    }
   }
-  return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
+  return fn(two ? gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kPerStep, 2>
+                : gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kPerStep, 1>);
 }
 
 // Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> over rows of k_weights
