@@ -215,7 +215,7 @@ __host__ __device__ constexpr int64_t gemv_x_shared_ld(int64_t k_weights) { retu
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
           XLoad XL = XLoad::kPerStep, int CHAINS = 1>
-__global__ void __launch_bounds__(KSPLIT * 32, CHAINS == 2 && KSPLIT == 16 ? 2 : gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
+__global__ void __launch_bounds__(KSPLIT * 32, CHAINS == 2 && KSPLIT == 16 && !PIPE ? 2 : gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
@@ -557,10 +557,12 @@ size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
           typename Fn>
 decltype(auto) with_gemv_kernel(XLoad xl, Fn&& fn) {
-  // Experiment switch QB_GEMV_TWO_CHAINS=1|int8: two accumulator sets (CHAINS = 2), everywhere or in the int8 GEMV.
-  static const bool two_all = env_equals("QB_GEMV_TWO_CHAINS", "1");
-  static const bool two_int8 = env_equals("QB_GEMV_TWO_CHAINS", "int8");
-  const bool two = two_all || (two_int8 && WK == WeightKind::kInt8);
+  // Experiment switch QB_GEMV_TWO_CHAINS=gated|plain: two accumulator sets (CHAINS = 2) in the int8 GEMV's plain
+  // (not pipelined, not one-round) form, gated only or every plain one.
+  static const bool two_gated = env_equals("QB_GEMV_TWO_CHAINS", "gated");
+  static const bool two_plain = env_equals("QB_GEMV_TWO_CHAINS", "plain");
+  const bool two = WK == WeightKind::kInt8 && !PIPE && !gemv_is_one_round<KSPLIT, UNROLL>() &&
+                   (two_plain || (two_gated && GATED));
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) {
       constexpr auto kernel1 = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 1>;
