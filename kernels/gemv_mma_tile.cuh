@@ -196,12 +196,30 @@ struct StepLoads {
 };
 
 // The one-round int8 form (8 warps x 7 steps, gemv_one_round_fits) with per-channel scales asks for three blocks an SM
-// (80 registers, a few bytes spilled outside the loads) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are
-// resident at once; with per-group scales it keeps its 124 registers (two blocks an SM, no spill).
+// (80 registers, no spill) so that grids of up to 3 x 132 blocks (Qwen2-7B qkv: 288) are resident at once; with
+// per-group scales it keeps its 100-110 registers (two blocks an SM).
 template <int KSPLIT, int UNROLL>
 constexpr bool gemv_is_one_round() { return KSPLIT == 8 && UNROLL == 7; }
-template <int KSPLIT, int UNROLL, bool PER_GROUP>
-constexpr int gemv_min_blocks() { return gemv_is_one_round<KSPLIT, UNROLL>() && !PER_GROUP ? 3 : 1; }
+
+// Accumulator sets of a warp: step u of a round adds into set u % chains, so a round's mmas form independent chains;
+// the sets are summed before the block reduction. Two in the int8 plain form at M <= 8 (16 warps x 2 steps: gate_up,
+// down, LM head): Qwen2-7B int8 +0.5% (336.8-337.3 -> 338.6-338.8 tok/s, three alternating rounds; gate_up ~1446 -> 1428
+// us a step), TinyLlama and GPT-2 even (session 32). Not in the one-round form (o 158 -> 169 us a step with it) nor the
+// pipelined one, whose registers would cost it residency (with two chains held to 64 registers, down took the pipelined
+// form and lost 12%).
+template <WeightKind WK, int MT, int KSPLIT, int UNROLL, bool PIPE>
+constexpr int gemv_chains() {
+  return WK == WeightKind::kInt8 && MT == 1 && !PIPE && !gemv_is_one_round<KSPLIT, UNROLL>() ? 2 : 1;
+}
+
+// Blocks an SM the kernel asks registers for: three for the one-round form above; two for the int8 plain 16-warp form
+// with its two chains (64 registers, as with one), so that two blocks stay resident.
+template <WeightKind WK, int MT, int KSPLIT, int UNROLL, bool PER_GROUP, bool PIPE>
+constexpr int gemv_min_blocks() {
+  if (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>() && !PER_GROUP) return 3;
+  if (gemv_chains<WK, MT, KSPLIT, UNROLL, PIPE>() == 2 && KSPLIT == 16) return 2;
+  return 1;
+}
 
 // How a warp gets its activations. kPerStep: each step loads its x after the previous step's mmas, so step u > 0 of
 // a round waits out an L1 / L2 round trip of its own (SASS: the x loads sit inside each step's warp-uniform branch).
@@ -214,8 +232,8 @@ enum class XLoad { kPerStep, kAhead, kShared };
 __host__ __device__ constexpr int64_t gemv_x_shared_ld(int64_t k_weights) { return k_weights + 8; }
 
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
-          XLoad XL = XLoad::kPerStep, int CHAINS = 1>
-__global__ void __launch_bounds__(KSPLIT * 32, CHAINS == 2 && KSPLIT == 16 && !PIPE ? 2 : gemv_min_blocks<KSPLIT, UNROLL, PER_GROUP>())
+          XLoad XL = XLoad::kPerStep>
+__global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<WK, MT, KSPLIT, UNROLL, PER_GROUP, PIPE>())
     gemv_mma_kernel(const GemvParams p) {
   static_assert(!GATED || RT <= 2, "a gated block computes one gate and one up row tile, or a tile of paired rows");
   constexpr bool kInt8 = WK == WeightKind::kInt8;
@@ -278,7 +296,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, CHAINS == 2 && KSPLIT == 16 && !P
     }
   };
 
-  // CHAINS accumulator sets: step u of a round adds into set u % CHAINS (independent mma chains), summed at the end.
+  constexpr int CHAINS = gemv_chains<WK, MT, KSPLIT, UNROLL, PIPE>();
   float accs[CHAINS][RT][MT][4];
 #pragma unroll
   for (int c = 0; c < CHAINS; ++c)
@@ -557,34 +575,23 @@ size_t gemv_x_shared_bytes(XLoad xl, int64_t M, int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP, bool GATED, bool PIPE,
           typename Fn>
 decltype(auto) with_gemv_kernel(XLoad xl, Fn&& fn) {
-  // Experiment switch QB_GEMV_TWO_CHAINS=gated|plain: two accumulator sets (CHAINS = 2) in the int8 GEMV's plain
-  // (not pipelined, not one-round) form, gated only or every plain one.
-  static const bool two_gated = env_equals("QB_GEMV_TWO_CHAINS", "gated");
-  static const bool two_plain = env_equals("QB_GEMV_TWO_CHAINS", "plain");
-  const bool two = WK == WeightKind::kInt8 && !PIPE && !gemv_is_one_round<KSPLIT, UNROLL>() &&
-                   (two_plain || (two_gated && GATED));
   if constexpr (!PIPE && gemv_is_one_round<KSPLIT, UNROLL>()) {
     if (xl == XLoad::kShared) {
-      constexpr auto kernel1 = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 1>;
-      constexpr auto kernel2 = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared, 2>;
+      constexpr auto kernel = gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kShared>;
       static const bool ceiling_raised = [&] {
         const int bytes = static_cast<int>(gemv_x_shared_bytes<T>(XLoad::kShared, MT * 8, int64_t{KSPLIT} * UNROLL * 64));
-        for (const void* k : {reinterpret_cast<const void*>(kernel1), reinterpret_cast<const void*>(kernel2)})
-          QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        QB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         return true;
       }();
       (void)ceiling_raised;
-      return fn(two ? kernel2 : kernel1);
+      return fn(kernel);
     }
   }
   if constexpr (gemv_x_ahead_fits<WK, MT, UNROLL>()) {
-    if (xl == XLoad::kAhead) {
-      return fn(two ? gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead, 2>
-                    : gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead, 1>);
-    }
+    if (xl == XLoad::kAhead) return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kAhead>);
   }
-  return fn(two ? gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kPerStep, 2>
-                : gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE, XLoad::kPerStep, 1>);
+  return fn(gemv_mma_kernel<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, GATED, PIPE>);
 }
 
 // Whether `blocks` blocks of the (ungated) instance <WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, PIPE> over rows of k_weights
