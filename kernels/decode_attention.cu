@@ -63,7 +63,8 @@ constexpr int kStaticSharedBytes = 2 * (kThreads / 32) * sizeof(float);  // warp
 template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
-    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale) {
+    T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
+    int trigger_at) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
@@ -133,7 +134,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   // The output projection's GEMV may start now, not before this block's wait (pdl.cuh, rule 3, and its exception):
   // with the trigger first thing, its blocks' prologues overlapped this kernel's wait as well, and Qwen2-7B int8 / nf4
   // / awq decode measured 0.3-0.8% slower, TinyLlama 0.4-1.6% (BENCHMARKS.md, session 28).
-  pdl_launch_dependents();
+  if (trigger_at == 0) pdl_launch_dependents();
 
   // ---- 1. rotate q and the new k, write the cache ----
   // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight
@@ -154,6 +155,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   }
   __syncthreads();  // k_new, v_new and q_s visible to every thread
+  if (trigger_at == 1) pdl_launch_dependents();
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
@@ -266,6 +268,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   local_sum = warp_sum(local_sum);
   if (lane == 0) warp_part[1][warp] = local_sum;
   __syncthreads();  // also: every exp in scores[] visible
+  if (trigger_at == 2) pdl_launch_dependents();
   float sum = 0.f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) sum += warp_part[1][w];
@@ -371,6 +374,9 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
                                num_kv_heads, head_dim, rotary_dim, capacity, scale, dtype, heads_per_block, stream)) {
     return;
   }
+  // Experiment switch QB_ATTENTION_TRIGGER=0|1|2: the successor may start after the wait (0), after the L2 round trip
+  // of phase 1 (1), or after the softmax (2).
+  static const int trigger_at = env_int("QB_ATTENTION_TRIGGER", 0, 0);
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
@@ -380,7 +386,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, trigger_at);
   });
   QB_CUDA_CHECK_LAUNCH();
 }
