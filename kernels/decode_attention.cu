@@ -130,6 +130,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
                    : make_uint4(0, 0, 0, 0);
   }
+  if (trigger_at < 0) pdl_launch_dependents();
   pdl_wait();
   // The output projection's GEMV may start now, not before this block's wait (pdl.cuh, rule 3, and its exception):
   // with the trigger first thing, its blocks' prologues overlapped this kernel's wait as well, and Qwen2-7B int8 / nf4
@@ -374,9 +375,9 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
                                num_kv_heads, head_dim, rotary_dim, capacity, scale, dtype, heads_per_block, stream)) {
     return;
   }
-  // Experiment switch QB_ATTENTION_TRIGGER=0|1|2: the successor may start after the wait (0), after the L2 round trip
-  // of phase 1 (1), or after the softmax (2).
-  static const int trigger_at = env_int("QB_ATTENTION_TRIGGER", 0, 0);
+  // Experiment switch QB_ATTENTION_TRIGGER=-1|0|1|2: the successor may start before the wait (-1), after it (0), after
+  // the L2 round trip of phase 1 (1), or after the softmax (2).
+  static const int trigger_at = env_int("QB_ATTENTION_TRIGGER", 0, -1);
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
