@@ -64,7 +64,7 @@ template <typename T, bool kPrefetch, int kInFlight>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     const T* qkv, T* k_cache, T* v_cache, const int64_t* position, const float* rope_cos, const float* rope_sin,
     T* out, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, int64_t capacity, float scale,
-    int trigger_at) {
+    bool trigger_first) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte piece
   const int b = blockIdx.x / num_heads, head = blockIdx.x % num_heads;
@@ -130,12 +130,14 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
                    ? *reinterpret_cast<const uint4*>(values + t * head_dim + piece * kVec)
                    : make_uint4(0, 0, 0, 0);
   }
-  if (trigger_at < 0) pdl_launch_dependents();
+  // The output projection's GEMV may start after this block's wait (pdl.cuh, rule 3): with the trigger first thing,
+  // its blocks' prologues overlapped this kernel's wait as well, and Qwen2-7B int8 / nf4 / awq decode measured 0.3-0.8%
+  // slower, TinyLlama 0.4-1.6% (BENCHMARKS.md, session 28). Except before a GEMV that loads its whole weight before its
+  // own wait (trigger_first: the int8 one-round form), whose loads then overlap this kernel's wait instead of its work:
+  // Qwen2-7B int8 +0.7%, where nf4 and awq, whose GEMVs fill a ring of two stages first, lost 0.5-0.7% (session 32).
+  if (trigger_first) pdl_launch_dependents();
   pdl_wait();
-  // The output projection's GEMV may start now, not before this block's wait (pdl.cuh, rule 3, and its exception):
-  // with the trigger first thing, its blocks' prologues overlapped this kernel's wait as well, and Qwen2-7B int8 / nf4
-  // / awq decode measured 0.3-0.8% slower, TinyLlama 0.4-1.6% (BENCHMARKS.md, session 28).
-  if (trigger_at == 0) pdl_launch_dependents();
+  if (!trigger_first) pdl_launch_dependents();
 
   // ---- 1. rotate q and the new k, write the cache ----
   // Thread d < head_dim (host-checked: <= kThreads) reads q, k at d and at its rotation partner and v at d straight
@@ -156,7 +158,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
     }
   }
   __syncthreads();  // k_new, v_new and q_s visible to every thread
-  if (trigger_at == 1) pdl_launch_dependents();
 
   // ---- 2. scores: one position per thread; the first pass from the prefetched row ----
   // q_s is read as float4 (q_s sits 2 * head_dim * sizeof(T) bytes into shared memory: 16-byte aligned); lane j of a
@@ -269,7 +270,6 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(
   local_sum = warp_sum(local_sum);
   if (lane == 0) warp_part[1][warp] = local_sum;
   __syncthreads();  // also: every exp in scores[] visible
-  if (trigger_at == 2) pdl_launch_dependents();
   float sum = 0.f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) sum += warp_part[1][w];
@@ -334,7 +334,7 @@ void configure(int max_shared) {
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, int heads_per_block) {
+                      cudaStream_t stream, int heads_per_block, bool successor_loads_early) {
   QB_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, kInvalidInput,
            "decode_attention: {} heads do not divide into {} kv heads", num_heads, num_kv_heads);
   const int64_t elem_bytes = dtype == DType::kF32 ? 4 : 2;
@@ -375,9 +375,6 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
                                num_kv_heads, head_dim, rotary_dim, capacity, scale, dtype, heads_per_block, stream)) {
     return;
   }
-  // Experiment switch QB_ATTENTION_TRIGGER=-1|0|1|2: the successor may start before the wait (-1), after it (0), after
-  // the L2 round trip of phase 1 (1), or after the softmax (2).
-  static const int trigger_at = env_int("QB_ATTENTION_TRIGGER", 0, -1);
   const bool wide = prefetch && wide_allowed && row_bytes >= 16 * 16;
   const bool narrow = prefetch && !wide && narrow_allowed && row_bytes >= 8 * 16;
   QB_DISPATCH_DTYPE(dtype, T, {
@@ -387,7 +384,7 @@ void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64
     launch_pdl(kernel, static_cast<unsigned>(batch * num_heads), kThreads, shared_bytes, stream,
                static_cast<const T*>(qkv), static_cast<T*>(k_cache), static_cast<T*>(v_cache), position, rope_cos,
                rope_sin, static_cast<T*>(out), static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
-               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, trigger_at);
+               static_cast<int>(head_dim), static_cast<int>(rotary_dim), capacity, scale, successor_loads_early);
   });
   QB_CUDA_CHECK_LAUNCH();
 }

@@ -26,17 +26,23 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 // 8 warps taking 7 steps each in one round (gemv_one_round_fits); 9..16 tokens one row tile and four loads (two row
 // tiles on very wide N); 17..32 two row tiles. GATED (M <= 8 only): the same forms with paired rows (gate row and up
 // row in one 16-row tile: gemv_mma_tile.cuh), so the gated grid is the ungated one and each sum is its bits.
+constexpr auto kInt8 = WeightKind::kInt8;
+constexpr int kWarps = 16, kUnroll = 2;       // the M <= 8 default form: rounds of 16 warps x 2 steps
+constexpr int kOneWarps = 8, kOneUnroll = 7;  // the M <= 8 one-round form
+
+// Whether M <= 8 rows over N x k_weights take the one-round form, every weight load issued before the PDL wait.
+template <typename T, bool PER_GROUP>
+bool takes_one_round(int64_t M, int64_t N, int64_t k_weights) {
+  return M <= 8 && gemv::gemv_one_round_fits<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP>((N + 15) / 16, k_weights,
+                                                                                              kWarps * kUnroll);
+}
+
 template <typename T, bool PER_GROUP, bool GATED>
 void launch_typed(const GemvParams& p, cudaStream_t stream) {
-  constexpr auto kInt8 = WeightKind::kInt8;
   if (p.M <= 8) {
-    constexpr int kWarps = 16, kUnroll = 2;        // the default form: rounds of 16 warps x 2 steps
-    constexpr int kOneWarps = 8, kOneUnroll = 7;   // the one-round form
-    const int64_t blocks = (p.N + 15) / 16;
-    if (gemv::gemv_one_round_fits<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP>(blocks, p.k_weights,
-                                                                                    kWarps * kUnroll)) {
+    if (takes_one_round<T, PER_GROUP>(p.M, p.N, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kOneWarps, kOneUnroll, PER_GROUP, GATED>(p, stream);
-    } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>(blocks, p.k_weights)) {
+    } else if (gemv::gemv_pipeline_pays<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP>((p.N + 15) / 16, p.k_weights)) {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED, true>(p, stream);
     } else {
       gemv::launch_gemv_mma<kInt8, T, 1, 1, kWarps, kUnroll, PER_GROUP, GATED>(p, stream);
@@ -55,6 +61,16 @@ void launch_typed(const GemvParams& p, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool int8_gemv_loads_weight_before_wait(HalfType dtype, const Int8Weights& w, int64_t M) {
+  const int64_t k_weights = int8_padded_k(w.K);
+  const bool per_group = w.group_size > 0;
+  if (dtype == HalfType::kF16) {
+    return per_group ? takes_one_round<__half, true>(M, w.N, k_weights) : takes_one_round<__half, false>(M, w.N, k_weights);
+  }
+  return per_group ? takes_one_round<__nv_bfloat16, true>(M, w.N, k_weights)
+                   : takes_one_round<__nv_bfloat16, false>(M, w.N, k_weights);
+}
 
 bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64_t M) {
   return M >= 1 && M <= kGemvMaxM && w.K % 8 == 0 && ldx % 8 == 0 && aligned16(x) && aligned16(w.q) &&

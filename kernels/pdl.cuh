@@ -15,8 +15,10 @@
 //      calls it first thing, so that the GEMV's first weight loads overlap both kernels before it
 //      (measured: a norm between two GEMVs cost Qwen2-7B ~5 us, most of it this overlap). The
 //      per-query-head decode attention, also followed by a GEMV, measured faster the regular way
-//      (session 28: Qwen2-7B int8 / nf4 / awq +0.3-0.8%, TinyLlama +0.4-1.6%); the grouped (batched)
-//      one the same either way, and it keeps the exception.
+//      (session 28: Qwen2-7B int8 / nf4 / awq +0.3-0.8%, TinyLlama +0.4-1.6%), except before a GEMV
+//      that issues its whole weight's loads before its wait (the int8 one-round form: Qwen2-7B int8
+//      +0.7%, session 32; the caller says so: Linear::decode_loads_weight_before_input); the grouped
+//      (batched) one the same either way, and it keeps the exception.
 // Completion is transitive: a kernel completes only after its own wait, so a successor's wait also
 // covers every earlier kernel. And a kernel can start only once its predecessor has passed its own
 // wait (rule 3), so while it runs its pre-wait part every kernel before its predecessor has completed

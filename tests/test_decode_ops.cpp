@@ -49,14 +49,15 @@ struct AttentionInputs {
   }
   // decode_attention on copies of the caches (returned through keys_out / values_out); the output, NaN-filled first.
   at::Tensor run(const AttentionCase& c, at::ScalarType type, int heads_per_block, at::Tensor& keys_out,
-                 at::Tensor& values_out) const {
+                 at::Tensor& values_out, bool successor_loads_early = false) const {
     keys_out = keys.clone();
     values_out = values.clone();
     at::Tensor out = at::full({c.batch, c.heads * c.head_dim}, NAN, qkv.options());
     decode_attention(qkv.data_ptr(), keys_out.data_ptr(), values_out.data_ptr(), position.data_ptr<int64_t>(),
                      c.rotary > 0 ? cos.data_ptr<float>() : nullptr, c.rotary > 0 ? sin.data_ptr<float>() : nullptr,
                      out.data_ptr(), c.batch, c.heads, c.kv_heads, c.head_dim, c.rotary, c.capacity,
-                     1.0f / std::sqrt(static_cast<float>(c.head_dim)), dtype_of(type), stream(), heads_per_block);
+                     1.0f / std::sqrt(static_cast<float>(c.head_dim)), dtype_of(type), stream(), heads_per_block,
+                     successor_loads_early);
     return out;
   }
 };
@@ -136,6 +137,29 @@ TEST(DecodeOpsGpu, GroupedAttentionIsThePerHeadKernelBitForBit) {
         EXPECT_TRUE(at::equal(keys, k_ref));
         EXPECT_TRUE(at::equal(values, v_ref));
       }
+    }
+  }
+}
+
+// Where the next kernel loads its whole weight before its wait, the per-head kernel lets it start before its own wait
+// (kernels/pdl.cuh): a scheduling change only, so the same bits, here with a kernel queued behind it as in decode.
+TEST(DecodeOpsGpu, AttentionTriggeringFirstIsTheSameBits) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(13);
+  for (const AttentionCase c : {AttentionCase{1, 28, 4, 128, 128, 260, 200}, AttentionCase{2, 32, 8, 64, 64, 300, 299},
+                                AttentionCase{6, 28, 4, 128, 128, 300, 290}}) {
+    for (at::ScalarType type : {at::kHalf, at::kBFloat16}) {
+      SCOPED_TRACE(::testing::Message() << "B=" << c.batch << " H=" << c.heads << " " << c10::toString(type));
+      const AttentionInputs in(c, type);
+      at::Tensor k_ref, v_ref, keys, values;
+      const at::Tensor ref = in.run(c, type, -1, k_ref, v_ref, false);
+      const at::Tensor out = in.run(c, type, -1, keys, values, true);
+      const at::Tensor after = out * 2;  // queued behind the attention on the same stream
+      EXPECT_FALSE(ref.isnan().any().item<bool>());
+      EXPECT_TRUE(at::equal(out, ref));
+      EXPECT_TRUE(at::equal(after, ref * 2));
+      EXPECT_TRUE(at::equal(keys, k_ref));
+      EXPECT_TRUE(at::equal(values, v_ref));
     }
   }
 }

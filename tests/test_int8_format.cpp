@@ -212,5 +212,27 @@ TEST(Int8FormatGpu, PreparedWeightGivesTheSameOutput) {
   }
 }
 
+// Linear::decode_loads_weight_before_input: the int8 layer says yes where its decode GEMV takes the one-round form (K of
+// 33..56 steps of 64, a resident grid, at most 8 rows), and no elsewhere: long K, many rows, a CPU layer, fp32 input.
+TEST(Int8FormatGpu, SaysWhereItsDecodeKernelLoadsTheWholeWeightFirst) {
+  QB_REQUIRE_CUDA();
+  at::manual_seed(17);
+  FormatOptions options;
+  options.device = c10::Device(c10::kCUDA);
+  options.activation_dtype = at::kBFloat16;
+  // Qwen2-7B's o projection (3584 x 3584: 224 blocks, 56 steps) and its down projection (K = 18944: 296 steps).
+  auto o = find_format("int8").quantize(at::randn({3584, 3584}) * 0.02, std::nullopt, options);
+  auto down = find_format("int8").quantize(at::randn({3584, 18944}) * 0.02, std::nullopt, options);
+  for (const auto dtype : {at::kHalf, at::kBFloat16}) {
+    EXPECT_TRUE(o->decode_loads_weight_before_input(1, dtype));
+    EXPECT_TRUE(o->decode_loads_weight_before_input(8, dtype));
+    EXPECT_FALSE(o->decode_loads_weight_before_input(9, dtype));
+    EXPECT_FALSE(down->decode_loads_weight_before_input(1, dtype));
+  }
+  EXPECT_FALSE(o->decode_loads_weight_before_input(1, at::kFloat));
+  auto cpu = find_format("int8").quantize(at::randn({64, 3584}) * 0.02, std::nullopt, FormatOptions{});
+  EXPECT_FALSE(cpu->decode_loads_weight_before_input(1, at::kBFloat16));
+}
+
 }  // namespace
 }  // namespace qb::quant

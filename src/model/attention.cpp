@@ -104,7 +104,8 @@ at::Tensor Attention::attend_fused_decode(const at::Tensor& qkv, KvCache& cache,
                             rope.defined() ? rope.cos().data_ptr<float>() : nullptr,
                             rope.defined() ? rope.sin().data_ptr<float>() : nullptr, context.data_ptr(), batch, heads_,
                             kv_heads_, head_dim_, rope.defined() ? rope.rotary_dim() : 0, cache.capacity(),
-                            static_cast<float>(scale_), kernel_dtype(qkv.scalar_type()), current_stream());
+                            static_cast<float>(scale_), kernel_dtype(qkv.scalar_type()), current_stream(),
+                            /*heads_per_block=*/-1, out_->decode_loads_weight_before_input(batch, qkv.scalar_type()));
   return context;
 #else
   fail(ErrorKind::kInternal, "fused decode attention needs a CUDA build");

@@ -44,10 +44,13 @@ void activation(const void* in, void* out, int64_t rows, int64_t inter, bool gat
 // out [B, H * D]. Preconditions: H % Hkv == 0, D <= 256, D % 2 == 0, *position < capacity.
 // heads_per_block: -1 chooses; 0 runs the one-block-per-query-head kernel; n >= 1 the kernel grouped by K/V head with
 // n query heads a block (where it fits; tests and benchmarks compare the two).
+// successor_loads_early: the kernel launched next issues its whole weight's loads before its PDL wait
+// (Linear::decode_loads_weight_before_input); the one-block-per-query-head kernel then lets it start before its own wait
+// instead of after it (kernels/pdl.cuh, rule 3).
 void decode_attention(const void* qkv, void* k_cache, void* v_cache, const int64_t* position, const float* rope_cos,
                       const float* rope_sin, void* out, int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                       int64_t head_dim, int64_t rotary_dim, int64_t capacity, float scale, DType dtype,
-                      cudaStream_t stream, int heads_per_block = -1);
+                      cudaStream_t stream, int heads_per_block = -1, bool successor_loads_early = false);
 
 // End of a decode step inside the graph: tokens[b] = next[b]; generated[b, *position + 1 - first] =
 // next[b] when that index is in [0, generated_cols); *position += 1.

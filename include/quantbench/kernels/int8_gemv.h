@@ -36,6 +36,10 @@ inline int64_t int8_padded_k(int64_t K) { return (K + 15) / 16 * 16; }
 // multiple of 16 when K % 8 != 0, and use the prefill path otherwise.)
 bool int8_gemv_supported(const void* x, int64_t ldx, const Int8Weights& w, int64_t M);
 
+// Whether int8_gemv over M rows of these weights issues every weight load before its PDL wait (the one-round form,
+// kernels/gemv_mma_tile.cuh): its whole weight can then be in flight beside the kernel before it.
+bool int8_gemv_loads_weight_before_wait(HalfType dtype, const Int8Weights& w, int64_t M);
+
 // Largest M with the gated epilogue (gated_epilogue.h): the one-token-tile forms, whose gated grid is the ungated one.
 constexpr int64_t kInt8GemvGatedMaxM = 8;
 

@@ -41,6 +41,8 @@ class Int8Linear final : public Linear {
   at::Tensor forward_gated(const at::Tensor& x, GateActivation act) const override;
   // The 16-bit weight of the dequantize-then-cuBLAS path, where `rows` rows take it (no fused kernel).
   void prepare(int64_t rows) const override;
+  // True where the decode GEMV takes its one-round form (every weight load before the wait: short K, resident grid).
+  bool decode_loads_weight_before_input(int64_t rows, at::ScalarType dtype) const override;
   // The rows a prepared weight waits for (0: none), for tests.
   int64_t prepared_rows() const;
   at::ScalarType activation_dtype() const { return activation_dtype_; }

@@ -41,6 +41,13 @@ class Linear {
   // and uses it; a forward of another size leaves it, and the next prepare() replaces it. Formats without such work,
   // and every format while the current stream is being captured into a graph, do nothing.
   virtual void prepare(int64_t rows) const { (void)rows; }
+  // Whether this layer's decode kernel for `rows` rows of x in `dtype` issues every load of its weight before it waits
+  // for x (programmatic dependent launch, kernels/pdl.cuh): the kernel before it may then let it start before its own
+  // wait, so that the weight streams in beside that kernel's wait rather than its work. False where unknown.
+  virtual bool decode_loads_weight_before_input(int64_t rows, at::ScalarType dtype) const {
+    (void)rows, (void)dtype;
+    return false;
+  }
   // The weight this layer computes with, as float32 [out, in] on the CPU: the format's CPU
   // reference (quantized formats return their dequantized values, not the original weight).
   virtual at::Tensor dequantize() const = 0;
