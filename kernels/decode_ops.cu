@@ -46,10 +46,9 @@ __device__ __forceinline__ float2 row_stats(float local, int64_t hidden, float e
 // One block per row; the row is staged in shared memory (fp32) so both norms are exact two-pass.
 template <typename T>
 __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out, int64_t hidden,
-                                float eps, bool rms, bool trigger_after_wait) {
-  if (!trigger_after_wait) pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
+                                float eps, bool rms) {
+  pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
   pdl_wait();
-  if (trigger_after_wait) pdl_launch_dependents();
   extern __shared__ float row[];
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
@@ -85,11 +84,11 @@ __global__ void add_norm_kernel(T* residual, const T* delta, const T* weight, co
 // loads follow the kernel before.
 template <typename T, int CHUNKS>
 __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight, const T* bias, T* out,
-                                    int64_t hidden, float eps, bool rms, bool trigger_after_wait) {
+                                    int64_t hidden, float eps, bool rms) {
   __shared__ float scratch[32];
   constexpr int kVec = 8;
   const int vecs = static_cast<int>(hidden / kVec);
-  if (!trigger_after_wait) pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
+  pdl_launch_dependents();  // followed by a GEMV: see pdl.cuh, rule 3
   uint4 w_raw[CHUNKS], b_raw[CHUNKS];
 #pragma unroll
   for (int c = 0; c < CHUNKS; ++c) {
@@ -100,7 +99,6 @@ __global__ void add_norm_vec_kernel(T* residual, const T* delta, const T* weight
     }
   }
   pdl_wait();
-  if (trigger_after_wait) pdl_launch_dependents();
   const int64_t r = blockIdx.x;
   uint4* res = reinterpret_cast<uint4*>(residual + r * hidden);
   const uint4* add = delta != nullptr ? reinterpret_cast<const uint4*>(delta + r * hidden) : nullptr;
@@ -297,17 +295,17 @@ __global__ void argmax_final_kernel(const float* part_v, const int64_t* part_i, 
 template <typename T>
 void launch_add_norm_vec(void* residual, const void* delta, const void* weight, const void* bias, void* out,
                          int64_t rows, int64_t hidden, float eps, bool rms, int chunks, int threads,
-                         cudaStream_t stream, bool late) {
+                         cudaStream_t stream) {
   T* res = static_cast<T*>(residual);
   const T* d = static_cast<const T*>(delta);
   const T* w = static_cast<const T*>(weight);
   const T* b = static_cast<const T*>(bias);
   T* o = static_cast<T*>(out);
   switch (chunks) {
-    case 1: launch_pdl(add_norm_vec_kernel<T, 1>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, late); break;
-    case 2: launch_pdl(add_norm_vec_kernel<T, 2>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, late); break;
-    case 3: launch_pdl(add_norm_vec_kernel<T, 3>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, late); break;
-    default: launch_pdl(add_norm_vec_kernel<T, 4>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms, late); break;
+    case 1: launch_pdl(add_norm_vec_kernel<T, 1>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 2: launch_pdl(add_norm_vec_kernel<T, 2>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    case 3: launch_pdl(add_norm_vec_kernel<T, 3>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
+    default: launch_pdl(add_norm_vec_kernel<T, 4>, rows, threads, 0, stream, res, d, w, b, o, hidden, eps, rms); break;
   }
 }
 
@@ -323,7 +321,7 @@ void embed_tokens(const int64_t* tokens, const int64_t* position, const void* to
 }
 
 void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
-              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream, bool successor_loads_early) {
+              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream) {
   const auto aligned = [](const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   const int64_t vecs = hidden / 8;
   const int chunks = static_cast<int>((vecs + 1023) / 1024);
@@ -332,11 +330,10 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
     const int threads = static_cast<int>(((vecs + chunks - 1) / chunks + 31) / 32 * 32);
     const bool rms = norm == NormType::kRmsNorm;
     if (dtype == DType::kF16) {
-      launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, stream,
-                                  successor_loads_early);
+      launch_add_norm_vec<__half>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads, stream);
     } else {
       launch_add_norm_vec<__nv_bfloat16>(residual, delta, weight, bias, out, rows, hidden, eps, rms, chunks, threads,
-                                         stream, successor_loads_early);
+                                         stream);
     }
     QB_CUDA_CHECK_LAUNCH();
     return;
@@ -346,7 +343,7 @@ void add_norm(void* residual, const void* delta, const void* weight, const void*
   QB_DISPATCH_DTYPE(dtype, T,
     launch_pdl(add_norm_kernel<T>, rows, kThreads * 2, shared_bytes, stream, static_cast<T*>(residual),
         static_cast<const T*>(delta), static_cast<const T*>(weight), static_cast<const T*>(bias),
-        static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm, successor_loads_early));
+        static_cast<T*>(out), hidden, eps, norm == NormType::kRmsNorm));
   QB_CUDA_CHECK_LAUNCH();
 }
 

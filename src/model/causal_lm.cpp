@@ -89,18 +89,9 @@ at::Tensor CausalLM::forward(const at::Tensor& input_ids, KvCache* cache, const 
       const at::Tensor mlp = layer.mlp->forward(residual, prepare_next);
       residual = layer.mlp_norm.add_forward(residual, mlp);
     } else {
-      // Experiment switch QB_NORM_LATE=mlp|all: a norm lets a GEMV that loads its whole weight first start only after
-      // its own wait (before the MLP's in-projection; all: before qkv too).
-      static const bool late_mlp = env_equals("QB_NORM_LATE", "mlp") || env_equals("QB_NORM_LATE", "all");
-      static const bool late_all = env_equals("QB_NORM_LATE", "all");
-      const int64_t rows = residual.numel() / residual.size(-1);
-      const bool late_qkv =
-          late_all && where.decode && layer.attention->qkv().decode_loads_weight_before_input(rows, residual.scalar_type());
-      const bool late_in =
-          late_mlp && where.decode && layer.mlp->in().decode_loads_weight_before_input(rows, residual.scalar_type());
-      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta, late_qkv);
+      const at::Tensor normed = layer.attn_norm.add_forward(residual, delta);
       const at::Tensor attn = layer.attention->forward(normed, cache, index, where, rope_);
-      const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn, late_in);
+      const at::Tensor normed2 = layer.mlp_norm.add_forward(residual, attn);
       delta = layer.mlp->forward(normed2, prepare_next);
     }
   }

@@ -13,7 +13,7 @@ at::Tensor Norm::forward(const at::Tensor& x) const {
   return add_forward(residual, at::Tensor());
 }
 
-at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta, bool successor_loads_early) const {
+at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta) const {
 #ifdef QB_HAVE_CUDA
   if (residual.is_cuda()) {
     TORCH_CHECK(residual.is_contiguous() && (!delta.defined() || delta.is_contiguous()));
@@ -23,7 +23,7 @@ at::Tensor Norm::add_forward(at::Tensor& residual, const at::Tensor& delta, bool
                       bias_.has_value() ? bias_->data_ptr() : nullptr, out.data_ptr(), residual.numel() / hidden,
                       hidden, static_cast<float>(eps_),
                       kind_ == NormKind::kRmsNorm ? kernels::NormType::kRmsNorm : kernels::NormType::kLayerNorm,
-                      kernel_dtype(residual.scalar_type()), current_stream(), successor_loads_early);
+                      kernel_dtype(residual.scalar_type()), current_stream());
     return out;
   }
 #endif

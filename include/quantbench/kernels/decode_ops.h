@@ -25,11 +25,8 @@ enum class NormType { kLayerNorm, kRmsNorm };
 // residual[b, :] += delta[b, :] (when delta != nullptr; rounded to dtype as a separate add would be),
 // then out[b, :] = norm(residual[b, :]) * weight (+ bias). RMSNorm follows HF: the normalised value
 // is rounded to dtype before the weight multiply. [rows, hidden].
-// successor_loads_early: the GEMV launched next issues its whole weight's loads before its PDL wait
-// (Linear::decode_loads_weight_before_input): it is then let start after this kernel's wait, not before it.
 void add_norm(void* residual, const void* delta, const void* weight, const void* bias, void* out, int64_t rows,
-              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream,
-              bool successor_loads_early = false);
+              int64_t hidden, float eps, NormType norm, DType dtype, cudaStream_t stream);
 
 enum class ActType { kGeluTanh, kGeluErf, kSilu, kRelu };
 

@@ -29,8 +29,7 @@ class Norm {
   Norm(NormKind kind, at::Tensor weight, std::optional<at::Tensor> bias, double eps);
   at::Tensor forward(const at::Tensor& x) const;
   // residual += delta (delta may be undefined), then norm(residual); one kernel on CUDA.
-  // successor_loads_early: the layer fed next loads its whole weight before waiting for this output (decode_ops.h).
-  at::Tensor add_forward(at::Tensor& residual, const at::Tensor& delta, bool successor_loads_early = false) const;
+  at::Tensor add_forward(at::Tensor& residual, const at::Tensor& delta) const;
   int64_t bytes() const;
   bool defined() const { return weight_.defined(); }
 
