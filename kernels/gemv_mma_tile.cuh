@@ -641,10 +641,8 @@ bool gemv_pipeline_pays(int64_t blocks, int64_t k_weights) {
 template <WeightKind WK, typename T, int MT, int RT, int KSPLIT, int UNROLL, bool PER_GROUP>
 bool gemv_one_round_fits(int64_t blocks, int64_t k_weights, int default_steps_a_round) {
   static const bool off = env_equals("QB_GEMV_ONE_ROUND", "0");
-  static const bool waves = env_equals("QB_GEMV_ONE_ROUND", "waves");  // experiment: grids of several waves too
   const int64_t steps = gemv_steps<WK>(k_weights);
   if (off || steps > int64_t{KSPLIT} * UNROLL || steps <= default_steps_a_round) return false;
-  if (waves) return true;
   return gemv_grid_resident<WK, T, MT, RT, KSPLIT, UNROLL, PER_GROUP, false>(blocks, k_weights);
 }
 
