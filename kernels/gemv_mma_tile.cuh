@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(KSPLIT * 32, gemv_min_blocks<WK, MT, KSPLIT, U
   } else if constexpr (gemv_is_one_round<KSPLIT, UNROLL>()) {
     // One round (steps <= KSPLIT x UNROLL, host-checked), every weight load issued before the PDL wait. Written
     // without the round loop below: inside it this form took 80 registers plus 8-48 bytes of spills (per-group 112-128
-    // registers), here 78-80 and none (per-group 102-108); Qwen2-7B int8 334.3 -> 338.5-339.9 tok/s (session 32).
+    // registers), here 78-80 and none (per-group 100-110); Qwen2-7B int8 +0.7-1.7% across session 32's calls.
     Loads cur[UNROLL];
     load_round(0, cur);
     if (steps > 0) {  // always (K >= 1 is host-checked): in a block of its own, ptxas keeps the wait after the loads
