@@ -19,11 +19,11 @@ __global__ void fill_bias_kernel(T* __restrict__ y, int64_t ldy, const T* __rest
     y[(i / N) * ldy + i % N] = bias[i % N];
 }
 
-cudaDataType_t cuda_type(DType dtype) {
+}  // namespace
+
+cudaDataType_t cuda_data_type(DType dtype) {
   return dtype == DType::kF32 ? CUDA_R_32F : dtype == DType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
 }
-
-}  // namespace
 
 void fill_bias_rows(DType dtype, void* y, int64_t ldy, const void* bias, int64_t M, int64_t N, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(std::clamp<int64_t>((M * N + 255) / 256, 1, 132 * 16));
@@ -58,7 +58,7 @@ void dequantized_matmul(cublasHandle_t handle, DType dtype, const void* w, int64
   }
   // Column-major view: y^T (N x M, ld ldy) = W (K x N, ld ldw)^T x^T (K x M, ld ldx).
   const float alpha = 1.0f;
-  const cudaDataType_t type = cuda_type(dtype);
+  const cudaDataType_t type = cuda_data_type(dtype);
   QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
                                static_cast<int>(K), &alpha, w, type, static_cast<int>(ldw), x, type,
                                static_cast<int>(ldx), &beta, y, type, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,

@@ -157,8 +157,8 @@ void int8_prefill_matmul(cublasHandle_t handle, HalfType dtype, const void* x, i
   if (chunk_k <= 0) {
     // Whole W dequantized with its scales into the scratch, then one GEMM writing y in 16 bits.
     int8_dequantize(dtype, w, workspace, padded_k, stream);
-    dequantized_matmul(handle, dtype == HalfType::kF16 ? DType::kF16 : DType::kBF16, workspace, padded_k, w.N,
-                       w.K, x, ldx, bias, y, ldy, M, stream);
+    dequantized_matmul(handle, dtype_of_half(dtype), workspace, padded_k, w.N, w.K, x, ldx, bias, y, ldy, M,
+                       stream);
     return;
   }
   char* base = static_cast<char*>(workspace);

@@ -26,13 +26,7 @@ namespace {
 
 using q4::ActOps;
 
-
 size_t dtype_bytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
-
-cudaDataType_t cuda_type(DType dtype) {
-  return dtype == DType::kF32 ? CUDA_R_32F : dtype == DType::kF16 ? CUDA_R_16F : CUDA_R_16BF;
-}
-
 
 template <typename T>
 __global__ void finish_accum_kernel(const float* __restrict__ accum, const T* __restrict__ bias, T* __restrict__ y,
@@ -71,8 +65,8 @@ void gemm(cublasHandle_t handle, DType dtype, int64_t rows, int64_t M, int64_t k
           const void* b, int64_t ldb, float beta, void* c, cudaDataType_t c_type, int64_t ldc) {
   const float alpha = 1.0f;
   QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(M),
-                               static_cast<int>(k), &alpha, a, cuda_type(dtype), static_cast<int>(lda), b,
-                               cuda_type(dtype), static_cast<int>(ldb), &beta, c, c_type, static_cast<int>(ldc),
+                               static_cast<int>(k), &alpha, a, cuda_data_type(dtype), static_cast<int>(lda), b,
+                               cuda_data_type(dtype), static_cast<int>(ldb), &beta, c, c_type, static_cast<int>(ldc),
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
@@ -121,7 +115,7 @@ void q4_tile_matmul_cublas(cublasHandle_t handle, DType dtype, const Q4TileWeigh
       const int64_t rows = std::min(plan.chunk, w.N - r0);
       q4_tile_dequant(dtype, w, r0, rows, 0, w.K, scratch, w.K, stream, plan.l2_hints);
       gemm(handle, dtype, rows, M, w.K, scratch, w.K, x, ldx, beta, static_cast<char*>(y) + r0 * esize,
-           cuda_type(dtype), ldy);
+           cuda_data_type(dtype), ldy);
     }
   } else {
     QB_CHECK(plan.chunk % 64 == 0 && accum != nullptr, kInvalidInput,

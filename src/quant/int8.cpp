@@ -189,8 +189,7 @@ bool Int8Linear::decode_loads_weight_before_input(int64_t rows, at::ScalarType d
   if (!q_.is_cuda() || (dtype != at::kHalf && dtype != at::kBFloat16)) return false;
   const kernels::Int8Weights w =
       int8_cuda::weights_view(q_, scales_, group_size_, int8_cuda::kernel_k(in_features()), 1.0f);
-  return w.group_size % 64 == 0 && kernels::int8_gemv_loads_weight_before_wait(
-                                       dtype == at::kHalf ? kernels::HalfType::kF16 : kernels::HalfType::kBF16, w, rows);
+  return w.group_size % 64 == 0 && kernels::int8_gemv_loads_weight_before_wait(int8_cuda::half_type(dtype), w, rows);
 #else
   (void)rows, (void)dtype;
   return false;

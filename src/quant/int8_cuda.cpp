@@ -84,8 +84,7 @@ at::Tensor int8_prefill(const at::Tensor& x2d, const kernels::Int8Weights& w, co
   if (const at::Tensor w16 = prepared != nullptr ? prepared->take(M, x2d.scalar_type(), stream()) : at::Tensor();
       w16.defined()) {
     // W dequantized ahead on the second stream: the GEMM alone (w16 returns to this stream's pool after it).
-    kernels::dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(),
-                                x2d.scalar_type() == at::kHalf ? kernels::DType::kF16 : kernels::DType::kBF16,
+    kernels::dequantized_matmul(at::cuda::getCurrentCUDABlasHandle(), kernels::dtype_of_half(half_type(x2d.scalar_type())),
                                 w16.data_ptr(), w16.size(1), w.N, w.K, x2d.data_ptr(), x2d.size(1), bias_ptr(bias),
                                 y.data_ptr(), w.N, M, stream());
     return y;

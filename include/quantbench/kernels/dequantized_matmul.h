@@ -10,8 +10,15 @@
 #include <cstdint>
 
 #include "quantbench/kernels/decode_ops.h"  // DType
+#include "quantbench/kernels/dense_gemv.h"  // HalfType
 
 namespace qb::kernels {
+
+// The DType of a 16-bit activation type (the int8 kernels name theirs HalfType).
+inline DType dtype_of_half(HalfType type) { return type == HalfType::kF16 ? DType::kF16 : DType::kBF16; }
+
+// cuBLAS's name for the element type (CUDA_R_32F / 16F / 16BF).
+cudaDataType_t cuda_data_type(DType dtype);
 
 // y[m, n] = bias[n] for m < M, n < N (y [M, ldy], bias [N], both in `dtype`).
 void fill_bias_rows(DType dtype, void* y, int64_t ldy, const void* bias, int64_t M, int64_t N, cudaStream_t stream);
